@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Make ONNX Runtime available to robust-eval without any binary download by the build: if no
+# libonnxruntime is found (ORT_DYLIB_PATH, or an onnxruntime wheel in ./.venv), create ./.venv and
+# install the onnxruntime wheel from PyPI into it. robust-eval finds ./.venv by itself.
+#
+#   scripts/setup.sh            runtime only
+#   scripts/setup.sh --test     also Pillow and numpy, the reference pipeline for the parity tests
+#   scripts/setup.sh --gpu      onnxruntime-gpu instead of onnxruntime (CUDA / TensorRT providers)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+package="onnxruntime>=1.24"
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    --gpu) package="onnxruntime-gpu>=1.24" ;;
+    *) echo "usage: scripts/setup.sh [--test] [--gpu]" >&2; exit 2 ;;
+  esac
+done
+
+python=${PYTHON:-python3}
+if ! command -v "$python" >/dev/null; then
+  echo "setup: python3 is needed to install the onnxruntime wheel (or set ORT_DYLIB_PATH to libonnxruntime.so)" >&2
+  exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+
+have_ort() { ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* >/dev/null 2>&1; }
+
+packages=()
+if [ -n "${ORT_DYLIB_PATH:-}" ] && [ -f "$ORT_DYLIB_PATH" ]; then
+  echo "setup: using ORT_DYLIB_PATH=$ORT_DYLIB_PATH"
+elif ! have_ort; then
+  packages+=("$package")
+fi
+if [ "$want_test" = 1 ]; then
+  .venv/bin/python -c "import PIL, numpy, onnxruntime" 2>/dev/null || packages+=("pillow" "numpy" "$package")
+fi
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "setup: installing ${packages[*]} into .venv"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "${packages[@]}"
+fi
+have_ort || [ -n "${ORT_DYLIB_PATH:-}" ] || { echo "setup: onnxruntime did not install" >&2; exit 2; }
+echo "setup: ONNX Runtime ready"

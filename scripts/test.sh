@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need (ONNX Runtime, and Pillow + numpy as the
+# reference pipeline for the parity tests) into ./.venv, then runs every test against the real
+# ONNX Runtime and real image files. Release mode: the image and inference tests run over
+# thousands of images and one build profile keeps a cold run short.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+cargo test --release "$@"

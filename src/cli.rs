@@ -1,0 +1,161 @@
+//! Command-line definition. Kept apart from the work: each command turns its flags into checked
+//! library settings and calls the library, so tests and benchmarks run the same code users run.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::manifest::Layout;
+use crate::progress::ProgressMode;
+use crate::runtime::ProviderChoice;
+
+const EXIT_STATUS: &str = "\
+EXIT STATUS:
+    0   Success.
+    1   The run finished, but more images failed to load than --allow-failures permits
+        (they are listed in <out>/failures.csv; everything else was scored and stored).
+    2   Nothing or only part was done: a bad suite, manifest or model card (the message names
+        the file, line and field), ONNX Runtime missing, or an error during evaluation.
+
+ENVIRONMENT:
+    ORT_DYLIB_PATH      Path of libonnxruntime to load, overriding the search (see `doctor`).
+    ROBUST_EVAL_CACHE   Where the embedded demo is extracted (default: ~/.cache/robust-eval).
+    CI                  When set, progress is printed as plain lines instead of bars.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "robust-eval",
+    version,
+    about = "Measure how image classifiers hold up under natural distribution shift",
+    long_about = "robust-eval runs ONNX image classifiers through ONNX Runtime (TensorRT, CUDA or CPU) over \
+ImageNet and its shifted test sets (ImageNetV2, ImageNet-Sketch, ImageNet-R, ObjectNet, ImageNet-A), \
+scoring each the way the literature does, and stores per-model accuracies, per-image predictions and \
+provenance in a results folder.\n\nStart with `robust-eval run --suite demo`: it needs no datasets and no downloads.",
+    after_long_help = EXIT_STATUS
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate models on a suite of datasets and store the results.
+    #[command(after_long_help = EXIT_STATUS)]
+    Run(RunArgs),
+    /// Build a manifest (path,label CSV) from a dataset's published folder layout.
+    #[command(after_long_help = EXIT_STATUS)]
+    Manifest(ManifestArgs),
+    /// Report which ONNX Runtime library is found and which execution providers initialise.
+    #[command(after_long_help = EXIT_STATUS)]
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(long_about = "Evaluate every model on every dataset of a suite.\n\n\
+Each (model, dataset) pair is scored as DESIGN.md section 4 prescribes (1000-way for ImageNet, V2 and \
+Sketch; logits restricted to 200 classes for ImageNet-R and ImageNet-A; ObjectNet with a 2-pixel border \
+crop, restricted to its 125 mapped ImageNet classes, unmapped folders skipped), together with the \
+class-restricted ImageNet rows (imagenet@imagenet-r, ...). Results go to --out: evals.csv, \
+failures.csv, predictions/<model>/<dataset>.parquet and run.json, written atomically after each pair. \
+A pair whose model file, manifest and preprocessing are unchanged is not evaluated again, so an \
+interrupted run resumes where it stopped and adding a model evaluates only that model.")]
+pub struct RunArgs {
+    /// Suite to run: a built-in name (imagenet-shifts, demo) or the path of a suite file.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub suite: String,
+
+    /// Models: a folder of model cards (*.toml beside *.onnx), one card, or one .onnx (a bare .onnx
+    /// gets the standard ImageNet preprocessing). Repeat to combine. Default: the suite's own models.
+    #[arg(long, value_name = "PATH")]
+    pub models: Vec<PathBuf>,
+
+    /// Folder the suite's relative manifest paths are resolved against.
+    #[arg(long, value_name = "DIR")]
+    pub data_root: Option<PathBuf>,
+
+    /// Results folder. Default: results/<suite name>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Datasets to evaluate, comma-separated ("all" for every one, including those off by default,
+    /// such as imagenetv2-threshold0.7). The in-distribution dataset is always included.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub datasets: Vec<String>,
+
+    /// Execution provider: auto tries TensorRT, then CUDA, then CPU, using the first that
+    /// initialises; naming one makes its absence an error.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub provider: ProviderChoice,
+
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch_size: u32,
+
+    /// ONNX Runtime intra-op threads. Default: the number of CPU cores.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Threads decoding and preprocessing images. Default: the number of CPU cores.
+    #[arg(long, value_name = "N")]
+    pub loader_threads: Option<usize>,
+
+    /// Batches preprocessed ahead of inference (bounds memory).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub prefetch: usize,
+
+    /// TensorRT engine cache folder. Default: <out>/tensorrt-cache.
+    #[arg(long, value_name = "DIR")]
+    pub trt_cache: Option<PathBuf>,
+
+    /// Images that may fail to load before the exit status is 1.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub allow_failures: u64,
+
+    /// Evaluate every pair again, even those whose stored results are up to date.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Progress display.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+
+    /// Print a JSON summary (pairs evaluated, rows) on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(long_about = "Build a manifest from a dataset's published on-disk layout.\n\n\
+  imagenet          wnid folders (n01440764/...), or flat files with --ground-truth\n\
+  imagenet-v2       folders 0..999 named by class index (parsed as integers, never string-sorted)\n\
+  imagenet-sketch   wnid folders\n\
+  imagenet-r        wnid folders\n\
+  imagenet-a        wnid folders\n\
+  objectnet         class folders under images/ (all 313 are listed; scoring skips the unmapped ones)\n\n\
+Paths are written relative to the manifest's folder when the images lie below it.")]
+pub struct ManifestArgs {
+    /// Dataset layout.
+    #[arg(value_enum)]
+    pub layout: Layout,
+
+    /// The dataset's folder.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+
+    /// Manifest to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// ImageNet val with flat files: a CSV of image id and label, such as LOC_val_solution.csv
+    /// (ImageId,PredictionString) or any `file,label` table (wnid or class index).
+    #[arg(long, value_name = "FILE")]
+    pub ground_truth: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,426 @@
+//! The evaluation loop: for every dataset, the models that still need it are grouped by
+//! preprocessing; each group reads the dataset once (decode and preprocess in parallel on a rayon
+//! pool, a bounded queue to inference) and every model in the group scores the same batches.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::sync_channel;
+use std::time::{Instant, SystemTime};
+
+use rayon::prelude::*;
+
+use crate::card::ModelCard;
+use crate::error::{Error, Location, Result};
+use crate::manifest::{sha256_file, Manifest};
+use crate::preprocess::{preprocess_file, PreprocessSpec};
+use crate::progress::Progress;
+use crate::runtime::{Classifier, OrtClassifier, ProviderChoice, SessionSettings};
+use crate::scoring::{LabelSpace, Scoring, Target};
+use crate::stats::clopper_pearson;
+use crate::store::{EvalRow, Evaluation, FailureRow, Predictions, ResultsStore};
+use crate::suite::{Dataset, Suite};
+
+/// Settings of a run, checked by the CLI.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub out: PathBuf,
+    pub data_root: Option<PathBuf>,
+    /// Datasets to evaluate (empty: the suite's defaults; "all": every one).
+    pub datasets: Vec<String>,
+    pub batch_size: usize,
+    /// Threads that decode and preprocess images.
+    pub loader_threads: usize,
+    /// Batches prepared ahead of inference.
+    pub prefetch: usize,
+    pub session: SessionSettings,
+    /// Re-evaluate pairs even if their stored results are up to date.
+    pub force: bool,
+}
+
+/// One row of evals.csv's worth of scoring: a label space and which images count.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// Dataset name in evals.csv: the dataset's own, or `<id>@<shift>` for class-restricted ID views.
+    pub name: String,
+    pub space: LabelSpace,
+    /// Per manifest row: what counts as correct, or `None` if this view does not score the row.
+    pub targets: Vec<Option<Target>>,
+}
+
+/// A dataset ready to evaluate: manifest read, labels resolved, views built.
+pub struct DatasetPlan {
+    pub dataset: Dataset,
+    pub manifest: Manifest,
+    pub views: Vec<View>,
+    /// Manifest rows at least one view scores; only these are read.
+    pub load: Vec<usize>,
+}
+
+/// Read every manifest and resolve every label before any image is read.
+pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<DatasetPlan>> {
+    let selected = suite.select(&settings.datasets)?;
+    let mut plans: Vec<DatasetPlan> = Vec::new();
+    for dataset in &selected {
+        let path = suite.manifest_path(dataset, settings.data_root.as_deref())?;
+        if !path.is_file() {
+            return Err(Error::input(
+                Location::file(&suite.file).field(format!("datasets.{}.manifest", dataset.name)),
+                format!("manifest {} does not exist (build one with `robust-eval manifest`)", path.display()),
+            ));
+        }
+        let manifest = Manifest::load(&path)?;
+        let targets = manifest.targets(dataset.scoring, None)?;
+        let space = match dataset.scoring {
+            Scoring::ImageNet1k | Scoring::AllClasses => LabelSpace::All,
+            other => other.restriction().expect("restricted scorings have a label space"),
+        };
+        let views = vec![View { name: dataset.name.clone(), space, targets }];
+        plans.push(DatasetPlan { dataset: dataset.clone(), manifest, views, load: Vec::new() });
+    }
+    // Class-restricted ID views, one per restricted shift: the ID point the literature compares to.
+    let id_scoring = plans[0].dataset.scoring;
+    if id_scoring == Scoring::ImageNet1k {
+        let restricted: Vec<(String, LabelSpace)> = plans[1..]
+            .iter()
+            .filter_map(|p| p.dataset.scoring.restriction().map(|s| (p.dataset.name.clone(), s)))
+            .collect();
+        let id = &mut plans[0];
+        let id_targets = id.views[0].targets.clone();
+        for (shift, space) in restricted {
+            let LabelSpace::Subset(classes) = &space else { continue };
+            let targets = id_targets
+                .iter()
+                .map(|t| match t {
+                    Some(Target::Class(c)) if classes.binary_search(c).is_ok() => Some(Target::Class(*c)),
+                    _ => None,
+                })
+                .collect();
+            id.views.push(View { name: format!("{}@{shift}", id.dataset.name), space, targets });
+        }
+    }
+    for plan in &mut plans {
+        plan.load = (0..plan.manifest.rows.len()).filter(|&i| plan.views.iter().any(|v| v.targets[i].is_some())).collect();
+    }
+    Ok(plans)
+}
+
+/// Check that every model can be scored on every dataset (label space, class count), before work.
+pub fn check_models_fit(models: &[ModelCard], plans: &[DatasetPlan]) -> Result<()> {
+    for model in models {
+        for plan in plans {
+            let at = || model.card_file.clone().unwrap_or(model.onnx.clone());
+            if plan.dataset.scoring.needs_imagenet_logits() && model.num_classes != 1000 {
+                return Err(Error::input(
+                    Location::file(at()).field("output.num_classes"),
+                    format!(
+                        "model `{}` has {} classes, but dataset `{}` is scored `{}`, which needs the 1000 ImageNet classes",
+                        model.name, model.num_classes, plan.dataset.name, plan.dataset.scoring
+                    ),
+                ));
+            }
+            if plan.dataset.scoring == Scoring::AllClasses {
+                for (i, t) in plan.views[0].targets.iter().enumerate() {
+                    if let Some(Target::Class(c)) = t {
+                        if *c >= model.num_classes {
+                            return Err(Error::input(
+                                Location::file(&plan.manifest.file).line(plan.manifest.rows[i].line).field("label"),
+                                format!("class {c} is out of range for model `{}` ({} classes)", model.name, model.num_classes),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a finished run did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RunSummary {
+    pub evaluated: Vec<(String, String)>,
+    pub up_to_date: Vec<(String, String)>,
+    pub failed_images: u64,
+    pub out: PathBuf,
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Evaluate `models` on the suite, skipping pairs whose stored results are up to date.
+pub fn run(suite: &Suite, models: &[ModelCard], settings: &RunSettings, progress: &dyn Progress) -> Result<RunSummary> {
+    let plans = plan_datasets(suite, settings)?;
+    check_models_fit(models, &plans)?;
+    let rt = crate::runtime::runtime()?;
+    crate::runtime::check_provider(settings.session.provider)?;
+    // Every model's input and output are checked against its card before any image is read
+    // (on CPU: cheap, and the same graph whatever provider runs it later).
+    let check = SessionSettings { provider: ProviderChoice::Cpu, threads: 1, trt_cache: settings.session.trt_cache.clone() };
+    for model in models {
+        OrtClassifier::open(model, &check, &mut |_| {})?;
+    }
+    let model_hashes: Vec<String> = models.iter().map(|m| sha256_file(&m.onnx)).collect::<Result<_>>()?;
+
+    let mut store = ResultsStore::open(&settings.out)?;
+    store.run.tool = "robust-eval".into();
+    store.run.tool_version = env!("CARGO_PKG_VERSION").into();
+    store.run.suite = suite.name.clone();
+    store.run.onnxruntime_version = rt.library.version.clone();
+    store.run.onnxruntime_library = rt.library.path.display().to_string();
+    store.run.host = host();
+    store.run.started = now();
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(settings.loader_threads.max(1))
+        .thread_name(|i| format!("loader-{i}"))
+        .build()
+        .map_err(|e| Error::Other(e.to_string()))?;
+
+    let mut summary = RunSummary { out: settings.out.clone(), ..Default::default() };
+    for plan in &plans {
+        let border = plan.dataset.scoring.border();
+        // Pending models, grouped by preprocessing so each group decodes the dataset once.
+        let mut groups: BTreeMap<String, Vec<(usize, Evaluation)>> = BTreeMap::new();
+        for (m, model) in models.iter().enumerate() {
+            let evaluation = Evaluation {
+                model: model.name.clone(),
+                dataset: plan.dataset.name.clone(),
+                views: plan.views.iter().map(|v| v.name.clone()).collect(),
+                scoring: plan.dataset.scoring.to_string(),
+                model_file: model.onnx.clone(),
+                model_sha256: model_hashes[m].clone(),
+                manifest: plan.manifest.file.clone(),
+                manifest_sha256: plan.manifest.sha256.clone(),
+                preprocess: model.preprocess,
+                border,
+                provider: String::new(),
+                batch_size: settings.batch_size,
+                started: String::new(),
+                finished: String::new(),
+                seconds: 0.0,
+            };
+            if !settings.force && store.up_to_date(&evaluation) {
+                progress.message(&format!("{} on {}: up to date, not evaluated again", model.name, plan.dataset.name));
+                summary.up_to_date.push((model.name.clone(), plan.dataset.name.clone()));
+                continue;
+            }
+            groups.entry(model.preprocess.key()).or_default().push((m, evaluation));
+        }
+        for group in groups.into_values() {
+            let spec = models[group[0].0].preprocess;
+            let mut classifiers: Vec<OrtClassifier> = Vec::new();
+            for (m, _) in &group {
+                let mut note = |line: String| progress.message(&format!("{}: {line}", models[*m].name));
+                classifiers.push(OrtClassifier::open(&models[*m], &settings.session, &mut note)?);
+            }
+            let mut members: Vec<Member> = group
+                .into_iter()
+                .zip(classifiers.iter_mut())
+                .map(|((m, evaluation), classifier)| Member { card: &models[m], evaluation, classifier })
+                .collect();
+            let failed = evaluate_group(plan, &spec, border, &mut members, settings, &pool, progress, &mut store)?;
+            summary.failed_images += failed;
+            for member in &members {
+                summary.evaluated.push((member.card.name.clone(), plan.dataset.name.clone()));
+            }
+        }
+    }
+    store.run.finished = now();
+    store.save_run()?;
+    Ok(summary)
+}
+
+struct Member<'a> {
+    card: &'a ModelCard,
+    evaluation: Evaluation,
+    classifier: &'a mut dyn Classifier,
+}
+
+/// A batch of preprocessed images on its way to inference.
+struct Batch {
+    /// Manifest rows, in order.
+    rows: Vec<usize>,
+    /// `rows.len()` images, NCHW.
+    pixels: Vec<f32>,
+    /// Per image: why it could not be read, if it could not.
+    errors: Vec<Option<String>>,
+}
+
+/// Counts and per-image records for one view of one model.
+#[derive(Default)]
+struct Tally {
+    n: u64,
+    correct: u64,
+    correct5: u64,
+    failed: u64,
+    skipped: u64,
+    predictions: Predictions,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_group(
+    plan: &DatasetPlan,
+    spec: &PreprocessSpec,
+    border: u32,
+    members: &mut [Member<'_>],
+    settings: &RunSettings,
+    pool: &rayon::ThreadPool,
+    progress: &dyn Progress,
+    store: &mut ResultsStore,
+) -> Result<u64> {
+    let per_image = spec.tensor_len();
+    let batch_size = settings.batch_size.max(1);
+    let started = now();
+    let clock = Instant::now();
+    let mut tasks: Vec<_> = members
+        .iter()
+        .map(|m| progress.start(&format!("{} · {}", m.card.name, plan.dataset.name), plan.load.len() as u64))
+        .collect();
+    let mut tallies: Vec<Vec<Tally>> = members.iter().map(|_| plan.views.iter().map(|_| Tally::default()).collect()).collect();
+    let mut failures: Vec<(usize, String)> = Vec::new();
+
+    let result: Result<()> = std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Batch>(settings.prefetch.max(1));
+        scope.spawn(move || {
+            for chunk in plan.load.chunks(batch_size) {
+                let mut pixels = vec![0.0f32; chunk.len() * per_image];
+                let errors: Vec<Option<String>> = pool.install(|| {
+                    pixels
+                        .par_chunks_mut(per_image)
+                        .zip(chunk.par_iter())
+                        .map(|(out, &row)| {
+                            let path = plan.manifest.resolve(&plan.manifest.rows[row]);
+                            preprocess_file(&path, spec, border, out).err()
+                        })
+                        .collect()
+                });
+                if tx.send(Batch { rows: chunk.to_vec(), pixels, errors }).is_err() {
+                    return; // inference stopped on an error
+                }
+            }
+        });
+        for batch in rx {
+            for (i, error) in batch.errors.iter().enumerate() {
+                if let Some(reason) = error {
+                    failures.push((batch.rows[i], reason.clone()));
+                }
+            }
+            for (member, tally) in members.iter_mut().zip(tallies.iter_mut()) {
+                let logits = classify_chunked(member.classifier, &batch.pixels, batch.rows.len(), per_image)?;
+                let width = member.card.output_width();
+                for (i, &row) in batch.rows.iter().enumerate() {
+                    let class_logits = &logits[i * width + member.card.offset..(i + 1) * width];
+                    for (view, t) in plan.views.iter().zip(tally.iter_mut()) {
+                        let Some(target) = view.targets[row] else { continue };
+                        if batch.errors[i].is_some() {
+                            t.failed += 1;
+                            continue;
+                        }
+                        let scored = view.space.score(class_logits, target);
+                        t.n += 1;
+                        t.correct += scored.correct as u64;
+                        t.correct5 += scored.correct_top5 as u64;
+                        let p = &mut t.predictions;
+                        let manifest_row = &plan.manifest.rows[row];
+                        p.index.push(row as u32);
+                        p.path.push(manifest_row.path.clone());
+                        p.label.push(manifest_row.label.clone());
+                        p.target.push(match target {
+                            Target::Class(c) | Target::ObjectNet(c) => c as u32,
+                        });
+                        p.top5.push(scored.top5);
+                        p.correct.push(scored.correct);
+                        p.correct_top5.push(scored.correct_top5);
+                    }
+                }
+            }
+            for task in tasks.iter_mut() {
+                task.inc(batch.rows.len() as u64);
+            }
+        }
+        Ok(())
+    });
+    result?;
+
+    let seconds = clock.elapsed().as_secs_f64();
+    let finished = now();
+    let loaded = plan.load.len() as u64;
+    for ((member, tally), task) in members.iter_mut().zip(tallies).zip(tasks.iter_mut()) {
+        let provider = member.classifier.provider().to_string();
+        let mut rows = Vec::new();
+        let mut predictions = Vec::new();
+        for (view, mut t) in plan.views.iter().zip(tally) {
+            t.skipped = view.targets.iter().filter(|t| t.is_none()).count() as u64;
+            let (low, high) = clopper_pearson(t.correct, t.n, 0.95);
+            let pct = |k: u64| if t.n == 0 { 0.0 } else { 100.0 * k as f64 / t.n as f64 };
+            rows.push(EvalRow {
+                model: member.card.name.clone(),
+                group: member.card.group.clone(),
+                dataset: view.name.clone(),
+                n: t.n,
+                correct: t.correct,
+                top1: pct(t.correct),
+                top5: (view.space.len(member.card.num_classes) >= 5).then(|| pct(t.correct5)),
+                top1_ci_low: 100.0 * low,
+                top1_ci_high: 100.0 * high,
+                failed: t.failed,
+                skipped: t.skipped,
+                provider: provider.clone(),
+                seconds,
+                images_per_s: if seconds > 0.0 { loaded as f64 / seconds } else { 0.0 },
+            });
+            predictions.push((view.name.clone(), t.predictions));
+        }
+        let failure_rows: Vec<FailureRow> = failures
+            .iter()
+            .map(|(row, reason)| FailureRow {
+                model: member.card.name.clone(),
+                dataset: plan.dataset.name.clone(),
+                index: *row as u64,
+                path: plan.manifest.rows[*row].path.clone(),
+                reason: reason.clone(),
+            })
+            .collect();
+        let mut evaluation = member.evaluation.clone();
+        evaluation.provider = provider.clone();
+        evaluation.started = started.clone();
+        evaluation.finished = finished.clone();
+        evaluation.seconds = seconds;
+        let first = &rows[0];
+        let summary = format!(
+            "{} · {}: top-1 {:.2}% of {} images{}{} [{:.1}s, {:.0} images/s, {}]",
+            member.card.name,
+            plan.dataset.name,
+            first.top1,
+            first.n,
+            if first.failed > 0 { format!(", {} failed", first.failed) } else { String::new() },
+            if first.skipped > 0 { format!(", {} skipped (unmapped classes)", first.skipped) } else { String::new() },
+            seconds,
+            first.images_per_s,
+            provider
+        );
+        store.record(evaluation, rows, failure_rows, predictions)?;
+        task.finish(&summary);
+    }
+    Ok(failures.len() as u64)
+}
+
+/// Run a batch through a classifier, in pieces if the model has a fixed batch size.
+fn classify_chunked(classifier: &mut dyn Classifier, pixels: &[f32], n: usize, per_image: usize) -> Result<Vec<f32>> {
+    let step = classifier.fixed_batch().unwrap_or(n).max(1);
+    let mut logits = Vec::new();
+    for start in (0..n).step_by(step) {
+        let count = step.min(n - start);
+        logits.extend(classifier.classify(&pixels[start * per_image..(start + count) * per_image], count)?);
+    }
+    Ok(logits)
+}

@@ -1,0 +1,104 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use robust_eval::cli::{Cli, Command, DoctorArgs, ManifestArgs, RunArgs};
+use robust_eval::evaluate::{self, RunSettings};
+use robust_eval::runtime::SessionSettings;
+use robust_eval::store::ResultsStore;
+use robust_eval::suite::Suite;
+use robust_eval::{card, doctor, manifest, progress, Error};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Manifest(args) => build_manifest(args),
+        Command::Doctor(args) => run_doctor(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, Error> {
+    let suite = Suite::find(&args.suite)?;
+    let progress = progress::make(args.progress);
+    let model_paths = if args.models.is_empty() {
+        match &suite.models {
+            Some(p) => vec![p.clone()],
+            None => return Err(Error::Usage(format!("suite `{}` brings no models: pass --models PATH", suite.name))),
+        }
+    } else {
+        args.models.clone()
+    };
+    let models = card::discover(&model_paths, &mut |w| progress.message(&format!("warning: {w}")))?;
+    let out = args.out.clone().unwrap_or_else(|| std::path::Path::new("results").join(&suite.name));
+    let settings = RunSettings {
+        data_root: args.data_root.clone(),
+        datasets: args.datasets.clone(),
+        batch_size: args.batch_size as usize,
+        loader_threads: args.loader_threads.unwrap_or_else(cores),
+        prefetch: args.prefetch,
+        session: SessionSettings {
+            provider: args.provider,
+            threads: args.threads.unwrap_or_else(cores),
+            trt_cache: args.trt_cache.clone().unwrap_or_else(|| out.join("tensorrt-cache")),
+        },
+        force: args.force,
+        out: out.clone(),
+    };
+    let summary = evaluate::run(&suite, &models, &settings, progress.as_ref())?;
+    let store = ResultsStore::open(&out)?;
+    let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    let rows: Vec<_> = store.evals.iter().filter(|r| names.contains(&r.model.as_str())).collect();
+    if args.json {
+        let json = serde_json::json!({ "summary": summary, "evals": rows });
+        println!("{}", serde_json::to_string_pretty(&json).map_err(|e| Error::Other(e.to_string()))?);
+    } else {
+        println!("{:<24} {:<28} {:>8} {:>8} {:>8}", "model", "dataset", "top1 %", "n", "failed");
+        for r in &rows {
+            println!("{:<24} {:<28} {:>8.2} {:>8} {:>8}", r.model, r.dataset, r.top1, r.n, r.failed);
+        }
+        println!(
+            "\n{} pairs evaluated, {} up to date; results in {}",
+            summary.evaluated.len(),
+            summary.up_to_date.len(),
+            out.display()
+        );
+    }
+    if summary.failed_images > args.allow_failures {
+        eprintln!(
+            "error: {} images could not be read (listed in {}); pass --allow-failures N to accept up to N",
+            summary.failed_images,
+            out.join("failures.csv").display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {
+    let rows = manifest::scan(args.layout, &args.root, args.ground_truth.as_deref())?;
+    manifest::write(&rows, &args.out)?;
+    eprintln!("wrote {} ({} images)", args.out.display(), rows.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_doctor(args: DoctorArgs) -> Result<ExitCode, Error> {
+    let report = doctor::diagnose();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Other(e.to_string()))?);
+    } else {
+        print!("{}", doctor::render(&report));
+    }
+    Ok(if report.library.is_some() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}

@@ -1,0 +1,304 @@
+//! Preprocessing that reproduces the reference Python pipeline: PIL decode and `convert("RGB")`,
+//! torchvision `Resize(shorter side)` with PIL's antialiased filters, `CenterCrop`, `ToTensor`,
+//! `Normalize`. Decode → resize → crop are fused: only the crop box is resampled, which gives the
+//! same pixels as resizing the whole image first because PIL's filter taps depend only on the
+//! output pixel's position and the scale.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use serde::{Deserialize, Serialize};
+
+/// PIL resampling filters, as torchvision names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    Nearest,
+    Bilinear,
+    Bicubic,
+    Lanczos,
+    Box,
+    Hamming,
+}
+
+impl Interpolation {
+    fn algorithm(self) -> ResizeAlg {
+        match self {
+            Interpolation::Nearest => ResizeAlg::Nearest,
+            Interpolation::Bilinear => ResizeAlg::Convolution(FilterType::Bilinear),
+            // PIL's bicubic is the a = -0.5 cubic, i.e. Catmull-Rom.
+            Interpolation::Bicubic => ResizeAlg::Convolution(FilterType::CatmullRom),
+            Interpolation::Lanczos => ResizeAlg::Convolution(FilterType::Lanczos3),
+            Interpolation::Box => ResizeAlg::Convolution(FilterType::Box),
+            Interpolation::Hamming => ResizeAlg::Convolution(FilterType::Hamming),
+        }
+    }
+}
+
+impl fmt::Display for Interpolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Interpolation::Nearest => "nearest",
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+            Interpolation::Lanczos => "lanczos",
+            Interpolation::Box => "box",
+            Interpolation::Hamming => "hamming",
+        };
+        f.write_str(s)
+    }
+}
+
+impl FromStr for Interpolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "nearest" => Interpolation::Nearest,
+            "bilinear" => Interpolation::Bilinear,
+            "bicubic" => Interpolation::Bicubic,
+            "lanczos" => Interpolation::Lanczos,
+            "box" => Interpolation::Box,
+            "hamming" => Interpolation::Hamming,
+            other => {
+                return Err(format!(
+                    "unknown interpolation `{other}`; expected bilinear, bicubic, nearest, lanczos, box or hamming"
+                ))
+            }
+        })
+    }
+}
+
+/// How a model wants its input prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PreprocessSpec {
+    /// Shorter side after resizing, before the crop.
+    pub resize: u32,
+    /// Side of the square center crop: the model's input size.
+    pub crop: u32,
+    pub interpolation: Interpolation,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl PreprocessSpec {
+    /// torchvision's standard ImageNet evaluation transform.
+    pub fn imagenet_default() -> Self {
+        PreprocessSpec {
+            resize: 256,
+            crop: 224,
+            interpolation: Interpolation::Bilinear,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
+    }
+
+    /// A stable text form: equal specs (and only those) share decoded batches and resume keys.
+    pub fn key(&self) -> String {
+        format!(
+            "resize={} crop={} interpolation={} mean={:?} std={:?}",
+            self.resize, self.crop, self.interpolation, self.mean, self.std
+        )
+    }
+
+    /// Floats in one preprocessed image (3 × crop × crop).
+    pub fn tensor_len(&self) -> usize {
+        3 * self.crop as usize * self.crop as usize
+    }
+}
+
+/// A decoded image, 8-bit RGB, rows top to bottom.
+pub struct RgbImage {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+/// Read and decode an image file to RGB the way PIL's `Image.open(p).convert("RGB")` does.
+pub fn load_rgb(path: &Path) -> Result<RgbImage, String> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "file not found".to_string(),
+        _ => format!("cannot read: {e}"),
+    })?;
+    decode_rgb(&bytes)
+}
+
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
+    if bytes.is_empty() {
+        return Err("empty file".into());
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        decode_jpeg(bytes)
+    } else {
+        decode_other(bytes)
+    }
+}
+
+fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
+    use zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+    if !has_end_of_image(bytes) {
+        // libjpeg (and so PIL) refuses to load a JPEG cut off mid-scan: "image file is truncated".
+        return Err("truncated JPEG: no end-of-image marker after the last scan".into());
+    }
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let pixels = decoder.decode().map_err(|e| format!("corrupt JPEG: {e:?}"))?;
+    let info = decoder.info().ok_or("corrupt JPEG: no header")?;
+    let (width, height) = (info.width as u32, info.height as u32);
+    if pixels.len() != width as usize * height as usize * 3 {
+        return Err("corrupt JPEG: decoded size does not match its header".into());
+    }
+    Ok(RgbImage { width, height, pixels })
+}
+
+/// Whether an EOI marker (FF D9) follows the last start-of-scan (FF DA). Entropy-coded data escapes
+/// 0xFF bytes, so these two byte pairs only occur as markers.
+fn has_end_of_image(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let last_eoi = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
+    matches!((last_sos, last_eoi), (Some(s), Some(e)) if e > s)
+}
+
+fn decode_other(bytes: &[u8]) -> Result<RgbImage, String> {
+    use image::DynamicImage as D;
+    let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode: {e}"))?;
+    let (width, height) = (img.width(), img.height());
+    // Match PIL's convert("RGB"): alpha is dropped (not composited), greyscale replicated, 16-bit
+    // colour keeps the high byte (PIL reads it as "RGB;16B"), 16-bit greyscale is clipped to 255
+    // (PIL's "I;16" → "RGB").
+    let pixels = match img {
+        D::ImageRgb8(b) => b.into_raw(),
+        D::ImageRgba8(b) => b.pixels().flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        D::ImageLuma8(b) => b.pixels().flat_map(|p| [p[0]; 3]).collect(),
+        D::ImageLumaA8(b) => b.pixels().flat_map(|p| [p[0]; 3]).collect(),
+        D::ImageRgb16(b) => b.pixels().flat_map(|p| p.0.map(|v| (v >> 8) as u8)).collect(),
+        D::ImageRgba16(b) => b.pixels().flat_map(|p| [p[0], p[1], p[2]].map(|v| (v >> 8) as u8)).collect(),
+        D::ImageLuma16(b) => b.pixels().flat_map(|p| [p[0].min(255) as u8; 3]).collect(),
+        D::ImageLumaA16(b) => b.pixels().flat_map(|p| [p[0].min(255) as u8; 3]).collect(),
+        other => other.to_rgb8().into_raw(),
+    };
+    Ok(RgbImage { width, height, pixels })
+}
+
+/// torchvision's `Resize(size)` output for a (w, h) image: the shorter side becomes `size`, the
+/// longer `int(size * long / short)`.
+pub fn resized_dims(width: u32, height: u32, size: u32) -> (u32, u32) {
+    let long_of = |short: u32, long: u32| ((size as u64 * long as u64) as f64 / short as f64) as u32;
+    if width <= height {
+        (size, long_of(width, height))
+    } else {
+        (long_of(height, width), size)
+    }
+}
+
+/// torchvision's `CenterCrop` offset: `int(round((dim - crop) / 2))`, Python's round-half-to-even.
+pub fn center_offset(dim: u32, crop: u32) -> u32 {
+    let d = dim.saturating_sub(crop);
+    let half = d / 2;
+    if d % 2 == 1 && half % 2 == 1 {
+        half + 1
+    } else {
+        half
+    }
+}
+
+thread_local! {
+    static RESIZER: RefCell<(Resizer, Vec<u8>)> = RefCell::new((Resizer::new(), Vec::new()));
+}
+
+/// Resize and center-crop to `spec.crop` square, 8-bit RGB (HWC), after cropping `border` pixels
+/// from every edge (ObjectNet's frame). The result equals PIL's resize then crop.
+pub fn resize_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32) -> Result<Vec<u8>, String> {
+    let mut out = vec![0u8; spec.crop as usize * spec.crop as usize * 3];
+    with_resized_crop(img, spec, border, |crop| out.copy_from_slice(crop))?;
+    Ok(out)
+}
+
+fn with_resized_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32, f: impl FnOnce(&[u8])) -> Result<(), String> {
+    if img.width <= 2 * border || img.height <= 2 * border {
+        return Err(format!("image is {}x{}, too small to crop a {border}-pixel border", img.width, img.height));
+    }
+    let (w, h) = (img.width - 2 * border, img.height - 2 * border);
+    let (nw, nh) = resized_dims(w, h, spec.resize);
+    if nw < spec.crop || nh < spec.crop {
+        return Err(format!("image is {}x{}, too thin to resize to {} and crop {}", img.width, img.height, spec.resize, spec.crop));
+    }
+    let (x0, y0) = (center_offset(nw, spec.crop), center_offset(nh, spec.crop));
+    let (sx, sy) = (w as f64 / nw as f64, h as f64 / nh as f64);
+    let src = fir::images::ImageRef::new(img.width, img.height, &img.pixels, PixelType::U8x3).map_err(|e| e.to_string())?;
+    let options = ResizeOptions::new().resize_alg(spec.interpolation.algorithm()).crop(
+        border as f64 + x0 as f64 * sx,
+        border as f64 + y0 as f64 * sy,
+        spec.crop as f64 * sx,
+        spec.crop as f64 * sy,
+    );
+    RESIZER.with(|cell| {
+        let (resizer, buf) = &mut *cell.borrow_mut();
+        buf.resize(spec.crop as usize * spec.crop as usize * 3, 0);
+        let mut dst = fir::images::Image::from_slice_u8(spec.crop, spec.crop, buf, PixelType::U8x3).map_err(|e| e.to_string())?;
+        resizer.resize(&src, &mut dst, &options).map_err(|e| e.to_string())?;
+        f(buf);
+        Ok(())
+    })
+}
+
+/// The full transform into `out` (CHW, `spec.tensor_len()` floats): resize, crop, `ToTensor`,
+/// `Normalize`, computed in f32 as torchvision does.
+pub fn preprocess_into(img: &RgbImage, spec: &PreprocessSpec, border: u32, out: &mut [f32]) -> Result<(), String> {
+    let plane = spec.crop as usize * spec.crop as usize;
+    debug_assert_eq!(out.len(), 3 * plane);
+    with_resized_crop(img, spec, border, |crop| {
+        let (r, rest) = out.split_at_mut(plane);
+        let (g, b) = rest.split_at_mut(plane);
+        let planes = [r, g, b];
+        for (c, plane_out) in planes.into_iter().enumerate() {
+            let (mean, std) = (spec.mean[c], spec.std[c]);
+            for (o, px) in plane_out.iter_mut().zip(crop.chunks_exact(3)) {
+                *o = (px[c] as f32 / 255.0 - mean) / std;
+            }
+        }
+    })
+}
+
+/// Load, decode and preprocess one image file into `out`.
+pub fn preprocess_file(path: &Path, spec: &PreprocessSpec, border: u32, out: &mut [f32]) -> Result<(), String> {
+    let img = load_rgb(path)?;
+    preprocess_into(&img, spec, border, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torchvision_resize_and_crop_arithmetic() {
+        assert_eq!(resized_dims(500, 375, 256), (341, 256));
+        assert_eq!(resized_dims(375, 500, 256), (256, 341));
+        assert_eq!(resized_dims(300, 300, 256), (256, 256));
+        // Python: round(0.5) = 0, round(1.5) = 2, round(2.5) = 2, round(3.5) = 4
+        assert_eq!(center_offset(225, 224), 0);
+        assert_eq!(center_offset(227, 224), 2);
+        assert_eq!(center_offset(229, 224), 2);
+        assert_eq!(center_offset(231, 224), 4);
+        assert_eq!(center_offset(341, 224), 58);
+    }
+
+    #[test]
+    fn truncated_jpeg_is_detected() {
+        assert!(has_end_of_image(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0xD9]));
+        assert!(!has_end_of_image(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 3]));
+        // A thumbnail's EOI before the main scan does not count.
+        assert!(!has_end_of_image(&[0xFF, 0xD8, 0xFF, 0xDA, 0xFF, 0xD9, 0xFF, 0xDA, 1]));
+    }
+
+    #[test]
+    fn constant_image_normalises_exactly() {
+        let img = RgbImage { width: 40, height: 30, pixels: vec![255; 40 * 30 * 3] };
+        let spec = PreprocessSpec { resize: 20, crop: 16, interpolation: Interpolation::Bicubic, mean: [0.5; 3], std: [0.25; 3] };
+        let mut out = vec![0.0; spec.tensor_len()];
+        preprocess_into(&img, &spec, 0, &mut out).unwrap();
+        assert!(out.iter().all(|&v| (v - 2.0).abs() < 1e-6));
+    }
+}

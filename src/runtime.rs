@@ -1,0 +1,401 @@
+//! ONNX Runtime: finding the shared library without any download, choosing an execution provider,
+//! and running a model on preprocessed batches.
+//!
+//! The library is searched, in order: `ORT_DYLIB_PATH`; beside the executable; a project-local
+//! Python environment (`.venv/` in the working folder or above the executable) holding the
+//! `onnxruntime` / `onnxruntime-gpu` wheel; the active virtualenv; then whatever `python3` imports.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::ep::{ExecutionProvider, ExecutionProviderDispatch, CPU, CUDA, TensorRT};
+use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::value::{TensorElementType, TensorRef, ValueType};
+
+use crate::card::ModelCard;
+use crate::error::{Error, Result};
+
+/// Where the ONNX Runtime library came from.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Library {
+    pub path: PathBuf,
+    /// How it was found, e.g. "ORT_DYLIB_PATH" or "python package onnxruntime".
+    pub found_by: String,
+    pub version: String,
+}
+
+/// The process-wide ONNX Runtime environment.
+pub struct Runtime {
+    pub library: Library,
+    env: ort::environment::Environment,
+}
+
+/// Execution provider choice on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderChoice {
+    /// TensorRT, then CUDA, then CPU: the first that initialises.
+    Auto,
+    Tensorrt,
+    Cuda,
+    Cpu,
+}
+
+fn library_files_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name == "libonnxruntime.so"
+                || name.starts_with("libonnxruntime.so.")
+                || name == "libonnxruntime.dylib"
+                || (name.starts_with("libonnxruntime.") && name.ends_with(".dylib"))
+                || name == "onnxruntime.dll"
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// `capi/` folders of onnxruntime wheels installed in a Python environment rooted at `venv`.
+fn wheel_dirs_in_venv(venv: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for lib in ["lib", "lib64"] {
+        let Ok(entries) = std::fs::read_dir(venv.join(lib)) else { continue };
+        for entry in entries.flatten() {
+            let site = entry.path().join("site-packages").join("onnxruntime").join("capi");
+            if site.is_dir() {
+                dirs.push(site);
+            }
+        }
+    }
+    dirs.sort();
+    dirs
+}
+
+/// Candidate library locations, in search order, each with how it was found.
+pub fn candidates() -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        out.push((PathBuf::from(p), "ORT_DYLIB_PATH".to_string()));
+    }
+    let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+    if let Some(dir) = &exe_dir {
+        for f in library_files_in(dir) {
+            out.push((f, "beside the executable".to_string()));
+        }
+    }
+    let mut venvs: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        venvs.push(cwd.join(".venv"));
+    }
+    if let Some(dir) = &exe_dir {
+        // target/release/robust-eval → the checkout's .venv
+        for ancestor in dir.ancestors().skip(1).take(3) {
+            venvs.push(ancestor.join(".venv"));
+        }
+    }
+    if let Some(v) = std::env::var_os("VIRTUAL_ENV") {
+        venvs.push(PathBuf::from(v));
+    }
+    for venv in venvs {
+        for dir in wheel_dirs_in_venv(&venv) {
+            for f in library_files_in(&dir) {
+                out.push((f, format!("Python environment {}", venv.display())));
+            }
+        }
+    }
+    // The same library can be reached twice (lib64 → lib, nested checkouts): keep the first.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|(p, _)| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+    out
+}
+
+/// Ask the system `python3` where its onnxruntime package is (the last resort: it is slow).
+fn python_package_library() -> Option<(PathBuf, String)> {
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()).join("capi");
+    library_files_in(&dir).into_iter().next().map(|f| (f, "python3's onnxruntime package".to_string()))
+}
+
+fn version_of(path: &Path) -> String {
+    let info = ort::info();
+    if let Some(rest) = info.split("git-branch=rel-").nth(1) {
+        let v: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        if !v.is_empty() {
+            return v;
+        }
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.strip_prefix("libonnxruntime.so.").unwrap_or("unknown").to_string()
+}
+
+/// The ONNX Runtime environment, loaded once per process.
+pub fn runtime() -> Result<&'static Runtime> {
+    static CELL: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+    CELL.get_or_init(load).as_ref().map_err(|e| Error::Runtime(e.clone()))
+}
+
+fn load() -> std::result::Result<Runtime, String> {
+    let mut tried = Vec::new();
+    let mut candidates = candidates();
+    if candidates.is_empty() {
+        candidates.extend(python_package_library());
+    }
+    for (path, found_by) in candidates {
+        if !path.is_file() {
+            tried.push(format!("{} ({found_by}): no such file", path.display()));
+            continue;
+        }
+        match ort::init_from(&path) {
+            Ok(builder) => {
+                let env = builder.with_name("robust-eval").build().map_err(|e| e.to_string())?;
+                let version = version_of(&path);
+                return Ok(Runtime { library: Library { path, found_by, version }, env });
+            }
+            // The first library loaded stays loaded for the process, so a failure here is final.
+            Err(e) => return Err(format!("{} ({found_by}) could not be loaded: {e}", path.display())),
+        }
+    }
+    let mut msg = String::from(
+        "the ONNX Runtime library was not found. Run scripts/setup.sh (installs the onnxruntime wheel into .venv), \
+         `pip install onnxruntime` (or onnxruntime-gpu), or set ORT_DYLIB_PATH to libonnxruntime.so",
+    );
+    if !tried.is_empty() {
+        msg.push_str(&format!("; tried: {}", tried.join("; ")));
+    }
+    Err(msg)
+}
+
+/// Execution providers the loaded library was built with (the C API's GetAvailableProviders).
+pub fn available_providers() -> Result<Vec<String>> {
+    runtime()?;
+    let api = ort::api();
+    let mut list: *mut *mut std::ffi::c_char = std::ptr::null_mut();
+    let mut len: std::ffi::c_int = 0;
+    // SAFETY: the API writes an array of `len` C strings that we copy and then release.
+    unsafe {
+        let status = (api.GetAvailableProviders)(&mut list, &mut len);
+        if !status.0.is_null() || list.is_null() {
+            return Err(Error::Runtime("GetAvailableProviders failed".into()));
+        }
+        let names = (0..len as usize)
+            .map(|i| std::ffi::CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned())
+            .collect();
+        let _ = (api.ReleaseAvailableProviders)(list, len);
+        Ok(names)
+    }
+}
+
+/// An explicitly requested provider must be in the library: say so before any work starts.
+pub fn check_provider(choice: ProviderChoice) -> Result<()> {
+    let name = match choice {
+        ProviderChoice::Auto | ProviderChoice::Cpu => return Ok(()),
+        ProviderChoice::Cuda => CUDA::NAME,
+        ProviderChoice::Tensorrt => TensorRT::NAME,
+    };
+    let available = available_providers()?;
+    if available.iter().any(|a| a == name) {
+        return Ok(());
+    }
+    Err(Error::Runtime(format!(
+        "--provider {}: the library at {} does not include {name} (it has: {}); install onnxruntime-gpu \
+         (scripts/setup.sh --gpu) with a matching CUDA, or use --provider auto|cpu",
+        format!("{choice:?}").to_lowercase(),
+        runtime()?.library.path.display(),
+        available.join(", ")
+    )))
+}
+
+/// Settings for opening model sessions.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub provider: ProviderChoice,
+    /// Intra-op threads for CPU inference.
+    pub threads: usize,
+    /// TensorRT engine cache, so a second run does not rebuild engines.
+    pub trt_cache: PathBuf,
+}
+
+/// Something that turns a batch of preprocessed images into logits. ONNX Runtime in real runs;
+/// tests of scoring and storage can supply fixed logits.
+pub trait Classifier {
+    /// `batch` holds `n` images (NCHW, f32); returns `n × output_width` logits, row-major.
+    fn classify(&mut self, batch: &[f32], n: usize) -> Result<Vec<f32>>;
+    /// The execution provider that runs the model (e.g. "CPUExecutionProvider").
+    fn provider(&self) -> &str;
+    /// The batch size the model requires, if its batch dimension is fixed.
+    fn fixed_batch(&self) -> Option<usize>;
+}
+
+pub struct OrtClassifier {
+    session: Session,
+    input: String,
+    output: String,
+    provider: &'static str,
+    crop: usize,
+    width: usize,
+    fixed_batch: Option<usize>,
+}
+
+/// Dimensions of a tensor outlet, or an error naming what is not a float32 tensor.
+fn tensor_dims(model: &str, what: &str, name: &str, dtype: &ValueType) -> Result<Vec<i64>> {
+    match dtype {
+        ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => Ok(shape.to_vec()),
+        ValueType::Tensor { ty, .. } => Err(Error::Usage(format!(
+            "model `{model}`: {what} `{name}` is {ty:?}; only float32 inputs and outputs are supported"
+        ))),
+        other => Err(Error::Usage(format!("model `{model}`: {what} `{name}` is not a tensor ({other:?})"))),
+    }
+}
+
+fn try_session(card: &ModelCard, settings: &SessionSettings, ep: Option<ExecutionProviderDispatch>, extra: Option<ExecutionProviderDispatch>) -> Result<Session> {
+    let rt = runtime()?;
+    let mut builder = Session::builder(&rt.env)?.with_intra_threads(settings.threads.max(1)).map_err(ort::Error::from)?;
+    if let Some(ep) = ep {
+        let mut eps = vec![ep.error_on_failure()];
+        eps.extend(extra);
+        builder = builder.with_execution_providers(eps).map_err(ort::Error::from)?;
+    }
+    builder = builder.with_optimization_level(GraphOptimizationLevel::All).map_err(ort::Error::from)?;
+    builder.commit_from_file(&card.onnx).map_err(|e| Error::Runtime(format!("cannot load {}: {e}", card.onnx.display())))
+}
+
+impl OrtClassifier {
+    /// Open a model with the chosen provider and check its input and output against the card.
+    /// `note` receives fallbacks worth telling the user about.
+    pub fn open(card: &ModelCard, settings: &SessionSettings, note: &mut dyn FnMut(String)) -> Result<OrtClassifier> {
+        let available = available_providers()?;
+        let has = |name: &str| available.iter().any(|a| a == name);
+        let trt = || {
+            std::fs::create_dir_all(&settings.trt_cache).ok();
+            TensorRT::default()
+                .with_engine_cache(true)
+                .with_engine_cache_path(settings.trt_cache.display())
+                .with_timing_cache(true)
+                .with_timing_cache_path(settings.trt_cache.display())
+                .build()
+        };
+        let (session, provider) = match settings.provider {
+            ProviderChoice::Cpu => (try_session(card, settings, None, None)?, CPU::NAME),
+            ProviderChoice::Cuda | ProviderChoice::Tensorrt => {
+                let name = if settings.provider == ProviderChoice::Cuda { CUDA::NAME } else { TensorRT::NAME };
+                check_provider(settings.provider)?;
+                let session = if settings.provider == ProviderChoice::Cuda {
+                    try_session(card, settings, Some(CUDA::default().build()), None)
+                } else {
+                    try_session(card, settings, Some(trt()), Some(CUDA::default().build()))
+                };
+                (session.map_err(|e| Error::Runtime(format!("{name} did not initialise: {e}")))?, name)
+            }
+            ProviderChoice::Auto => {
+                let mut chosen = None;
+                if has(TensorRT::NAME) {
+                    match try_session(card, settings, Some(trt()), Some(CUDA::default().build())) {
+                        Ok(s) => chosen = Some((s, TensorRT::NAME)),
+                        Err(e) => note(format!("TensorRT did not initialise ({e}); trying CUDA")),
+                    }
+                }
+                if chosen.is_none() && has(CUDA::NAME) {
+                    match try_session(card, settings, Some(CUDA::default().build()), None) {
+                        Ok(s) => chosen = Some((s, CUDA::NAME)),
+                        Err(e) => note(format!("CUDA did not initialise ({e}); using the CPU")),
+                    }
+                }
+                match chosen {
+                    Some(c) => c,
+                    None => (try_session(card, settings, None, None)?, CPU::NAME),
+                }
+            }
+        };
+        let Some(input) = session.inputs().first() else {
+            return Err(Error::Usage(format!("model `{}` has no inputs", card.name)));
+        };
+        let Some(output) = session.outputs().first() else {
+            return Err(Error::Usage(format!("model `{}` has no outputs", card.name)));
+        };
+        let in_dims = tensor_dims(&card.name, "input", input.name(), input.dtype())?;
+        let out_dims = tensor_dims(&card.name, "output", output.name(), output.dtype())?;
+        let crop = card.preprocess.crop as i64;
+        let shape_ok = in_dims.len() == 4
+            && (in_dims[1] == 3 || in_dims[1] < 0)
+            && (in_dims[2] == crop || in_dims[2] < 0)
+            && (in_dims[3] == crop || in_dims[3] < 0);
+        let at = card.card_file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| card.onnx.display().to_string());
+        if !shape_ok {
+            return Err(Error::Usage(format!(
+                "{at}: model `{}` takes input `{}` of shape {in_dims:?}, which does not fit the card's preprocessing \
+                 (expected [N, 3, {crop}, {crop}] from preprocess.crop = {crop})",
+                card.name,
+                input.name()
+            )));
+        }
+        let width = card.output_width();
+        let width_ok = out_dims.len() == 2 && (out_dims[1] < 0 || out_dims[1] as usize == width);
+        if !width_ok {
+            return Err(Error::Usage(format!(
+                "{at}: model `{}` output `{}` has shape {out_dims:?}, which does not fit the card's output \
+                 (expected [N, {width}] from output.num_classes = {} and offset = {})",
+                card.name,
+                output.name(),
+                card.num_classes + card.offset,
+                card.offset
+            )));
+        }
+        let fixed_batch = (in_dims[0] > 0).then_some(in_dims[0] as usize);
+        Ok(OrtClassifier {
+            input: input.name().to_string(),
+            output: output.name().to_string(),
+            session,
+            provider,
+            crop: card.preprocess.crop as usize,
+            width,
+            fixed_batch,
+        })
+    }
+}
+
+impl Classifier for OrtClassifier {
+    fn classify(&mut self, batch: &[f32], n: usize) -> Result<Vec<f32>> {
+        let run_n = self.fixed_batch.unwrap_or(n);
+        let per_image = 3 * self.crop * self.crop;
+        // A fixed-batch model gets its last, short batch padded with zeros.
+        let padded;
+        let data = if run_n > n {
+            let mut v = batch[..n * per_image].to_vec();
+            v.resize(run_n * per_image, 0.0);
+            padded = v;
+            &padded[..]
+        } else {
+            &batch[..n * per_image]
+        };
+        let tensor = TensorRef::from_array_view(([run_n, 3, self.crop, self.crop], data))?;
+        let outputs = self.session.run(ort::inputs![self.input.as_str() => tensor])?;
+        let (shape, logits) = outputs[self.output.as_str()].try_extract_tensor::<f32>()?;
+        if shape.len() != 2 || shape[0] as usize != run_n || shape[1] as usize != self.width {
+            return Err(Error::Runtime(format!(
+                "model output `{}` has shape {:?}; expected [{run_n}, {}] (card: num_classes + offset)",
+                self.output,
+                shape.to_vec(),
+                self.width
+            )));
+        }
+        Ok(logits[..n * self.width].to_vec())
+    }
+
+    fn provider(&self) -> &str {
+        self.provider
+    }
+
+    fn fixed_batch(&self) -> Option<usize> {
+        self.fixed_batch
+    }
+}

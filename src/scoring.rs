@@ -1,0 +1,191 @@
+//! Label spaces and scoring rules (DESIGN.md section 4). This module alone knows that ImageNet-R and
+//! ImageNet-A restrict the logits to 200 classes and that ObjectNet maps 125 ImageNet classes onto
+//! 113 of its own; models only ever produce full logit rows.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::labels;
+
+/// How a dataset's labels are read and its predictions judged, as named in a suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scoring {
+    /// 1000-way argmax; labels are ImageNet indices or wnids (ImageNet, V2, Sketch).
+    ImageNet1k,
+    /// Argmax over the 200 ImageNet-R classes.
+    ImageNetR,
+    /// Argmax over the 200 ImageNet-A classes.
+    ImageNetA,
+    /// Argmax over the 125 ImageNet classes mapped to ObjectNet, judged in ObjectNet's 113 classes;
+    /// labels are ObjectNet folder names and unmapped folders are skipped.
+    ObjectNet,
+    /// Argmax over all of the model's classes; labels are class indices. For custom label spaces
+    /// such as the demo's.
+    AllClasses,
+}
+
+impl Scoring {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scoring::ImageNet1k => "imagenet-1k",
+            Scoring::ImageNetR => "imagenet-r",
+            Scoring::ImageNetA => "imagenet-a",
+            Scoring::ObjectNet => "objectnet",
+            Scoring::AllClasses => "all-classes",
+        }
+    }
+
+    /// Whether the model's logits must cover the 1000 ImageNet classes.
+    pub fn needs_imagenet_logits(self) -> bool {
+        !matches!(self, Scoring::AllClasses)
+    }
+
+    /// Images of this dataset get a border cropped before preprocessing (ObjectNet's 2 px, which
+    /// removes the red frame its images carry).
+    pub fn border(self) -> u32 {
+        if self == Scoring::ObjectNet {
+            2
+        } else {
+            0
+        }
+    }
+
+    /// The label space a shift restricts to, for building the matching class-restricted ID view.
+    pub fn restriction(self) -> Option<LabelSpace> {
+        match self {
+            Scoring::ImageNetR => Some(LabelSpace::Subset(labels::imagenet_r().to_vec())),
+            Scoring::ImageNetA => Some(LabelSpace::Subset(labels::imagenet_a().to_vec())),
+            Scoring::ObjectNet => Some(LabelSpace::Subset(labels::objectnet().restricted.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Scoring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scoring {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "imagenet-1k" => Scoring::ImageNet1k,
+            "imagenet-r" => Scoring::ImageNetR,
+            "imagenet-a" => Scoring::ImageNetA,
+            "objectnet" => Scoring::ObjectNet,
+            "all-classes" => Scoring::AllClasses,
+            other => {
+                return Err(format!(
+                    "unknown scoring `{other}`; expected one of imagenet-1k, imagenet-r, imagenet-a, objectnet, all-classes"
+                ))
+            }
+        })
+    }
+}
+
+/// Which logits take part in the argmax.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelSpace {
+    /// Every class the model has.
+    All,
+    /// Only these class indices (ascending).
+    Subset(Vec<usize>),
+}
+
+/// What counts as a correct prediction for one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The predicted class index must equal this one.
+    Class(usize),
+    /// The predicted ImageNet class must map to this ObjectNet class.
+    ObjectNet(usize),
+}
+
+/// Result of scoring one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// Up to five predicted class ids, best first, in the model's (offset-corrected) class indices.
+    pub top5: Vec<u32>,
+    pub correct: bool,
+    pub correct_top5: bool,
+}
+
+impl LabelSpace {
+    pub fn len(&self, num_classes: usize) -> usize {
+        match self {
+            LabelSpace::All => num_classes,
+            LabelSpace::Subset(ids) => ids.len(),
+        }
+    }
+
+    pub fn is_empty(&self, num_classes: usize) -> bool {
+        self.len(num_classes) == 0
+    }
+
+    /// Score one row of logits against a target.
+    pub fn score(&self, logits: &[f32], target: Target) -> Scored {
+        let top5 = match self {
+            LabelSpace::All => top_k(logits.len(), |i| i, logits, 5),
+            LabelSpace::Subset(ids) => top_k(ids.len(), |i| ids[i], logits, 5),
+        };
+        let hits = |class: u32| match target {
+            Target::Class(t) => class as usize == t,
+            Target::ObjectNet(t) => labels::objectnet().objectnet_of_imagenet.get(&(class as usize)) == Some(&t),
+        };
+        Scored { correct: top5.first().is_some_and(|&c| hits(c)), correct_top5: top5.iter().any(|&c| hits(c)), top5 }
+    }
+}
+
+/// The k highest-scoring class ids among `n` candidates (`id(i)` is the i-th candidate's class),
+/// best first. NaN scores rank lowest; ties keep the lower class id first, as argmax does.
+fn top_k(n: usize, id: impl Fn(usize) -> usize, logits: &[f32], k: usize) -> Vec<u32> {
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+    for i in 0..n {
+        let class = id(i);
+        let v = logits[class];
+        let v = if v.is_nan() { f32::NEG_INFINITY } else { v };
+        if best.len() == k && v <= best[k - 1].0 {
+            continue;
+        }
+        let pos = best.iter().position(|&(b, _)| v > b).unwrap_or(best.len());
+        best.insert(pos, (v, class));
+        best.truncate(k);
+    }
+    best.into_iter().map(|(_, c)| c as u32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subset_restricts_argmax() {
+        let mut logits = vec![0.0f32; 1000];
+        logits[0] = 9.0; // not an ImageNet-R class
+        logits[1] = 5.0; // goldfish, an R class
+        let r = Scoring::ImageNetR.restriction().unwrap();
+        let s = r.score(&logits, Target::Class(1));
+        assert!(s.correct);
+        assert_eq!(s.top5[0], 1);
+        let full = LabelSpace::All.score(&logits, Target::Class(1));
+        assert!(!full.correct && full.correct_top5);
+    }
+
+    #[test]
+    fn objectnet_counts_any_mapped_imagenet_class() {
+        let mut logits = vec![0.0f32; 1000];
+        logits[530] = 3.0; // digital clock → ObjectNet "alarm_clock" (class 0)
+        let space = Scoring::ObjectNet.restriction().unwrap();
+        assert!(space.score(&logits, Target::ObjectNet(0)).correct);
+        assert!(!space.score(&logits, Target::ObjectNet(1)).correct);
+    }
+
+    #[test]
+    fn ties_and_nans() {
+        let logits = [1.0, f32::NAN, 1.0, 0.5];
+        let s = LabelSpace::All.score(&logits, Target::Class(0));
+        assert_eq!(s.top5, vec![0, 2, 3, 1]);
+    }
+}

@@ -1,0 +1,250 @@
+//! The results store (DESIGN.md section 7): `evals.csv`, `failures.csv`, `predictions/<model>/<dataset>.parquet`
+//! and `run.json`, each written atomically (temporary file + rename) after every (model, dataset)
+//! pair, so an interrupted run loses at most the pair in flight and never leaves a half-written file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Location, Result};
+use crate::preprocess::PreprocessSpec;
+
+/// One row of `evals.csv`: a model's score on one dataset (or class-restricted view of one).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalRow {
+    pub model: String,
+    pub group: String,
+    pub dataset: String,
+    /// Images scored.
+    pub n: u64,
+    pub correct: u64,
+    /// Top-1 accuracy in percent.
+    pub top1: f64,
+    /// Top-5 accuracy in percent; empty where the label space has fewer than 5 classes.
+    pub top5: Option<f64>,
+    /// 95 % Clopper–Pearson interval of top-1, in percent.
+    pub top1_ci_low: f64,
+    pub top1_ci_high: f64,
+    /// Images that could not be read or decoded (listed in failures.csv).
+    pub failed: u64,
+    /// Images the scoring rule leaves out (ObjectNet folders with no ImageNet counterpart).
+    pub skipped: u64,
+    pub provider: String,
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
+
+/// One row of `failures.csv`: an image that could not be scored, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailureRow {
+    pub model: String,
+    pub dataset: String,
+    /// Row of the image in the manifest (0-based, header excluded).
+    pub index: u64,
+    pub path: String,
+    pub reason: String,
+}
+
+/// Provenance of one evaluated (model, dataset) pair; equal keys mean the stored result still holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Evaluation {
+    pub model: String,
+    pub dataset: String,
+    /// The evals.csv rows this pair produced (the dataset, plus class-restricted ID views).
+    pub views: Vec<String>,
+    pub scoring: String,
+    pub model_file: PathBuf,
+    pub model_sha256: String,
+    pub manifest: PathBuf,
+    pub manifest_sha256: String,
+    pub preprocess: PreprocessSpec,
+    /// Pixels cropped from each edge before preprocessing (2 for ObjectNet).
+    pub border: u32,
+    pub provider: String,
+    pub batch_size: usize,
+    pub started: String,
+    pub finished: String,
+    pub seconds: f64,
+}
+
+impl Evaluation {
+    /// Whether `other` was computed from the same model, manifest, preprocessing and scoring.
+    pub fn same_inputs(&self, other: &Evaluation) -> bool {
+        self.model == other.model
+            && self.dataset == other.dataset
+            && self.views == other.views
+            && self.scoring == other.scoring
+            && self.model_sha256 == other.model_sha256
+            && self.manifest_sha256 == other.manifest_sha256
+            && self.preprocess.key() == other.preprocess.key()
+            && self.border == other.border
+    }
+}
+
+/// `run.json`: provenance of everything in the results folder.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RunInfo {
+    pub tool: String,
+    pub tool_version: String,
+    pub suite: String,
+    pub onnxruntime_version: String,
+    pub onnxruntime_library: String,
+    pub host: String,
+    pub started: String,
+    pub finished: String,
+    pub evaluations: Vec<Evaluation>,
+}
+
+/// Per-image predictions for one dataset view, written as Parquet.
+#[derive(Debug, Default)]
+pub struct Predictions {
+    pub index: Vec<u32>,
+    pub path: Vec<String>,
+    pub label: Vec<String>,
+    /// The class (ImageNet index, or ObjectNet class for ObjectNet) the image counts as.
+    pub target: Vec<u32>,
+    pub top5: Vec<Vec<u32>>,
+    pub correct: Vec<bool>,
+    pub correct_top5: Vec<bool>,
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+fn csv_bytes<T: Serialize>(rows: &[T], header: &[&str]) -> Result<Vec<u8>> {
+    let mut writer = csv::WriterBuilder::new().has_headers(rows.is_empty()).from_writer(Vec::new());
+    if rows.is_empty() {
+        writer.write_record(header).map_err(|e| Error::Other(e.to_string()))?;
+    }
+    for row in rows {
+        writer.serialize(row).map_err(|e| Error::Other(e.to_string()))?;
+    }
+    writer.into_inner().map_err(|e| Error::Other(e.to_string()))
+}
+
+fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut reader = csv::Reader::from_path(path).map_err(|e| Error::input(Location::file(path), e.to_string()))?;
+    let mut rows = Vec::new();
+    for row in reader.deserialize() {
+        rows.push(row.map_err(|e: csv::Error| {
+            let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+            Error::input(Location::file(path).line(line), e.to_string())
+        })?);
+    }
+    Ok(rows)
+}
+
+const EVALS_HEADER: &[&str] = &[
+    "model", "group", "dataset", "n", "correct", "top1", "top5", "top1_ci_low", "top1_ci_high", "failed", "skipped",
+    "provider", "seconds", "images_per_s",
+];
+const FAILURES_HEADER: &[&str] = &["model", "dataset", "index", "path", "reason"];
+
+/// A results folder, loaded so that new pairs can be added and finished ones skipped.
+pub struct ResultsStore {
+    pub dir: PathBuf,
+    pub evals: Vec<EvalRow>,
+    pub failures: Vec<FailureRow>,
+    pub run: RunInfo,
+}
+
+impl ResultsStore {
+    pub fn open(dir: &Path) -> Result<ResultsStore> {
+        let run_path = dir.join("run.json");
+        let run = if run_path.exists() {
+            let text = std::fs::read_to_string(&run_path).map_err(|e| Error::io(&run_path, e))?;
+            serde_json::from_str(&text).map_err(|e| {
+                Error::input(Location::file(&run_path).line(e.line()), format!("not a robust-eval run.json: {e}"))
+            })?
+        } else {
+            RunInfo::default()
+        };
+        Ok(ResultsStore {
+            dir: dir.to_path_buf(),
+            evals: read_csv(&dir.join("evals.csv"))?,
+            failures: read_csv(&dir.join("failures.csv"))?,
+            run,
+        })
+    }
+
+    /// The stored evaluation of a pair, if its inputs are unchanged and all its rows are present.
+    pub fn up_to_date(&self, wanted: &Evaluation) -> bool {
+        self.run.evaluations.iter().any(|e| e.same_inputs(wanted))
+            && wanted
+                .views
+                .iter()
+                .all(|v| self.evals.iter().any(|r| r.model == wanted.model && &r.dataset == v))
+    }
+
+    pub fn predictions_path(&self, model: &str, view: &str) -> PathBuf {
+        self.dir.join("predictions").join(model).join(format!("{view}.parquet"))
+    }
+
+    /// Store one finished pair: predictions first, then evals.csv and failures.csv, then run.json,
+    /// so run.json never vouches for rows that are not on disk.
+    pub fn record(
+        &mut self,
+        evaluation: Evaluation,
+        rows: Vec<EvalRow>,
+        failures: Vec<FailureRow>,
+        predictions: Vec<(String, Predictions)>,
+    ) -> Result<()> {
+        for (view, preds) in predictions {
+            write_atomic(&self.predictions_path(&evaluation.model, &view), &predictions_parquet(preds)?)?;
+        }
+        for row in rows {
+            match self.evals.iter_mut().find(|r| r.model == row.model && r.dataset == row.dataset) {
+                Some(existing) => *existing = row,
+                None => self.evals.push(row),
+            }
+        }
+        self.failures.retain(|f| !(f.model == evaluation.model && f.dataset == evaluation.dataset));
+        self.failures.extend(failures);
+        write_atomic(&self.dir.join("evals.csv"), &csv_bytes(&self.evals, EVALS_HEADER)?)?;
+        write_atomic(&self.dir.join("failures.csv"), &csv_bytes(&self.failures, FAILURES_HEADER)?)?;
+        self.run.evaluations.retain(|e| !(e.model == evaluation.model && e.dataset == evaluation.dataset));
+        self.run.evaluations.push(evaluation);
+        self.save_run()
+    }
+
+    pub fn save_run(&self) -> Result<()> {
+        let json = serde_json::to_vec_pretty(&self.run).map_err(|e| Error::Other(e.to_string()))?;
+        write_atomic(&self.dir.join("run.json"), &json)
+    }
+}
+
+fn predictions_parquet(p: Predictions) -> Result<Vec<u8>> {
+    let polars_err = |e: PolarsError| Error::Other(format!("writing predictions: {e}"));
+    let top5: Vec<Series> = p.top5.into_iter().map(|ids| Series::new("".into(), ids)).collect();
+    let mut df = DataFrame::new_infer_height(vec![
+        Column::new("index".into(), p.index),
+        Column::new("path".into(), p.path),
+        Column::new("label".into(), p.label),
+        Column::new("target".into(), p.target),
+        Column::new("top5".into(), top5),
+        Column::new("correct".into(), p.correct),
+        Column::new("correct_top5".into(), p.correct_top5),
+    ])
+    .map_err(polars_err)?;
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes).finish(&mut df).map_err(polars_err)?;
+    Ok(bytes)
+}
+
+/// Read a predictions file back (used by tests and by the gate).
+pub fn read_predictions(path: &Path) -> Result<DataFrame> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    ParquetReader::new(file).finish().map_err(|e| Error::input(Location::file(path), e.to_string()))
+}

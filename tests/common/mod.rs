@@ -1,0 +1,103 @@
+//! Helpers shared by the integration tests: the real binary, real ONNX Runtime (found the way
+//! users' runs find it), real image files, and the reference Python pipeline.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The project's shared reference material (real ImageNet JPEGs, EfficientNet-Lite models).
+pub fn reference() -> PathBuf {
+    let dir = root().join("..").join("shared").join("reference");
+    assert!(dir.is_dir(), "tests need ../shared/reference beside the checkout ({})", dir.display());
+    dir
+}
+
+pub fn bin() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("robust-eval").expect("binary builds");
+    cmd.env("ROBUST_EVAL_CACHE", root().join("target").join("test-cache"));
+    cmd.env_remove("CI");
+    cmd
+}
+
+/// Python with Pillow, numpy and onnxruntime (scripts/setup.sh --test puts them in .venv).
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("ROBUST_EVAL_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = root().join(".venv").join("bin").join("python");
+    assert!(venv.exists(), "run scripts/setup.sh --test first (needs {})", venv.display());
+    venv
+}
+
+/// A solid-colour PNG that the probe model reads as ImageNet class `class`
+/// (see tests/fixtures/make_probe_model.py), with an optional white frame `frame` pixels wide.
+pub fn probe_image(path: &Path, class: usize, frame: u32) {
+    let (kr, kg) = ((class % 32) as u8, (class / 32) as u8);
+    let colour = image::Rgb([8 * kr + 4, 8 * kg + 4, 0]);
+    let side = 12 + 2 * frame;
+    let img = image::RgbImage::from_fn(side, side, |x, y| {
+        let inside = x >= frame && y >= frame && x < side - frame && y < side - frame;
+        if inside {
+            colour
+        } else {
+            image::Rgb([255, 255, 255])
+        }
+    });
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    img.save(path).unwrap();
+}
+
+/// A model card for the probe model, written into `dir`.
+pub fn probe_card(dir: &Path, name: &str) -> PathBuf {
+    let onnx = root().join("tests").join("fixtures").join("probe.onnx");
+    let card = dir.join(format!("{name}.toml"));
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        &card,
+        format!(
+            "name = \"{name}\"\nonnx = \"{}\"\ngroup = \"standard\"\n[preprocess]\nresize = 8\ncrop = 8\n\
+             interpolation = \"bilinear\"\nmean = [0.0, 0.0, 0.0]\nstd = [1.0, 1.0, 1.0]\n[output]\nnum_classes = 1000\n",
+            onnx.display()
+        ),
+    )
+    .unwrap();
+    card
+}
+
+pub fn write_manifest(path: &Path, rows: &[(&str, &str)]) {
+    let mut text = String::from("path,label\n");
+    for (p, l) in rows {
+        text.push_str(&format!("{p},{l}\n"));
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Row {
+    pub model: String,
+    pub dataset: String,
+    pub n: u64,
+    pub correct: u64,
+    pub top1: f64,
+    pub top5: Option<f64>,
+    pub top1_ci_low: f64,
+    pub top1_ci_high: f64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub provider: String,
+}
+
+pub fn evals(out: &Path) -> Vec<Row> {
+    let mut reader = csv::Reader::from_path(out.join("evals.csv")).expect("evals.csv exists");
+    reader.deserialize().map(|r| r.expect("evals.csv row parses")).collect()
+}
+
+pub fn row<'a>(rows: &'a [Row], model: &str, dataset: &str) -> &'a Row {
+    rows.iter()
+        .find(|r| r.model == model && r.dataset == dataset)
+        .unwrap_or_else(|| panic!("no evals.csv row for {model} on {dataset}: {rows:?}"))
+}

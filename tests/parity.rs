@@ -1,0 +1,138 @@
+//! Preprocessing parity with Pillow: robust-eval's decode → resize → crop against PIL's, pixel by
+//! pixel, on the 1000 real ImageNet JPEGs in ../shared/reference/imagenet-sample and on images in
+//! PIL's odd modes (greyscale, LA, palette with and without transparency, RGBA, CMYK JPEG, 16-bit).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use robust_eval::preprocess::{load_rgb, resize_crop, Interpolation, PreprocessSpec};
+
+fn sample_jpegs() -> Vec<PathBuf> {
+    let dir = reference().join("imagenet-sample");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "JPEG"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 1000);
+    files
+}
+
+/// PIL's crops for `images`, one `crop*crop*3` block each.
+fn pil_crops(images: &[PathBuf], spec: &PreprocessSpec, border: u32, work: &Path) -> Vec<u8> {
+    let list = work.join("list.txt");
+    let out = work.join("crops.bin");
+    std::fs::write(&list, images.iter().map(|p| format!("{}\n", p.display())).collect::<String>()).unwrap();
+    let status = Command::new(python())
+        .arg(root().join("tests/reference/pil_pipeline.py"))
+        .args(["crops"])
+        .arg(&list)
+        .arg(&out)
+        .args(["--resize", &spec.resize.to_string(), "--crop", &spec.crop.to_string()])
+        .args(["--interpolation", &spec.interpolation.to_string(), "--border", &border.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(out).unwrap()
+}
+
+struct Diff {
+    max: u8,
+    mean: f64,
+}
+
+fn compare(images: &[PathBuf], spec: &PreprocessSpec, border: u32) -> Vec<(PathBuf, Diff)> {
+    let work = tempfile::tempdir().unwrap();
+    let reference = pil_crops(images, spec, border, work.path());
+    let block = (spec.crop * spec.crop * 3) as usize;
+    assert_eq!(reference.len(), block * images.len());
+    images
+        .iter()
+        .zip(reference.chunks_exact(block))
+        .map(|(path, pil)| {
+            let img = load_rgb(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let ours = resize_crop(&img, spec, border).unwrap();
+            let diffs: Vec<u8> = ours.iter().zip(pil).map(|(a, b)| a.abs_diff(*b)).collect();
+            let max = *diffs.iter().max().unwrap();
+            let mean = diffs.iter().map(|&d| d as f64).sum::<f64>() / diffs.len() as f64;
+            (path.clone(), Diff { max, mean })
+        })
+        .collect()
+}
+
+fn spec(resize: u32, crop: u32, interpolation: Interpolation) -> PreprocessSpec {
+    PreprocessSpec { resize, crop, interpolation, mean: [0.0; 3], std: [1.0; 3] }
+}
+
+#[test]
+fn real_jpegs_match_pil_bicubic_and_bilinear() {
+    let images = sample_jpegs();
+    for (spec, subset) in [
+        (spec(256, 224, Interpolation::Bicubic), images.clone()),
+        (spec(256, 224, Interpolation::Bilinear), images.iter().step_by(5).cloned().collect()),
+        (spec(292, 260, Interpolation::Bicubic), images.iter().step_by(10).cloned().collect()),
+    ] {
+        let diffs = compare(&subset, &spec, 0);
+        let worst = diffs.iter().max_by_key(|d| d.1.max).unwrap();
+        let mean = diffs.iter().map(|d| d.1.mean).sum::<f64>() / diffs.len() as f64;
+        eprintln!(
+            "{} on {} JPEGs: mean |diff| {mean:.4}, worst max |diff| {} ({})",
+            spec.key(),
+            diffs.len(),
+            worst.1.max,
+            worst.0.display()
+        );
+        // JPEG decoders differ slightly (zune-jpeg vs libjpeg-turbo, ≤ a few levels); resampling adds ≤ 1.
+        assert!(mean < 0.25, "mean difference {mean}");
+        assert!(worst.1.max <= 12, "max difference {} on {}", worst.1.max, worst.0.display());
+        let rough = diffs.iter().filter(|d| d.1.mean > 1.0).count();
+        assert_eq!(rough, 0, "images with mean |diff| > 1 level");
+    }
+}
+
+#[test]
+fn odd_modes_match_pil_convert_rgb() {
+    let work = tempfile::tempdir().unwrap();
+    let odd = work.path().join("odd");
+    let sources: Vec<PathBuf> = sample_jpegs().into_iter().step_by(250).collect();
+    let status = Command::new(python())
+        .arg(root().join("tests/reference/pil_pipeline.py"))
+        .arg("odd")
+        .arg(&odd)
+        .args(&sources)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // 16-bit RGB, which PIL reads but does not write: made here.
+    let rgb16 = odd.join("rgb16.png");
+    image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(300, 200, |x, y| image::Rgb([(x * 200) as u16, (y * 300) as u16, 40000]))
+        .save(&rgb16)
+        .unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&odd).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 41, "{files:?}");
+    let spec = spec(256, 224, Interpolation::Bilinear);
+    for (path, diff) in compare(&files, &spec, 0) {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        eprintln!("{name}: max {} mean {:.4}", diff.max, diff.mean);
+        if name.ends_with(".jpg") {
+            assert!(diff.max <= 12 && diff.mean < 0.5, "{name}: max {} mean {}", diff.max, diff.mean);
+        } else {
+            // Lossless formats decode identically; only resampling rounding may differ.
+            assert!(diff.max <= 1 && diff.mean < 0.05, "{name}: max {} mean {}", diff.max, diff.mean);
+        }
+    }
+}
+
+#[test]
+fn objectnet_border_crop_matches_pil() {
+    let images: Vec<PathBuf> = sample_jpegs().into_iter().step_by(50).collect();
+    let spec = spec(256, 224, Interpolation::Bilinear);
+    for (path, diff) in compare(&images, &spec, 2) {
+        assert!(diff.mean < 0.5, "{}: mean {}", path.display(), diff.mean);
+    }
+}

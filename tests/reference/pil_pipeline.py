@@ -1,0 +1,134 @@
+"""The reference Python pipeline the tests hold robust-eval to: PIL decode and convert("RGB"),
+torchvision's Resize (shorter side, PIL antialiased filter) and CenterCrop, ToTensor, Normalize,
+then ONNX Runtime. Written without torch so it runs anywhere Pillow, numpy and onnxruntime do;
+the resize and crop arithmetic is torchvision's (see resized_dims / center_offset).
+
+  crops    LIST OUT --resize R --crop C --interpolation I [--border B]
+           write each image's uint8 RGB crop (C*C*3 bytes, HWC) to OUT, concatenated
+  predict  MANIFEST ONNX OUT --resize R --crop C --interpolation I --mean m m m --std s s s
+           write OUT as CSV index,top1 (argmax over all logits)
+  odd      OUT_DIR SOURCE_JPEG...
+           write images in PIL's odd modes (L, LA, P, P+transparency, RGBA, CMYK JPEG, L JPEG, I;16)
+"""
+import argparse
+import csv
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+FILTERS = {
+    "nearest": Image.NEAREST,
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "lanczos": Image.LANCZOS,
+    "box": Image.BOX,
+    "hamming": Image.HAMMING,
+}
+
+
+def resized_dims(w, h, size):
+    # torchvision.transforms.functional._compute_resized_output_size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)
+    return (new_short, new_long) if w <= h else (new_long, new_short)
+
+
+def transform_u8(path, resize, crop, interpolation, border=0):
+    img = Image.open(path).convert("RGB")
+    if border:
+        w, h = img.size
+        img = img.crop((border, border, w - border, h - border))
+    nw, nh = resized_dims(*img.size, resize)
+    img = img.resize((nw, nh), FILTERS[interpolation])
+    left = int(round((nw - crop) / 2.0))
+    top = int(round((nh - crop) / 2.0))
+    img = img.crop((left, top, left + crop, top + crop))
+    return np.asarray(img, dtype=np.uint8)
+
+
+def cmd_crops(a):
+    paths = [line.rstrip("\n") for line in open(a.list, encoding="utf-8") if line.strip()]
+    with open(a.out, "wb") as out:
+        for p in paths:
+            out.write(transform_u8(p, a.resize, a.crop, a.interpolation, a.border).tobytes())
+
+
+def cmd_predict(a):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(os.environ.get("REF_THREADS", "2"))
+    session = ort.InferenceSession(a.onnx, opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    mean = np.array(a.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.array(a.std, dtype=np.float32).reshape(3, 1, 1)
+    base = os.path.dirname(a.manifest)
+    with open(a.manifest, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    results = []
+    for start in range(0, len(rows), 64):
+        chunk = rows[start : start + 64]
+        batch = []
+        for r in chunk:
+            p = r["path"] if os.path.isabs(r["path"]) else os.path.join(base, r["path"])
+            x = transform_u8(p, a.resize, a.crop, a.interpolation).astype(np.float32) / 255.0
+            batch.append((x.transpose(2, 0, 1) - mean) / std)
+        logits = session.run(None, {name: np.stack(batch).astype(np.float32)})[0]
+        results.extend(int(i) for i in logits.argmax(axis=1))
+    with open(a.out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "top1"])
+        for i, t in enumerate(results):
+            w.writerow([i, t])
+
+
+def cmd_odd(a):
+    os.makedirs(a.out_dir, exist_ok=True)
+    for n, src in enumerate(a.sources):
+        rgb = Image.open(src).convert("RGB")
+        stem = os.path.join(a.out_dir, f"{n:02d}")
+        rgb.convert("L").save(stem + "_L.png")
+        rgb.convert("LA").save(stem + "_LA.png")
+        rgb.convert("P", palette=Image.ADAPTIVE, colors=64).save(stem + "_P.png")
+        p = rgb.convert("P", palette=Image.ADAPTIVE, colors=32)
+        p.info["transparency"] = 0
+        p.save(stem + "_Ptrns.png", transparency=0)
+        rgba = rgb.copy()
+        rgba.putalpha(Image.linear_gradient("L").resize(rgb.size))
+        rgba.save(stem + "_RGBA.png")
+        rgb.convert("CMYK").save(stem + "_CMYK.jpg", quality=92)
+        rgb.convert("L").save(stem + "_L.jpg", quality=92)
+        arr = (np.asarray(rgb.convert("L"), dtype=np.uint16) * 3).astype(np.uint16)  # 0..765: PIL clips at 255
+        Image.fromarray(arr, mode="I;16").save(stem + "_I16.png")
+        rgb.save(stem + "_RGB.bmp")
+        rgb.save(stem + "_RGB.webp", lossless=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("crops")
+    c.add_argument("list")
+    c.add_argument("out")
+    p = sub.add_parser("predict")
+    p.add_argument("manifest")
+    p.add_argument("onnx")
+    p.add_argument("out")
+    p.add_argument("--mean", type=float, nargs=3, required=True)
+    p.add_argument("--std", type=float, nargs=3, required=True)
+    for s in (c, p):
+        s.add_argument("--resize", type=int, required=True)
+        s.add_argument("--crop", type=int, required=True)
+        s.add_argument("--interpolation", default="bilinear", choices=sorted(FILTERS))
+        s.add_argument("--border", type=int, default=0)
+    o = sub.add_parser("odd")
+    o.add_argument("out_dir")
+    o.add_argument("sources", nargs="+")
+    a = ap.parse_args()
+    {"crops": cmd_crops, "predict": cmd_predict, "odd": cmd_odd}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
