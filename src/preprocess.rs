@@ -138,19 +138,26 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
 
 fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
     use zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
-    if !has_end_of_image(bytes) {
+    if has_scan(bytes) && !has_end_of_image(bytes) {
         // libjpeg (and so PIL) refuses to load a JPEG cut off mid-scan: "image file is truncated".
         return Err("truncated JPEG: no end-of-image marker after the last scan".into());
     }
     let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    let pixels = decoder.decode().map_err(|e| format!("corrupt JPEG: {e:?}"))?;
+    let pixels = decoder.decode().map_err(|e| {
+        let detail = format!("{e:?}").split_whitespace().collect::<Vec<_>>().join(" ");
+        format!("corrupt JPEG: {detail}")
+    })?;
     let info = decoder.info().ok_or("corrupt JPEG: no header")?;
     let (width, height) = (info.width as u32, info.height as u32);
     if pixels.len() != width as usize * height as usize * 3 {
         return Err("corrupt JPEG: decoded size does not match its header".into());
     }
     Ok(RgbImage { width, height, pixels })
+}
+
+fn has_scan(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| w == [0xFF, 0xDA])
 }
 
 /// Whether an EOI marker (FF D9) follows the last start-of-scan (FF DA). Entropy-coded data escapes
@@ -220,7 +227,22 @@ fn with_resized_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32, f: impl
     if img.width <= 2 * border || img.height <= 2 * border {
         return Err(format!("image is {}x{}, too small to crop a {border}-pixel border", img.width, img.height));
     }
-    let (w, h) = (img.width - 2 * border, img.height - 2 * border);
+    // The border is cut off for real (PIL crops it before resizing), so resampling near the edge
+    // never reaches into it; the center crop afterwards is fused into the resize.
+    let interior;
+    let img = if border > 0 {
+        let (w, h) = ((img.width - 2 * border) as usize, (img.height - 2 * border) as usize);
+        let (b, stride) = (border as usize, img.width as usize * 3);
+        let mut pixels = Vec::with_capacity(w * h * 3);
+        for row in img.pixels.chunks_exact(stride).skip(b).take(h) {
+            pixels.extend_from_slice(&row[b * 3..(b + w) * 3]);
+        }
+        interior = RgbImage { width: w as u32, height: h as u32, pixels };
+        &interior
+    } else {
+        img
+    };
+    let (w, h) = (img.width, img.height);
     let (nw, nh) = resized_dims(w, h, spec.resize);
     if nw < spec.crop || nh < spec.crop {
         return Err(format!("image is {}x{}, too thin to resize to {} and crop {}", img.width, img.height, spec.resize, spec.crop));
@@ -229,8 +251,8 @@ fn with_resized_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32, f: impl
     let (sx, sy) = (w as f64 / nw as f64, h as f64 / nh as f64);
     let src = fir::images::ImageRef::new(img.width, img.height, &img.pixels, PixelType::U8x3).map_err(|e| e.to_string())?;
     let options = ResizeOptions::new().resize_alg(spec.interpolation.algorithm()).crop(
-        border as f64 + x0 as f64 * sx,
-        border as f64 + y0 as f64 * sy,
+        x0 as f64 * sx,
+        y0 as f64 * sy,
         spec.crop as f64 * sx,
         spec.crop as f64 * sy,
     );

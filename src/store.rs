@@ -121,7 +121,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn csv_bytes<T: Serialize>(rows: &[T], header: &[&str]) -> Result<Vec<u8>> {
-    let mut writer = csv::WriterBuilder::new().has_headers(rows.is_empty()).from_writer(Vec::new());
+    let mut writer = csv::WriterBuilder::new().has_headers(true).from_writer(Vec::new());
     if rows.is_empty() {
         writer.write_record(header).map_err(|e| Error::Other(e.to_string()))?;
     }

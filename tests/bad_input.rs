@@ -38,9 +38,9 @@ fn broken_images_are_counted_listed_and_the_rest_scored() {
     std::fs::write(d.join("img/corrupt.jpg"), b"\xFF\xD8\xFFthis is not a jpeg at all").unwrap();
     // A real JPEG cut in half.
     let jpeg = d.join("img/whole.jpg");
-    image::RgbImage::from_pixel(64, 64, image::Rgb([12, 4, 0])).save(&jpeg).unwrap();
+    image::RgbImage::from_fn(256, 256, |x, y| image::Rgb([(x * 7 % 251) as u8, (y * 13 % 241) as u8, ((x * y) % 239) as u8])).save(&jpeg).unwrap();
     let bytes = std::fs::read(&jpeg).unwrap();
-    std::fs::write(d.join("img/truncated.jpg"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(d.join("img/truncated.jpg"), &bytes[..bytes.len() * 2 / 3]).unwrap();
     write_manifest(
         &d.join("img/manifest.csv"),
         &[("ok1.png", "3"), ("corrupt.jpg", "1"), ("ok2.png", "4"), ("truncated.jpg", "1"), ("missing.png", "2"), ("ok3.png", "6")],
@@ -95,6 +95,7 @@ fn malformed_suite_manifest_and_cards_are_rejected_before_work() {
     // Missing manifest names the suite field.
     let missing = self::suite(d, "nope/manifest.csv");
     run(d, &missing, &models).assert().code(2).stderr(predicate::str::contains("field `datasets.imagenet.manifest`"));
+    let suite = self::suite(d, "img/manifest.csv");
 
     write_manifest(&d.join("img/manifest.csv"), &[("a.png", "1")]);
     // Card: a bad field.

@@ -97,7 +97,8 @@ fn every_scoring_rule_and_class_restricted_id_rows() {
     // Per-image predictions: top-5 ids and correctness, in manifest order.
     let preds = robust_eval::store::read_predictions(&out.join("predictions/probe/imagenet-r.parquet")).unwrap();
     assert_eq!(preds.height(), 3);
-    let correct: Vec<bool> = preds.column("correct").unwrap().bool().unwrap().into_no_null_iter().collect();
+    let correct_col = preds.column("correct").unwrap().bool().unwrap().clone();
+    let correct: Vec<bool> = (0..correct_col.len()).map(|i| correct_col.get(i).unwrap()).collect();
     assert_eq!(correct, [true, true, false]);
     let top5 = preds.column("top5").unwrap().list().unwrap().get_as_series(0).unwrap();
     let ids: Vec<u32> = top5.u32().unwrap().into_no_null_iter().collect();
@@ -178,6 +179,7 @@ fn v2_manifest_from_integer_folders_scores_every_image_right() {
         .arg(&out)
         .assert()
         .success();
-    let r = row(&evals(&out), "probe", "v2");
+    let rows = evals(&out);
+    let r = row(&rows, "probe", "v2");
     assert_eq!((r.n, r.correct), (5, 5));
 }
