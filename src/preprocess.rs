@@ -212,7 +212,7 @@ pub fn center_offset(dim: u32, crop: u32) -> u32 {
 }
 
 thread_local! {
-    static RESIZER: RefCell<(Resizer, Vec<u8>)> = RefCell::new((Resizer::new(), Vec::new()));
+    static RESIZER: RefCell<(Resizer, Vec<u8>, Vec<u8>)> = RefCell::new((Resizer::new(), Vec::new(), Vec::new()));
 }
 
 /// Resize and center-crop to `spec.crop` square, 8-bit RGB (HWC), after cropping `border` pixels
@@ -249,19 +249,37 @@ fn with_resized_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32, f: impl
     }
     let (x0, y0) = (center_offset(nw, spec.crop), center_offset(nh, spec.crop));
     let (sx, sy) = (w as f64 / nw as f64, h as f64 / nh as f64);
-    let src = fir::images::ImageRef::new(img.width, img.height, &img.pixels, PixelType::U8x3).map_err(|e| e.to_string())?;
-    let options = ResizeOptions::new().resize_alg(spec.interpolation.algorithm()).crop(
-        x0 as f64 * sx,
-        y0 as f64 * sy,
-        spec.crop as f64 * sx,
-        spec.crop as f64 * sy,
-    );
+    let (crop, crop_f) = (spec.crop, spec.crop as f64);
+    let algorithm = spec.interpolation.algorithm();
+    let fir_err = |e: &dyn std::fmt::Display| e.to_string();
     RESIZER.with(|cell| {
-        let (resizer, buf) = &mut *cell.borrow_mut();
-        buf.resize(spec.crop as usize * spec.crop as usize * 3, 0);
-        let mut dst = fir::images::Image::from_slice_u8(spec.crop, spec.crop, buf, PixelType::U8x3).map_err(|e| e.to_string())?;
-        resizer.resize(&src, &mut dst, &options).map_err(|e| e.to_string())?;
-        f(buf);
+        let (resizer, tmp, out) = &mut *cell.borrow_mut();
+        out.resize(crop as usize * crop as usize * 3, 0);
+        let mut dst = fir::images::Image::from_slice_u8(crop, crop, out, PixelType::U8x3).map_err(|e| fir_err(&e))?;
+        if algorithm == ResizeAlg::Nearest {
+            let src = fir::images::ImageRef::new(w, h, &img.pixels, PixelType::U8x3).map_err(|e| fir_err(&e))?;
+            let options = ResizeOptions::new().resize_alg(algorithm).crop(x0 as f64 * sx, y0 as f64 * sy, crop_f * sx, crop_f * sy);
+            resizer.resize(&src, &mut dst, &options).map_err(|e| fir_err(&e))?;
+        } else {
+            // PIL resamples horizontally first and rounds to 8 bits between the passes; with
+            // overshooting filters (bicubic, lanczos) the order matters, and fast_image_resize
+            // would go vertical-first. So run the two passes as two one-dimensional resizes.
+            // Pass 1 covers only the rows pass 2 can reach (filter support plus a margin).
+            let reach = 3.0 * sy.max(1.0) + 2.0;
+            let y_lo = ((y0 as f64 * sy - reach).floor().max(0.0)) as u32;
+            let y_hi = (((y0 + crop) as f64 * sy + reach).ceil() as u32).min(h);
+            let rows = y_hi - y_lo;
+            let stride = w as usize * 3;
+            let band = &img.pixels[y_lo as usize * stride..y_hi as usize * stride];
+            let src = fir::images::ImageRef::new(w, rows, band, PixelType::U8x3).map_err(|e| fir_err(&e))?;
+            tmp.resize(crop as usize * rows as usize * 3, 0);
+            let mut mid = fir::images::Image::from_slice_u8(crop, rows, tmp, PixelType::U8x3).map_err(|e| fir_err(&e))?;
+            let horizontal = ResizeOptions::new().resize_alg(algorithm).crop(x0 as f64 * sx, 0.0, crop_f * sx, rows as f64);
+            resizer.resize(&src, &mut mid, &horizontal).map_err(|e| fir_err(&e))?;
+            let vertical = ResizeOptions::new().resize_alg(algorithm).crop(0.0, y0 as f64 * sy - y_lo as f64, crop_f, crop_f * sy);
+            resizer.resize(&mid, &mut dst, &vertical).map_err(|e| fir_err(&e))?;
+        }
+        f(out);
         Ok(())
     })
 }

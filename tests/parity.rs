@@ -86,11 +86,12 @@ fn real_jpegs_match_pil_bicubic_and_bilinear() {
             worst.1.max,
             worst.0.display()
         );
-        // JPEG decoders differ slightly (zune-jpeg vs libjpeg-turbo, ≤ a few levels); resampling adds ≤ 1.
-        assert!(mean < 0.25, "mean difference {mean}");
-        assert!(worst.1.max <= 12, "max difference {} on {}", worst.1.max, worst.0.display());
-        let rough = diffs.iter().filter(|d| d.1.mean > 1.0).count();
-        assert_eq!(rough, 0, "images with mean |diff| > 1 level");
+        // JPEG decoders differ slightly (zune-jpeg vs libjpeg-turbo, a few levels at most); the
+        // resampling itself matches PIL's to a level or two (same filters, same pass order).
+        assert!(mean < 0.1, "mean difference {mean}");
+        assert!(worst.1.max <= 8, "max difference {} on {}", worst.1.max, worst.0.display());
+        let rough = diffs.iter().filter(|d| d.1.mean > 0.5).count();
+        assert_eq!(rough, 0, "images with mean |diff| > 0.5 level");
     }
 }
 
@@ -123,7 +124,7 @@ fn odd_modes_match_pil_convert_rgb() {
             assert!(diff.max <= 12 && diff.mean < 0.5, "{name}: max {} mean {}", diff.max, diff.mean);
         } else {
             // Lossless formats decode identically; only resampling rounding may differ.
-            assert!(diff.max <= 1 && diff.mean < 0.05, "{name}: max {} mean {}", diff.max, diff.mean);
+            assert!(diff.max <= 2 && diff.mean < 0.02, "{name}: max {} mean {}", diff.max, diff.mean);
         }
     }
 }
@@ -133,6 +134,6 @@ fn objectnet_border_crop_matches_pil() {
     let images: Vec<PathBuf> = sample_jpegs().into_iter().step_by(50).collect();
     let spec = spec(256, 224, Interpolation::Bilinear);
     for (path, diff) in compare(&images, &spec, 2) {
-        assert!(diff.mean < 0.5, "{}: mean {}", path.display(), diff.mean);
+        assert!(diff.max <= 8 && diff.mean < 0.5, "{}: max {} mean {}", path.display(), diff.max, diff.mean);
     }
 }

@@ -101,7 +101,7 @@ def cmd_odd(a):
         rgb.convert("CMYK").save(stem + "_CMYK.jpg", quality=92)
         rgb.convert("L").save(stem + "_L.jpg", quality=92)
         arr = (np.asarray(rgb.convert("L"), dtype=np.uint16) * 3).astype(np.uint16)  # 0..765: PIL clips at 255
-        Image.fromarray(arr, mode="I;16").save(stem + "_I16.png")
+        Image.fromarray(arr).save(stem + "_I16.png")
         rgb.save(stem + "_RGB.bmp")
         rgb.save(stem + "_RGB.webp", lossless=True)
 
