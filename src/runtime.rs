@@ -152,6 +152,10 @@ fn load() -> std::result::Result<Runtime, String> {
     }
     for (path, found_by) in candidates {
         if !path.is_file() {
+            if found_by == "ORT_DYLIB_PATH" {
+                // An explicit choice is not silently replaced by another library.
+                return Err(format!("ORT_DYLIB_PATH={}: no such file", path.display()));
+            }
             tried.push(format!("{} ({found_by}): no such file", path.display()));
             continue;
         }
