@@ -4,7 +4,7 @@
 # install the onnxruntime wheel from PyPI into it. robust-eval finds ./.venv by itself.
 #
 #   scripts/setup.sh            runtime only
-#   scripts/setup.sh --test     also Pillow and numpy, the reference pipeline for the parity tests
+#   scripts/setup.sh --test     also Pillow, numpy and scipy: the reference pipeline and fit for the tests
 #   scripts/setup.sh --gpu      onnxruntime-gpu instead of onnxruntime (CUDA / TensorRT providers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +37,7 @@ elif ! have_ort; then
   packages+=("$package")
 fi
 if [ "$want_test" = 1 ]; then
-  .venv/bin/python -c "import PIL, numpy, onnxruntime" 2>/dev/null || packages+=("pillow" "numpy" "$package")
+  .venv/bin/python -c "import PIL, numpy, scipy, onnxruntime" 2>/dev/null || packages+=("pillow" "numpy" "scipy" "$package")
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   echo "setup: installing ${packages[*]} into .venv"

@@ -72,25 +72,41 @@ impl ModelCard {
         };
         let name = match raw.name {
             Some(n) => n,
-            None => file.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string(),
+            None => file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("model")
+                .to_string(),
         };
         check_name(&name).map_err(|m| Error::input(at(None, "name"), m))?;
         let base = file.parent().unwrap_or(Path::new(""));
-        let onnx = if raw.onnx.is_absolute() { raw.onnx.clone() } else { base.join(&raw.onnx) };
+        let onnx = if raw.onnx.is_absolute() {
+            raw.onnx.clone()
+        } else {
+            base.join(&raw.onnx)
+        };
         if !onnx.is_file() {
-            return Err(Error::input(at(None, "onnx"), format!("model file {} does not exist", onnx.display())));
+            return Err(Error::input(
+                at(None, "onnx"),
+                format!("model file {} does not exist", onnx.display()),
+            ));
         }
         let std_spec = PreprocessSpec::imagenet_default();
         let p = raw.preprocess;
         let interpolation = match p.interpolation {
-            Some(s) => s.parse::<Interpolation>().map_err(|m| Error::input(at(Some("preprocess"), "interpolation"), m))?,
+            Some(s) => s
+                .parse::<Interpolation>()
+                .map_err(|m| Error::input(at(Some("preprocess"), "interpolation"), m))?,
             None => std_spec.interpolation,
         };
         let triple = |v: Option<Vec<f32>>, default: [f32; 3], key: &str| -> Result<[f32; 3]> {
             match v {
                 None => Ok(default),
                 Some(v) => <[f32; 3]>::try_from(v.as_slice()).map_err(|_| {
-                    Error::input(at(Some("preprocess"), key), format!("expected 3 numbers (one per RGB channel), got {}", v.len()))
+                    Error::input(
+                        at(Some("preprocess"), key),
+                        format!("expected 3 numbers (one per RGB channel), got {}", v.len()),
+                    )
                 }),
             }
         };
@@ -102,27 +118,45 @@ impl ModelCard {
             std: triple(p.std, std_spec.std, "std")?,
         };
         if preprocess.crop == 0 || preprocess.crop > 4096 {
-            return Err(Error::input(at(Some("preprocess"), "crop"), "crop must be between 1 and 4096 pixels"));
+            return Err(Error::input(
+                at(Some("preprocess"), "crop"),
+                "crop must be between 1 and 4096 pixels",
+            ));
         }
         if preprocess.resize < preprocess.crop || preprocess.resize > 8192 {
             return Err(Error::input(
                 at(Some("preprocess"), "resize"),
-                format!("resize ({}) must be at least crop ({}) and at most 8192", preprocess.resize, preprocess.crop),
+                format!(
+                    "resize ({}) must be at least crop ({}) and at most 8192",
+                    preprocess.resize, preprocess.crop
+                ),
             ));
         }
         if preprocess.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(Error::input(at(Some("preprocess"), "std"), "every std must be a positive number"));
+            return Err(Error::input(
+                at(Some("preprocess"), "std"),
+                "every std must be a positive number",
+            ));
         }
         if preprocess.mean.iter().any(|m| !m.is_finite()) {
-            return Err(Error::input(at(Some("preprocess"), "mean"), "every mean must be a finite number"));
+            return Err(Error::input(
+                at(Some("preprocess"), "mean"),
+                "every mean must be a finite number",
+            ));
         }
         let num_classes = raw.output.num_classes.unwrap_or(1000);
         let offset = raw.output.offset.unwrap_or(0);
         if num_classes == 0 {
-            return Err(Error::input(at(Some("output"), "num_classes"), "num_classes must be at least 1"));
+            return Err(Error::input(
+                at(Some("output"), "num_classes"),
+                "num_classes must be at least 1",
+            ));
         }
         if offset >= num_classes {
-            return Err(Error::input(at(Some("output"), "offset"), format!("offset {offset} leaves no classes of {num_classes}")));
+            return Err(Error::input(
+                at(Some("output"), "offset"),
+                format!("offset {offset} leaves no classes of {num_classes}"),
+            ));
         }
         Ok(ModelCard {
             name,
@@ -137,7 +171,11 @@ impl ModelCard {
 
     /// A bare `.onnx` with no card: the standard ImageNet preprocessing and 1000 classes.
     pub fn bare(onnx: &Path) -> Result<ModelCard> {
-        let name = onnx.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
+        let name = onnx
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .to_string();
         check_name(&name).map_err(|m| Error::input(Location::file(onnx), m))?;
         Ok(ModelCard {
             name,
@@ -160,7 +198,9 @@ impl ModelCard {
 fn check_name(name: &str) -> std::result::Result<(), String> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-+=".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+=".contains(c));
     if ok {
         Ok(())
     } else {
@@ -197,7 +237,10 @@ pub fn discover(paths: &[PathBuf], warn: &mut dyn FnMut(String)) -> Result<Vec<M
             cards.push(ModelCard::load(path)?);
         } else if has_ext(path, "onnx") {
             if !path.is_file() {
-                return Err(Error::Usage(format!("--models {}: no such file", path.display())));
+                return Err(Error::Usage(format!(
+                    "--models {}: no such file",
+                    path.display()
+                )));
             }
             let beside = path.with_extension("toml");
             if beside.is_file() {
@@ -213,12 +256,17 @@ pub fn discover(paths: &[PathBuf], warn: &mut dyn FnMut(String)) -> Result<Vec<M
         }
     }
     if cards.is_empty() {
-        return Err(Error::Usage("no models found: --models names no model cards or .onnx files".into()));
+        return Err(Error::Usage(
+            "no models found: --models names no model cards or .onnx files".into(),
+        ));
     }
     let mut names: Vec<&str> = cards.iter().map(|c| c.name.as_str()).collect();
     names.sort_unstable();
     if let Some(dup) = names.windows(2).find(|w| w[0] == w[1]) {
-        return Err(Error::Usage(format!("two models are named `{}`; model names must be unique", dup[0])));
+        return Err(Error::Usage(format!(
+            "two models are named `{}`; model names must be unique",
+            dup[0]
+        )));
     }
     Ok(cards)
 }
@@ -235,7 +283,9 @@ fn bare_with_warning(onnx: &Path, warn: &mut dyn FnMut(String)) -> Result<ModelC
 }
 
 fn has_ext(path: &Path, ext: &str) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case(ext))
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
 #[cfg(test)]
@@ -262,15 +312,23 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        let err = card("onnx = \"m.onnx\"\n[preprocess]\nresize = 200\ncrop = 224\n").unwrap_err().to_string();
+        let err = card("onnx = \"m.onnx\"\n[preprocess]\nresize = 200\ncrop = 224\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("m.toml:3: field `preprocess.resize`"), "{err}");
-        let err = card("onnx = \"m.onnx\"\n[preprocess]\nmean = [0.5, 0.5]\n").unwrap_err().to_string();
+        let err = card("onnx = \"m.onnx\"\n[preprocess]\nmean = [0.5, 0.5]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("m.toml:3: field `preprocess.mean`"), "{err}");
         let err = card("onnx = \"missing.onnx\"\n").unwrap_err().to_string();
         assert!(err.contains("m.toml:1: field `onnx`"), "{err}");
-        let err = card("onnx = \"m.onnx\"\n[preprocess]\ninterpolation = \"lanczos7\"\n").unwrap_err().to_string();
+        let err = card("onnx = \"m.onnx\"\n[preprocess]\ninterpolation = \"lanczos7\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("field `preprocess.interpolation`"), "{err}");
-        let err = card("onnx = \"m.onnx\"\nlayers = 3\n").unwrap_err().to_string();
+        let err = card("onnx = \"m.onnx\"\nlayers = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("m.toml:2") && err.contains("layers"), "{err}");
     }
 }

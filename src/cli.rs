@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::fit::Transform;
 use crate::manifest::Layout;
 use crate::progress::ProgressMode;
+use crate::report::Format;
 use crate::runtime::ProviderChoice;
 
 const EXIT_STATUS: &str = "\
@@ -46,6 +48,15 @@ pub enum Command {
     /// Build a manifest (path,label CSV) from a dataset's published folder layout.
     #[command(after_long_help = EXIT_STATUS)]
     Manifest(ManifestArgs),
+    /// Fit the accuracy-on-the-line trend per shift and compute effective robustness.
+    #[command(after_long_help = EXIT_STATUS)]
+    Fit(FitCommand),
+    /// Draw accuracy-on-the-line charts and the effective-robustness bar chart (PNG and SVG).
+    #[command(after_long_help = EXIT_STATUS)]
+    Plot(PlotCommand),
+    /// Write a report of a results folder as Markdown, self-contained HTML or JSON.
+    #[command(after_long_help = EXIT_STATUS)]
+    Report(ReportCommand),
     /// Report which ONNX Runtime library is found and which execution providers initialise.
     #[command(after_long_help = EXIT_STATUS)]
     Doctor(DoctorArgs),
@@ -123,17 +134,99 @@ pub struct RunArgs {
     /// Print a JSON summary (pairs evaluated, rows) on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub fit: FitArgs,
+}
+
+/// How the trend is fitted; shared by run, fit, plot and report.
+#[derive(Debug, Args, Clone)]
+pub struct FitArgs {
+    /// Baseline models the line is fitted on: all, group:NAME, file:PATH (one name per line),
+    /// or a regular expression on model names. Default: the suite's `baseline`, else all.
+    #[arg(long, value_name = "SPEC")]
+    pub baseline: Option<String>,
+
+    /// Scale of the fit: probit (as in "Accuracy on the Line") or logit (as in imagenet-testbed).
+    #[arg(long, value_enum, default_value = "probit")]
+    pub transform: Transform,
+
+    /// Fit the line on published results instead of the folder's own models, and place the
+    /// folder's models against it: timm, testbed, or the path of an evals.csv-shaped table.
+    #[arg(long, value_name = "timm|testbed|PATH")]
+    pub baseline_cloud: Option<String>,
+
+    /// In-distribution dataset. Default: the suite's (recorded in run.json), else imagenet.
+    #[arg(long, value_name = "NAME")]
+    pub id: Option<String>,
+
+    /// Bootstrap resamples (over baseline models) for the 95 % band.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub bootstrap: usize,
+
+    /// Seed of the bootstrap, for reproducible bands.
+    #[arg(long, default_value_t = 20200707, value_name = "N")]
+    pub seed: u64,
+
+    /// Write model names next to their points in the charts.
+    #[arg(long)]
+    pub labels: bool,
 }
 
 #[derive(Debug, Args)]
-#[command(long_about = "Build a manifest from a dataset's published on-disk layout.\n\n\
+#[command(
+    long_about = "Fit, per shift, ordinary least squares of T(OOD top-1) on T(ID top-1) over the \
+baseline models (T = probit or logit, accuracies clipped to [0.01 %, 99.99 %] first), with R² in the \
+transformed space and a 95 % bootstrap band; then each model's effective robustness, OOD top-1 minus \
+the line's prediction at its ID top-1, with an interval carrying the band and the model's own \
+Clopper–Pearson interval, and its average over shifts. Writes fit.json and robustness.csv into the \
+results folder. The folder may hold only an evals.csv with columns model, dataset, top1 (group \
+optional): every dataset other than the ID one and not of the form X@Y is a shift, and \
+<id>@<shift> rows are class-restricted ID points."
+)]
+pub struct FitCommand {
+    /// Results folder (as `run` writes it, or one holding only evals.csv).
+    #[arg(long, value_name = "DIR")]
+    pub results: PathBuf,
+    #[command(flatten)]
+    pub fit: FitArgs,
+    /// Also print fit.json on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotCommand {
+    /// Results folder; charts go to <DIR>/plots.
+    #[arg(long, value_name = "DIR")]
+    pub results: PathBuf,
+    #[command(flatten)]
+    pub fit: FitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportCommand {
+    /// Results folder; the report is written there as report.md, report.html or report.json.
+    #[arg(long, value_name = "DIR")]
+    pub results: PathBuf,
+    /// md for pull requests and READMEs, html for a browser (plots inline), json for scripts.
+    #[arg(long, value_enum, default_value = "md")]
+    pub format: Format,
+    #[command(flatten)]
+    pub fit: FitArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Build a manifest from a dataset's published on-disk layout.\n\n\
   imagenet          wnid folders (n01440764/...), or flat files with --ground-truth\n\
   imagenet-v2       folders 0..999 named by class index (parsed as integers, never string-sorted)\n\
   imagenet-sketch   wnid folders\n\
   imagenet-r        wnid folders\n\
   imagenet-a        wnid folders\n\
   objectnet         class folders under images/ (all 313 are listed; scoring skips the unmapped ones)\n\n\
-Paths are written relative to the manifest's folder when the images lie below it.")]
+Paths are written relative to the manifest's folder when the images lie below it."
+)]
 pub struct ManifestArgs {
     /// Dataset layout.
     #[arg(value_enum)]

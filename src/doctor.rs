@@ -28,7 +28,10 @@ pub struct Report {
 }
 
 pub fn diagnose() -> Report {
-    let searched = runtime::candidates().into_iter().map(|(p, how)| format!("{} ({how})", p.display())).collect();
+    let searched = runtime::candidates()
+        .into_iter()
+        .map(|(p, how)| format!("{} ({how})", p.display()))
+        .collect();
     let mut report = Report {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         library: None,
@@ -56,7 +59,11 @@ pub fn diagnose() -> Report {
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
             .collect();
         cards.sort();
-        ModelCard::load(cards.first().ok_or_else(|| crate::Error::Other("the embedded demo has no models".into()))?)
+        ModelCard::load(
+            cards
+                .first()
+                .ok_or_else(|| crate::Error::Other("the embedded demo has no models".into()))?,
+        )
     });
     let tmp = std::env::temp_dir().join("robust-eval-doctor-trt");
     for (choice, name) in [
@@ -70,7 +77,11 @@ pub fn diagnose() -> Report {
             match &probe {
                 Err(e) => format!("not checked: {e}"),
                 Ok(card) => {
-                    let settings = SessionSettings { provider: choice, threads: 1, trt_cache: tmp.clone() };
+                    let settings = SessionSettings {
+                        provider: choice,
+                        threads: 1,
+                        trt_cache: tmp.clone(),
+                    };
                     match OrtClassifier::open(card, &settings, &mut |_| {}) {
                         Ok(_) => "ok".to_string(),
                         Err(e) => e.to_string(),
@@ -78,7 +89,11 @@ pub fn diagnose() -> Report {
                 }
             }
         };
-        report.providers.push(ProviderCheck { provider: name.to_string(), ok: status == "ok", status });
+        report.providers.push(ProviderCheck {
+            provider: name.to_string(),
+            ok: status == "ok",
+            status,
+        });
     }
     report
 }
@@ -87,7 +102,12 @@ pub fn render(report: &Report) -> String {
     let mut s = format!("robust-eval {}\n", report.tool_version);
     match &report.library {
         Some(lib) => {
-            s += &format!("ONNX Runtime {}\n  library: {}\n  found by: {}\n", lib.version, lib.path.display(), lib.found_by);
+            s += &format!(
+                "ONNX Runtime {}\n  library: {}\n  found by: {}\n",
+                lib.version,
+                lib.path.display(),
+                lib.found_by
+            );
         }
         None => s += "ONNX Runtime: not loaded\n",
     }
@@ -101,7 +121,10 @@ pub fn render(report: &Report) -> String {
         }
     }
     if report.library.is_some() {
-        s += &format!("providers in this build: {}\n", report.providers_built_in.join(", "));
+        s += &format!(
+            "providers in this build: {}\n",
+            report.providers_built_in.join(", ")
+        );
         s += "providers that initialise (checked on a small model):\n";
         for p in &report.providers {
             s += &format!("  {:<28} {}\n", p.provider, p.status);

@@ -14,7 +14,11 @@ pub struct Location {
 
 impl Location {
     pub fn file(file: impl AsRef<Path>) -> Self {
-        Location { file: file.as_ref().to_path_buf(), line: None, field: None }
+        Location {
+            file: file.as_ref().to_path_buf(),
+            line: None,
+            field: None,
+        }
     }
     pub fn line(mut self, line: usize) -> Self {
         self.line = Some(line);
@@ -51,7 +55,10 @@ pub enum Error {
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -60,10 +67,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn input(at: Location, message: impl Into<String>) -> Self {
-        Error::Input { at, message: message.into() }
+        Error::Input {
+            at,
+            message: message.into(),
+        }
     }
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 }
 

@@ -65,41 +65,70 @@ pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<Datase
         if !path.is_file() {
             return Err(Error::input(
                 Location::file(&suite.file).field(format!("datasets.{}.manifest", dataset.name)),
-                format!("manifest {} does not exist (build one with `robust-eval manifest`)", path.display()),
+                format!(
+                    "manifest {} does not exist (build one with `robust-eval manifest`)",
+                    path.display()
+                ),
             ));
         }
         let manifest = Manifest::load(&path)?;
         let targets = manifest.targets(dataset.scoring, None)?;
         let space = match dataset.scoring {
             Scoring::ImageNet1k | Scoring::AllClasses => LabelSpace::All,
-            other => other.restriction().expect("restricted scorings have a label space"),
+            other => other
+                .restriction()
+                .expect("restricted scorings have a label space"),
         };
-        let views = vec![View { name: dataset.name.clone(), space, targets }];
-        plans.push(DatasetPlan { dataset: dataset.clone(), manifest, views, load: Vec::new() });
+        let views = vec![View {
+            name: dataset.name.clone(),
+            space,
+            targets,
+        }];
+        plans.push(DatasetPlan {
+            dataset: dataset.clone(),
+            manifest,
+            views,
+            load: Vec::new(),
+        });
     }
     // Class-restricted ID views, one per restricted shift: the ID point the literature compares to.
     let id_scoring = plans[0].dataset.scoring;
     if id_scoring == Scoring::ImageNet1k {
         let restricted: Vec<(String, LabelSpace)> = plans[1..]
             .iter()
-            .filter_map(|p| p.dataset.scoring.restriction().map(|s| (p.dataset.name.clone(), s)))
+            .filter_map(|p| {
+                p.dataset
+                    .scoring
+                    .restriction()
+                    .map(|s| (p.dataset.name.clone(), s))
+            })
             .collect();
         let id = &mut plans[0];
         let id_targets = id.views[0].targets.clone();
         for (shift, space) in restricted {
-            let LabelSpace::Subset(classes) = &space else { continue };
+            let LabelSpace::Subset(classes) = &space else {
+                continue;
+            };
             let targets = id_targets
                 .iter()
                 .map(|t| match t {
-                    Some(Target::Class(c)) if classes.binary_search(c).is_ok() => Some(Target::Class(*c)),
+                    Some(Target::Class(c)) if classes.binary_search(c).is_ok() => {
+                        Some(Target::Class(*c))
+                    }
                     _ => None,
                 })
                 .collect();
-            id.views.push(View { name: format!("{}@{shift}", id.dataset.name), space, targets });
+            id.views.push(View {
+                name: format!("{}@{shift}", id.dataset.name),
+                space,
+                targets,
+            });
         }
     }
     for plan in &mut plans {
-        plan.load = (0..plan.manifest.rows.len()).filter(|&i| plan.views.iter().any(|v| v.targets[i].is_some())).collect();
+        plan.load = (0..plan.manifest.rows.len())
+            .filter(|&i| plan.views.iter().any(|v| v.targets[i].is_some()))
+            .collect();
     }
     Ok(plans)
 }
@@ -123,8 +152,13 @@ pub fn check_models_fit(models: &[ModelCard], plans: &[DatasetPlan]) -> Result<(
                     if let Some(Target::Class(c)) = t {
                         if *c >= model.num_classes {
                             return Err(Error::input(
-                                Location::file(&plan.manifest.file).line(plan.manifest.rows[i].line).field("label"),
-                                format!("class {c} is out of range for model `{}` ({} classes)", model.name, model.num_classes),
+                                Location::file(&plan.manifest.file)
+                                    .line(plan.manifest.rows[i].line)
+                                    .field("label"),
+                                format!(
+                                    "class {c} is out of range for model `{}` ({} classes)",
+                                    model.name, model.num_classes
+                                ),
                             ));
                         }
                     }
@@ -157,23 +191,37 @@ fn host() -> String {
 }
 
 /// Evaluate `models` on the suite, skipping pairs whose stored results are up to date.
-pub fn run(suite: &Suite, models: &[ModelCard], settings: &RunSettings, progress: &dyn Progress) -> Result<RunSummary> {
+pub fn run(
+    suite: &Suite,
+    models: &[ModelCard],
+    settings: &RunSettings,
+    progress: &dyn Progress,
+) -> Result<RunSummary> {
     let plans = plan_datasets(suite, settings)?;
     check_models_fit(models, &plans)?;
     let rt = crate::runtime::runtime()?;
     crate::runtime::check_provider(settings.session.provider)?;
     // Every model's input and output are checked against its card before any image is read
     // (on CPU: cheap, and the same graph whatever provider runs it later).
-    let check = SessionSettings { provider: ProviderChoice::Cpu, threads: 1, trt_cache: settings.session.trt_cache.clone() };
+    let check = SessionSettings {
+        provider: ProviderChoice::Cpu,
+        threads: 1,
+        trt_cache: settings.session.trt_cache.clone(),
+    };
     for model in models {
         OrtClassifier::open(model, &check, &mut |_| {})?;
     }
-    let model_hashes: Vec<String> = models.iter().map(|m| sha256_file(&m.onnx)).collect::<Result<_>>()?;
+    let model_hashes: Vec<String> = models
+        .iter()
+        .map(|m| sha256_file(&m.onnx))
+        .collect::<Result<_>>()?;
 
     let mut store = ResultsStore::open(&settings.out)?;
     store.run.tool = "robust-eval".into();
     store.run.tool_version = env!("CARGO_PKG_VERSION").into();
     store.run.suite = suite.name.clone();
+    store.run.id = suite.id.clone();
+    store.run.baseline = suite.baseline.clone().unwrap_or_default();
     store.run.onnxruntime_version = rt.library.version.clone();
     store.run.onnxruntime_library = rt.library.path.display().to_string();
     store.run.host = host();
@@ -185,7 +233,10 @@ pub fn run(suite: &Suite, models: &[ModelCard], settings: &RunSettings, progress
         .build()
         .map_err(|e| Error::Other(e.to_string()))?;
 
-    let mut summary = RunSummary { out: settings.out.clone(), ..Default::default() };
+    let mut summary = RunSummary {
+        out: settings.out.clone(),
+        ..Default::default()
+    };
     for plan in &plans {
         let border = plan.dataset.scoring.border();
         // Pending models, grouped by preprocessing so each group decodes the dataset once.
@@ -209,28 +260,56 @@ pub fn run(suite: &Suite, models: &[ModelCard], settings: &RunSettings, progress
                 seconds: 0.0,
             };
             if !settings.force && store.up_to_date(&evaluation) {
-                progress.message(&format!("{} on {}: up to date, not evaluated again", model.name, plan.dataset.name));
-                summary.up_to_date.push((model.name.clone(), plan.dataset.name.clone()));
+                progress.message(&format!(
+                    "{} on {}: up to date, not evaluated again",
+                    model.name, plan.dataset.name
+                ));
+                summary
+                    .up_to_date
+                    .push((model.name.clone(), plan.dataset.name.clone()));
                 continue;
             }
-            groups.entry(model.preprocess.key()).or_default().push((m, evaluation));
+            groups
+                .entry(model.preprocess.key())
+                .or_default()
+                .push((m, evaluation));
         }
         for group in groups.into_values() {
             let spec = models[group[0].0].preprocess;
             let mut classifiers: Vec<OrtClassifier> = Vec::new();
             for (m, _) in &group {
-                let mut note = |line: String| progress.message(&format!("{}: {line}", models[*m].name));
-                classifiers.push(OrtClassifier::open(&models[*m], &settings.session, &mut note)?);
+                let mut note =
+                    |line: String| progress.message(&format!("{}: {line}", models[*m].name));
+                classifiers.push(OrtClassifier::open(
+                    &models[*m],
+                    &settings.session,
+                    &mut note,
+                )?);
             }
             let mut members: Vec<Member> = group
                 .into_iter()
                 .zip(classifiers.iter_mut())
-                .map(|((m, evaluation), classifier)| Member { card: &models[m], evaluation, classifier })
+                .map(|((m, evaluation), classifier)| Member {
+                    card: &models[m],
+                    evaluation,
+                    classifier,
+                })
                 .collect();
-            let failed = evaluate_group(plan, &spec, border, &mut members, settings, &pool, progress, &mut store)?;
+            let failed = evaluate_group(
+                plan,
+                &spec,
+                border,
+                &mut members,
+                settings,
+                &pool,
+                progress,
+                &mut store,
+            )?;
             summary.failed_images += failed;
             for member in &members {
-                summary.evaluated.push((member.card.name.clone(), plan.dataset.name.clone()));
+                summary
+                    .evaluated
+                    .push((member.card.name.clone(), plan.dataset.name.clone()));
             }
         }
     }
@@ -283,9 +362,17 @@ fn evaluate_group(
     let clock = Instant::now();
     let mut tasks: Vec<_> = members
         .iter()
-        .map(|m| progress.start(&format!("{} · {}", m.card.name, plan.dataset.name), plan.load.len() as u64))
+        .map(|m| {
+            progress.start(
+                &format!("{} · {}", m.card.name, plan.dataset.name),
+                plan.load.len() as u64,
+            )
+        })
         .collect();
-    let mut tallies: Vec<Vec<Tally>> = members.iter().map(|_| plan.views.iter().map(|_| Tally::default()).collect()).collect();
+    let mut tallies: Vec<Vec<Tally>> = members
+        .iter()
+        .map(|_| plan.views.iter().map(|_| Tally::default()).collect())
+        .collect();
     let mut failures: Vec<(usize, String)> = Vec::new();
 
     let result: Result<()> = std::thread::scope(|scope| {
@@ -303,7 +390,14 @@ fn evaluate_group(
                         })
                         .collect()
                 });
-                if tx.send(Batch { rows: chunk.to_vec(), pixels, errors }).is_err() {
+                if tx
+                    .send(Batch {
+                        rows: chunk.to_vec(),
+                        pixels,
+                        errors,
+                    })
+                    .is_err()
+                {
                     return; // inference stopped on an error
                 }
             }
@@ -315,12 +409,19 @@ fn evaluate_group(
                 }
             }
             for (member, tally) in members.iter_mut().zip(tallies.iter_mut()) {
-                let logits = classify_chunked(member.classifier, &batch.pixels, batch.rows.len(), per_image)?;
+                let logits = classify_chunked(
+                    member.classifier,
+                    &batch.pixels,
+                    batch.rows.len(),
+                    per_image,
+                )?;
                 let width = member.card.output_width();
                 for (i, &row) in batch.rows.iter().enumerate() {
                     let class_logits = &logits[i * width + member.card.offset..(i + 1) * width];
                     for (view, t) in plan.views.iter().zip(tally.iter_mut()) {
-                        let Some(target) = view.targets[row] else { continue };
+                        let Some(target) = view.targets[row] else {
+                            continue;
+                        };
                         if batch.errors[i].is_some() {
                             t.failed += 1;
                             continue;
@@ -361,7 +462,13 @@ fn evaluate_group(
         for (view, mut t) in plan.views.iter().zip(tally) {
             t.skipped = view.targets.iter().filter(|t| t.is_none()).count() as u64;
             let (low, high) = clopper_pearson(t.correct, t.n, 0.95);
-            let pct = |k: u64| if t.n == 0 { 0.0 } else { 100.0 * k as f64 / t.n as f64 };
+            let pct = |k: u64| {
+                if t.n == 0 {
+                    0.0
+                } else {
+                    100.0 * k as f64 / t.n as f64
+                }
+            };
             rows.push(EvalRow {
                 model: member.card.name.clone(),
                 group: member.card.group.clone(),
@@ -376,7 +483,11 @@ fn evaluate_group(
                 skipped: t.skipped,
                 provider: provider.clone(),
                 seconds,
-                images_per_s: if seconds > 0.0 { loaded as f64 / seconds } else { 0.0 },
+                images_per_s: if seconds > 0.0 {
+                    loaded as f64 / seconds
+                } else {
+                    0.0
+                },
             });
             predictions.push((view.name.clone(), t.predictions));
         }
@@ -402,8 +513,16 @@ fn evaluate_group(
             plan.dataset.name,
             first.top1,
             first.n,
-            if first.failed > 0 { format!(", {} failed", first.failed) } else { String::new() },
-            if first.skipped > 0 { format!(", {} skipped (unmapped classes)", first.skipped) } else { String::new() },
+            if first.failed > 0 {
+                format!(", {} failed", first.failed)
+            } else {
+                String::new()
+            },
+            if first.skipped > 0 {
+                format!(", {} skipped (unmapped classes)", first.skipped)
+            } else {
+                String::new()
+            },
             seconds,
             first.images_per_s,
             provider
@@ -415,12 +534,20 @@ fn evaluate_group(
 }
 
 /// Run a batch through a classifier, in pieces if the model has a fixed batch size.
-fn classify_chunked(classifier: &mut dyn Classifier, pixels: &[f32], n: usize, per_image: usize) -> Result<Vec<f32>> {
+fn classify_chunked(
+    classifier: &mut dyn Classifier,
+    pixels: &[f32],
+    n: usize,
+    per_image: usize,
+) -> Result<Vec<f32>> {
     let step = classifier.fixed_batch().unwrap_or(n).max(1);
     let mut logits = Vec::new();
     for start in (0..n).step_by(step) {
         let count = step.min(n - start);
-        logits.extend(classifier.classify(&pixels[start * per_image..(start + count) * per_image], count)?);
+        logits.extend(classifier.classify(
+            &pixels[start * per_image..(start + count) * per_image],
+            count,
+        )?);
     }
     Ok(logits)
 }

@@ -9,7 +9,8 @@ const IMAGENET_TSV: &str = include_str!("../assets/labels/imagenet1k_index_wnid_
 const IMAGENET_R_INDICES: &str = include_str!("../assets/labels/imagenet_r_indices.txt");
 const IMAGENET_A_INDICES: &str = include_str!("../assets/labels/imagenet_a_indices.txt");
 const OBJECTNET_TSV: &str = include_str!("../assets/labels/objectnet_113_to_imagenet.tsv");
-const OBJECTNET_FOLDERS_JSON: &str = include_str!("../assets/labels/folder_to_objectnet_label.json");
+const OBJECTNET_FOLDERS_JSON: &str =
+    include_str!("../assets/labels/folder_to_objectnet_label.json");
 
 pub const IMAGENET_CLASSES: usize = 1000;
 
@@ -64,13 +65,23 @@ pub fn imagenet() -> &'static ImageNet {
             wnids.push(cols[1].to_string());
             names.push(cols[2].to_string());
         }
-        let by_wnid = wnids.iter().enumerate().map(|(i, w)| (w.clone(), i)).collect();
-        ImageNet { wnids, names, by_wnid }
+        let by_wnid = wnids
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.clone(), i))
+            .collect();
+        ImageNet {
+            wnids,
+            names,
+            by_wnid,
+        }
     })
 }
 
 fn parse_indices(text: &str) -> Vec<usize> {
-    text.split_whitespace().map(|t| t.parse().expect("shipped index list is numeric")).collect()
+    text.split_whitespace()
+        .map(|t| t.parse().expect("shipped index list is numeric"))
+        .collect()
 }
 
 /// ImageNet indices of the 200 ImageNet-R classes, ascending.
@@ -94,7 +105,10 @@ pub fn objectnet() -> &'static ObjectNet {
             .filter(|l| !l.is_empty())
             .map(|line| {
                 let cols: Vec<&str> = line.split('\t').collect();
-                let indices = cols[3].split(';').map(|t| t.parse().expect("shipped index is numeric")).collect();
+                let indices = cols[3]
+                    .split(';')
+                    .map(|t| t.parse().expect("shipped index is numeric"))
+                    .collect();
                 (cols[1].to_string(), indices)
             })
             .collect();
@@ -109,9 +123,13 @@ pub fn objectnet() -> &'static ObjectNet {
         }
         let mut restricted: Vec<usize> = objectnet_of_imagenet.keys().copied().collect();
         restricted.sort_unstable();
-        let by_folder = folders.iter().enumerate().map(|(i, f)| (f.clone(), i)).collect();
-        let all: HashMap<String, String> =
-            serde_json::from_str(OBJECTNET_FOLDERS_JSON).expect("shipped ObjectNet folder list is valid JSON");
+        let by_folder = folders
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.clone(), i))
+            .collect();
+        let all: HashMap<String, String> = serde_json::from_str(OBJECTNET_FOLDERS_JSON)
+            .expect("shipped ObjectNet folder list is valid JSON");
         ObjectNet {
             folders,
             imagenet_indices,
@@ -134,7 +152,10 @@ mod tests {
     fn imagenet_has_1000_sorted_unique_wnids() {
         let inet = imagenet();
         assert_eq!(inet.wnids.len(), 1000);
-        assert!(inet.wnids.windows(2).all(|w| w[0] < w[1]), "index order is sorted wnid order");
+        assert!(
+            inet.wnids.windows(2).all(|w| w[0] < w[1]),
+            "index order is sorted wnid order"
+        );
         assert_eq!(inet.index_of("n01440764"), Some(0));
         assert_eq!(inet.index_of("n15075141"), Some(999));
     }

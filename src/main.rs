@@ -2,8 +2,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use robust_eval::cli::{Cli, Command, DoctorArgs, ManifestArgs, RunArgs};
+use robust_eval::analysis::{self, AnalysisSettings};
+use robust_eval::cli::{
+    Cli, Command, DoctorArgs, FitArgs, FitCommand, ManifestArgs, PlotCommand, ReportCommand,
+    RunArgs,
+};
 use robust_eval::evaluate::{self, RunSettings};
+use robust_eval::report::Format;
 use robust_eval::runtime::SessionSettings;
 use robust_eval::store::ResultsStore;
 use robust_eval::suite::Suite;
@@ -14,6 +19,9 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run(args),
         Command::Manifest(args) => build_manifest(args),
+        Command::Fit(args) => run_fit(args),
+        Command::Plot(args) => run_plot(args),
+        Command::Report(args) => run_report(args),
         Command::Doctor(args) => run_doctor(args),
     };
     match outcome {
@@ -26,7 +34,9 @@ fn main() -> ExitCode {
 }
 
 fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, Error> {
@@ -35,13 +45,23 @@ fn run(args: RunArgs) -> Result<ExitCode, Error> {
     let model_paths = if args.models.is_empty() {
         match &suite.models {
             Some(p) => vec![p.clone()],
-            None => return Err(Error::Usage(format!("suite `{}` brings no models: pass --models PATH", suite.name))),
+            None => {
+                return Err(Error::Usage(format!(
+                    "suite `{}` brings no models: pass --models PATH",
+                    suite.name
+                )))
+            }
         }
     } else {
         args.models.clone()
     };
-    let models = card::discover(&model_paths, &mut |w| progress.message(&format!("warning: {w}")))?;
-    let out = args.out.clone().unwrap_or_else(|| std::path::Path::new("results").join(&suite.name));
+    let models = card::discover(&model_paths, &mut |w| {
+        progress.message(&format!("warning: {w}"))
+    })?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| std::path::Path::new("results").join(&suite.name));
     let settings = RunSettings {
         data_root: args.data_root.clone(),
         datasets: args.datasets.clone(),
@@ -51,7 +71,10 @@ fn run(args: RunArgs) -> Result<ExitCode, Error> {
         session: SessionSettings {
             provider: args.provider,
             threads: args.threads.unwrap_or_else(cores),
-            trt_cache: args.trt_cache.clone().unwrap_or_else(|| out.join("tensorrt-cache")),
+            trt_cache: args
+                .trt_cache
+                .clone()
+                .unwrap_or_else(|| out.join("tensorrt-cache")),
         },
         force: args.force,
         out: out.clone(),
@@ -59,14 +82,27 @@ fn run(args: RunArgs) -> Result<ExitCode, Error> {
     let summary = evaluate::run(&suite, &models, &settings, progress.as_ref())?;
     let store = ResultsStore::open(&out)?;
     let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-    let rows: Vec<_> = store.evals.iter().filter(|r| names.contains(&r.model.as_str())).collect();
+    let rows: Vec<_> = store
+        .evals
+        .iter()
+        .filter(|r| names.contains(&r.model.as_str()))
+        .collect();
     if args.json {
         let json = serde_json::json!({ "summary": summary, "evals": rows });
-        println!("{}", serde_json::to_string_pretty(&json).map_err(|e| Error::Other(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).map_err(|e| Error::Other(e.to_string()))?
+        );
     } else {
-        println!("{:<24} {:<28} {:>8} {:>8} {:>8}", "model", "dataset", "top1 %", "n", "failed");
+        println!(
+            "{:<24} {:<28} {:>8} {:>8} {:>8}",
+            "model", "dataset", "top1 %", "n", "failed"
+        );
         for r in &rows {
-            println!("{:<24} {:<28} {:>8.2} {:>8} {:>8}", r.model, r.dataset, r.top1, r.n, r.failed);
+            println!(
+                "{:<24} {:<28} {:>8.2} {:>8} {:>8}",
+                r.model, r.dataset, r.top1, r.n, r.failed
+            );
         }
         println!(
             "\n{} pairs evaluated, {} up to date; results in {}",
@@ -75,6 +111,26 @@ fn run(args: RunArgs) -> Result<ExitCode, Error> {
             out.display()
         );
     }
+    // The evaluation is stored; the analysis can be redone with `fit`/`plot`/`report`, so a fit that
+    // cannot be made (too few models, say) is reported without failing the run.
+    match analysis::analyse(&out, &settings_of(&args.fit)).and_then(|a| {
+        let mut files = a.write_fit()?;
+        files.extend(a.write_plots(args.fit.labels)?);
+        files.extend(a.write_reports()?);
+        for note in &a.fit.notes {
+            eprintln!("note: {note}");
+        }
+        Ok(files)
+    }) {
+        Ok(files) => eprintln!(
+            "fit, plots and reports: {} files in {}",
+            files.len(),
+            out.display()
+        ),
+        Err(e) => {
+            eprintln!("warning: no fit, plots or report: {e} (evaluation results are stored)")
+        }
+    }
     if summary.failed_images > args.allow_failures {
         eprintln!(
             "error: {} images could not be read (listed in {}); pass --allow-failures N to accept up to N",
@@ -82,6 +138,81 @@ fn run(args: RunArgs) -> Result<ExitCode, Error> {
             out.join("failures.csv").display()
         );
         return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn settings_of(args: &FitArgs) -> AnalysisSettings {
+    AnalysisSettings {
+        transform: args.transform,
+        id: args.id.clone(),
+        baseline: args.baseline.clone(),
+        cloud: args.baseline_cloud.clone(),
+        resamples: args.bootstrap,
+        seed: args.seed,
+        label_points: args.labels,
+    }
+}
+
+fn run_fit(args: FitCommand) -> Result<ExitCode, Error> {
+    let a = analysis::analyse(&args.results, &settings_of(&args.fit))?;
+    a.write_fit()?;
+    for note in &a.fit.notes {
+        eprintln!("note: {note}");
+    }
+    if args.json {
+        println!("{}", a.fit_json()?);
+    } else {
+        println!(
+            "{:<30} {:<30} {:>5} {:>9} {:>10} {:>7}",
+            "shift", "ID dataset", "n", "slope", "intercept", "R²"
+        );
+        for s in &a.fit.shifts {
+            println!(
+                "{:<30} {:<30} {:>5} {:>9.4} {:>10.4} {:>7.4}{}",
+                s.shift,
+                s.id_dataset,
+                s.line.n,
+                s.line.slope,
+                s.line.intercept,
+                s.line.r2,
+                if s.linear {
+                    ""
+                } else {
+                    "  (not linear: see fit.json)"
+                }
+            );
+        }
+        eprintln!(
+            "wrote {} and {}",
+            args.results.join("fit.json").display(),
+            args.results.join("robustness.csv").display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_plot(args: PlotCommand) -> Result<ExitCode, Error> {
+    let a = analysis::analyse(&args.results, &settings_of(&args.fit))?;
+    for file in a.write_plots(args.fit.labels)? {
+        println!("{}", file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_report(args: ReportCommand) -> Result<ExitCode, Error> {
+    let a = analysis::analyse(&args.results, &settings_of(&args.fit))?;
+    let (name, text) = match args.format {
+        Format::Md => ("report.md", a.report(Format::Md)),
+        Format::Html => ("report.html", a.report(Format::Html)),
+        Format::Json => ("report.json", a.report(Format::Json)),
+    };
+    let path = args.results.join(name);
+    robust_eval::store::write_atomic(&path, text.as_bytes())?;
+    if args.format == Format::Html {
+        println!("{}", path.display());
+    } else {
+        print!("{text}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -96,9 +227,16 @@ fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {
 fn run_doctor(args: DoctorArgs) -> Result<ExitCode, Error> {
     let report = doctor::diagnose();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Other(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Other(e.to_string()))?
+        );
     } else {
         print!("{}", doctor::render(&report));
     }
-    Ok(if report.library.is_some() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if report.library.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }

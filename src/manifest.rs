@@ -43,16 +43,27 @@ impl Manifest {
     pub fn load(file: &Path) -> Result<Manifest> {
         let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
         let sha256 = sha256_hex(&bytes);
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes.as_slice());
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(bytes.as_slice());
         let at = |line: usize| Location::file(file).line(line);
-        let headers = reader.headers().map_err(|e| Error::input(at(1), format!("cannot read the header: {e}")))?.clone();
+        let headers = reader
+            .headers()
+            .map_err(|e| Error::input(at(1), format!("cannot read the header: {e}")))?
+            .clone();
         let column = |name: &str| {
-            headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
-                Error::input(
-                    at(1).field(name),
-                    format!("the header must name columns `path` and `label` (found: {})", headers.iter().collect::<Vec<_>>().join(",")),
-                )
-            })
+            headers
+                .iter()
+                .position(|h| h.trim() == name)
+                .ok_or_else(|| {
+                    Error::input(
+                        at(1).field(name),
+                        format!(
+                            "the header must name columns `path` and `label` (found: {})",
+                            headers.iter().collect::<Vec<_>>().join(",")
+                        ),
+                    )
+                })
         };
         let (path_col, label_col) = (column("path")?, column("label")?);
         let mut rows = Vec::new();
@@ -70,12 +81,23 @@ impl Manifest {
             if label.is_empty() {
                 return Err(Error::input(at(line).field("label"), "empty label"));
             }
-            rows.push(Row { line, path: path.to_string(), label: label.to_string() });
+            rows.push(Row {
+                line,
+                path: path.to_string(),
+                label: label.to_string(),
+            });
         }
         if rows.is_empty() {
-            return Err(Error::input(Location::file(file), "the manifest lists no images"));
+            return Err(Error::input(
+                Location::file(file),
+                "the manifest lists no images",
+            ));
         }
-        Ok(Manifest { file: file.to_path_buf(), rows, sha256 })
+        Ok(Manifest {
+            file: file.to_path_buf(),
+            rows,
+            sha256,
+        })
     }
 
     /// Absolute (or cwd-relative) location of a row's image.
@@ -90,12 +112,20 @@ impl Manifest {
 
     /// Each row's target under a scoring rule, `None` for rows the rule skips (ObjectNet images of
     /// folders with no ImageNet counterpart). Unknown labels are errors naming the row.
-    pub fn targets(&self, scoring: Scoring, num_classes: Option<usize>) -> Result<Vec<Option<Target>>> {
+    pub fn targets(
+        &self,
+        scoring: Scoring,
+        num_classes: Option<usize>,
+    ) -> Result<Vec<Option<Target>>> {
         self.rows
             .iter()
             .map(|row| {
-                resolve_label(&row.label, scoring, num_classes)
-                    .map_err(|msg| Error::input(Location::file(&self.file).line(row.line).field("label"), msg))
+                resolve_label(&row.label, scoring, num_classes).map_err(|msg| {
+                    Error::input(
+                        Location::file(&self.file).line(row.line).field("label"),
+                        msg,
+                    )
+                })
             })
             .collect()
     }
@@ -110,28 +140,45 @@ fn imagenet_class(label: &str) -> Result<usize, String> {
             Err(format!("class index {i} is out of range 0–999"))
         };
     }
-    labels::imagenet()
-        .index_of(label)
-        .ok_or_else(|| format!("`{label}` is neither an ImageNet class index (0–999) nor an ImageNet wnid"))
+    labels::imagenet().index_of(label).ok_or_else(|| {
+        format!("`{label}` is neither an ImageNet class index (0–999) nor an ImageNet wnid")
+    })
 }
 
-fn resolve_label(label: &str, scoring: Scoring, num_classes: Option<usize>) -> Result<Option<Target>, String> {
+fn resolve_label(
+    label: &str,
+    scoring: Scoring,
+    num_classes: Option<usize>,
+) -> Result<Option<Target>, String> {
     match scoring {
         Scoring::ImageNet1k => imagenet_class(label).map(|c| Some(Target::Class(c))),
         Scoring::ImageNetR | Scoring::ImageNetA => {
             let c = imagenet_class(label)?;
-            let subset = if scoring == Scoring::ImageNetR { labels::imagenet_r() } else { labels::imagenet_a() };
+            let subset = if scoring == Scoring::ImageNetR {
+                labels::imagenet_r()
+            } else {
+                labels::imagenet_a()
+            };
             if subset.binary_search(&c).is_ok() {
                 Ok(Some(Target::Class(c)))
             } else {
-                Err(format!("class `{label}` ({}) is not one of the 200 {scoring} classes", labels::imagenet().wnids[c]))
+                Err(format!(
+                    "class `{label}` ({}) is not one of the 200 {scoring} classes",
+                    labels::imagenet().wnids[c]
+                ))
             }
         }
-        Scoring::ObjectNet => Ok(labels::objectnet().class_of_folder(label).map(Target::ObjectNet)),
+        Scoring::ObjectNet => Ok(labels::objectnet()
+            .class_of_folder(label)
+            .map(Target::ObjectNet)),
         Scoring::AllClasses => {
-            let c: usize = label.parse().map_err(|_| format!("`{label}` is not a class index (all-classes scoring takes integers)"))?;
+            let c: usize = label.parse().map_err(|_| {
+                format!("`{label}` is not a class index (all-classes scoring takes integers)")
+            })?;
             match num_classes {
-                Some(n) if c >= n => Err(format!("class index {c} is out of range for a model with {n} classes")),
+                Some(n) if c >= n => Err(format!(
+                    "class index {c} is out of range for a model with {n} classes"
+                )),
                 _ => Ok(Some(Target::Class(c))),
             }
         }
@@ -173,13 +220,20 @@ fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// (label, image paths) of every class folder under `root`, folders in the order given.
-fn class_folders(root: &Path, label_of: impl Fn(&str) -> Result<Option<String>>) -> Result<Vec<(String, PathBuf)>> {
+fn class_folders(
+    root: &Path,
+    label_of: impl Fn(&str) -> Result<Option<String>>,
+) -> Result<Vec<(String, PathBuf)>> {
     let mut folders: Vec<(String, PathBuf)> = Vec::new();
     for dir in sorted_dir(root)? {
         if !dir.is_dir() {
             continue;
         }
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         if let Some(label) = label_of(&name)? {
             folders.push((label, dir));
         }
@@ -196,15 +250,25 @@ fn class_folders(root: &Path, label_of: impl Fn(&str) -> Result<Option<String>>)
 }
 
 /// Rows (label, image path) for a dataset on disk.
-pub fn scan(layout: Layout, root: &Path, ground_truth: Option<&Path>) -> Result<Vec<(String, PathBuf)>> {
+pub fn scan(
+    layout: Layout,
+    root: &Path,
+    ground_truth: Option<&Path>,
+) -> Result<Vec<(String, PathBuf)>> {
     if !root.is_dir() {
-        return Err(Error::Usage(format!("--root {}: no such folder", root.display())));
+        return Err(Error::Usage(format!(
+            "--root {}: no such folder",
+            root.display()
+        )));
     }
     let wnid_folder = |name: &str| -> Result<Option<String>> {
         if labels::imagenet().index_of(name).is_some() {
             Ok(Some(name.to_string()))
         } else {
-            Err(Error::input(Location::file(root.join(name)), format!("folder `{name}` is not an ImageNet wnid")))
+            Err(Error::input(
+                Location::file(root.join(name)),
+                format!("folder `{name}` is not an ImageNet wnid"),
+            ))
         }
     };
     let rows = match layout {
@@ -212,30 +276,47 @@ pub fn scan(layout: Layout, root: &Path, ground_truth: Option<&Path>) -> Result<
             Some(gt) => flat_with_ground_truth(root, gt)?,
             None => class_folders(root, wnid_folder)?,
         },
-        Layout::ImagenetSketch | Layout::ImagenetR | Layout::ImagenetA => class_folders(root, wnid_folder)?,
+        Layout::ImagenetSketch | Layout::ImagenetR | Layout::ImagenetA => {
+            class_folders(root, wnid_folder)?
+        }
         Layout::ImagenetV2 => {
             // Folder names are class indices: parse them, never string-sort ("10" < "2" as text).
             let mut rows = class_folders(root, |name| match name.parse::<usize>() {
                 Ok(i) if i < labels::IMAGENET_CLASSES => Ok(Some(i.to_string())),
-                _ => Err(Error::input(Location::file(root.join(name)), format!("folder `{name}` is not a class index 0–999"))),
+                _ => Err(Error::input(
+                    Location::file(root.join(name)),
+                    format!("folder `{name}` is not a class index 0–999"),
+                )),
             })?;
-            rows.sort_by_key(|(label, path)| (label.parse::<usize>().unwrap_or(usize::MAX), path.clone()));
+            rows.sort_by_key(|(label, path)| {
+                (label.parse::<usize>().unwrap_or(usize::MAX), path.clone())
+            });
             rows
         }
         Layout::Objectnet => {
-            let images = if root.join("images").is_dir() { root.join("images") } else { root.to_path_buf() };
+            let images = if root.join("images").is_dir() {
+                root.join("images")
+            } else {
+                root.to_path_buf()
+            };
             // Every folder is listed; scoring skips the ones with no ImageNet counterpart.
             class_folders(&images, |name| {
                 if labels::objectnet().is_known_folder(name) {
                     Ok(Some(name.to_string()))
                 } else {
-                    Err(Error::input(Location::file(images.join(name)), format!("folder `{name}` is not an ObjectNet 1.0 class")))
+                    Err(Error::input(
+                        Location::file(images.join(name)),
+                        format!("folder `{name}` is not an ObjectNet 1.0 class"),
+                    ))
                 }
             })?
         }
     };
     if rows.is_empty() {
-        return Err(Error::Usage(format!("no images found under {}", root.display())));
+        return Err(Error::Usage(format!(
+            "no images found under {}",
+            root.display()
+        )));
     }
     Ok(rows)
 }
@@ -245,18 +326,31 @@ pub fn scan(layout: Layout, root: &Path, ground_truth: Option<&Path>) -> Result<
 fn flat_with_ground_truth(root: &Path, gt: &Path) -> Result<Vec<(String, PathBuf)>> {
     let text = std::fs::read_to_string(gt).map_err(|e| Error::io(gt, e))?;
     let mut labels_by_stem = std::collections::HashMap::new();
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(text.as_bytes());
     for record in reader.records() {
-        let record = record.map_err(|e| Error::input(Location::file(gt), format!("malformed CSV: {e}")))?;
+        let record =
+            record.map_err(|e| Error::input(Location::file(gt), format!("malformed CSV: {e}")))?;
         let line = record.position().map(|p| p.line() as usize).unwrap_or(0);
         let (Some(id), Some(label)) = (record.get(0), record.get(1)) else {
-            return Err(Error::input(Location::file(gt).line(line), "expected two columns: image id, label"));
+            return Err(Error::input(
+                Location::file(gt).line(line),
+                "expected two columns: image id, label",
+            ));
         };
         let label = label.split_whitespace().next().unwrap_or("").to_string();
         if imagenet_class(&label).is_err() {
-            return Err(Error::input(Location::file(gt).line(line).field("label"), format!("`{label}` is not an ImageNet class")));
+            return Err(Error::input(
+                Location::file(gt).line(line).field("label"),
+                format!("`{label}` is not an ImageNet class"),
+            ));
         }
-        let stem = Path::new(id.trim()).file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let stem = Path::new(id.trim())
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
         labels_by_stem.insert(stem, label);
     }
     let mut rows = Vec::new();
@@ -264,10 +358,18 @@ fn flat_with_ground_truth(root: &Path, gt: &Path) -> Result<Vec<(String, PathBuf
         if !(file.is_file() && is_image(&file)) {
             continue;
         }
-        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
         match labels_by_stem.get(stem) {
             Some(label) => rows.push((label.clone(), file)),
-            None => return Err(Error::input(Location::file(gt), format!("no label for image {}", file.display()))),
+            None => {
+                return Err(Error::input(
+                    Location::file(gt),
+                    format!("no label for image {}", file.display()),
+                ))
+            }
         }
     }
     Ok(rows)
@@ -275,18 +377,28 @@ fn flat_with_ground_truth(root: &Path, gt: &Path) -> Result<Vec<(String, PathBuf
 
 /// Write a manifest for `rows` to `out`, paths relative to `out`'s folder where the images lie below it.
 pub fn write(rows: &[(String, PathBuf)], out: &Path) -> Result<()> {
-    let base = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let base = std::fs::canonicalize(base).map_err(|e| Error::io(base, e))?;
     let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(["path", "label"]).map_err(|e| Error::Other(e.to_string()))?;
+    writer
+        .write_record(["path", "label"])
+        .map_err(|e| Error::Other(e.to_string()))?;
     for (label, path) in rows {
         let abs = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
-        let shown = abs.strip_prefix(&base).map(Path::to_path_buf).unwrap_or(abs);
+        let shown = abs
+            .strip_prefix(&base)
+            .map(Path::to_path_buf)
+            .unwrap_or(abs);
         writer
             .write_record([shown.to_string_lossy().as_ref(), label.as_str()])
             .map_err(|e| Error::Other(e.to_string()))?;
     }
-    let bytes = writer.into_inner().map_err(|e| Error::Other(e.to_string()))?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| Error::Other(e.to_string()))?;
     crate::store::write_atomic(out, &bytes)
 }
 
@@ -313,7 +425,11 @@ mod tests {
     #[test]
     fn bad_rows_name_line_and_field() {
         let (_d, m) = manifest("path,label\na.jpg,0\nb.jpg,n99999999\n");
-        let err = m.unwrap().targets(Scoring::ImageNet1k, None).unwrap_err().to_string();
+        let err = m
+            .unwrap()
+            .targets(Scoring::ImageNet1k, None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("m.csv:3: field `label`"), "{err}");
         let (_d, m) = manifest("path,label\na.jpg,0\n,3\n");
         assert!(m.unwrap_err().to_string().contains("m.csv:3: field `path`"));
@@ -326,8 +442,15 @@ mod tests {
     #[test]
     fn r_labels_outside_the_200_are_rejected_and_objectnet_unmapped_skipped() {
         let (_d, m) = manifest("path,label\na.jpg,n01440764\n");
-        let err = m.unwrap().targets(Scoring::ImageNetR, None).unwrap_err().to_string();
-        assert!(err.contains("not one of the 200 imagenet-r classes"), "{err}");
+        let err = m
+            .unwrap()
+            .targets(Scoring::ImageNetR, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not one of the 200 imagenet-r classes"),
+            "{err}"
+        );
         let (_d, m) = manifest("path,label\na.png,alarm_clock\nb.png,squeegee\n");
         let t = m.unwrap().targets(Scoring::ObjectNet, None).unwrap();
         assert_eq!(t, vec![Some(Target::ObjectNet(0)), None]);

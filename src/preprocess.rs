@@ -145,7 +145,10 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
     let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     let pixels = decoder.decode().map_err(|e| {
-        let detail = format!("{e:?}").split_whitespace().collect::<Vec<_>>().join(" ");
+        let detail = format!("{e:?}")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         format!("corrupt JPEG: {detail}")
     })?;
     let info = decoder.info().ok_or("corrupt JPEG: no header")?;
@@ -153,7 +156,11 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
     if pixels.len() != width as usize * height as usize * 3 {
         return Err("corrupt JPEG: decoded size does not match its header".into());
     }
-    Ok(RgbImage { width, height, pixels })
+    Ok(RgbImage {
+        width,
+        height,
+        pixels,
+    })
 }
 
 fn has_scan(bytes: &[u8]) -> bool {
@@ -180,19 +187,30 @@ fn decode_other(bytes: &[u8]) -> Result<RgbImage, String> {
         D::ImageRgba8(b) => b.pixels().flat_map(|p| [p[0], p[1], p[2]]).collect(),
         D::ImageLuma8(b) => b.pixels().flat_map(|p| [p[0]; 3]).collect(),
         D::ImageLumaA8(b) => b.pixels().flat_map(|p| [p[0]; 3]).collect(),
-        D::ImageRgb16(b) => b.pixels().flat_map(|p| p.0.map(|v| (v >> 8) as u8)).collect(),
-        D::ImageRgba16(b) => b.pixels().flat_map(|p| [p[0], p[1], p[2]].map(|v| (v >> 8) as u8)).collect(),
+        D::ImageRgb16(b) => b
+            .pixels()
+            .flat_map(|p| p.0.map(|v| (v >> 8) as u8))
+            .collect(),
+        D::ImageRgba16(b) => b
+            .pixels()
+            .flat_map(|p| [p[0], p[1], p[2]].map(|v| (v >> 8) as u8))
+            .collect(),
         D::ImageLuma16(b) => b.pixels().flat_map(|p| [p[0].min(255) as u8; 3]).collect(),
         D::ImageLumaA16(b) => b.pixels().flat_map(|p| [p[0].min(255) as u8; 3]).collect(),
         other => other.to_rgb8().into_raw(),
     };
-    Ok(RgbImage { width, height, pixels })
+    Ok(RgbImage {
+        width,
+        height,
+        pixels,
+    })
 }
 
 /// torchvision's `Resize(size)` output for a (w, h) image: the shorter side becomes `size`, the
 /// longer `int(size * long / short)`.
 pub fn resized_dims(width: u32, height: u32, size: u32) -> (u32, u32) {
-    let long_of = |short: u32, long: u32| ((size as u64 * long as u64) as f64 / short as f64) as u32;
+    let long_of =
+        |short: u32, long: u32| ((size as u64 * long as u64) as f64 / short as f64) as u32;
     if width <= height {
         (size, long_of(width, height))
     } else {
@@ -223,21 +241,36 @@ pub fn resize_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32) -> Result
     Ok(out)
 }
 
-fn with_resized_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32, f: impl FnOnce(&[u8])) -> Result<(), String> {
+fn with_resized_crop(
+    img: &RgbImage,
+    spec: &PreprocessSpec,
+    border: u32,
+    f: impl FnOnce(&[u8]),
+) -> Result<(), String> {
     if img.width <= 2 * border || img.height <= 2 * border {
-        return Err(format!("image is {}x{}, too small to crop a {border}-pixel border", img.width, img.height));
+        return Err(format!(
+            "image is {}x{}, too small to crop a {border}-pixel border",
+            img.width, img.height
+        ));
     }
     // The border is cut off for real (PIL crops it before resizing), so resampling near the edge
     // never reaches into it; the center crop afterwards is fused into the resize.
     let interior;
     let img = if border > 0 {
-        let (w, h) = ((img.width - 2 * border) as usize, (img.height - 2 * border) as usize);
+        let (w, h) = (
+            (img.width - 2 * border) as usize,
+            (img.height - 2 * border) as usize,
+        );
         let (b, stride) = (border as usize, img.width as usize * 3);
         let mut pixels = Vec::with_capacity(w * h * 3);
         for row in img.pixels.chunks_exact(stride).skip(b).take(h) {
             pixels.extend_from_slice(&row[b * 3..(b + w) * 3]);
         }
-        interior = RgbImage { width: w as u32, height: h as u32, pixels };
+        interior = RgbImage {
+            width: w as u32,
+            height: h as u32,
+            pixels,
+        };
         &interior
     } else {
         img
@@ -245,7 +278,10 @@ fn with_resized_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32, f: impl
     let (w, h) = (img.width, img.height);
     let (nw, nh) = resized_dims(w, h, spec.resize);
     if nw < spec.crop || nh < spec.crop {
-        return Err(format!("image is {}x{}, too thin to resize to {} and crop {}", img.width, img.height, spec.resize, spec.crop));
+        return Err(format!(
+            "image is {}x{}, too thin to resize to {} and crop {}",
+            img.width, img.height, spec.resize, spec.crop
+        ));
     }
     let (x0, y0) = (center_offset(nw, spec.crop), center_offset(nh, spec.crop));
     let (sx, sy) = (w as f64 / nw as f64, h as f64 / nh as f64);
@@ -255,11 +291,20 @@ fn with_resized_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32, f: impl
     RESIZER.with(|cell| {
         let (resizer, tmp, out) = &mut *cell.borrow_mut();
         out.resize(crop as usize * crop as usize * 3, 0);
-        let mut dst = fir::images::Image::from_slice_u8(crop, crop, out, PixelType::U8x3).map_err(|e| fir_err(&e))?;
+        let mut dst = fir::images::Image::from_slice_u8(crop, crop, out, PixelType::U8x3)
+            .map_err(|e| fir_err(&e))?;
         if algorithm == ResizeAlg::Nearest {
-            let src = fir::images::ImageRef::new(w, h, &img.pixels, PixelType::U8x3).map_err(|e| fir_err(&e))?;
-            let options = ResizeOptions::new().resize_alg(algorithm).crop(x0 as f64 * sx, y0 as f64 * sy, crop_f * sx, crop_f * sy);
-            resizer.resize(&src, &mut dst, &options).map_err(|e| fir_err(&e))?;
+            let src = fir::images::ImageRef::new(w, h, &img.pixels, PixelType::U8x3)
+                .map_err(|e| fir_err(&e))?;
+            let options = ResizeOptions::new().resize_alg(algorithm).crop(
+                x0 as f64 * sx,
+                y0 as f64 * sy,
+                crop_f * sx,
+                crop_f * sy,
+            );
+            resizer
+                .resize(&src, &mut dst, &options)
+                .map_err(|e| fir_err(&e))?;
         } else {
             // PIL resamples horizontally first and rounds to 8 bits between the passes; with
             // overshooting filters (bicubic, lanczos) the order matters, and fast_image_resize
@@ -271,13 +316,29 @@ fn with_resized_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32, f: impl
             let rows = y_hi - y_lo;
             let stride = w as usize * 3;
             let band = &img.pixels[y_lo as usize * stride..y_hi as usize * stride];
-            let src = fir::images::ImageRef::new(w, rows, band, PixelType::U8x3).map_err(|e| fir_err(&e))?;
+            let src = fir::images::ImageRef::new(w, rows, band, PixelType::U8x3)
+                .map_err(|e| fir_err(&e))?;
             tmp.resize(crop as usize * rows as usize * 3, 0);
-            let mut mid = fir::images::Image::from_slice_u8(crop, rows, tmp, PixelType::U8x3).map_err(|e| fir_err(&e))?;
-            let horizontal = ResizeOptions::new().resize_alg(algorithm).crop(x0 as f64 * sx, 0.0, crop_f * sx, rows as f64);
-            resizer.resize(&src, &mut mid, &horizontal).map_err(|e| fir_err(&e))?;
-            let vertical = ResizeOptions::new().resize_alg(algorithm).crop(0.0, y0 as f64 * sy - y_lo as f64, crop_f, crop_f * sy);
-            resizer.resize(&mid, &mut dst, &vertical).map_err(|e| fir_err(&e))?;
+            let mut mid = fir::images::Image::from_slice_u8(crop, rows, tmp, PixelType::U8x3)
+                .map_err(|e| fir_err(&e))?;
+            let horizontal = ResizeOptions::new().resize_alg(algorithm).crop(
+                x0 as f64 * sx,
+                0.0,
+                crop_f * sx,
+                rows as f64,
+            );
+            resizer
+                .resize(&src, &mut mid, &horizontal)
+                .map_err(|e| fir_err(&e))?;
+            let vertical = ResizeOptions::new().resize_alg(algorithm).crop(
+                0.0,
+                y0 as f64 * sy - y_lo as f64,
+                crop_f,
+                crop_f * sy,
+            );
+            resizer
+                .resize(&mid, &mut dst, &vertical)
+                .map_err(|e| fir_err(&e))?;
         }
         f(out);
         Ok(())
@@ -286,7 +347,12 @@ fn with_resized_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32, f: impl
 
 /// The full transform into `out` (CHW, `spec.tensor_len()` floats): resize, crop, `ToTensor`,
 /// `Normalize`, computed in f32 as torchvision does.
-pub fn preprocess_into(img: &RgbImage, spec: &PreprocessSpec, border: u32, out: &mut [f32]) -> Result<(), String> {
+pub fn preprocess_into(
+    img: &RgbImage,
+    spec: &PreprocessSpec,
+    border: u32,
+    out: &mut [f32],
+) -> Result<(), String> {
     let plane = spec.crop as usize * spec.crop as usize;
     debug_assert_eq!(out.len(), 3 * plane);
     with_resized_crop(img, spec, border, |crop| {
@@ -303,7 +369,12 @@ pub fn preprocess_into(img: &RgbImage, spec: &PreprocessSpec, border: u32, out: 
 }
 
 /// Load, decode and preprocess one image file into `out`.
-pub fn preprocess_file(path: &Path, spec: &PreprocessSpec, border: u32, out: &mut [f32]) -> Result<(), String> {
+pub fn preprocess_file(
+    path: &Path,
+    spec: &PreprocessSpec,
+    border: u32,
+    out: &mut [f32],
+) -> Result<(), String> {
     let img = load_rgb(path)?;
     preprocess_into(&img, spec, border, out)
 }
@@ -327,16 +398,30 @@ mod tests {
 
     #[test]
     fn truncated_jpeg_is_detected() {
-        assert!(has_end_of_image(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0xD9]));
+        assert!(has_end_of_image(&[
+            0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0xD9
+        ]));
         assert!(!has_end_of_image(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 3]));
         // A thumbnail's EOI before the main scan does not count.
-        assert!(!has_end_of_image(&[0xFF, 0xD8, 0xFF, 0xDA, 0xFF, 0xD9, 0xFF, 0xDA, 1]));
+        assert!(!has_end_of_image(&[
+            0xFF, 0xD8, 0xFF, 0xDA, 0xFF, 0xD9, 0xFF, 0xDA, 1
+        ]));
     }
 
     #[test]
     fn constant_image_normalises_exactly() {
-        let img = RgbImage { width: 40, height: 30, pixels: vec![255; 40 * 30 * 3] };
-        let spec = PreprocessSpec { resize: 20, crop: 16, interpolation: Interpolation::Bicubic, mean: [0.5; 3], std: [0.25; 3] };
+        let img = RgbImage {
+            width: 40,
+            height: 30,
+            pixels: vec![255; 40 * 30 * 3],
+        };
+        let spec = PreprocessSpec {
+            resize: 20,
+            crop: 16,
+            interpolation: Interpolation::Bicubic,
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        };
         let mut out = vec![0.0; spec.tensor_len()];
         preprocess_into(&img, &spec, 0, &mut out).unwrap();
         assert!(out.iter().all(|&v| (v - 2.0).abs() < 1e-6));

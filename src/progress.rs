@@ -45,7 +45,9 @@ struct Bars {
 
 impl Bars {
     fn new() -> Self {
-        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()) }
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+        }
     }
 }
 
@@ -53,9 +55,11 @@ impl Progress for Bars {
     fn start(&self, label: &str, total: u64) -> Box<dyn Task> {
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(
-            ProgressStyle::with_template("{prefix:<40!} [{bar:30.cyan/blue}] {pos:>6}/{len:6} {per_sec:>14} ETA {eta:>4}")
-                .expect("static template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix:<40!} [{bar:30.cyan/blue}] {pos:>6}/{len:6} {per_sec:>14} ETA {eta:>4}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(label.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
@@ -87,7 +91,13 @@ struct Plain;
 impl Progress for Plain {
     fn start(&self, label: &str, total: u64) -> Box<dyn Task> {
         eprintln!("{label}: {total} images");
-        Box::new(PlainTask { label: label.to_string(), total, done: 0, started: Instant::now(), last: Mutex::new((Instant::now(), 0)) })
+        Box::new(PlainTask {
+            label: label.to_string(),
+            total,
+            done: 0,
+            started: Instant::now(),
+            last: Mutex::new((Instant::now(), 0)),
+        })
     }
     fn message(&self, line: &str) {
         eprintln!("{line}");
@@ -107,7 +117,9 @@ impl Task for PlainTask {
         self.done += n;
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let step = (self.total / 10).max(1);
-        if self.done < self.total && (self.done - last.1 >= step || last.0.elapsed() >= Duration::from_secs(15)) {
+        if self.done < self.total
+            && (self.done - last.1 >= step || last.0.elapsed() >= Duration::from_secs(15))
+        {
             let secs = self.started.elapsed().as_secs_f64().max(1e-9);
             let rate = self.done as f64 / secs;
             let eta = (self.total - self.done) as f64 / rate.max(1e-9);

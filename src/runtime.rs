@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use ort::ep::{ExecutionProvider, ExecutionProviderDispatch, CPU, CUDA, TensorRT};
+use ort::ep::{ExecutionProvider, ExecutionProviderDispatch, TensorRT, CPU, CUDA};
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
@@ -42,7 +42,9 @@ pub enum ProviderChoice {
 }
 
 fn library_files_in(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -62,9 +64,15 @@ fn library_files_in(dir: &Path) -> Vec<PathBuf> {
 fn wheel_dirs_in_venv(venv: &Path) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     for lib in ["lib", "lib64"] {
-        let Ok(entries) = std::fs::read_dir(venv.join(lib)) else { continue };
+        let Ok(entries) = std::fs::read_dir(venv.join(lib)) else {
+            continue;
+        };
         for entry in entries.flatten() {
-            let site = entry.path().join("site-packages").join("onnxruntime").join("capi");
+            let site = entry
+                .path()
+                .join("site-packages")
+                .join("onnxruntime")
+                .join("capi");
             if site.is_dir() {
                 dirs.push(site);
             }
@@ -80,7 +88,9 @@ pub fn candidates() -> Vec<(PathBuf, String)> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         out.push((PathBuf::from(p), "ORT_DYLIB_PATH".to_string()));
     }
-    let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf));
     if let Some(dir) = &exe_dir {
         for f in library_files_in(dir) {
             out.push((f, "beside the executable".to_string()));
@@ -115,7 +125,10 @@ pub fn candidates() -> Vec<(PathBuf, String)> {
 /// Ask the system `python3` where its onnxruntime package is (the last resort: it is slow).
 fn python_package_library() -> Option<(PathBuf, String)> {
     let output = std::process::Command::new("python3")
-        .args(["-c", "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))"])
+        .args([
+            "-c",
+            "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))",
+        ])
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
@@ -123,25 +136,35 @@ fn python_package_library() -> Option<(PathBuf, String)> {
         return None;
     }
     let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()).join("capi");
-    library_files_in(&dir).into_iter().next().map(|f| (f, "python3's onnxruntime package".to_string()))
+    library_files_in(&dir)
+        .into_iter()
+        .next()
+        .map(|f| (f, "python3's onnxruntime package".to_string()))
 }
 
 fn version_of(path: &Path) -> String {
     let info = ort::info();
     if let Some(rest) = info.split("git-branch=rel-").nth(1) {
-        let v: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let v: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
         if !v.is_empty() {
             return v;
         }
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.strip_prefix("libonnxruntime.so.").unwrap_or("unknown").to_string()
+    name.strip_prefix("libonnxruntime.so.")
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 /// The ONNX Runtime environment, loaded once per process.
 pub fn runtime() -> Result<&'static Runtime> {
     static CELL: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
-    CELL.get_or_init(load).as_ref().map_err(|e| Error::Runtime(e.clone()))
+    CELL.get_or_init(load)
+        .as_ref()
+        .map_err(|e| Error::Runtime(e.clone()))
 }
 
 fn load() -> std::result::Result<Runtime, String> {
@@ -161,12 +184,27 @@ fn load() -> std::result::Result<Runtime, String> {
         }
         match ort::init_from(&path) {
             Ok(builder) => {
-                let env = builder.with_name("robust-eval").build().map_err(|e| e.to_string())?;
+                let env = builder
+                    .with_name("robust-eval")
+                    .build()
+                    .map_err(|e| e.to_string())?;
                 let version = version_of(&path);
-                return Ok(Runtime { library: Library { path, found_by, version }, env });
+                return Ok(Runtime {
+                    library: Library {
+                        path,
+                        found_by,
+                        version,
+                    },
+                    env,
+                });
             }
             // The first library loaded stays loaded for the process, so a failure here is final.
-            Err(e) => return Err(format!("{} ({found_by}) could not be loaded: {e}", path.display())),
+            Err(e) => {
+                return Err(format!(
+                    "{} ({found_by}) could not be loaded: {e}",
+                    path.display()
+                ))
+            }
         }
     }
     let mut msg = String::from(
@@ -192,7 +230,11 @@ pub fn available_providers() -> Result<Vec<String>> {
             return Err(Error::Runtime("GetAvailableProviders failed".into()));
         }
         let names = (0..len as usize)
-            .map(|i| std::ffi::CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned())
+            .map(|i| {
+                std::ffi::CStr::from_ptr(*list.add(i))
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         let _ = (api.ReleaseAvailableProviders)(list, len);
         Ok(names)
@@ -261,22 +303,39 @@ fn tensor_dims(model: &str, what: &str, name: &str, dtype: &ValueType) -> Result
     }
 }
 
-fn try_session(card: &ModelCard, settings: &SessionSettings, ep: Option<ExecutionProviderDispatch>, extra: Option<ExecutionProviderDispatch>) -> Result<Session> {
+fn try_session(
+    card: &ModelCard,
+    settings: &SessionSettings,
+    ep: Option<ExecutionProviderDispatch>,
+    extra: Option<ExecutionProviderDispatch>,
+) -> Result<Session> {
     let rt = runtime()?;
-    let mut builder = Session::builder(&rt.env)?.with_intra_threads(settings.threads.max(1)).map_err(ort::Error::from)?;
+    let mut builder = Session::builder(&rt.env)?
+        .with_intra_threads(settings.threads.max(1))
+        .map_err(ort::Error::from)?;
     if let Some(ep) = ep {
         let mut eps = vec![ep.error_on_failure()];
         eps.extend(extra);
-        builder = builder.with_execution_providers(eps).map_err(ort::Error::from)?;
+        builder = builder
+            .with_execution_providers(eps)
+            .map_err(ort::Error::from)?;
     }
-    builder = builder.with_optimization_level(GraphOptimizationLevel::All).map_err(ort::Error::from)?;
-    builder.commit_from_file(&card.onnx).map_err(|e| Error::Runtime(format!("cannot load {}: {e}", card.onnx.display())))
+    builder = builder
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(ort::Error::from)?;
+    builder
+        .commit_from_file(&card.onnx)
+        .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", card.onnx.display())))
 }
 
 impl OrtClassifier {
     /// Open a model with the chosen provider and check its input and output against the card.
     /// `note` receives fallbacks worth telling the user about.
-    pub fn open(card: &ModelCard, settings: &SessionSettings, note: &mut dyn FnMut(String)) -> Result<OrtClassifier> {
+    pub fn open(
+        card: &ModelCard,
+        settings: &SessionSettings,
+        note: &mut dyn FnMut(String),
+    ) -> Result<OrtClassifier> {
         let available = available_providers()?;
         let has = |name: &str| available.iter().any(|a| a == name);
         let trt = || {
@@ -291,14 +350,22 @@ impl OrtClassifier {
         let (session, provider) = match settings.provider {
             ProviderChoice::Cpu => (try_session(card, settings, None, None)?, CPU::NAME),
             ProviderChoice::Cuda | ProviderChoice::Tensorrt => {
-                let name = if settings.provider == ProviderChoice::Cuda { CUDA::NAME } else { TensorRT::NAME };
+                let name = if settings.provider == ProviderChoice::Cuda {
+                    CUDA::NAME
+                } else {
+                    TensorRT::NAME
+                };
                 check_provider(settings.provider)?;
                 let session = if settings.provider == ProviderChoice::Cuda {
                     try_session(card, settings, Some(CUDA::default().build()), None)
                 } else {
                     try_session(card, settings, Some(trt()), Some(CUDA::default().build()))
                 };
-                (session.map_err(|e| Error::Runtime(format!("{name} did not initialise: {e}")))?, name)
+                (
+                    session
+                        .map_err(|e| Error::Runtime(format!("{name} did not initialise: {e}")))?,
+                    name,
+                )
             }
             ProviderChoice::Auto => {
                 let mut chosen = None;
@@ -324,7 +391,10 @@ impl OrtClassifier {
             return Err(Error::Usage(format!("model `{}` has no inputs", card.name)));
         };
         let Some(output) = session.outputs().first() else {
-            return Err(Error::Usage(format!("model `{}` has no outputs", card.name)));
+            return Err(Error::Usage(format!(
+                "model `{}` has no outputs",
+                card.name
+            )));
         };
         let in_dims = tensor_dims(&card.name, "input", input.name(), input.dtype())?;
         let out_dims = tensor_dims(&card.name, "output", output.name(), output.dtype())?;
@@ -333,7 +403,11 @@ impl OrtClassifier {
             && (in_dims[1] == 3 || in_dims[1] < 0)
             && (in_dims[2] == crop || in_dims[2] < 0)
             && (in_dims[3] == crop || in_dims[3] < 0);
-        let at = card.card_file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| card.onnx.display().to_string());
+        let at = card
+            .card_file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| card.onnx.display().to_string());
         if !shape_ok {
             return Err(Error::Usage(format!(
                 "{at}: model `{}` takes input `{}` of shape {in_dims:?}, which does not fit the card's preprocessing \
@@ -382,7 +456,9 @@ impl Classifier for OrtClassifier {
             &batch[..n * per_image]
         };
         let tensor = TensorRef::from_array_view(([run_n, 3, self.crop, self.crop], data))?;
-        let outputs = self.session.run(ort::inputs![self.input.as_str() => tensor])?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input.as_str() => tensor])?;
         let (shape, logits) = outputs[self.output.as_str()].try_extract_tensor::<f32>()?;
         if shape.len() != 2 || shape[0] as usize != run_n || shape[1] as usize != self.width {
             return Err(Error::Runtime(format!(

@@ -132,9 +132,18 @@ impl LabelSpace {
         };
         let hits = |class: u32| match target {
             Target::Class(t) => class as usize == t,
-            Target::ObjectNet(t) => labels::objectnet().objectnet_of_imagenet.get(&(class as usize)) == Some(&t),
+            Target::ObjectNet(t) => {
+                labels::objectnet()
+                    .objectnet_of_imagenet
+                    .get(&(class as usize))
+                    == Some(&t)
+            }
         };
-        Scored { correct: top5.first().is_some_and(|&c| hits(c)), correct_top5: top5.iter().any(|&c| hits(c)), top5 }
+        Scored {
+            correct: top5.first().is_some_and(|&c| hits(c)),
+            correct_top5: top5.iter().any(|&c| hits(c)),
+            top5,
+        }
     }
 }
 

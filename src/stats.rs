@@ -10,8 +10,20 @@ pub fn clopper_pearson(k: u64, n: u64, confidence: f64) -> (f64, f64) {
     }
     let alpha = 1.0 - confidence;
     let (k, n) = (k as f64, n as f64);
-    let low = if k == 0.0 { 0.0 } else { Beta::new(k, n - k + 1.0).map(|b| b.inverse_cdf(alpha / 2.0)).unwrap_or(0.0) };
-    let high = if k == n { 1.0 } else { Beta::new(k + 1.0, n - k).map(|b| b.inverse_cdf(1.0 - alpha / 2.0)).unwrap_or(1.0) };
+    let low = if k == 0.0 {
+        0.0
+    } else {
+        Beta::new(k, n - k + 1.0)
+            .map(|b| b.inverse_cdf(alpha / 2.0))
+            .unwrap_or(0.0)
+    };
+    let high = if k == n {
+        1.0
+    } else {
+        Beta::new(k + 1.0, n - k)
+            .map(|b| b.inverse_cdf(1.0 - alpha / 2.0))
+            .unwrap_or(1.0)
+    };
     (low, high)
 }
 

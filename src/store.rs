@@ -89,6 +89,12 @@ pub struct RunInfo {
     pub tool: String,
     pub tool_version: String,
     pub suite: String,
+    /// The suite's in-distribution dataset, which fit, plot and report measure shifts against.
+    #[serde(default)]
+    pub id: String,
+    /// The suite's default baseline for the fit (`group:standard`, say); empty for all models.
+    #[serde(default)]
+    pub baseline: String,
     pub onnxruntime_version: String,
     pub onnxruntime_library: String,
     pub host: String,
@@ -111,22 +117,33 @@ pub struct Predictions {
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
 
 fn csv_bytes<T: Serialize>(rows: &[T], header: &[&str]) -> Result<Vec<u8>> {
-    let mut writer = csv::WriterBuilder::new().has_headers(true).from_writer(Vec::new());
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(true)
+        .from_writer(Vec::new());
     if rows.is_empty() {
-        writer.write_record(header).map_err(|e| Error::Other(e.to_string()))?;
+        writer
+            .write_record(header)
+            .map_err(|e| Error::Other(e.to_string()))?;
     }
     for row in rows {
-        writer.serialize(row).map_err(|e| Error::Other(e.to_string()))?;
+        writer
+            .serialize(row)
+            .map_err(|e| Error::Other(e.to_string()))?;
     }
     writer.into_inner().map_err(|e| Error::Other(e.to_string()))
 }
@@ -135,7 +152,8 @@ fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let mut reader = csv::Reader::from_path(path).map_err(|e| Error::input(Location::file(path), e.to_string()))?;
+    let mut reader = csv::Reader::from_path(path)
+        .map_err(|e| Error::input(Location::file(path), e.to_string()))?;
     let mut rows = Vec::new();
     for row in reader.deserialize() {
         rows.push(row.map_err(|e: csv::Error| {
@@ -147,8 +165,20 @@ fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
 }
 
 const EVALS_HEADER: &[&str] = &[
-    "model", "group", "dataset", "n", "correct", "top1", "top5", "top1_ci_low", "top1_ci_high", "failed", "skipped",
-    "provider", "seconds", "images_per_s",
+    "model",
+    "group",
+    "dataset",
+    "n",
+    "correct",
+    "top1",
+    "top5",
+    "top1_ci_low",
+    "top1_ci_high",
+    "failed",
+    "skipped",
+    "provider",
+    "seconds",
+    "images_per_s",
 ];
 const FAILURES_HEADER: &[&str] = &["model", "dataset", "index", "path", "reason"];
 
@@ -166,7 +196,10 @@ impl ResultsStore {
         let run = if run_path.exists() {
             let text = std::fs::read_to_string(&run_path).map_err(|e| Error::io(&run_path, e))?;
             serde_json::from_str(&text).map_err(|e| {
-                Error::input(Location::file(&run_path).line(e.line()), format!("not a robust-eval run.json: {e}"))
+                Error::input(
+                    Location::file(&run_path).line(e.line()),
+                    format!("not a robust-eval run.json: {e}"),
+                )
             })?
         } else {
             RunInfo::default()
@@ -182,14 +215,18 @@ impl ResultsStore {
     /// The stored evaluation of a pair, if its inputs are unchanged and all its rows are present.
     pub fn up_to_date(&self, wanted: &Evaluation) -> bool {
         self.run.evaluations.iter().any(|e| e.same_inputs(wanted))
-            && wanted
-                .views
-                .iter()
-                .all(|v| self.evals.iter().any(|r| r.model == wanted.model && &r.dataset == v))
+            && wanted.views.iter().all(|v| {
+                self.evals
+                    .iter()
+                    .any(|r| r.model == wanted.model && &r.dataset == v)
+            })
     }
 
     pub fn predictions_path(&self, model: &str, view: &str) -> PathBuf {
-        self.dir.join("predictions").join(model).join(format!("{view}.parquet"))
+        self.dir
+            .join("predictions")
+            .join(model)
+            .join(format!("{view}.parquet"))
     }
 
     /// Store one finished pair: predictions first, then evals.csv and failures.csv, then run.json,
@@ -202,19 +239,35 @@ impl ResultsStore {
         predictions: Vec<(String, Predictions)>,
     ) -> Result<()> {
         for (view, preds) in predictions {
-            write_atomic(&self.predictions_path(&evaluation.model, &view), &predictions_parquet(preds)?)?;
+            write_atomic(
+                &self.predictions_path(&evaluation.model, &view),
+                &predictions_parquet(preds)?,
+            )?;
         }
         for row in rows {
-            match self.evals.iter_mut().find(|r| r.model == row.model && r.dataset == row.dataset) {
+            match self
+                .evals
+                .iter_mut()
+                .find(|r| r.model == row.model && r.dataset == row.dataset)
+            {
                 Some(existing) => *existing = row,
                 None => self.evals.push(row),
             }
         }
-        self.failures.retain(|f| !(f.model == evaluation.model && f.dataset == evaluation.dataset));
+        self.failures
+            .retain(|f| !(f.model == evaluation.model && f.dataset == evaluation.dataset));
         self.failures.extend(failures);
-        write_atomic(&self.dir.join("evals.csv"), &csv_bytes(&self.evals, EVALS_HEADER)?)?;
-        write_atomic(&self.dir.join("failures.csv"), &csv_bytes(&self.failures, FAILURES_HEADER)?)?;
-        self.run.evaluations.retain(|e| !(e.model == evaluation.model && e.dataset == evaluation.dataset));
+        write_atomic(
+            &self.dir.join("evals.csv"),
+            &csv_bytes(&self.evals, EVALS_HEADER)?,
+        )?;
+        write_atomic(
+            &self.dir.join("failures.csv"),
+            &csv_bytes(&self.failures, FAILURES_HEADER)?,
+        )?;
+        self.run
+            .evaluations
+            .retain(|e| !(e.model == evaluation.model && e.dataset == evaluation.dataset));
         self.run.evaluations.push(evaluation);
         self.save_run()
     }
@@ -227,7 +280,11 @@ impl ResultsStore {
 
 fn predictions_parquet(p: Predictions) -> Result<Vec<u8>> {
     let polars_err = |e: PolarsError| Error::Other(format!("writing predictions: {e}"));
-    let top5: Vec<Series> = p.top5.into_iter().map(|ids| Series::new("".into(), ids)).collect();
+    let top5: Vec<Series> = p
+        .top5
+        .into_iter()
+        .map(|ids| Series::new("".into(), ids))
+        .collect();
     let mut df = DataFrame::new_infer_height(vec![
         Column::new("index".into(), p.index),
         Column::new("path".into(), p.path),
@@ -239,12 +296,16 @@ fn predictions_parquet(p: Predictions) -> Result<Vec<u8>> {
     ])
     .map_err(polars_err)?;
     let mut bytes = Vec::new();
-    ParquetWriter::new(&mut bytes).finish(&mut df).map_err(polars_err)?;
+    ParquetWriter::new(&mut bytes)
+        .finish(&mut df)
+        .map_err(polars_err)?;
     Ok(bytes)
 }
 
 /// Read a predictions file back (used by tests and by the gate).
 pub fn read_predictions(path: &Path) -> Result<DataFrame> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    ParquetReader::new(file).finish().map_err(|e| Error::input(Location::file(path), e.to_string()))
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|e| Error::input(Location::file(path), e.to_string()))
 }

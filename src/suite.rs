@@ -25,6 +25,7 @@ struct RawSuite {
     description: Option<String>,
     data_root: Option<PathBuf>,
     models: Option<PathBuf>,
+    baseline: Option<String>,
     datasets: BTreeMap<String, RawDataset>,
 }
 
@@ -66,11 +67,17 @@ pub struct Suite {
     pub data_root: Option<PathBuf>,
     /// Models the suite brings along (the demo's), resolved against the suite's folder.
     pub models: Option<PathBuf>,
+    /// Default baseline models for the trend fit (`--baseline` syntax).
+    pub baseline: Option<String>,
 }
 
 /// Byte offset → 1-based line number, for pointing at the offending TOML line.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// A toml parse error as an input error with file and line.
@@ -88,7 +95,11 @@ pub(crate) fn line_of_key(text: &str, table: Option<&str>, key: &str) -> Option<
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim();
         if trimmed.starts_with('[') {
-            let name = trimmed.trim_start_matches('[').trim_end_matches(']').trim().replace('"', "");
+            let name = trimmed
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim()
+                .replace('"', "");
             in_table = Some(name.as_str()) == table;
             continue;
         }
@@ -111,7 +122,11 @@ impl Suite {
             return Suite::load(path);
         }
         match name_or_path {
-            "imagenet-shifts" => Suite::parse(Path::new("<built-in>/suites/imagenet-shifts.toml"), IMAGENET_SHIFTS, None),
+            "imagenet-shifts" => Suite::parse(
+                Path::new("<built-in>/suites/imagenet-shifts.toml"),
+                IMAGENET_SHIFTS,
+                None,
+            ),
             "demo" => {
                 let root = crate::demo::extract()?;
                 Suite::load(&root.join("suites").join("demo.toml"))
@@ -143,7 +158,10 @@ impl Suite {
             loc
         };
         if raw.datasets.is_empty() {
-            return Err(Error::input(at(None, "datasets"), "a suite needs at least one dataset"));
+            return Err(Error::input(
+                at(None, "datasets"),
+                "a suite needs at least one dataset",
+            ));
         }
         let mut datasets = Vec::new();
         for (name, d) in raw.datasets {
@@ -154,14 +172,27 @@ impl Suite {
                     format!("dataset name `{name}` may not be empty or contain '/', '\\' or '@'"),
                 ));
             }
-            let scoring: Scoring = d.scoring.parse().map_err(|msg: String| Error::input(at(Some(&table), "scoring"), msg))?;
-            datasets.push(Dataset { name, manifest: d.manifest, scoring, default: d.default, description: d.description });
+            let scoring: Scoring = d
+                .scoring
+                .parse()
+                .map_err(|msg: String| Error::input(at(Some(&table), "scoring"), msg))?;
+            datasets.push(Dataset {
+                name,
+                manifest: d.manifest,
+                scoring,
+                default: d.default,
+                description: d.description,
+            });
         }
         let Some(id_pos) = datasets.iter().position(|d| d.name == raw.id) else {
             let names: Vec<&str> = datasets.iter().map(|d| d.name.as_str()).collect();
             return Err(Error::input(
                 at(None, "id"),
-                format!("`{}` is not one of the suite's datasets ({})", raw.id, names.join(", ")),
+                format!(
+                    "`{}` is not one of the suite's datasets ({})",
+                    raw.id,
+                    names.join(", ")
+                ),
             ));
         };
         let id_scoring = datasets[id_pos].scoring;
@@ -181,6 +212,7 @@ impl Suite {
             datasets,
             data_root: raw.data_root.map(|p| base.map(|b| b.join(&p)).unwrap_or(p)),
             models: raw.models.map(|p| base.map(|b| b.join(&p)).unwrap_or(p)),
+            baseline: raw.baseline,
         })
     }
 
@@ -188,7 +220,12 @@ impl Suite {
     /// since the shifts are measured against it). `all` selects every dataset.
     pub fn select(&self, names: &[String]) -> Result<Vec<Dataset>> {
         if names.is_empty() {
-            return Ok(self.datasets.iter().filter(|d| d.default || d.name == self.id).cloned().collect());
+            return Ok(self
+                .datasets
+                .iter()
+                .filter(|d| d.default || d.name == self.id)
+                .cloned()
+                .collect());
         }
         if names.iter().any(|n| n == "all") {
             return Ok(self.datasets.clone());
@@ -203,7 +240,12 @@ impl Suite {
                 )));
             }
         }
-        Ok(self.datasets.iter().filter(|d| d.name == self.id || names.contains(&d.name)).cloned().collect())
+        Ok(self
+            .datasets
+            .iter()
+            .filter(|d| d.name == self.id || names.contains(&d.name))
+            .cloned()
+            .collect())
     }
 
     /// Where a dataset's manifest is: absolute as written, else under the data root.
@@ -238,17 +280,26 @@ mod tests {
     #[test]
     fn unknown_scoring_names_file_line_and_field() {
         let text = "name = \"x\"\nid = \"a\"\n[datasets.a]\nmanifest = \"a.csv\"\nscoring = \"imagenet-1k\"\n[datasets.b]\nmanifest = \"b.csv\"\nscoring = \"imagenet-z\"\n";
-        let err = Suite::parse(Path::new("s.toml"), text, None).unwrap_err().to_string();
-        assert!(err.starts_with("s.toml:8: field `datasets.b.scoring`"), "{err}");
+        let err = Suite::parse(Path::new("s.toml"), text, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("s.toml:8: field `datasets.b.scoring`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_key_and_bad_id_are_rejected() {
         let text = "name = \"x\"\nid = \"a\"\n[datasets.a]\nmanifest = \"a.csv\"\nscoring = \"imagenet-1k\"\nlabels = 3\n";
-        let err = Suite::parse(Path::new("s.toml"), text, None).unwrap_err().to_string();
+        let err = Suite::parse(Path::new("s.toml"), text, None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("s.toml:6") && err.contains("labels"), "{err}");
         let text = "name = \"x\"\nid = \"zz\"\n[datasets.a]\nmanifest = \"a.csv\"\nscoring = \"imagenet-1k\"\n";
-        let err = Suite::parse(Path::new("s.toml"), text, None).unwrap_err().to_string();
+        let err = Suite::parse(Path::new("s.toml"), text, None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("s.toml:2: field `id`"), "{err}");
     }
 }

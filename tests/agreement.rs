@@ -17,30 +17,64 @@ struct Lite {
 }
 
 const MODELS: [Lite; 3] = [
-    Lite { name: "efficientnet_lite0", resize: 256, crop: 224 },
-    Lite { name: "efficientnet_lite1", resize: 272, crop: 240 },
-    Lite { name: "efficientnet_lite2", resize: 292, crop: 260 },
+    Lite {
+        name: "efficientnet_lite0",
+        resize: 256,
+        crop: 224,
+    },
+    Lite {
+        name: "efficientnet_lite1",
+        resize: 272,
+        crop: 240,
+    },
+    Lite {
+        name: "efficientnet_lite2",
+        resize: 292,
+        crop: 260,
+    },
 ];
 const MEAN: f32 = 127.0 / 255.0;
 const STD: f32 = 128.0 / 255.0;
 
 fn python_top1(manifest: &Path, model: &Lite, work: &Path) -> Vec<u32> {
     let out = work.join(format!("{}-python.csv", model.name));
-    let onnx = reference().join("models").join(format!("{}.onnx", model.name));
+    let onnx = reference()
+        .join("models")
+        .join(format!("{}.onnx", model.name));
     let status = Command::new(python())
         .arg(root().join("tests/reference/pil_pipeline.py"))
         .arg("predict")
         .arg(manifest)
         .arg(&onnx)
         .arg(&out)
-        .args(["--resize", &model.resize.to_string(), "--crop", &model.crop.to_string(), "--interpolation", "bicubic"])
-        .args(["--mean", &MEAN.to_string(), &MEAN.to_string(), &MEAN.to_string()])
-        .args(["--std", &STD.to_string(), &STD.to_string(), &STD.to_string()])
+        .args([
+            "--resize",
+            &model.resize.to_string(),
+            "--crop",
+            &model.crop.to_string(),
+            "--interpolation",
+            "bicubic",
+        ])
+        .args([
+            "--mean",
+            &MEAN.to_string(),
+            &MEAN.to_string(),
+            &MEAN.to_string(),
+        ])
+        .args([
+            "--std",
+            &STD.to_string(),
+            &STD.to_string(),
+            &STD.to_string(),
+        ])
         .status()
         .unwrap();
     assert!(status.success());
     let mut reader = csv::Reader::from_path(&out).unwrap();
-    reader.records().map(|r| r.unwrap()[1].parse().unwrap()).collect()
+    reader
+        .records()
+        .map(|r| r.unwrap()[1].parse().unwrap())
+        .collect()
 }
 
 #[test]
@@ -58,7 +92,9 @@ fn efficientnet_lite_top1_agrees_with_pil_and_onnxruntime() {
     let mut writer = csv::Writer::from_path(w.join("sample.csv")).unwrap();
     writer.write_record(["path", "label"]).unwrap();
     for f in &files {
-        writer.write_record([sample.join(f).display().to_string(), f[..9].to_string()]).unwrap();
+        writer
+            .write_record([sample.join(f).display().to_string(), f[..9].to_string()])
+            .unwrap();
     }
     writer.flush().unwrap();
     std::fs::write(w.join("suite.toml"), "name = \"sample\"\nid = \"sample\"\n[datasets.sample]\nmanifest = \"sample.csv\"\nscoring = \"imagenet-1k\"\n").unwrap();
@@ -92,20 +128,50 @@ fn efficientnet_lite_top1_agrees_with_pil_and_onnxruntime() {
         .success();
     let rows = evals(&out);
     for m in &MODELS {
-        let preds = robust_eval::store::read_predictions(&out.join(format!("predictions/{}/sample.parquet", m.name))).unwrap();
-        let index: Vec<u32> = preds.column("index").unwrap().u32().unwrap().into_no_null_iter().collect();
+        let preds = robust_eval::store::read_predictions(
+            &out.join(format!("predictions/{}/sample.parquet", m.name)),
+        )
+        .unwrap();
+        let index: Vec<u32> = preds
+            .column("index")
+            .unwrap()
+            .u32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
         let top5 = preds.column("top5").unwrap().list().unwrap().clone();
         let ours: HashMap<u32, u32> = index
             .iter()
             .enumerate()
-            .map(|(i, &row)| (row, top5.get_as_series(i).unwrap().u32().unwrap().get(0).unwrap()))
+            .map(|(i, &row)| {
+                (
+                    row,
+                    top5.get_as_series(i)
+                        .unwrap()
+                        .u32()
+                        .unwrap()
+                        .get(0)
+                        .unwrap(),
+                )
+            })
             .collect();
         assert_eq!(ours.len(), 1000);
         let theirs = python_top1(&w.join("sample.csv"), m, w);
-        let agree = theirs.iter().enumerate().filter(|(i, t)| ours[&(*i as u32)] == **t).count();
+        let agree = theirs
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| ours[&(*i as u32)] == **t)
+            .count();
         let r = row(&rows, m.name, "sample");
-        eprintln!("{}: top-1 agreement with PIL + onnxruntime {agree}/1000; top-1 {:.1}%", m.name, r.top1);
-        assert!(agree >= 995, "{}: only {agree}/1000 top-1 predictions agree", m.name);
+        eprintln!(
+            "{}: top-1 agreement with PIL + onnxruntime {agree}/1000; top-1 {:.1}%",
+            m.name, r.top1
+        );
+        assert!(
+            agree >= 995,
+            "{}: only {agree}/1000 top-1 predictions agree",
+            m.name
+        );
         assert_eq!(r.n, 1000);
         // Training-set images: the sidecar reports 88.3 % for Lite0 with this preprocessing.
         assert!(r.top1 > 80.0, "{}: top-1 {}", m.name, r.top1);

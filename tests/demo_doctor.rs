@@ -8,7 +8,11 @@ use predicates::prelude::*;
 #[test]
 fn demo_suite_runs_with_no_datasets_and_tells_the_story() {
     let out = tempfile::tempdir().unwrap();
-    let assert = bin().args(["run", "--suite", "demo", "--progress", "plain", "--out"]).arg(out.path()).assert().success();
+    let assert = bin()
+        .args(["run", "--suite", "demo", "--progress", "plain", "--out"])
+        .arg(out.path())
+        .assert()
+        .success();
     let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
     assert!(stdout.contains("pairs evaluated"), "{stdout}");
     let rows = evals(out.path());
@@ -17,11 +21,20 @@ fn demo_suite_runs_with_no_datasets_and_tells_the_story() {
     assert!(models.len() >= 6, "{models:?}");
     assert_eq!(rows.len(), models.len() * datasets.len());
     for r in &rows {
-        assert!(datasets.contains(&r.dataset.as_str()) && r.n > 0 && r.failed == 0, "{r:?}");
+        assert!(
+            datasets.contains(&r.dataset.as_str()) && r.n > 0 && r.failed == 0,
+            "{r:?}"
+        );
     }
     // Graded capacity: the standard models' ID accuracies spread widely.
-    let id: Vec<f64> = rows.iter().filter(|r| r.dataset == "shapes").map(|r| r.top1).collect();
-    let (lo, hi) = id.iter().fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    let id: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.dataset == "shapes")
+        .map(|r| r.top1)
+        .collect();
+    let (lo, hi) = id
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
     assert!(hi - lo > 20.0, "ID accuracies {id:?}");
     // Second run: everything is up to date.
     bin()
@@ -40,12 +53,26 @@ fn doctor_tells_the_truth_about_the_runtime() {
     assert!(std::path::Path::new(lib["path"].as_str().unwrap()).is_file());
     assert!(lib["version"].as_str().unwrap().starts_with("1."), "{lib}");
     let providers = report["providers"].as_array().unwrap();
-    let cpu = providers.iter().find(|p| p["provider"] == "CPUExecutionProvider").unwrap();
+    let cpu = providers
+        .iter()
+        .find(|p| p["provider"] == "CPUExecutionProvider")
+        .unwrap();
     assert_eq!(cpu["ok"], true, "{cpu}");
     // This machine's wheel has no CUDA: doctor must say so rather than claim it works.
-    let built_in: Vec<&str> = report["providers_built_in"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    let cuda = providers.iter().find(|p| p["provider"] == "CUDAExecutionProvider").unwrap();
-    assert_eq!(cuda["ok"].as_bool().unwrap(), built_in.contains(&"CUDAExecutionProvider") && cuda["status"] == "ok");
+    let built_in: Vec<&str> = report["providers_built_in"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let cuda = providers
+        .iter()
+        .find(|p| p["provider"] == "CUDAExecutionProvider")
+        .unwrap();
+    assert_eq!(
+        cuda["ok"].as_bool().unwrap(),
+        built_in.contains(&"CUDAExecutionProvider") && cuda["status"] == "ok"
+    );
 
     // A library that cannot be loaded is reported, with exit status 2.
     bin()
@@ -59,9 +86,21 @@ fn doctor_tells_the_truth_about_the_runtime() {
 #[test]
 fn explicit_unavailable_provider_is_an_error_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let providers: serde_json::Value =
-        serde_json::from_slice(&bin().args(["doctor", "--json"]).assert().success().get_output().stdout).unwrap();
-    if providers["providers_built_in"].as_array().unwrap().iter().any(|p| p == "CUDAExecutionProvider") {
+    let providers: serde_json::Value = serde_json::from_slice(
+        &bin()
+            .args(["doctor", "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .unwrap();
+    if providers["providers_built_in"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "CUDAExecutionProvider")
+    {
         return; // a GPU build: nothing to refuse here
     }
     bin()
@@ -69,14 +108,14 @@ fn explicit_unavailable_provider_is_an_error_with_the_reason() {
         .arg(dir.path())
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("does not include CUDAExecutionProvider"));
+        .stderr(predicate::str::contains(
+            "does not include CUDAExecutionProvider",
+        ));
 }
 
 #[test]
 fn help_reads_like_a_man_page() {
-    bin()
-        .args(["run", "--help"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("EXIT STATUS").and(predicate::str::contains("--allow-failures")));
+    bin().args(["run", "--help"]).assert().success().stdout(
+        predicate::str::contains("EXIT STATUS").and(predicate::str::contains("--allow-failures")),
+    );
 }

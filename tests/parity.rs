@@ -26,14 +26,31 @@ fn sample_jpegs() -> Vec<PathBuf> {
 fn pil_crops(images: &[PathBuf], spec: &PreprocessSpec, border: u32, work: &Path) -> Vec<u8> {
     let list = work.join("list.txt");
     let out = work.join("crops.bin");
-    std::fs::write(&list, images.iter().map(|p| format!("{}\n", p.display())).collect::<String>()).unwrap();
+    std::fs::write(
+        &list,
+        images
+            .iter()
+            .map(|p| format!("{}\n", p.display()))
+            .collect::<String>(),
+    )
+    .unwrap();
     let status = Command::new(python())
         .arg(root().join("tests/reference/pil_pipeline.py"))
         .args(["crops"])
         .arg(&list)
         .arg(&out)
-        .args(["--resize", &spec.resize.to_string(), "--crop", &spec.crop.to_string()])
-        .args(["--interpolation", &spec.interpolation.to_string(), "--border", &border.to_string()])
+        .args([
+            "--resize",
+            &spec.resize.to_string(),
+            "--crop",
+            &spec.crop.to_string(),
+        ])
+        .args([
+            "--interpolation",
+            &spec.interpolation.to_string(),
+            "--border",
+            &border.to_string(),
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -65,7 +82,13 @@ fn compare(images: &[PathBuf], spec: &PreprocessSpec, border: u32) -> Vec<(PathB
 }
 
 fn spec(resize: u32, crop: u32, interpolation: Interpolation) -> PreprocessSpec {
-    PreprocessSpec { resize, crop, interpolation, mean: [0.0; 3], std: [1.0; 3] }
+    PreprocessSpec {
+        resize,
+        crop,
+        interpolation,
+        mean: [0.0; 3],
+        std: [1.0; 3],
+    }
 }
 
 #[test]
@@ -73,8 +96,14 @@ fn real_jpegs_match_pil_bicubic_and_bilinear() {
     let images = sample_jpegs();
     for (spec, subset) in [
         (spec(256, 224, Interpolation::Bicubic), images.clone()),
-        (spec(256, 224, Interpolation::Bilinear), images.iter().step_by(5).cloned().collect()),
-        (spec(292, 260, Interpolation::Bicubic), images.iter().step_by(10).cloned().collect()),
+        (
+            spec(256, 224, Interpolation::Bilinear),
+            images.iter().step_by(5).cloned().collect(),
+        ),
+        (
+            spec(292, 260, Interpolation::Bicubic),
+            images.iter().step_by(10).cloned().collect(),
+        ),
     ] {
         let diffs = compare(&subset, &spec, 0);
         let worst = diffs.iter().max_by_key(|d| d.1.max).unwrap();
@@ -89,7 +118,12 @@ fn real_jpegs_match_pil_bicubic_and_bilinear() {
         // JPEG decoders differ slightly (zune-jpeg vs libjpeg-turbo, a few levels at most); the
         // resampling itself matches PIL's to a level or two (same filters, same pass order).
         assert!(mean < 0.1, "mean difference {mean}");
-        assert!(worst.1.max <= 8, "max difference {} on {}", worst.1.max, worst.0.display());
+        assert!(
+            worst.1.max <= 8,
+            "max difference {} on {}",
+            worst.1.max,
+            worst.0.display()
+        );
         let rough = diffs.iter().filter(|d| d.1.mean > 0.5).count();
         assert_eq!(rough, 0, "images with mean |diff| > 0.5 level");
     }
@@ -110,10 +144,15 @@ fn odd_modes_match_pil_convert_rgb() {
     assert!(status.success());
     // 16-bit RGB, which PIL reads but does not write: made here.
     let rgb16 = odd.join("rgb16.png");
-    image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(300, 200, |x, y| image::Rgb([(x * 200) as u16, (y * 300) as u16, 40000]))
-        .save(&rgb16)
-        .unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&odd).unwrap().map(|e| e.unwrap().path()).collect();
+    image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(300, 200, |x, y| {
+        image::Rgb([(x * 200) as u16, (y * 300) as u16, 40000])
+    })
+    .save(&rgb16)
+    .unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&odd)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(files.len() >= 41, "{files:?}");
     let spec = spec(256, 224, Interpolation::Bilinear);
@@ -121,10 +160,20 @@ fn odd_modes_match_pil_convert_rgb() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         eprintln!("{name}: max {} mean {:.4}", diff.max, diff.mean);
         if name.ends_with(".jpg") {
-            assert!(diff.max <= 12 && diff.mean < 0.5, "{name}: max {} mean {}", diff.max, diff.mean);
+            assert!(
+                diff.max <= 12 && diff.mean < 0.5,
+                "{name}: max {} mean {}",
+                diff.max,
+                diff.mean
+            );
         } else {
             // Lossless formats decode identically; only resampling rounding may differ.
-            assert!(diff.max <= 2 && diff.mean < 0.02, "{name}: max {} mean {}", diff.max, diff.mean);
+            assert!(
+                diff.max <= 2 && diff.mean < 0.02,
+                "{name}: max {} mean {}",
+                diff.max,
+                diff.mean
+            );
         }
     }
 }
@@ -134,6 +183,12 @@ fn objectnet_border_crop_matches_pil() {
     let images: Vec<PathBuf> = sample_jpegs().into_iter().step_by(50).collect();
     let spec = spec(256, 224, Interpolation::Bilinear);
     for (path, diff) in compare(&images, &spec, 2) {
-        assert!(diff.max <= 8 && diff.mean < 0.5, "{}: max {} mean {}", path.display(), diff.max, diff.mean);
+        assert!(
+            diff.max <= 8 && diff.mean < 0.5,
+            "{}: max {} mean {}",
+            path.display(),
+            diff.max,
+            diff.mean
+        );
     }
 }

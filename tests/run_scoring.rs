@@ -12,26 +12,46 @@ use common::*;
 fn build_suite(dir: &Path) {
     let data = dir.join("data");
     // (file, encoded class, label)
-    let id = [("i1.png", 0, "0"), ("i2.png", 1, "1"), ("i3.png", 0, "1"), ("i4.png", 6, "6"), ("i5.png", 409, "409"), ("i6.png", 2, "3"), ("i7.png", 529, "530")];
+    let id = [
+        ("i1.png", 0, "0"),
+        ("i2.png", 1, "1"),
+        ("i3.png", 0, "1"),
+        ("i4.png", 6, "6"),
+        ("i5.png", 409, "409"),
+        ("i6.png", 2, "3"),
+        ("i7.png", 529, "530"),
+    ];
     for (f, c, _) in id {
         probe_image(&data.join("id").join(f), c, 0);
     }
     write_manifest(&data.join("id/manifest.csv"), &id.map(|(f, _, l)| (f, l)));
 
-    let r = [("r1.png", 0, "n01443537"), ("r2.png", 1, "n01443537"), ("r3.png", 4, "n01484850")];
+    let r = [
+        ("r1.png", 0, "n01443537"),
+        ("r2.png", 1, "n01443537"),
+        ("r3.png", 4, "n01484850"),
+    ];
     for (f, c, _) in r {
         probe_image(&data.join("r").join(f), c, 0);
     }
     write_manifest(&data.join("r/manifest.csv"), &r.map(|(f, _, l)| (f, l)));
 
-    let a = [("a1.png", 5, "n01498041"), ("a2.png", 6, "n01498041"), ("a3.png", 11, "6")];
+    let a = [
+        ("a1.png", 5, "n01498041"),
+        ("a2.png", 6, "n01498041"),
+        ("a3.png", 11, "6"),
+    ];
     for (f, c, _) in a {
         probe_image(&data.join("a").join(f), c, 0);
     }
     write_manifest(&data.join("a/manifest.csv"), &a.map(|(f, _, l)| (f, l)));
 
     // ObjectNet images carry a 2-pixel white frame: only with the border cropped do they read true.
-    let on = [("alarm_clock/o1.png", 409), ("alarm_clock/o2.png", 530), ("backpack/o3.png", 409)];
+    let on = [
+        ("alarm_clock/o1.png", 409),
+        ("alarm_clock/o2.png", 530),
+        ("backpack/o3.png", 409),
+    ];
     for (f, c) in on {
         probe_image(&data.join("objectnet").join(f), c, 2);
     }
@@ -40,7 +60,12 @@ fn build_suite(dir: &Path) {
     std::fs::write(data.join("objectnet/squeegee/o4.png"), b"not an image").unwrap();
     write_manifest(
         &data.join("objectnet/manifest.csv"),
-        &[("alarm_clock/o1.png", "alarm_clock"), ("alarm_clock/o2.png", "alarm_clock"), ("backpack/o3.png", "backpack"), ("squeegee/o4.png", "squeegee")],
+        &[
+            ("alarm_clock/o1.png", "alarm_clock"),
+            ("alarm_clock/o2.png", "alarm_clock"),
+            ("backpack/o3.png", "backpack"),
+            ("squeegee/o4.png", "squeegee"),
+        ],
     );
 
     std::fs::write(
@@ -65,7 +90,14 @@ fn run(dir: &Path, out: &Path) -> assert_cmd::assert::Assert {
         .arg(dir.join("data"))
         .arg("--out")
         .arg(out)
-        .args(["--provider", "cpu", "--batch-size", "2", "--progress", "plain"])
+        .args([
+            "--provider",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--progress",
+            "plain",
+        ])
         .assert()
 }
 
@@ -91,25 +123,49 @@ fn every_scoring_rule_and_class_restricted_id_rows() {
     expect("imagenet-a", 3, 2);
     expect("objectnet", 3, 2);
     let on = row(&rows, "probe", "objectnet");
-    assert_eq!((on.skipped, on.failed), (1, 0), "unmapped folder skipped, never read");
+    assert_eq!(
+        (on.skipped, on.failed),
+        (1, 0),
+        "unmapped folder skipped, never read"
+    );
     assert_eq!(rows.len(), 7);
 
     // Per-image predictions: top-5 ids and correctness, in manifest order.
-    let preds = robust_eval::store::read_predictions(&out.join("predictions/probe/imagenet-r.parquet")).unwrap();
+    let preds =
+        robust_eval::store::read_predictions(&out.join("predictions/probe/imagenet-r.parquet"))
+            .unwrap();
     assert_eq!(preds.height(), 3);
     let correct_col = preds.column("correct").unwrap().bool().unwrap().clone();
-    let correct: Vec<bool> = (0..correct_col.len()).map(|i| correct_col.get(i).unwrap()).collect();
+    let correct: Vec<bool> = (0..correct_col.len())
+        .map(|i| correct_col.get(i).unwrap())
+        .collect();
     assert_eq!(correct, [true, true, false]);
-    let top5 = preds.column("top5").unwrap().list().unwrap().get_as_series(0).unwrap();
+    let top5 = preds
+        .column("top5")
+        .unwrap()
+        .list()
+        .unwrap()
+        .get_as_series(0)
+        .unwrap();
     let ids: Vec<u32> = top5.u32().unwrap().into_no_null_iter().collect();
-    assert_eq!(ids[0], 1, "ImageNet-R restricts the argmax to its 200 classes: {ids:?}");
+    assert_eq!(
+        ids[0], 1,
+        "ImageNet-R restricts the argmax to its 200 classes: {ids:?}"
+    );
 
-    let run_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let run_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
     let evaluations = run_json["evaluations"].as_array().unwrap();
     assert_eq!(evaluations.len(), 4);
     assert_eq!(evaluations[0]["model_sha256"].as_str().unwrap().len(), 64);
-    assert!(run_json["onnxruntime_version"].as_str().unwrap().starts_with("1."));
-    let on_eval = evaluations.iter().find(|e| e["dataset"] == "objectnet").unwrap();
+    assert!(run_json["onnxruntime_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("1."));
+    let on_eval = evaluations
+        .iter()
+        .find(|e| e["dataset"] == "objectnet")
+        .unwrap();
     assert_eq!(on_eval["border"], 2);
 }
 
@@ -125,29 +181,42 @@ fn second_run_resumes_and_new_model_is_the_only_work() {
     let again = run(dir.path(), &out).success();
     let stderr = String::from_utf8_lossy(&again.get_output().stderr).to_string();
     assert_eq!(stderr.matches("up to date").count(), 4, "{stderr}");
-    assert!(String::from_utf8_lossy(&again.get_output().stdout).contains("0 pairs evaluated, 4 up to date"));
-    assert_eq!(std::fs::read_to_string(out.join("evals.csv")).unwrap(), before);
+    assert!(String::from_utf8_lossy(&again.get_output().stdout)
+        .contains("0 pairs evaluated, 4 up to date"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("evals.csv")).unwrap(),
+        before
+    );
 
     // A crash after the first pairs: drop the last pair from run.json; only it is redone.
     let run_path = out.join("run.json");
-    let mut run_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_path).unwrap()).unwrap();
-    run_json["evaluations"].as_array_mut().unwrap().retain(|e| e["dataset"] != "objectnet");
+    let mut run_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&run_path).unwrap()).unwrap();
+    run_json["evaluations"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["dataset"] != "objectnet");
     std::fs::write(&run_path, serde_json::to_string(&run_json).unwrap()).unwrap();
     let resumed = run(dir.path(), &out).success();
-    assert!(String::from_utf8_lossy(&resumed.get_output().stdout).contains("1 pairs evaluated, 3 up to date"));
+    assert!(String::from_utf8_lossy(&resumed.get_output().stdout)
+        .contains("1 pairs evaluated, 3 up to date"));
 
     // A second model: only its pairs are evaluated.
     probe_card(&dir.path().join("models"), "probe-copy");
     let added = run(dir.path(), &out).success();
-    assert!(String::from_utf8_lossy(&added.get_output().stdout).contains("4 pairs evaluated, 4 up to date"));
+    assert!(String::from_utf8_lossy(&added.get_output().stdout)
+        .contains("4 pairs evaluated, 4 up to date"));
     assert_eq!(evals(&out).len(), 14);
 
     // A changed manifest invalidates that dataset's pairs only.
     let m = dir.path().join("data/r/manifest.csv");
-    let text = std::fs::read_to_string(&m).unwrap().replace("r3.png,n01484850\n", "");
+    let text = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace("r3.png,n01484850\n", "");
     std::fs::write(&m, text).unwrap();
     let changed = run(dir.path(), &out).success();
-    assert!(String::from_utf8_lossy(&changed.get_output().stdout).contains("2 pairs evaluated, 6 up to date"));
+    assert!(String::from_utf8_lossy(&changed.get_output().stdout)
+        .contains("2 pairs evaluated, 6 up to date"));
     assert_eq!(row(&evals(&out), "probe", "imagenet-r").n, 2);
 }
 
@@ -160,9 +229,18 @@ fn v2_manifest_from_integer_folders_scores_every_image_right() {
         probe_image(&v2.join(class.to_string()).join("x.jpeg.png"), class, 0);
     }
     let manifest = dir.path().join("v2.csv");
-    bin().args(["manifest", "imagenet-v2", "--root"]).arg(&v2).arg("--out").arg(&manifest).assert().success();
+    bin()
+        .args(["manifest", "imagenet-v2", "--root"])
+        .arg(&v2)
+        .arg("--out")
+        .arg(&manifest)
+        .assert()
+        .success();
     let text = std::fs::read_to_string(&manifest).unwrap();
-    assert!(text.starts_with("path,label\nv2/0/x.jpeg.png,0\nv2/1/"), "{text}");
+    assert!(
+        text.starts_with("path,label\nv2/0/x.jpeg.png,0\nv2/1/"),
+        "{text}"
+    );
     std::fs::write(
         dir.path().join("suite.toml"),
         format!("name = \"v2\"\nid = \"v2\"\n[datasets.v2]\nmanifest = \"{}\"\nscoring = \"imagenet-1k\"\n", manifest.display()),

@@ -11,13 +11,20 @@ pub fn root() -> PathBuf {
 /// The project's shared reference material (real ImageNet JPEGs, EfficientNet-Lite models).
 pub fn reference() -> PathBuf {
     let dir = root().join("..").join("shared").join("reference");
-    assert!(dir.is_dir(), "tests need ../shared/reference beside the checkout ({})", dir.display());
+    assert!(
+        dir.is_dir(),
+        "tests need ../shared/reference beside the checkout ({})",
+        dir.display()
+    );
     dir
 }
 
 pub fn bin() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("robust-eval").expect("binary builds");
-    cmd.env("ROBUST_EVAL_CACHE", root().join("target").join("test-cache"));
+    cmd.env(
+        "ROBUST_EVAL_CACHE",
+        root().join("target").join("test-cache"),
+    );
     cmd.env_remove("CI");
     cmd
 }
@@ -28,7 +35,11 @@ pub fn python() -> PathBuf {
         return PathBuf::from(p);
     }
     let venv = root().join(".venv").join("bin").join("python");
-    assert!(venv.exists(), "run scripts/setup.sh --test first (needs {})", venv.display());
+    assert!(
+        venv.exists(),
+        "run scripts/setup.sh --test first (needs {})",
+        venv.display()
+    );
     venv
 }
 
@@ -93,7 +104,10 @@ pub struct Row {
 
 pub fn evals(out: &Path) -> Vec<Row> {
     let mut reader = csv::Reader::from_path(out.join("evals.csv")).expect("evals.csv exists");
-    reader.deserialize().map(|r| r.expect("evals.csv row parses")).collect()
+    reader
+        .deserialize()
+        .map(|r| r.expect("evals.csv row parses"))
+        .collect()
 }
 
 pub fn row<'a>(rows: &'a [Row], model: &str, dataset: &str) -> &'a Row {

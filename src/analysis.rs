@@ -1,0 +1,217 @@
+//! The analysis steps on a results folder: fit (fit.json, robustness.csv), plots and reports.
+//! `run` ends with all of them; the `fit`, `plot` and `report` commands redo one step on stored
+//! results, and work on a folder that holds only an `evals.csv` (e.g. published numbers).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::fit::{
+    self, Accuracy, BaselineSpec, FitReport, FitSettings, Point, Robustness, Transform,
+};
+use crate::plot::{self, ShiftChart};
+use crate::report::{self, Format};
+use crate::store::{write_atomic, RunInfo};
+
+/// Settings shared by fit, plot and report.
+#[derive(Debug, Clone)]
+pub struct AnalysisSettings {
+    pub transform: Transform,
+    /// In-distribution dataset; default: the suite's (from run.json), else `imagenet`.
+    pub id: Option<String>,
+    /// `all`, `group:NAME`, `file:PATH` or a regex on model names; default: the suite's choice
+    /// (recorded in run.json), else `all`.
+    pub baseline: Option<String>,
+    /// `timm`, `testbed` or a path to an evals.csv-shaped table whose models form the baseline.
+    pub cloud: Option<String>,
+    pub resamples: usize,
+    pub seed: u64,
+    pub label_points: bool,
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        AnalysisSettings {
+            transform: Transform::Probit,
+            id: None,
+            baseline: None,
+            cloud: None,
+            resamples: 1000,
+            seed: 20200707,
+            label_points: false,
+        }
+    }
+}
+
+/// A results folder's accuracies, provenance, and the fit over them.
+pub struct Analysis {
+    pub dir: PathBuf,
+    pub evals: Vec<Accuracy>,
+    pub run: Option<RunInfo>,
+    pub cloud: Option<Vec<Accuracy>>,
+    pub fit: FitReport,
+    pub robustness: Vec<Robustness>,
+}
+
+pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
+    let evals_path = dir.join("evals.csv");
+    if !evals_path.is_file() {
+        return Err(Error::Usage(format!(
+            "{} has no evals.csv: run `robust-eval run` first, or put one there",
+            dir.display()
+        )));
+    }
+    let evals = fit::read_accuracies(&evals_path)?;
+    let run_path = dir.join("run.json");
+    let run: Option<RunInfo> = match std::fs::read_to_string(&run_path) {
+        Ok(text) => serde_json::from_str(&text).ok(),
+        Err(_) => None,
+    };
+    let id = settings
+        .id
+        .clone()
+        .or_else(|| run.as_ref().map(|r| r.id.clone()).filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "imagenet".to_string());
+    let cloud = settings.cloud.as_deref().map(fit::cloud).transpose()?;
+    let fit_settings = FitSettings {
+        transform: settings.transform,
+        id,
+        baseline: BaselineSpec::parse(
+            settings
+                .baseline
+                .as_deref()
+                .or(run
+                    .as_ref()
+                    .map(|r| r.baseline.as_str())
+                    .filter(|b| !b.is_empty()))
+                .unwrap_or("all"),
+        )?,
+        resamples: settings.resamples,
+        seed: settings.seed,
+    };
+    let (fit, robustness) = fit::fit_all(&evals, cloud.as_deref(), &fit_settings)?;
+    Ok(Analysis {
+        dir: dir.to_path_buf(),
+        evals,
+        run,
+        cloud,
+        fit,
+        robustness,
+    })
+}
+
+impl Analysis {
+    /// fit.json and robustness.csv.
+    pub fn write_fit(&self) -> Result<Vec<PathBuf>> {
+        let json = self.fit_json()?;
+        let fit_path = self.dir.join("fit.json");
+        write_atomic(&fit_path, json.as_bytes())?;
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        for r in &self.robustness {
+            writer
+                .serialize(r)
+                .map_err(|e| Error::Other(e.to_string()))?;
+        }
+        let bytes = writer
+            .into_inner()
+            .map_err(|e| Error::Other(e.to_string()))?;
+        let rob_path = self.dir.join("robustness.csv");
+        write_atomic(&rob_path, &bytes)?;
+        Ok(vec![fit_path, rob_path])
+    }
+
+    pub fn fit_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(&self.fit).map_err(|e| Error::Other(e.to_string()))
+    }
+
+    fn points(&self, shift: &str) -> Vec<Point> {
+        self.robustness
+            .iter()
+            .filter(|r| r.shift == shift)
+            .map(|r| Point {
+                model: r.model.clone(),
+                group: r.group.clone(),
+                id: r.id_top1,
+                ood: r.ood_top1,
+                ood_ci: None,
+            })
+            .collect()
+    }
+
+    /// Charts into `plots/`.
+    pub fn write_plots(&self, label_points: bool) -> Result<Vec<PathBuf>> {
+        let points: Vec<Vec<Point>> = self
+            .fit
+            .shifts
+            .iter()
+            .map(|s| self.points(&s.shift))
+            .collect();
+        let own: std::collections::BTreeSet<&str> =
+            self.evals.iter().map(|r| r.model.as_str()).collect();
+        let clouds: Vec<Vec<Point>> = self
+            .fit
+            .shifts
+            .iter()
+            .map(|s| match &self.cloud {
+                Some(cloud) => fit::points_for(cloud, &self.fit.id_dataset, &s.shift)
+                    .0
+                    .into_iter()
+                    .filter(|p| !own.contains(p.model.as_str()))
+                    .collect(),
+                None => Vec::new(),
+            })
+            .collect();
+        let charts: Vec<ShiftChart> = self
+            .fit
+            .shifts
+            .iter()
+            .zip(&points)
+            .zip(&clouds)
+            .map(|((fit, points), cloud)| ShiftChart {
+                fit,
+                points,
+                cloud,
+                label_points,
+            })
+            .collect();
+        plot::write_all(&self.dir.join("plots"), &charts, &self.robustness)
+    }
+
+    pub fn report(&self, format: Format) -> String {
+        let title = match &self.run {
+            Some(r) if !r.suite.is_empty() => format!("robust-eval report: {}", r.suite),
+            _ => format!("robust-eval report: {}", self.dir.display()),
+        };
+        let mut data = report::gather(
+            &title,
+            &self.evals,
+            &self.fit,
+            &self.robustness,
+            self.run.as_ref(),
+        );
+        match format {
+            Format::Md => report::markdown(&data),
+            Format::Json => report::json(&data),
+            Format::Html => {
+                let plots = self.dir.join("plots");
+                let mut names: Vec<String> =
+                    self.fit.shifts.iter().map(|s| s.shift.clone()).collect();
+                names.push("effective-robustness".into());
+                for name in names {
+                    if let Ok(svg) = std::fs::read_to_string(plots.join(format!("{name}.svg"))) {
+                        data.charts.push((name, svg));
+                    }
+                }
+                report::html(&data)
+            }
+        }
+    }
+
+    /// report.md and report.html.
+    pub fn write_reports(&self) -> Result<Vec<PathBuf>> {
+        let md = self.dir.join("report.md");
+        write_atomic(&md, self.report(Format::Md).as_bytes())?;
+        let html = self.dir.join("report.html");
+        write_atomic(&html, self.report(Format::Html).as_bytes())?;
+        Ok(vec![md, html])
+    }
+}

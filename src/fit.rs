@@ -1,0 +1,641 @@
+//! Trend fit and effective robustness (DESIGN.md section 5): per shift, ordinary least squares of
+//! T(OOD top-1) on T(ID top-1) over the baseline models, T = probit (default, as in "Accuracy on the
+//! Line") or logit (as in the imagenet-testbed plots); a 95 % bootstrap band over baseline models;
+//! each model's effective robustness `ood − T⁻¹(a·T(id) + b)` in percentage points.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use crate::error::{Error, Location, Result};
+
+/// Accuracies are clipped to [ε, 1 − ε] (as fractions) before transforming, so 0 % and 100 % stay finite.
+pub const EPSILON: f64 = 1e-4;
+/// Grid points of the bootstrap band.
+const BAND_POINTS: usize = 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transform {
+    Probit,
+    Logit,
+}
+
+impl Transform {
+    /// Accuracy in percent → transformed scale.
+    pub fn forward(self, percent: f64) -> f64 {
+        let p = (percent / 100.0).clamp(EPSILON, 1.0 - EPSILON);
+        match self {
+            Transform::Probit => standard_normal().inverse_cdf(p),
+            Transform::Logit => (p / (1.0 - p)).ln(),
+        }
+    }
+
+    /// Transformed scale → accuracy in percent.
+    pub fn inverse(self, z: f64) -> f64 {
+        100.0
+            * match self {
+                Transform::Probit => standard_normal().cdf(z),
+                Transform::Logit => 1.0 / (1.0 + (-z).exp()),
+            }
+    }
+}
+
+fn standard_normal() -> Normal {
+    Normal::new(0.0, 1.0).expect("standard normal")
+}
+
+/// One model's accuracy pair on a shift.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub model: String,
+    pub group: String,
+    /// ID top-1 (%), class-restricted where the shift restricts classes.
+    pub id: f64,
+    /// OOD top-1 (%).
+    pub ood: f64,
+    /// 95 % interval of the OOD top-1 (%), where known.
+    pub ood_ci: Option<(f64, f64)>,
+}
+
+/// A fitted line `T(ood) = slope · T(id) + intercept`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Line {
+    pub slope: f64,
+    pub intercept: f64,
+    pub r2: f64,
+    pub n: usize,
+}
+
+/// Ordinary least squares of y on x; R² in the same (transformed) space.
+pub fn ols(x: &[f64], y: &[f64]) -> Line {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxx: f64 = x.iter().map(|v| (v - mx) * (v - mx)).sum();
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let syy: f64 = y.iter().map(|v| (v - my) * (v - my)).sum();
+    let slope = sxy / sxx;
+    let intercept = my - slope * mx;
+    let r2 = if syy == 0.0 {
+        1.0
+    } else {
+        sxy * sxy / (sxx * syy)
+    };
+    Line {
+        slope,
+        intercept,
+        r2,
+        n: x.len(),
+    }
+}
+
+/// Bootstrap band: at each ID accuracy on a grid, the 2.5th and 97.5th percentile of the OOD
+/// accuracy predicted by lines fitted to resampled baseline models.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Band {
+    pub level: f64,
+    pub resamples: usize,
+    pub seed: u64,
+    pub id: Vec<f64>,
+    pub low: Vec<f64>,
+    pub high: Vec<f64>,
+}
+
+/// The fit for one shift.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShiftFit {
+    pub shift: String,
+    /// The dataset the ID accuracies come from (`imagenet@imagenet-r` for a class-restricted shift).
+    pub id_dataset: String,
+    pub transform: Transform,
+    #[serde(flatten)]
+    pub line: Line,
+    pub baseline_models: Vec<String>,
+    pub band: Band,
+    /// False where the ID–OOD relation is known not to be linear (ImageNet-A).
+    pub linear: bool,
+    pub note: Option<String>,
+    /// Bootstrap lines, kept for effective-robustness intervals (not written).
+    #[serde(skip)]
+    pub resampled: Vec<(f64, f64)>,
+}
+
+impl ShiftFit {
+    /// OOD top-1 (%) the line expects at an ID top-1 (%).
+    pub fn expected(&self, id: f64) -> f64 {
+        self.line_at(self.line.slope, self.line.intercept, id)
+    }
+
+    fn line_at(&self, slope: f64, intercept: f64, id: f64) -> f64 {
+        self.transform
+            .inverse(slope * self.transform.forward(id) + intercept)
+    }
+
+    /// 2.5th / 97.5th percentile of the expected OOD top-1 over the bootstrap lines.
+    pub fn expected_interval(&self, id: f64) -> (f64, f64) {
+        let mut v: Vec<f64> = self
+            .resampled
+            .iter()
+            .map(|&(a, b)| self.line_at(a, b, id))
+            .collect();
+        if v.is_empty() {
+            let e = self.expected(id);
+            return (e, e);
+        }
+        v.sort_by(f64::total_cmp);
+        (percentile(&v, 0.025), percentile(&v, 0.975))
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// splitmix64: a tiny, fully specified generator, so a documented seed gives the same band on
+/// every platform and in every version.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Fit one shift on the baseline points.
+pub fn fit_shift(
+    shift: &str,
+    id_dataset: &str,
+    baseline: &[&Point],
+    transform: Transform,
+    resamples: usize,
+    seed: u64,
+) -> ShiftFit {
+    let x: Vec<f64> = baseline.iter().map(|p| transform.forward(p.id)).collect();
+    let y: Vec<f64> = baseline.iter().map(|p| transform.forward(p.ood)).collect();
+    let line = ols(&x, &y);
+    let mut rng = SplitMix(seed);
+    let mut resampled = Vec::with_capacity(resamples);
+    let n = x.len();
+    while resampled.len() < resamples {
+        let idx: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
+        let bx: Vec<f64> = idx.iter().map(|&i| x[i]).collect();
+        if bx.iter().all(|v| *v == bx[0]) {
+            continue; // a degenerate resample has no slope
+        }
+        let by: Vec<f64> = idx.iter().map(|&i| y[i]).collect();
+        let l = ols(&bx, &by);
+        resampled.push((l.slope, l.intercept));
+    }
+    let (lo, hi) = baseline
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), p| (l.min(p.id), h.max(p.id)));
+    let (zlo, zhi) = (transform.forward(lo), transform.forward(hi));
+    let mut fit = ShiftFit {
+        shift: shift.to_string(),
+        id_dataset: id_dataset.to_string(),
+        transform,
+        line,
+        baseline_models: baseline.iter().map(|p| p.model.clone()).collect(),
+        band: Band {
+            level: 0.95,
+            resamples,
+            seed,
+            id: Vec::new(),
+            low: Vec::new(),
+            high: Vec::new(),
+        },
+        linear: true,
+        note: None,
+        resampled,
+    };
+    for i in 0..BAND_POINTS {
+        let z = zlo + (zhi - zlo) * i as f64 / (BAND_POINTS - 1) as f64;
+        let id = transform.inverse(z);
+        let (l, h) = fit.expected_interval(id);
+        fit.band.id.push(id);
+        fit.band.low.push(l);
+        fit.band.high.push(h);
+    }
+    fit
+}
+
+/// One row of evals.csv as fit, plot and report read it: only model, dataset and top1 are required,
+/// so users can bring published numbers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Accuracy {
+    pub model: String,
+    pub group: String,
+    pub dataset: String,
+    pub top1: f64,
+    pub ci: Option<(f64, f64)>,
+}
+
+/// Read an evals.csv, checking every row; errors name the file, line and column.
+pub fn read_accuracies(path: &Path) -> Result<Vec<Accuracy>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    read_accuracies_from(path, &text)
+}
+
+pub fn read_accuracies_from(path: &Path, text: &str) -> Result<Vec<Accuracy>> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| Error::input(Location::file(path).line(1), e.to_string()))?
+        .clone();
+    let col = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let need = |name: &str| {
+        col(name).ok_or_else(|| {
+            Error::input(
+                Location::file(path).line(1).field(name),
+                format!("missing column `{name}` (evals.csv needs model, dataset, top1; group is optional)"),
+            )
+        })
+    };
+    let (model_c, dataset_c, top1_c) = (need("model")?, need("dataset")?, need("top1")?);
+    let (group_c, low_c, high_c) = (col("group"), col("top1_ci_low"), col("top1_ci_high"));
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+            Error::input(
+                Location::file(path).line(line),
+                format!("malformed CSV row: {e}"),
+            )
+        })?;
+        let line = record.position().map(|p| p.line() as usize).unwrap_or(0);
+        let at = |field: &str| Location::file(path).line(line).field(field);
+        let get = |c: usize| record.get(c).unwrap_or("").trim();
+        let number = |c: usize, name: &str| -> Result<f64> {
+            let v: f64 = get(c)
+                .parse()
+                .map_err(|_| Error::input(at(name), format!("`{}` is not a number", get(c))))?;
+            if !(0.0..=100.0).contains(&v) {
+                return Err(Error::input(
+                    at(name),
+                    format!("{v} is not an accuracy in percent (0–100)"),
+                ));
+            }
+            Ok(v)
+        };
+        let model = get(model_c).to_string();
+        let dataset = get(dataset_c).to_string();
+        if model.is_empty() {
+            return Err(Error::input(at("model"), "empty model name"));
+        }
+        if dataset.is_empty() {
+            return Err(Error::input(at("dataset"), "empty dataset name"));
+        }
+        let top1 = number(top1_c, "top1")?;
+        let ci = match (low_c, high_c) {
+            (Some(l), Some(h)) if !get(l).is_empty() && !get(h).is_empty() => {
+                Some((number(l, "top1_ci_low")?, number(h, "top1_ci_high")?))
+            }
+            _ => None,
+        };
+        let group = group_c
+            .map(get)
+            .filter(|g| !g.is_empty())
+            .unwrap_or(crate::card::DEFAULT_GROUP)
+            .to_string();
+        rows.push(Accuracy {
+            model,
+            group,
+            dataset,
+            top1,
+            ci,
+        });
+    }
+    Ok(rows)
+}
+
+/// Which models form the baseline.
+#[derive(Debug, Clone)]
+pub enum BaselineSpec {
+    All,
+    Group(String),
+    Regex(regex::Regex),
+    Names(BTreeSet<String>),
+}
+
+impl BaselineSpec {
+    /// `all`, `group:NAME`, `file:PATH` (one model name per line) or a regex on model names.
+    pub fn parse(spec: &str) -> Result<BaselineSpec> {
+        if spec == "all" {
+            return Ok(BaselineSpec::All);
+        }
+        if let Some(g) = spec.strip_prefix("group:") {
+            return Ok(BaselineSpec::Group(g.to_string()));
+        }
+        if let Some(file) = spec.strip_prefix("file:") {
+            let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+            let names = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect();
+            return Ok(BaselineSpec::Names(names));
+        }
+        let pattern = spec.strip_prefix("regex:").unwrap_or(spec);
+        regex::Regex::new(pattern)
+            .map(BaselineSpec::Regex)
+            .map_err(|e| Error::Usage(format!("--baseline: `{pattern}` is not a valid regex: {e}")))
+    }
+
+    fn admits(&self, model: &str, group: &str) -> bool {
+        match self {
+            BaselineSpec::All => true,
+            BaselineSpec::Group(g) => g == group,
+            BaselineSpec::Regex(r) => r.is_match(model),
+            BaselineSpec::Names(n) => n.contains(model),
+        }
+    }
+}
+
+/// Settings of a fit.
+#[derive(Debug, Clone)]
+pub struct FitSettings {
+    pub transform: Transform,
+    /// The in-distribution dataset's name.
+    pub id: String,
+    pub baseline: BaselineSpec,
+    pub resamples: usize,
+    pub seed: u64,
+}
+
+/// Everything a fit produces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FitReport {
+    pub transform: Transform,
+    pub id_dataset: String,
+    pub epsilon: f64,
+    pub shifts: Vec<ShiftFit>,
+    /// Lines said aloud: ID fallbacks, models left out.
+    pub notes: Vec<String>,
+}
+
+/// One row of robustness.csv.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Robustness {
+    pub model: String,
+    pub group: String,
+    pub shift: String,
+    pub id_dataset: String,
+    pub id_top1: f64,
+    pub ood_top1: f64,
+    pub expected_ood_top1: f64,
+    pub effective_robustness: f64,
+    pub er_low: f64,
+    pub er_high: f64,
+}
+
+/// Datasets that are shifts: everything except the ID dataset and `X@Y` class-restricted views.
+pub fn shifts_of(rows: &[Accuracy], id: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    for r in rows {
+        if r.dataset != id && !r.dataset.contains('@') && !seen.contains(&r.dataset) {
+            seen.push(r.dataset.clone());
+        }
+    }
+    seen
+}
+
+/// Accuracy pairs on a shift: the class-restricted ID point `id@shift` where the model has one,
+/// else the plain ID accuracy. Returns the points and the ID dataset used for most of them.
+pub fn points_for(rows: &[Accuracy], id: &str, shift: &str) -> (Vec<Point>, String) {
+    let restricted = format!("{id}@{shift}");
+    let mut by_model: BTreeMap<&str, (Option<&Accuracy>, Option<&Accuracy>, Option<&Accuracy>)> =
+        BTreeMap::new();
+    for r in rows {
+        let e = by_model.entry(&r.model).or_default();
+        if r.dataset == shift {
+            e.0 = Some(r);
+        } else if r.dataset == restricted {
+            e.1 = Some(r);
+        } else if r.dataset == id {
+            e.2 = Some(r);
+        }
+    }
+    let mut points = Vec::new();
+    let mut restricted_used = 0;
+    for (model, (ood, rid, fid)) in by_model {
+        let (Some(ood), Some(idacc)) = (ood, rid.or(fid)) else {
+            continue;
+        };
+        restricted_used += rid.is_some() as usize;
+        points.push(Point {
+            model: model.to_string(),
+            group: ood.group.clone(),
+            id: idacc.top1,
+            ood: ood.top1,
+            ood_ci: ood.ci,
+        });
+    }
+    let used = if restricted_used * 2 > points.len() {
+        restricted
+    } else {
+        id.to_string()
+    };
+    (points, used)
+}
+
+/// Fit every shift: the line on the baseline models (from `cloud` when given, else from `rows`),
+/// and the effective robustness of every model in `rows`.
+pub fn fit_all(
+    rows: &[Accuracy],
+    cloud: Option<&[Accuracy]>,
+    settings: &FitSettings,
+) -> Result<(FitReport, Vec<Robustness>)> {
+    let base_rows = cloud.unwrap_or(rows);
+    if let BaselineSpec::Group(g) = &settings.baseline {
+        let groups: BTreeSet<&str> = base_rows.iter().map(|r| r.group.as_str()).collect();
+        if !groups.contains(g.as_str()) {
+            return Err(Error::Usage(format!(
+                "--baseline group:{g}: no model is in group `{g}` (groups: {})",
+                groups.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    if !rows.iter().any(|r| r.dataset == settings.id) {
+        return Err(Error::Usage(format!(
+            "no rows for the in-distribution dataset `{}`; name it with --id (datasets: {})",
+            settings.id,
+            rows.iter()
+                .map(|r| r.dataset.as_str())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut report = FitReport {
+        transform: settings.transform,
+        id_dataset: settings.id.clone(),
+        epsilon: EPSILON,
+        shifts: Vec::new(),
+        notes: Vec::new(),
+    };
+    let mut robustness = Vec::new();
+    for shift in shifts_of(rows, &settings.id) {
+        let (base_points, base_id) = points_for(base_rows, &settings.id, &shift);
+        let baseline: Vec<&Point> = base_points
+            .iter()
+            .filter(|p| settings.baseline.admits(&p.model, &p.group))
+            .collect();
+        if baseline.len() < 3 {
+            return Err(Error::Usage(format!(
+                "shift `{shift}`: {} baseline model(s) have both ID and OOD accuracy; a fit needs at least 3",
+                baseline.len()
+            )));
+        }
+        let (points, id_used) = points_for(rows, &settings.id, &shift);
+        if id_used == settings.id && restricted_shift(&shift) {
+            report.notes.push(format!(
+                "{shift}: no `{}@{shift}` rows, so the class-restricted ID accuracy is not known; using full `{}` accuracy",
+                settings.id, settings.id
+            ));
+        }
+        let mut fit = fit_shift(
+            &shift,
+            &base_id,
+            &baseline,
+            settings.transform,
+            settings.resamples,
+            settings.seed,
+        );
+        if shift.contains("imagenet-a") {
+            fit.linear = false;
+            fit.note = Some(
+                "ImageNet-A was adversarially filtered against ResNet-50, so its accuracies do not follow a line; \
+                 read this fit with care"
+                    .into(),
+            );
+        }
+        for p in &points {
+            let expected = fit.expected(p.id);
+            let (e_lo, e_hi) = fit.expected_interval(p.id);
+            let (o_lo, o_hi) = p.ood_ci.unwrap_or((p.ood, p.ood));
+            robustness.push(Robustness {
+                model: p.model.clone(),
+                group: p.group.clone(),
+                shift: shift.clone(),
+                id_dataset: id_used.clone(),
+                id_top1: p.id,
+                ood_top1: p.ood,
+                expected_ood_top1: expected,
+                effective_robustness: p.ood - expected,
+                er_low: o_lo - e_hi,
+                er_high: o_hi - e_lo,
+            });
+        }
+        report.shifts.push(fit);
+    }
+    // The average over shifts, for models scored on every shift.
+    let n_shifts = report.shifts.len();
+    let mut by_model: BTreeMap<&str, Vec<&Robustness>> = BTreeMap::new();
+    for r in &robustness {
+        by_model.entry(&r.model).or_default().push(r);
+    }
+    let mut averages = Vec::new();
+    for (model, rs) in by_model {
+        if rs.len() != n_shifts || n_shifts == 0 {
+            continue;
+        }
+        let mean =
+            |f: &dyn Fn(&Robustness) -> f64| rs.iter().map(|r| f(r)).sum::<f64>() / rs.len() as f64;
+        averages.push(Robustness {
+            model: model.to_string(),
+            group: rs[0].group.clone(),
+            shift: "average".into(),
+            id_dataset: settings.id.clone(),
+            id_top1: mean(&|r| r.id_top1),
+            ood_top1: mean(&|r| r.ood_top1),
+            expected_ood_top1: mean(&|r| r.expected_ood_top1),
+            effective_robustness: mean(&|r| r.effective_robustness),
+            er_low: mean(&|r| r.er_low),
+            er_high: mean(&|r| r.er_high),
+        });
+    }
+    robustness.extend(averages);
+    Ok((report, robustness))
+}
+
+/// Whether a shift, by its name, is one that restricts classes (so its ID point should be too).
+fn restricted_shift(name: &str) -> bool {
+    ["imagenet-r", "imagenet-a", "objectnet"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+/// Published baseline clouds shipped with the tool (see assets/baselines/SOURCES.md).
+pub fn cloud(name: &str) -> Result<Vec<Accuracy>> {
+    let (file, text) = match name {
+        "timm" => (
+            "<built-in>/assets/baselines/timm.csv",
+            include_str!("../assets/baselines/timm.csv"),
+        ),
+        "testbed" => (
+            "<built-in>/assets/baselines/testbed.csv",
+            include_str!("../assets/baselines/testbed.csv"),
+        ),
+        path => return read_accuracies(Path::new(path)),
+    };
+    read_accuracies_from(Path::new(file), text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transforms_round_trip() {
+        for t in [Transform::Probit, Transform::Logit] {
+            for acc in [1.0, 37.5, 50.0, 99.0] {
+                assert!((t.inverse(t.forward(acc)) - acc).abs() < 1e-9);
+            }
+            assert!(t.forward(0.0).is_finite() && t.forward(100.0).is_finite());
+        }
+        assert!((Transform::Probit.forward(97.5) - 1.959963984540054).abs() < 1e-9);
+    }
+
+    #[test]
+    fn ols_on_an_exact_line() {
+        let l = ols(&[0.0, 1.0, 2.0], &[1.0, 3.0, 5.0]);
+        assert!(
+            (l.slope - 2.0).abs() < 1e-12
+                && (l.intercept - 1.0).abs() < 1e-12
+                && (l.r2 - 1.0).abs() < 1e-12
+        );
+    }
+
+    #[test]
+    fn bad_rows_name_line_and_column() {
+        let p = Path::new("evals.csv");
+        let err = read_accuracies_from(p, "model,top1\nm,50\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("evals.csv:1: field `dataset`"), "{err}");
+        let err = read_accuracies_from(p, "model,dataset,top1\nm,imagenet,50\nm,v2,abc\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("evals.csv:3: field `top1`"), "{err}");
+        let err = read_accuracies_from(p, "model,dataset,top1\nm,imagenet,150\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("evals.csv:2: field `top1`") && err.contains("0–100"),
+            "{err}"
+        );
+    }
+}
