@@ -26,6 +26,8 @@ pub struct AnalysisSettings {
     pub resamples: usize,
     pub seed: u64,
     pub label_points: bool,
+    /// Fit ImageNet-A piecewise, split at this model's ID accuracy.
+    pub split_a: Option<String>,
 }
 
 impl Default for AnalysisSettings {
@@ -38,6 +40,7 @@ impl Default for AnalysisSettings {
             resamples: 1000,
             seed: 20200707,
             label_points: false,
+            split_a: None,
         }
     }
 }
@@ -87,6 +90,7 @@ pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
         )?,
         resamples: settings.resamples,
         seed: settings.seed,
+        split_a: settings.split_a.clone(),
     };
     let (fit, robustness) = fit::fit_all(&evals, cloud.as_deref(), &fit_settings)?;
     Ok(Analysis {

@@ -171,6 +171,11 @@ pub struct FitArgs {
     /// Write model names next to their points in the charts.
     #[arg(long)]
     pub labels: bool,
+
+    /// Fit ImageNet-A piecewise, as imagenet-testbed draws it: one line below and one at or
+    /// above this baseline model's ID accuracy (e.g. resnet50, which ImageNet-A was filtered against).
+    #[arg(long, value_name = "MODEL")]
+    pub split_a: Option<String>,
 }
 
 #[derive(Debug, Args)]

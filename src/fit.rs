@@ -120,12 +120,31 @@ pub struct ShiftFit {
     /// Bootstrap lines, kept for effective-robustness intervals (not written).
     #[serde(skip)]
     pub resampled: Vec<(f64, f64)>,
+    /// Piecewise fit (ImageNet-A with `--split-a MODEL`, as imagenet-testbed draws it): the line
+    /// for ID accuracies at or above `split_at`, the named model's; `line` covers those below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper: Option<Box<ShiftFit>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_model: Option<String>,
 }
 
 impl ShiftFit {
     /// OOD top-1 (%) the line expects at an ID top-1 (%).
     pub fn expected(&self, id: f64) -> f64 {
+        if let Some(upper) = self.piece_above(id) {
+            return upper.expected(id);
+        }
         self.line_at(self.line.slope, self.line.intercept, id)
+    }
+
+    /// The upper piece of a piecewise fit, if `id` falls in it.
+    fn piece_above(&self, id: f64) -> Option<&ShiftFit> {
+        match (self.split_at, &self.upper) {
+            (Some(at), Some(upper)) if id >= at => Some(upper),
+            _ => None,
+        }
     }
 
     fn line_at(&self, slope: f64, intercept: f64, id: f64) -> f64 {
@@ -135,6 +154,9 @@ impl ShiftFit {
 
     /// 2.5th / 97.5th percentile of the expected OOD top-1 over the bootstrap lines.
     pub fn expected_interval(&self, id: f64) -> (f64, f64) {
+        if let Some(upper) = self.piece_above(id) {
+            return upper.expected_interval(id);
+        }
         let mut v: Vec<f64> = self
             .resampled
             .iter()
@@ -218,6 +240,9 @@ pub fn fit_shift(
         linear: true,
         note: None,
         resampled,
+        upper: None,
+        split_at: None,
+        split_model: None,
     };
     for i in 0..BAND_POINTS {
         let z = zlo + (zhi - zlo) * i as f64 / (BAND_POINTS - 1) as f64;
@@ -372,6 +397,8 @@ pub struct FitSettings {
     pub baseline: BaselineSpec,
     pub resamples: usize,
     pub seed: u64,
+    /// Fit ImageNet-A piecewise, split at this model's ID accuracy.
+    pub split_a: Option<String>,
 }
 
 /// Everything a fit produces.
@@ -521,6 +548,46 @@ pub fn fit_all(
                  read this fit with care"
                     .into(),
             );
+            if let Some(model) = &settings.split_a {
+                let Some(at) = base_points.iter().find(|p| &p.model == model).map(|p| p.id) else {
+                    return Err(Error::Usage(format!(
+                        "--split-a: no model `{model}` with accuracies on `{shift}`"
+                    )));
+                };
+                let (below, above): (Vec<&Point>, Vec<&Point>) =
+                    baseline.iter().partition(|p| p.id < at);
+                if below.len() < 3 || above.len() < 3 {
+                    return Err(Error::Usage(format!(
+                        "--split-a {model}: {} baseline models lie below its ID accuracy and {} at or above; each piece needs at least 3",
+                        below.len(),
+                        above.len()
+                    )));
+                }
+                let mut lower = fit_shift(
+                    &shift,
+                    &base_id,
+                    &below,
+                    settings.transform,
+                    settings.resamples,
+                    settings.seed,
+                );
+                let upper = fit_shift(
+                    &shift,
+                    &base_id,
+                    &above,
+                    settings.transform,
+                    settings.resamples,
+                    settings.seed,
+                );
+                lower.linear = false;
+                lower.note = Some(format!(
+                    "piecewise fit, split at {model}'s ID accuracy ({at:.2} %): `slope`/`intercept` below it, `upper` at or above it"
+                ));
+                lower.upper = Some(Box::new(upper));
+                lower.split_at = Some(at);
+                lower.split_model = Some(model.clone());
+                fit = lower;
+            }
         }
         for p in &points {
             let expected = fit.expected(p.id);

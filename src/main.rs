@@ -151,6 +151,7 @@ fn settings_of(args: &FitArgs) -> AnalysisSettings {
         resamples: args.bootstrap,
         seed: args.seed,
         label_points: args.labels,
+        split_a: args.split_a.clone(),
     }
 }
 

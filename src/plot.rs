@@ -182,29 +182,20 @@ fn draw_shift<DB: DrawingBackend>(
         .bold_line_style(RGBColor(225, 225, 225))
         .draw()
         .map_err(err)?;
-    // The bootstrap band, then y = x, then the fit line, each kept inside the plotting window
-    // (plotters would move an outside point onto the edge, bending lines and shapes).
-    let inside = |z: f64| z.clamp(zlo, zhi);
-    let mut band: Vec<(f64, f64)> = fit
-        .band
-        .id
-        .iter()
-        .zip(&fit.band.low)
-        .map(|(x, y)| (inside(t.forward(*x)), inside(t.forward(*y))))
-        .collect();
-    band.extend(
-        fit.band
-            .id
-            .iter()
-            .zip(&fit.band.high)
-            .rev()
-            .map(|(x, y)| (inside(t.forward(*x)), inside(t.forward(*y)))),
-    );
-    c.draw_series(std::iter::once(Polygon::new(
-        band,
-        RGBColor(31, 119, 180).mix(0.18).filled(),
-    )))
-    .map_err(err)?;
+    // The bootstrap band(s), y = x, then the fit line(s); a piecewise fit has two pieces that
+    // meet at the split model's ID accuracy.
+    let split = fit.split_at.map(|at| t.forward(at)).unwrap_or(zhi);
+    let mut pieces = vec![(fit, zlo, split)];
+    if let Some(upper) = &fit.upper {
+        pieces.push((upper, split, zhi));
+    }
+    for (piece, _, _) in &pieces {
+        c.draw_series(std::iter::once(Polygon::new(
+            band_polygon(piece, zlo, zhi),
+            RGBColor(31, 119, 180).mix(0.18).filled(),
+        )))
+        .map_err(err)?;
+    }
     c.draw_series(DashedLineSeries::new(
         [(zlo, zlo), (zhi, zhi)],
         6,
@@ -214,30 +205,35 @@ fn draw_shift<DB: DrawingBackend>(
     .map_err(err)?
     .label("y = x")
     .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.6)));
-    let (a, b) = (fit.line.slope, fit.line.intercept);
-    let (mut x0, mut x1) = (zlo, zhi);
-    if a != 0.0 {
-        let (ya, yb) = ((zlo - b) / a, (zhi - b) / a);
-        x0 = x0.max(ya.min(yb));
-        x1 = x1.min(ya.max(yb));
-    }
-    let fit_line = if x0 < x1 {
-        vec![(x0, a * x0 + b), (x1, a * x1 + b)]
+    let n: usize = pieces.iter().map(|p| p.0.line.n).sum();
+    let label = if pieces.len() > 1 {
+        format!("piecewise fit (n = {n})")
     } else {
-        Vec::new()
+        format!("linear fit (n = {n})")
     };
+    let mut segments = pieces.iter().map(|(piece, from, to)| {
+        line_segment(piece.line.slope, piece.line.intercept, *from, *to, zlo, zhi)
+    });
+    let first = segments.next().unwrap_or_default();
     c.draw_series(LineSeries::new(
-        fit_line,
+        first,
         RGBColor(31, 119, 180).stroke_width(2),
     ))
     .map_err(err)?
-    .label(format!("linear fit (n = {})", fit.line.n))
+    .label(label)
     .legend(|(x, y)| {
         PathElement::new(
             [(x, y), (x + 16, y)],
             RGBColor(31, 119, 180).stroke_width(2),
         )
     });
+    for segment in segments {
+        c.draw_series(LineSeries::new(
+            segment,
+            RGBColor(31, 119, 180).stroke_width(2),
+        ))
+        .map_err(err)?;
+    }
     if !chart.cloud.is_empty() {
         c.draw_series(chart.cloud.iter().map(|p| {
             Circle::new(
@@ -276,15 +272,53 @@ fn draw_shift<DB: DrawingBackend>(
         }))
         .map_err(err)?;
     }
-    // OOD accuracy sits below ID for natural shifts, so the lower right corner is usually free.
+    // OOD accuracy sits below ID for natural shifts, so the upper left corner (above y = x) is free.
     c.configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(200, 200, 200))
         .label_font(("sans-serif", label_size))
         .draw()
         .map_err(err)?;
     Ok(())
+}
+
+/// A fit's bootstrap band as a polygon in the transformed scale, kept inside the window
+/// (plotters would move an outside point onto the edge, bending the shape).
+fn band_polygon(fit: &ShiftFit, zlo: f64, zhi: f64) -> Vec<(f64, f64)> {
+    let t = fit.transform;
+    let inside = |v: f64| t.forward(v).clamp(zlo, zhi);
+    let mut band: Vec<(f64, f64)> = fit
+        .band
+        .id
+        .iter()
+        .zip(&fit.band.low)
+        .map(|(x, y)| (inside(*x), inside(*y)))
+        .collect();
+    band.extend(
+        fit.band
+            .id
+            .iter()
+            .zip(&fit.band.high)
+            .rev()
+            .map(|(x, y)| (inside(*x), inside(*y))),
+    );
+    band
+}
+
+/// The part of `y = a·x + b` with x in [from, to] that lies inside the square window [lo, hi]².
+fn line_segment(a: f64, b: f64, from: f64, to: f64, lo: f64, hi: f64) -> Vec<(f64, f64)> {
+    let (mut x0, mut x1) = (from.max(lo), to.min(hi));
+    if a != 0.0 {
+        let (ya, yb) = ((lo - b) / a, (hi - b) / a);
+        x0 = x0.max(ya.min(yb));
+        x1 = x1.min(ya.max(yb));
+    }
+    if x0 < x1 {
+        vec![(x0, a * x0 + b), (x1, a * x1 + b)]
+    } else {
+        Vec::new()
+    }
 }
 
 fn draw_bars<DB: DrawingBackend>(
