@@ -37,7 +37,8 @@ elif ! have_ort; then
   packages+=("$package")
 fi
 if [ "$want_test" = 1 ]; then
-  .venv/bin/python -c "import PIL, numpy, scipy, onnxruntime" 2>/dev/null || packages+=("pillow" "numpy" "scipy" "$package")
+  .venv/bin/python -c "import PIL, numpy, scipy" 2>/dev/null || packages+=("pillow" "numpy" "scipy")
+  have_ort || .venv/bin/python -c "import onnxruntime" 2>/dev/null || [[ " ${packages[*]} " == *" $package "* ]] || packages+=("$package")
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   echo "setup: installing ${packages[*]} into .venv"
