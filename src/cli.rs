@@ -24,6 +24,14 @@ ENVIRONMENT:
     ROBUST_EVAL_CACHE   Where the embedded demo is extracted (default: ~/.cache/robust-eval).
     CI                  When set, progress is printed as plain lines instead of bars.";
 
+const GATE_EXIT_STATUS: &str = "\
+EXIT STATUS:
+    0   Passed: no drop is both over its threshold and significant (drops over the threshold that
+        are not significant are reported as warnings).
+    1   A regression: some drop is over its threshold and significant at --alpha.
+    2   The comparison cannot be made: a missing results folder, a model absent on one side, or a
+        paired row whose two sides scored different manifests.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "robust-eval",
@@ -57,6 +65,9 @@ pub enum Command {
     /// Write a report of a results folder as Markdown, self-contained HTML or JSON.
     #[command(after_long_help = EXIT_STATUS)]
     Report(ReportCommand),
+    /// Compare a candidate's results with a baseline's; fail on significant regressions (for CI).
+    #[command(after_long_help = GATE_EXIT_STATUS)]
+    Gate(GateArgs),
     /// Report which ONNX Runtime library is found and which execution providers initialise.
     #[command(after_long_help = EXIT_STATUS)]
     Doctor(DoctorArgs),
@@ -249,6 +260,56 @@ pub struct ManifestArgs {
     /// (ImageId,PredictionString) or any `file,label` table (wnid or class index).
     #[arg(long, value_name = "FILE")]
     pub ground_truth: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Compare two results folders (as `run` writes them) row by row and decide which \
+differences are real. Rows pair by model name, or by --pair BASELINE=CANDIDATE. Where both sides have \
+per-image predictions over the same manifest (same sha256 in run.json), an exact McNemar test on the \
+images that flipped decides significance; otherwise a two-proportion test on the counts, and the \
+report says so. Effective robustness is fitted on each side as `fit` would; an ER drop counts as \
+significant when the OOD accuracy change on that shift is. A check fails when its drop is larger \
+than the threshold and significant at --alpha."
+)]
+pub struct GateArgs {
+    /// Results folder of the accepted model(s).
+    #[arg(long, value_name = "DIR")]
+    pub baseline: PathBuf,
+    /// Results folder of the model(s) to check.
+    #[arg(long, value_name = "DIR")]
+    pub candidate: PathBuf,
+    /// Pair a baseline model with a differently named candidate model (repeatable).
+    #[arg(long, value_name = "BASELINE=CANDIDATE")]
+    pub pair: Vec<String>,
+    /// Gate rules in TOML: max_drop, max_er_drop, max_average_er_drop, alpha,
+    /// ignore_significance, and [datasets.NAME] max_drop overrides. Flags override the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Largest allowed top-1 drop on any dataset, percentage points [default: 0.5].
+    #[arg(long, value_name = "PP")]
+    pub max_drop: Option<f64>,
+    /// Largest allowed drop in effective robustness on any shift, percentage points [default: 1.0].
+    #[arg(long, value_name = "PP")]
+    pub max_er_drop: Option<f64>,
+    /// Largest allowed drop in average effective robustness, percentage points [default: 1.0].
+    #[arg(long, value_name = "PP")]
+    pub max_average_er_drop: Option<f64>,
+    /// Significance level a drop must reach to fail the gate [default: 0.05].
+    #[arg(long, value_name = "ALPHA")]
+    pub alpha: Option<f64>,
+    /// Fail on every drop over its threshold, significant or not.
+    #[arg(long)]
+    pub ignore_significance: bool,
+    /// Also write the result as Markdown (for a pull-request comment or $GITHUB_STEP_SUMMARY).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Also write the result as JUnit XML, one test case per rule and row.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Print the result as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

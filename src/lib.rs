@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod error;
 pub mod evaluate;
 pub mod fit;
+pub mod gate;
 pub mod labels;
 pub mod manifest;
 pub mod plot;

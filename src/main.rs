@@ -4,15 +4,15 @@ use clap::Parser;
 
 use robust_eval::analysis::{self, AnalysisSettings};
 use robust_eval::cli::{
-    Cli, Command, DoctorArgs, FitArgs, FitCommand, ManifestArgs, PlotCommand, ReportCommand,
-    RunArgs,
+    Cli, Command, DoctorArgs, FitArgs, FitCommand, GateArgs, ManifestArgs, PlotCommand,
+    ReportCommand, RunArgs,
 };
 use robust_eval::evaluate::{self, RunSettings};
 use robust_eval::report::Format;
 use robust_eval::runtime::SessionSettings;
 use robust_eval::store::ResultsStore;
 use robust_eval::suite::Suite;
-use robust_eval::{card, doctor, manifest, progress, Error};
+use robust_eval::{card, doctor, gate, manifest, progress, Error};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Fit(args) => run_fit(args),
         Command::Plot(args) => run_plot(args),
         Command::Report(args) => run_report(args),
+        Command::Gate(args) => run_gate(args),
         Command::Doctor(args) => run_doctor(args),
     };
     match outcome {
@@ -216,6 +217,56 @@ fn run_report(args: ReportCommand) -> Result<ExitCode, Error> {
         print!("{text}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_gate(args: GateArgs) -> Result<ExitCode, Error> {
+    let mut rules = match &args.config {
+        Some(path) => gate::Rules::load(path)?,
+        None => gate::Rules::default(),
+    };
+    rules.max_drop = args.max_drop.unwrap_or(rules.max_drop);
+    rules.max_er_drop = args.max_er_drop.unwrap_or(rules.max_er_drop);
+    rules.max_average_er_drop = args
+        .max_average_er_drop
+        .unwrap_or(rules.max_average_er_drop);
+    rules.alpha = args.alpha.unwrap_or(rules.alpha);
+    rules.ignore_significance |= args.ignore_significance;
+    if !(rules.alpha > 0.0 && rules.alpha < 1.0) {
+        return Err(Error::Usage(format!(
+            "--alpha {}: must lie between 0 and 1",
+            rules.alpha
+        )));
+    }
+    let pairs = args
+        .pair
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((b, c)) if !b.is_empty() && !c.is_empty() => Ok((b.to_string(), c.to_string())),
+            _ => Err(Error::Usage(format!(
+                "--pair {p}: expected BASELINE=CANDIDATE"
+            ))),
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let report = gate::compare(&args.baseline, &args.candidate, &pairs, &rules)?;
+    if let Some(path) = &args.markdown {
+        robust_eval::store::write_atomic(path, gate::markdown(&report).as_bytes())?;
+    }
+    if let Some(path) = &args.junit {
+        robust_eval::store::write_atomic(path, gate::junit(&report).as_bytes())?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Other(e.to_string()))?
+        );
+    } else {
+        print!("{}", gate::table(&report));
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {

@@ -1,0 +1,596 @@
+//! The CI regression gate: compare a candidate's results with a baseline's, decide which
+//! differences are real (exact McNemar test on paired per-image outcomes where both sides scored
+//! the same manifest, a two-proportion test on the counts otherwise) and fail on regressions that
+//! are both larger than a threshold and significant.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal};
+
+use crate::analysis::{self, AnalysisSettings};
+use crate::error::{Error, Location, Result};
+use crate::store::{read_predictions, EvalRow, ResultsStore};
+
+/// Thresholds, in percentage points, and the significance level.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// Largest allowed drop in top-1 on any dataset.
+    #[serde(default = "default_max_drop")]
+    pub max_drop: f64,
+    /// Largest allowed drop in effective robustness on any shift.
+    #[serde(default = "default_max_er_drop")]
+    pub max_er_drop: f64,
+    /// Largest allowed drop in effective robustness averaged over shifts.
+    #[serde(default = "default_max_er_drop")]
+    pub max_average_er_drop: f64,
+    /// A drop must be significant at this level to fail the gate.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Fail on any drop over the threshold, significant or not.
+    #[serde(default)]
+    pub ignore_significance: bool,
+    /// Per-dataset `max_drop` overrides.
+    #[serde(default)]
+    pub datasets: BTreeMap<String, DatasetRule>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetRule {
+    pub max_drop: f64,
+}
+
+fn default_max_drop() -> f64 {
+    0.5
+}
+fn default_max_er_drop() -> f64 {
+    1.0
+}
+fn default_alpha() -> f64 {
+    0.05
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            max_drop: default_max_drop(),
+            max_er_drop: default_max_er_drop(),
+            max_average_er_drop: default_max_er_drop(),
+            alpha: default_alpha(),
+            ignore_significance: false,
+            datasets: BTreeMap::new(),
+        }
+    }
+}
+
+impl Rules {
+    pub fn load(path: &Path) -> Result<Rules> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| crate::suite::toml_error(path, &text, &e))
+    }
+}
+
+/// Pass, fail, or better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    /// Over the threshold but not significant: passes, with a warning.
+    Warn,
+    Fail,
+    Improved,
+}
+
+/// One checked rule on one (model, dataset or shift).
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub rule: String,
+    pub baseline_model: String,
+    pub candidate_model: String,
+    pub dataset: String,
+    pub baseline: f64,
+    pub candidate: f64,
+    /// Candidate minus baseline, percentage points.
+    pub change: f64,
+    pub threshold: f64,
+    pub p_value: Option<f64>,
+    /// "mcnemar-exact", "two-proportion", or "none".
+    pub test: String,
+    /// Images right in the baseline and wrong in the candidate, and the other way round.
+    pub flipped_to_wrong: Option<u64>,
+    pub flipped_to_right: Option<u64>,
+    pub verdict: Verdict,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GateReport {
+    pub baseline: PathBuf,
+    pub candidate: PathBuf,
+    pub rules: Rules,
+    pub checks: Vec<Check>,
+    pub passed: bool,
+}
+
+/// Two-sided exact McNemar p-value for `b` and `c` discordant pairs.
+pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    let k = b.min(c);
+    let tail = Binomial::new(0.5, n).map(|d| d.cdf(k)).unwrap_or(1.0);
+    (2.0 * tail).min(1.0)
+}
+
+/// Two-sided p-value of the pooled two-proportion z-test.
+pub fn two_proportion(k1: u64, n1: u64, k2: u64, n2: u64) -> f64 {
+    if n1 == 0 || n2 == 0 {
+        return 1.0;
+    }
+    let (p1, p2) = (k1 as f64 / n1 as f64, k2 as f64 / n2 as f64);
+    let p = (k1 + k2) as f64 / (n1 + n2) as f64;
+    let se = (p * (1.0 - p) * (1.0 / n1 as f64 + 1.0 / n2 as f64)).sqrt();
+    if se == 0.0 {
+        return if p1 == p2 { 1.0 } else { 0.0 };
+    }
+    let z = (p1 - p2) / se;
+    2.0 * (1.0 - Normal::new(0.0, 1.0).expect("standard normal").cdf(z.abs()))
+}
+
+/// The manifest hash a results folder recorded for a model's row on a dataset (or view).
+fn manifest_hash(store: &ResultsStore, model: &str, dataset: &str) -> Option<String> {
+    store
+        .run
+        .evaluations
+        .iter()
+        .find(|e| e.model == model && e.views.iter().any(|v| v == dataset))
+        .map(|e| e.manifest_sha256.clone())
+}
+
+/// Per-image correctness by manifest row, from a predictions file.
+fn outcomes(
+    store: &ResultsStore,
+    model: &str,
+    dataset: &str,
+) -> Result<Option<HashMap<u32, bool>>> {
+    let path = store.predictions_path(model, dataset);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let df = read_predictions(&path)?;
+    let bad = |what: &str| {
+        Error::input(
+            Location::file(&path),
+            format!("predictions file has no usable `{what}` column"),
+        )
+    };
+    let index = df
+        .column("index")
+        .map_err(|_| bad("index"))?
+        .u32()
+        .map_err(|_| bad("index"))?
+        .clone();
+    let correct = df
+        .column("correct")
+        .map_err(|_| bad("correct"))?
+        .bool()
+        .map_err(|_| bad("correct"))?
+        .clone();
+    Ok(Some(
+        (0..df.height())
+            .filter_map(|i| Some((index.get(i)?, correct.get(i)?)))
+            .collect(),
+    ))
+}
+
+fn open(dir: &Path, side: &str) -> Result<ResultsStore> {
+    if !dir.join("evals.csv").is_file() {
+        return Err(Error::Usage(format!(
+            "--{side} {}: no evals.csv there (is it a results folder?)",
+            dir.display()
+        )));
+    }
+    ResultsStore::open(dir)
+}
+
+fn verdict(change: f64, threshold: f64, p: Option<f64>, rules: &Rules) -> Verdict {
+    let significant = rules.ignore_significance || p.is_none_or(|p| p < rules.alpha);
+    if -change > threshold {
+        if significant {
+            Verdict::Fail
+        } else {
+            Verdict::Warn
+        }
+    } else if change > 0.0 && p.is_some_and(|p| p < rules.alpha) {
+        Verdict::Improved
+    } else {
+        Verdict::Pass
+    }
+}
+
+/// Compare two results folders. `pairs` maps baseline model names to candidate names; empty means
+/// every model present on both sides under the same name.
+pub fn compare(
+    baseline: &Path,
+    candidate: &Path,
+    pairs: &[(String, String)],
+    rules: &Rules,
+) -> Result<GateReport> {
+    let base = open(baseline, "baseline")?;
+    let cand = open(candidate, "candidate")?;
+    let pairs: Vec<(String, String)> = if pairs.is_empty() {
+        let mut names: Vec<String> = base.evals.iter().map(|r| r.model.clone()).collect();
+        names.sort();
+        names.dedup();
+        names.retain(|m| cand.evals.iter().any(|r| &r.model == m));
+        if names.is_empty() {
+            return Err(Error::Usage(
+                "no model appears in both results folders; name the pairs with --pair BASELINE=CANDIDATE".into(),
+            ));
+        }
+        names.into_iter().map(|m| (m.clone(), m)).collect()
+    } else {
+        for (b, c) in pairs {
+            if !base.evals.iter().any(|r| &r.model == b) {
+                return Err(Error::Usage(format!(
+                    "--pair {b}={c}: the baseline has no model `{b}`"
+                )));
+            }
+            if !cand.evals.iter().any(|r| &r.model == c) {
+                return Err(Error::Usage(format!(
+                    "--pair {b}={c}: the candidate has no model `{c}`"
+                )));
+            }
+        }
+        pairs.to_vec()
+    };
+
+    let mut checks = Vec::new();
+    let mut ood_p: HashMap<(String, String), Option<f64>> = HashMap::new();
+    for (bm, cm) in &pairs {
+        let rows: Vec<(&EvalRow, &EvalRow)> = base
+            .evals
+            .iter()
+            .filter(|r| &r.model == bm)
+            .filter_map(|b| {
+                cand.evals
+                    .iter()
+                    .find(|c| &c.model == cm && c.dataset == b.dataset)
+                    .map(|c| (b, c))
+            })
+            .collect();
+        for (b, c) in rows {
+            let (bh, ch) = (
+                manifest_hash(&base, bm, &b.dataset),
+                manifest_hash(&cand, cm, &c.dataset),
+            );
+            if let (Some(bh), Some(ch)) = (&bh, &ch) {
+                if bh != ch {
+                    return Err(Error::Usage(format!(
+                        "{bm} vs {cm} on {}: the two sides scored different manifests (sha256 {}… vs {}…); \
+                         a comparison needs the same images",
+                        b.dataset,
+                        &bh[..12],
+                        &ch[..12]
+                    )));
+                }
+            }
+            let paired = match (
+                bh.is_some() && ch.is_some(),
+                outcomes(&base, bm, &b.dataset)?,
+                outcomes(&cand, cm, &c.dataset)?,
+            ) {
+                (true, Some(bo), Some(co)) => Some((bo, co)),
+                _ => None,
+            };
+            let (p, test, to_wrong, to_right, note) = match paired {
+                Some((bo, co)) => {
+                    let (mut to_wrong, mut to_right) = (0u64, 0u64);
+                    for (i, &bc) in &bo {
+                        match co.get(i) {
+                            Some(&cc) if bc && !cc => to_wrong += 1,
+                            Some(&cc) if !bc && cc => to_right += 1,
+                            _ => {}
+                        }
+                    }
+                    (Some(mcnemar_exact(to_wrong, to_right)), "mcnemar-exact", Some(to_wrong), Some(to_right), None)
+                }
+                None if b.n > 0 && c.n > 0 => (
+                    Some(two_proportion(b.correct, b.n, c.correct, c.n)),
+                    "two-proportion",
+                    None,
+                    None,
+                    Some("no paired per-image predictions on the same manifest: two-proportion test on the counts".to_string()),
+                ),
+                None => (None, "none", None, None, Some("no counts: threshold only".to_string())),
+            };
+            ood_p.insert((bm.clone(), b.dataset.clone()), p);
+            let threshold = rules
+                .datasets
+                .get(&b.dataset)
+                .map(|d| d.max_drop)
+                .unwrap_or(rules.max_drop);
+            let change = c.top1 - b.top1;
+            checks.push(Check {
+                rule: "top1".into(),
+                baseline_model: bm.clone(),
+                candidate_model: cm.clone(),
+                dataset: b.dataset.clone(),
+                baseline: b.top1,
+                candidate: c.top1,
+                change,
+                threshold,
+                p_value: p,
+                test: test.into(),
+                flipped_to_wrong: to_wrong,
+                flipped_to_right: to_right,
+                verdict: verdict(change, threshold, p, rules),
+                note,
+            });
+        }
+    }
+
+    // Effective robustness, each side fitted as its own run would fit it.
+    let settings = AnalysisSettings::default();
+    if let (Ok(ba), Ok(ca)) = (
+        analysis::analyse(baseline, &settings),
+        analysis::analyse(candidate, &settings),
+    ) {
+        for (bm, cm) in &pairs {
+            for b in ba.robustness.iter().filter(|r| &r.model == bm) {
+                let Some(c) = ca
+                    .robustness
+                    .iter()
+                    .find(|r| &r.model == cm && r.shift == b.shift)
+                else {
+                    continue;
+                };
+                let average = b.shift == "average";
+                // An ER drop counts as significant when the OOD accuracy change behind it is.
+                let p = if average {
+                    None
+                } else {
+                    ood_p.get(&(bm.clone(), b.shift.clone())).copied().flatten()
+                };
+                let threshold = if average {
+                    rules.max_average_er_drop
+                } else {
+                    rules.max_er_drop
+                };
+                let change = c.effective_robustness - b.effective_robustness;
+                let mut v = verdict(change, threshold, p, rules);
+                if average && v == Verdict::Fail && !rules.ignore_significance {
+                    // No test of its own: fail only if some shift's ER drop is itself significant.
+                    let any = checks.iter().any(|k| {
+                        k.rule == "effective_robustness"
+                            && k.baseline_model == *bm
+                            && k.verdict == Verdict::Fail
+                    });
+                    if !any {
+                        v = Verdict::Warn;
+                    }
+                }
+                checks.push(Check {
+                    rule: if average {
+                        "average_effective_robustness".into()
+                    } else {
+                        "effective_robustness".into()
+                    },
+                    baseline_model: bm.clone(),
+                    candidate_model: cm.clone(),
+                    dataset: b.shift.clone(),
+                    baseline: b.effective_robustness,
+                    candidate: c.effective_robustness,
+                    change,
+                    threshold,
+                    p_value: p,
+                    test: if p.is_some() {
+                        "ood-accuracy-test".into()
+                    } else {
+                        "none".into()
+                    },
+                    flipped_to_wrong: None,
+                    flipped_to_right: None,
+                    verdict: v,
+                    note: None,
+                });
+            }
+        }
+    }
+    let passed = checks.iter().all(|c| c.verdict != Verdict::Fail);
+    Ok(GateReport {
+        baseline: baseline.to_path_buf(),
+        candidate: candidate.to_path_buf(),
+        rules: rules.clone(),
+        checks,
+        passed,
+    })
+}
+
+fn p_text(p: Option<f64>) -> String {
+    match p {
+        Some(p) if p < 1e-4 => format!("{p:.1e}"),
+        Some(p) => format!("{p:.4}"),
+        None => "–".into(),
+    }
+}
+
+fn model_text(c: &Check) -> String {
+    if c.baseline_model == c.candidate_model {
+        c.baseline_model.clone()
+    } else {
+        format!("{} → {}", c.baseline_model, c.candidate_model)
+    }
+}
+
+fn flips(c: &Check) -> String {
+    match (c.flipped_to_wrong, c.flipped_to_right) {
+        (Some(w), Some(r)) => format!("{w} / {r}"),
+        _ => "–".into(),
+    }
+}
+
+/// The terminal table.
+pub fn table(report: &GateReport) -> String {
+    let mut s = format!(
+        "{:<9} {:<28} {:<30} {:<30} {:>9} {:>9} {:>8} {:>9} {:>13}\n",
+        "verdict",
+        "rule",
+        "model",
+        "dataset",
+        "baseline",
+        "candidate",
+        "change",
+        "p",
+        "flips (-/+)"
+    );
+    for c in &report.checks {
+        s += &format!(
+            "{:<9} {:<28} {:<30} {:<30} {:>9.2} {:>9.2} {:>+8.2} {:>9} {:>13}\n",
+            format!("{:?}", c.verdict).to_uppercase(),
+            c.rule,
+            model_text(c),
+            c.dataset,
+            c.baseline,
+            c.candidate,
+            c.change,
+            p_text(c.p_value),
+            flips(c)
+        );
+    }
+    s += &format!("\n{}\n", summary_line(report));
+    s
+}
+
+fn summary_line(report: &GateReport) -> String {
+    let count = |v: Verdict| report.checks.iter().filter(|c| c.verdict == v).count();
+    format!(
+        "{}: {} checks, {} failed, {} warnings, {} improved (thresholds: top-1 drop {} pp, ER drop {} pp, average ER drop {} pp; α = {})",
+        if report.passed { "PASSED" } else { "FAILED" },
+        report.checks.len(),
+        count(Verdict::Fail),
+        count(Verdict::Warn),
+        count(Verdict::Improved),
+        report.rules.max_drop,
+        report.rules.max_er_drop,
+        report.rules.max_average_er_drop,
+        report.rules.alpha
+    )
+}
+
+/// Markdown for a pull-request comment or GitHub's step summary: failures first, then the rest.
+pub fn markdown(report: &GateReport) -> String {
+    let icon = |v: Verdict| match v {
+        Verdict::Fail => "❌ fail",
+        Verdict::Warn => "⚠️ warn",
+        Verdict::Improved => "✅ improved",
+        Verdict::Pass => "✅ pass",
+    };
+    let mut s = format!(
+        "## robust-eval gate: {}\n\n",
+        if report.passed {
+            "passed ✅"
+        } else {
+            "regression found ❌"
+        }
+    );
+    s += &format!("{}\n\n", summary_line(report));
+    for c in report.checks.iter().filter(|c| c.verdict == Verdict::Fail) {
+        s += &format!(
+            "- **{}** on **{}**: {} dropped {:.2} pp ({:.2} → {:.2}), p = {} ({}{})\n",
+            model_text(c),
+            c.dataset,
+            c.rule.replace('_', " "),
+            -c.change,
+            c.baseline,
+            c.candidate,
+            p_text(c.p_value),
+            c.test,
+            c.flipped_to_wrong
+                .map(|w| format!(
+                    "; {w} images turned wrong, {} turned right",
+                    c.flipped_to_right.unwrap_or(0)
+                ))
+                .unwrap_or_default()
+        );
+    }
+    s += "\n| verdict | rule | model | dataset | baseline | candidate | change (pp) | p | flips (−/+) |\n|---|---|---|---|---|---|---|---|---|\n";
+    let mut ordered: Vec<&Check> = report.checks.iter().collect();
+    ordered.sort_by_key(|c| match c.verdict {
+        Verdict::Fail => 0,
+        Verdict::Warn => 1,
+        Verdict::Improved => 2,
+        Verdict::Pass => 3,
+    });
+    for c in ordered {
+        s += &format!(
+            "| {} | {} | {} | {} | {:.2} | {:.2} | {:+.2} | {} | {} |\n",
+            icon(c.verdict),
+            c.rule,
+            model_text(c),
+            c.dataset,
+            c.baseline,
+            c.candidate,
+            c.change,
+            p_text(c.p_value),
+            flips(c)
+        );
+    }
+    let notes: Vec<&String> = report
+        .checks
+        .iter()
+        .filter_map(|c| c.note.as_ref())
+        .collect();
+    if let Some(n) = notes.first() {
+        s += &format!("\nNote: {n}.\n");
+    }
+    s
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// JUnit XML: one test case per rule and row.
+pub fn junit(report: &GateReport) -> String {
+    let failures = report
+        .checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Fail)
+        .count();
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"robust-eval gate\" tests=\"{}\" failures=\"{failures}\">\n  <testsuite name=\"robust-eval gate\" tests=\"{}\" failures=\"{failures}\">\n",
+        report.checks.len(),
+        report.checks.len()
+    );
+    for c in &report.checks {
+        let name = xml(&format!("{} {} on {}", c.rule, model_text(c), c.dataset));
+        let detail = xml(&format!(
+            "{:.2} -> {:.2} ({:+.2} pp, threshold {} pp), p = {} ({})",
+            c.baseline,
+            c.candidate,
+            c.change,
+            c.threshold,
+            p_text(c.p_value),
+            c.test
+        ));
+        s += &format!(
+            "    <testcase classname=\"robust-eval.{}\" name=\"{name}\">",
+            xml(&c.rule)
+        );
+        match c.verdict {
+            Verdict::Fail => s += &format!("<failure message=\"{detail}\">{detail}</failure>"),
+            Verdict::Warn => s += &format!("<system-out>warning: over the threshold but not significant: {detail}</system-out>"),
+            _ => s += &format!("<system-out>{detail}</system-out>"),
+        }
+        s += "</testcase>\n";
+    }
+    s + "  </testsuite>\n</testsuites>\n"
+}
