@@ -320,7 +320,11 @@ fn try_session(
             .with_execution_providers(eps)
             .map_err(ort::Error::from)?;
     }
+    // Idle inference threads must not spin: on a CPU run they share the cores with the
+    // decoding threads, and spinning starves them.
     builder = builder
+        .with_intra_op_spinning(false)
+        .map_err(ort::Error::from)?
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(ort::Error::from)?;
     builder
