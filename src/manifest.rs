@@ -457,6 +457,24 @@ mod tests {
     }
 
     #[test]
+    fn flat_imagenet_val_with_loc_val_solution() {
+        let dir = tempfile::tempdir().unwrap();
+        let val = dir.path().join("val");
+        std::fs::create_dir(&val).unwrap();
+        for f in ["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000002.JPEG"] {
+            std::fs::write(val.join(f), b"").unwrap();
+        }
+        let gt = dir.path().join("LOC_val_solution.csv");
+        std::fs::write(&gt, "ImageId,PredictionString\nILSVRC2012_val_00000002,n15075141 1 2 3 4\nILSVRC2012_val_00000001,n01440764 5 6 7 8 n01440764 1 1 1 1\n").unwrap();
+        let rows = scan(Layout::Imagenet, &val, Some(&gt)).unwrap();
+        let labels: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(labels, ["n01440764", "n15075141"]);
+        std::fs::write(&gt, "ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 1 2 3 4\n").unwrap();
+        let err = scan(Layout::Imagenet, &val, Some(&gt)).unwrap_err().to_string();
+        assert!(err.contains("no label for image") && err.contains("00000002"), "{err}");
+    }
+
+    #[test]
     fn v2_folders_are_parsed_as_integers() {
         let dir = tempfile::tempdir().unwrap();
         for class in ["2", "10", "100"] {
