@@ -461,7 +461,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let val = dir.path().join("val");
         std::fs::create_dir(&val).unwrap();
-        for f in ["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000002.JPEG"] {
+        for f in [
+            "ILSVRC2012_val_00000001.JPEG",
+            "ILSVRC2012_val_00000002.JPEG",
+        ] {
             std::fs::write(val.join(f), b"").unwrap();
         }
         let gt = dir.path().join("LOC_val_solution.csv");
@@ -469,9 +472,18 @@ mod tests {
         let rows = scan(Layout::Imagenet, &val, Some(&gt)).unwrap();
         let labels: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
         assert_eq!(labels, ["n01440764", "n15075141"]);
-        std::fs::write(&gt, "ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 1 2 3 4\n").unwrap();
-        let err = scan(Layout::Imagenet, &val, Some(&gt)).unwrap_err().to_string();
-        assert!(err.contains("no label for image") && err.contains("00000002"), "{err}");
+        std::fs::write(
+            &gt,
+            "ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 1 2 3 4\n",
+        )
+        .unwrap();
+        let err = scan(Layout::Imagenet, &val, Some(&gt))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no label for image") && err.contains("00000002"),
+            "{err}"
+        );
     }
 
     #[test]
