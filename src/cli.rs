@@ -32,6 +32,41 @@ EXIT STATUS:
     2   The comparison cannot be made: a missing results folder, a model absent on one side, or a
         paired row whose two sides scored different manifests.";
 
+const RUN_ABOUT: &str = "Evaluate every model on every dataset of a suite.\n\n\
+Each (model, dataset) pair is scored as the literature scores it (1000-way for ImageNet, V2 and \
+Sketch; logits restricted to 200 classes for ImageNet-R and ImageNet-A; ObjectNet with a 2-pixel border \
+crop, restricted to its 125 mapped ImageNet classes, unmapped folders skipped), together with the \
+class-restricted ImageNet rows (imagenet@imagenet-r, ...). Results go to --out: evals.csv, \
+failures.csv, predictions/<model>/<dataset>.parquet and run.json, written atomically after each pair. \
+A pair whose model file, manifest and preprocessing are unchanged is not evaluated again, so an \
+interrupted run resumes where it stopped and adding a model evaluates only that model.";
+
+const MANIFEST_ABOUT: &str = "Build a manifest from a dataset's published on-disk layout.\n\n\
+  imagenet          wnid folders (n01440764/...), or flat files with --ground-truth\n\
+  imagenet-v2       folders 0..999 named by class index (parsed as integers, never string-sorted)\n\
+  imagenet-sketch   wnid folders\n\
+  imagenet-r        wnid folders\n\
+  imagenet-a        wnid folders\n\
+  objectnet         class folders under images/ (all 313 are listed; scoring skips the unmapped ones)\n\n\
+Paths are written relative to the manifest's folder when the images lie below it.";
+
+const FIT_ABOUT: &str = "Fit, per shift, ordinary least squares of T(OOD top-1) on T(ID top-1) over the \
+baseline models (T = probit or logit, accuracies clipped to [0.01 %, 99.99 %] first), with R² in the \
+transformed space and a 95 % bootstrap band; then each model's effective robustness, OOD top-1 minus \
+the line's prediction at its ID top-1, with an interval carrying the band and the model's own \
+Clopper–Pearson interval, and its average over shifts. Writes fit.json and robustness.csv into the \
+results folder. The folder may hold only an evals.csv with columns model, dataset, top1 (group \
+optional): every dataset other than the ID one and not of the form X@Y is a shift, and \
+<id>@<shift> rows are class-restricted ID points.";
+
+const GATE_ABOUT: &str = "Compare two results folders (as `run` writes them) row by row and decide which \
+differences are real. Rows pair by model name, or by --pair BASELINE=CANDIDATE. Where both sides have \
+per-image predictions over the same manifest (same sha256 in run.json), an exact McNemar test on the \
+images that flipped decides significance; otherwise a two-proportion test on the counts, and the \
+report says so. Effective robustness is fitted on each side as `fit` would; an ER drop counts as \
+significant when the OOD accuracy change on that shift is. A check fails when its drop is larger \
+than the threshold and significant at --alpha.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "robust-eval",
@@ -51,13 +86,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Evaluate models on a suite of datasets and store the results.
-    #[command(after_long_help = EXIT_STATUS)]
+    #[command(long_about = RUN_ABOUT, after_long_help = EXIT_STATUS)]
     Run(RunArgs),
     /// Build a manifest (path,label CSV) from a dataset's published folder layout.
-    #[command(after_long_help = EXIT_STATUS)]
+    #[command(long_about = MANIFEST_ABOUT, after_long_help = EXIT_STATUS)]
     Manifest(ManifestArgs),
     /// Fit the accuracy-on-the-line trend per shift and compute effective robustness.
-    #[command(after_long_help = EXIT_STATUS)]
+    #[command(long_about = FIT_ABOUT, after_long_help = EXIT_STATUS)]
     Fit(FitCommand),
     /// Draw accuracy-on-the-line charts and the effective-robustness bar chart (PNG and SVG).
     #[command(after_long_help = EXIT_STATUS)]
@@ -66,7 +101,7 @@ pub enum Command {
     #[command(after_long_help = EXIT_STATUS)]
     Report(ReportCommand),
     /// Compare a candidate's results with a baseline's; fail on significant regressions (for CI).
-    #[command(after_long_help = GATE_EXIT_STATUS)]
+    #[command(long_about = GATE_ABOUT, after_long_help = GATE_EXIT_STATUS)]
     Gate(GateArgs),
     /// Report which ONNX Runtime library is found and which execution providers initialise.
     #[command(after_long_help = EXIT_STATUS)]
@@ -74,14 +109,6 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(long_about = "Evaluate every model on every dataset of a suite.\n\n\
-Each (model, dataset) pair is scored as DESIGN.md section 4 prescribes (1000-way for ImageNet, V2 and \
-Sketch; logits restricted to 200 classes for ImageNet-R and ImageNet-A; ObjectNet with a 2-pixel border \
-crop, restricted to its 125 mapped ImageNet classes, unmapped folders skipped), together with the \
-class-restricted ImageNet rows (imagenet@imagenet-r, ...). Results go to --out: evals.csv, \
-failures.csv, predictions/<model>/<dataset>.parquet and run.json, written atomically after each pair. \
-A pair whose model file, manifest and preprocessing are unchanged is not evaluated again, so an \
-interrupted run resumes where it stopped and adding a model evaluates only that model.")]
 pub struct RunArgs {
     /// Suite to run: a built-in name (imagenet-shifts, demo) or the path of a suite file.
     #[arg(long, value_name = "NAME|PATH")]
@@ -190,16 +217,6 @@ pub struct FitArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(
-    long_about = "Fit, per shift, ordinary least squares of T(OOD top-1) on T(ID top-1) over the \
-baseline models (T = probit or logit, accuracies clipped to [0.01 %, 99.99 %] first), with R² in the \
-transformed space and a 95 % bootstrap band; then each model's effective robustness, OOD top-1 minus \
-the line's prediction at its ID top-1, with an interval carrying the band and the model's own \
-Clopper–Pearson interval, and its average over shifts. Writes fit.json and robustness.csv into the \
-results folder. The folder may hold only an evals.csv with columns model, dataset, top1 (group \
-optional): every dataset other than the ID one and not of the form X@Y is a shift, and \
-<id>@<shift> rows are class-restricted ID points."
-)]
 pub struct FitCommand {
     /// Results folder (as `run` writes it, or one holding only evals.csv).
     #[arg(long, value_name = "DIR")]
@@ -233,16 +250,6 @@ pub struct ReportCommand {
 }
 
 #[derive(Debug, Args)]
-#[command(
-    long_about = "Build a manifest from a dataset's published on-disk layout.\n\n\
-  imagenet          wnid folders (n01440764/...), or flat files with --ground-truth\n\
-  imagenet-v2       folders 0..999 named by class index (parsed as integers, never string-sorted)\n\
-  imagenet-sketch   wnid folders\n\
-  imagenet-r        wnid folders\n\
-  imagenet-a        wnid folders\n\
-  objectnet         class folders under images/ (all 313 are listed; scoring skips the unmapped ones)\n\n\
-Paths are written relative to the manifest's folder when the images lie below it."
-)]
 pub struct ManifestArgs {
     /// Dataset layout.
     #[arg(value_enum)]
@@ -263,15 +270,6 @@ pub struct ManifestArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(
-    long_about = "Compare two results folders (as `run` writes them) row by row and decide which \
-differences are real. Rows pair by model name, or by --pair BASELINE=CANDIDATE. Where both sides have \
-per-image predictions over the same manifest (same sha256 in run.json), an exact McNemar test on the \
-images that flipped decides significance; otherwise a two-proportion test on the counts, and the \
-report says so. Effective robustness is fitted on each side as `fit` would; an ER drop counts as \
-significant when the OOD accuracy change on that shift is. A check fails when its drop is larger \
-than the threshold and significant at --alpha."
-)]
 pub struct GateArgs {
     /// Results folder of the accepted model(s).
     #[arg(long, value_name = "DIR")]

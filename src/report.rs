@@ -347,7 +347,7 @@ pub fn html(data: &ReportData) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>\
 body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0;font-size:14px}}\
 th,td{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f0f0f0;cursor:pointer}}\
-td:first-child,td:nth-child(2){{text-align:left}}.note{{color:#a33}}figure{{display:inline-block;margin:1em}}\
+td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){{text-align:left}}.note{{color:#a33}}figure{{display:inline-block;margin:1em}}\
 figure svg{{max-width:640px;height:auto}}</style></head><body>{body}<script>\
 document.querySelectorAll('table.sortable th').forEach(function(th,i){{th.addEventListener('click',function(){{\
 var tb=th.closest('table').tBodies[0],rows=Array.from(tb.rows),asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';\
