@@ -360,15 +360,12 @@ fn evaluate_group(
     let batch_size = settings.batch_size.max(1);
     let started = now();
     let clock = Instant::now();
-    let mut tasks: Vec<_> = members
-        .iter()
-        .map(|m| {
-            progress.start(
-                &format!("{} · {}", m.card.name, plan.dataset.name),
-                plan.load.len() as u64,
-            )
-        })
-        .collect();
+    // One progress task per group: its models advance together on the same decoded batches.
+    let label = match members {
+        [only] => format!("{} · {}", only.card.name, plan.dataset.name),
+        _ => format!("{} models · {}", members.len(), plan.dataset.name),
+    };
+    let mut task = progress.start(&label, plan.load.len() as u64);
     let mut tallies: Vec<Vec<Tally>> = members
         .iter()
         .map(|_| plan.views.iter().map(|_| Tally::default()).collect())
@@ -444,9 +441,7 @@ fn evaluate_group(
                     }
                 }
             }
-            for task in tasks.iter_mut() {
-                task.inc(batch.rows.len() as u64);
-            }
+            task.inc(batch.rows.len() as u64);
         }
         Ok(())
     });
@@ -455,7 +450,8 @@ fn evaluate_group(
     let seconds = clock.elapsed().as_secs_f64();
     let finished = now();
     let loaded = plan.load.len() as u64;
-    for ((member, tally), task) in members.iter_mut().zip(tallies).zip(tasks.iter_mut()) {
+    task.finish(&format!("{label}: done in {seconds:.1}s"));
+    for (member, tally) in members.iter_mut().zip(tallies) {
         let provider = member.classifier.provider().to_string();
         let mut rows = Vec::new();
         let mut predictions = Vec::new();
@@ -528,7 +524,7 @@ fn evaluate_group(
             provider
         );
         store.record(evaluation, rows, failure_rows, predictions)?;
-        task.finish(&summary);
+        progress.message(&summary);
     }
     Ok(failures.len() as u64)
 }
