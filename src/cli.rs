@@ -103,6 +103,9 @@ pub enum Command {
     /// Compare a candidate's results with a baseline's; fail on significant regressions (for CI).
     #[command(long_about = GATE_ABOUT, after_long_help = GATE_EXIT_STATUS)]
     Gate(GateArgs),
+    /// Measure decode, preprocessing, inference and end-to-end throughput on real images.
+    #[command(after_long_help = EXIT_STATUS)]
+    Bench(BenchArgs),
     /// Report which ONNX Runtime library is found and which execution providers initialise.
     #[command(after_long_help = EXIT_STATUS)]
     Doctor(DoctorArgs),
@@ -306,6 +309,28 @@ pub struct GateArgs {
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// Print the result as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A folder of images (searched one level deep).
+    #[arg(long, value_name = "DIR")]
+    pub images: PathBuf,
+    /// Model card (or bare .onnx) to run.
+    #[arg(long, value_name = "CARD")]
+    pub model: PathBuf,
+    /// Use at most this many images.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub limit: usize,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub batch_size: usize,
+    /// ONNX Runtime intra-op threads. Default: the number of CPU cores.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -6,6 +6,7 @@
 //! label spaces and `demo` the embedded demo suite.
 
 pub mod analysis;
+pub mod bench;
 pub mod card;
 pub mod cli;
 pub mod demo;

@@ -4,7 +4,7 @@ use clap::Parser;
 
 use robust_eval::analysis::{self, AnalysisSettings};
 use robust_eval::cli::{
-    Cli, Command, DoctorArgs, FitArgs, FitCommand, GateArgs, ManifestArgs, PlotCommand,
+    BenchArgs, Cli, Command, DoctorArgs, FitArgs, FitCommand, GateArgs, ManifestArgs, PlotCommand,
     ReportCommand, RunArgs,
 };
 use robust_eval::evaluate::{self, RunSettings};
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Plot(args) => run_plot(args),
         Command::Report(args) => run_report(args),
         Command::Gate(args) => run_gate(args),
+        Command::Bench(args) => run_bench(args),
         Command::Doctor(args) => run_doctor(args),
     };
     match outcome {
@@ -267,6 +268,57 @@ fn run_gate(args: GateArgs) -> Result<ExitCode, Error> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
+    let mut images: Vec<std::path::PathBuf> = std::fs::read_dir(&args.images)
+        .map_err(|e| Error::io(&args.images, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && robust_eval::manifest::is_image(p))
+        .collect();
+    images.sort();
+    images.truncate(args.limit);
+    let model = card::discover(std::slice::from_ref(&args.model), &mut |w| {
+        eprintln!("warning: {w}")
+    })?
+    .remove(0);
+    let work = tempfile::tempdir().map_err(|e| Error::Other(e.to_string()))?;
+    let threads = args.threads.unwrap_or_else(cores);
+    let f = robust_eval::bench::measure(
+        &images,
+        &model,
+        args.batch_size.max(1),
+        threads,
+        work.path(),
+    )?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&f).map_err(|e| Error::Other(e.to_string()))?
+        );
+    } else {
+        println!(
+            "{} images, model {}, batch {}, {} inference threads, {} cores, ONNX Runtime {} ({})",
+            f.images, model.name, f.batch_size, f.threads, f.cores, f.onnxruntime, f.provider
+        );
+        println!(
+            "  decode alone        {:>8.1} images/s per core",
+            f.decode_per_core
+        );
+        println!(
+            "  preprocessing       {:>8.1} images/s per core ({:.0} % of decode)",
+            f.preprocess_per_core,
+            100.0 * f.preprocess_per_core / f.decode_per_core
+        );
+        println!("  inference alone     {:>8.1} images/s", f.inference);
+        println!(
+            "  end to end          {:>8.1} images/s ({:.0} % of the {:.1} images/s limit)",
+            f.end_to_end,
+            100.0 * f.end_to_end / f.limit,
+            f.limit
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {

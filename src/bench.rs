@@ -1,0 +1,148 @@
+//! `robust-eval bench`: throughput of each stage on real images, so speed is measured by a
+//! benchmark that prints figures, never by a timed test. `scripts/bench.py` runs it interleaved
+//! with the reference Python pipeline and prints the ratios.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::card::ModelCard;
+use crate::error::{Error, Result};
+use crate::evaluate::{self, RunSettings};
+use crate::preprocess::{decode_rgb, preprocess_into};
+use crate::progress::{self, ProgressMode};
+use crate::runtime::{Classifier, OrtClassifier, ProviderChoice, SessionSettings};
+use crate::suite::Suite;
+
+#[derive(Debug, Serialize)]
+pub struct Figures {
+    pub images: usize,
+    pub batch_size: usize,
+    pub threads: usize,
+    pub cores: usize,
+    pub onnxruntime: String,
+    pub provider: String,
+    /// JPEG (or other) decode alone, one core, images/s (files already in memory).
+    pub decode_per_core: f64,
+    /// Decode, resize, crop and normalise, one core, images/s.
+    pub preprocess_per_core: f64,
+    /// Inference alone on a pre-built batch, `threads` intra-op threads, images/s.
+    pub inference: f64,
+    /// The real pipeline (`run`), images/s.
+    pub end_to_end: f64,
+    /// What end to end can reach when preprocessing and inference share the cores:
+    /// cores / (1/preprocess_per_core + cores/inference).
+    pub limit: f64,
+}
+
+fn rate(n: usize, since: Instant) -> f64 {
+    n as f64 / since.elapsed().as_secs_f64().max(1e-9)
+}
+
+/// Measure every stage once on `images` with `model`.
+pub fn measure(
+    images: &[PathBuf],
+    model: &ModelCard,
+    batch_size: usize,
+    threads: usize,
+    work: &Path,
+) -> Result<Figures> {
+    if images.is_empty() {
+        return Err(Error::Usage("bench: no images".into()));
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let bytes: Vec<Vec<u8>> = images
+        .iter()
+        .map(|p| std::fs::read(p).map_err(|e| Error::io(p, e)))
+        .collect::<Result<_>>()?;
+    let t = Instant::now();
+    for b in &bytes {
+        decode_rgb(b).map_err(Error::Other)?;
+    }
+    let decode_per_core = rate(bytes.len(), t);
+    let spec = model.preprocess;
+    let mut batch = vec![0f32; spec.tensor_len() * batch_size];
+    let t = Instant::now();
+    for (i, b) in bytes.iter().enumerate() {
+        let img = decode_rgb(b).map_err(Error::Other)?;
+        let slot = i % batch_size;
+        preprocess_into(
+            &img,
+            &spec,
+            0,
+            &mut batch[slot * spec.tensor_len()..(slot + 1) * spec.tensor_len()],
+        )
+        .map_err(Error::Other)?;
+    }
+    let preprocess_per_core = rate(bytes.len(), t);
+
+    let settings = SessionSettings {
+        provider: ProviderChoice::Cpu,
+        threads,
+        trt_cache: work.join("trt"),
+    };
+    let mut session = OrtClassifier::open(model, &settings, &mut |_| {})?;
+    session.classify(&batch, batch_size)?; // warm-up
+    let runs = (images.len() / batch_size).max(2);
+    let t = Instant::now();
+    for _ in 0..runs {
+        session.classify(&batch, batch_size)?;
+    }
+    let inference = rate(runs * batch_size, t);
+
+    // The real pipeline, on a one-dataset suite over the same images.
+    let manifest = work.join("bench.csv");
+    let mut text = String::from("path,label\n");
+    for p in images {
+        let abs = std::fs::canonicalize(p).map_err(|e| Error::io(p, e))?;
+        text.push_str(&format!(
+            "\"{}\",0\n",
+            abs.display().to_string().replace('"', "\"\"")
+        ));
+    }
+    std::fs::write(&manifest, text).map_err(|e| Error::io(&manifest, e))?;
+    let suite_file = work.join("bench.toml");
+    let suite_text = "name = \"bench\"\nid = \"bench\"\n[datasets.bench]\nmanifest = \"bench.csv\"\nscoring = \"all-classes\"\n";
+    std::fs::write(&suite_file, suite_text).map_err(|e| Error::io(&suite_file, e))?;
+    let suite = Suite::load(&suite_file)?;
+    let out = work.join("results");
+    let run = RunSettings {
+        out: out.clone(),
+        data_root: Some(work.to_path_buf()),
+        datasets: Vec::new(),
+        batch_size,
+        loader_threads: cores,
+        prefetch: 2,
+        session: SessionSettings {
+            provider: ProviderChoice::Cpu,
+            threads,
+            trt_cache: work.join("trt"),
+        },
+        force: true,
+    };
+    let t = Instant::now();
+    evaluate::run(
+        &suite,
+        std::slice::from_ref(model),
+        &run,
+        progress::make(ProgressMode::None).as_ref(),
+    )?;
+    let end_to_end = rate(images.len(), t);
+    let limit = cores as f64 / (1.0 / preprocess_per_core + cores as f64 / inference);
+    Ok(Figures {
+        images: images.len(),
+        batch_size,
+        threads,
+        cores,
+        onnxruntime: crate::runtime::runtime()?.library.version.clone(),
+        provider: session.provider().to_string(),
+        decode_per_core,
+        preprocess_per_core,
+        inference,
+        end_to_end,
+        limit,
+    })
+}
