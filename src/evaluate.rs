@@ -72,7 +72,7 @@ pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<Datase
             ));
         }
         let manifest = Manifest::load(&path)?;
-        let targets = manifest.targets(dataset.scoring, None)?;
+        let targets = manifest.targets(dataset.scoring)?;
         let space = match dataset.scoring {
             Scoring::ImageNet1k | Scoring::AllClasses => LabelSpace::All,
             other => other

@@ -35,6 +35,10 @@ fn main() -> ExitCode {
     }
 }
 
+fn to_json(value: &impl serde::Serialize) -> Result<String, Error> {
+    serde_json::to_string_pretty(value).map_err(|e| Error::Other(e.to_string()))
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -91,10 +95,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Error> {
         .collect();
     if args.json {
         let json = serde_json::json!({ "summary": summary, "evals": rows });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json).map_err(|e| Error::Other(e.to_string()))?
-        );
+        println!("{}", to_json(&json)?);
     } else {
         println!(
             "{:<24} {:<28} {:>8} {:>8} {:>8}",
@@ -256,10 +257,7 @@ fn run_gate(args: GateArgs) -> Result<ExitCode, Error> {
         robust_eval::store::write_atomic(path, gate::junit(&report).as_bytes())?;
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Other(e.to_string()))?
-        );
+        println!("{}", to_json(&report)?);
     } else {
         print!("{}", gate::table(&report));
     }
@@ -292,10 +290,7 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
         work.path(),
     )?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&f).map_err(|e| Error::Other(e.to_string()))?
-        );
+        println!("{}", to_json(&f)?);
     } else {
         println!(
             "{} images, model {}, batch {}, {} inference threads, {} cores, ONNX Runtime {} ({})",
@@ -331,10 +326,7 @@ fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {
 fn run_doctor(args: DoctorArgs) -> Result<ExitCode, Error> {
     let report = doctor::diagnose();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Other(e.to_string()))?
-        );
+        println!("{}", to_json(&report)?);
     } else {
         print!("{}", doctor::render(&report));
     }

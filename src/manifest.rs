@@ -111,16 +111,13 @@ impl Manifest {
     }
 
     /// Each row's target under a scoring rule, `None` for rows the rule skips (ObjectNet images of
-    /// folders with no ImageNet counterpart). Unknown labels are errors naming the row.
-    pub fn targets(
-        &self,
-        scoring: Scoring,
-        num_classes: Option<usize>,
-    ) -> Result<Vec<Option<Target>>> {
+    /// folders with no ImageNet counterpart). Unknown labels are errors naming the row. Class
+    /// indices of `all-classes` datasets are checked against each model in `evaluate`.
+    pub fn targets(&self, scoring: Scoring) -> Result<Vec<Option<Target>>> {
         self.rows
             .iter()
             .map(|row| {
-                resolve_label(&row.label, scoring, num_classes).map_err(|msg| {
+                resolve_label(&row.label, scoring).map_err(|msg| {
                     Error::input(
                         Location::file(&self.file).line(row.line).field("label"),
                         msg,
@@ -145,11 +142,7 @@ fn imagenet_class(label: &str) -> Result<usize, String> {
     })
 }
 
-fn resolve_label(
-    label: &str,
-    scoring: Scoring,
-    num_classes: Option<usize>,
-) -> Result<Option<Target>, String> {
+fn resolve_label(label: &str, scoring: Scoring) -> Result<Option<Target>, String> {
     match scoring {
         Scoring::ImageNet1k => imagenet_class(label).map(|c| Some(Target::Class(c))),
         Scoring::ImageNetR | Scoring::ImageNetA => {
@@ -175,12 +168,7 @@ fn resolve_label(
             let c: usize = label.parse().map_err(|_| {
                 format!("`{label}` is not a class index (all-classes scoring takes integers)")
             })?;
-            match num_classes {
-                Some(n) if c >= n => Err(format!(
-                    "class index {c} is out of range for a model with {n} classes"
-                )),
-                _ => Ok(Some(Target::Class(c))),
-            }
+            Ok(Some(Target::Class(c)))
         }
     }
 }
@@ -419,7 +407,7 @@ mod tests {
     fn labels_by_index_or_wnid_and_extra_columns() {
         let (_d, m) = manifest("label,path,note\n0,a.jpg,x\nn15075141,b.jpg,y\n");
         let m = m.unwrap();
-        let t = m.targets(Scoring::ImageNet1k, None).unwrap();
+        let t = m.targets(Scoring::ImageNet1k).unwrap();
         assert_eq!(t, vec![Some(Target::Class(0)), Some(Target::Class(999))]);
     }
 
@@ -428,7 +416,7 @@ mod tests {
         let (_d, m) = manifest("path,label\na.jpg,0\nb.jpg,n99999999\n");
         let err = m
             .unwrap()
-            .targets(Scoring::ImageNet1k, None)
+            .targets(Scoring::ImageNet1k)
             .unwrap_err()
             .to_string();
         assert!(err.contains("m.csv:3: field `label`"), "{err}");
@@ -445,7 +433,7 @@ mod tests {
         let (_d, m) = manifest("path,label\na.jpg,n01440764\n");
         let err = m
             .unwrap()
-            .targets(Scoring::ImageNetR, None)
+            .targets(Scoring::ImageNetR)
             .unwrap_err()
             .to_string();
         assert!(
@@ -453,7 +441,7 @@ mod tests {
             "{err}"
         );
         let (_d, m) = manifest("path,label\na.png,alarm_clock\nb.png,squeegee\n");
-        let t = m.unwrap().targets(Scoring::ObjectNet, None).unwrap();
+        let t = m.unwrap().targets(Scoring::ObjectNet).unwrap();
         assert_eq!(t, vec![Some(Target::ObjectNet(0)), None]);
     }
 
