@@ -3,7 +3,9 @@
 //! and field named instead of producing quietly wrong numbers.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Location, Result};
@@ -19,7 +21,26 @@ struct RawCard {
     #[serde(default)]
     preprocess: RawPreprocess,
     #[serde(default)]
+    input: RawInput,
+    #[serde(default)]
     output: RawOutput,
+    head: Option<RawHead>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    name: Option<String>,
+    layout: Option<String>,
+    channels: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHead {
+    kind: String,
+    weights: PathBuf,
+    scale: Option<f32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -35,6 +56,7 @@ struct RawPreprocess {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawOutput {
+    name: Option<String>,
     num_classes: Option<usize>,
     offset: Option<usize>,
 }
@@ -52,6 +74,54 @@ pub struct ModelCard {
     pub num_classes: usize,
     /// Leading logit columns to drop (1 for models with a background class).
     pub offset: usize,
+    /// How the model takes its input: which input, the tensor layout and channel order.
+    pub input: InputSpec,
+    /// The output holding the logits (or the embedding, with a head); `None` for the first one.
+    pub output_name: Option<String>,
+    /// A zero-shot head turning the model's image embedding into logits.
+    pub head: Option<Head>,
+}
+
+/// Memory layout of the image tensor a model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TensorLayout {
+    #[default]
+    Nchw,
+    Nhwc,
+}
+
+/// Channel order of the image tensor (BGR for models from Caffe and OpenCV pipelines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    #[default]
+    Rgb,
+    Bgr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct InputSpec {
+    /// The input to feed; `None` for the model's first input.
+    pub name: Option<String>,
+    pub layout: TensorLayout,
+    pub channels: ChannelOrder,
+}
+
+/// A zero-shot classifier (CLIP-style): logits = scale · normalise(embedding) · weightsᵀ.
+#[derive(Debug, Clone, Serialize)]
+pub struct Head {
+    pub weights_file: PathBuf,
+    pub scale: f32,
+    /// One L2-normalised row per class: `num_classes × embedding width`.
+    #[serde(skip)]
+    pub weights: Arc<Array2<f32>>,
+}
+
+impl Head {
+    pub fn embedding_width(&self) -> usize {
+        self.weights.ncols()
+    }
 }
 
 pub const DEFAULT_GROUP: &str = "standard";
@@ -144,8 +214,47 @@ impl ModelCard {
                 "every mean must be a finite number",
             ));
         }
-        let num_classes = raw.output.num_classes.unwrap_or(1000);
+        let input = InputSpec {
+            name: raw.input.name,
+            layout: match raw.input.layout.as_deref() {
+                None | Some("nchw") => TensorLayout::Nchw,
+                Some("nhwc") => TensorLayout::Nhwc,
+                Some(other) => {
+                    return Err(Error::input(
+                        at(Some("input"), "layout"),
+                        format!("unknown layout `{other}`; expected nchw or nhwc"),
+                    ))
+                }
+            },
+            channels: match raw.input.channels.as_deref() {
+                None | Some("rgb") => ChannelOrder::Rgb,
+                Some("bgr") => ChannelOrder::Bgr,
+                Some(other) => {
+                    return Err(Error::input(
+                        at(Some("input"), "channels"),
+                        format!("unknown channel order `{other}`; expected rgb or bgr"),
+                    ))
+                }
+            },
+        };
+        let head = match raw.head {
+            None => None,
+            Some(h) => Some(load_head(h, base, &at)?),
+        };
+        let head_rows = head.as_ref().map(|h| h.weights.nrows());
+        let num_classes = raw.output.num_classes.or(head_rows).unwrap_or(1000);
         let offset = raw.output.offset.unwrap_or(0);
+        if let Some(rows) = head_rows {
+            if num_classes != rows || offset != 0 {
+                return Err(Error::input(
+                    at(Some("output"), "num_classes"),
+                    format!(
+                        "the head has {rows} classes (rows of its weights), so output.num_classes must be {rows} \
+                         and output.offset 0"
+                    ),
+                ));
+            }
+        }
         if num_classes == 0 {
             return Err(Error::input(
                 at(Some("output"), "num_classes"),
@@ -166,6 +275,9 @@ impl ModelCard {
             preprocess,
             num_classes: num_classes - offset,
             offset,
+            input,
+            output_name: raw.output.name,
+            head,
         })
     }
 
@@ -185,13 +297,107 @@ impl ModelCard {
             preprocess: PreprocessSpec::imagenet_default(),
             num_classes: 1000,
             offset: 0,
+            input: InputSpec::default(),
+            output_name: None,
+            head: None,
         })
     }
 
-    /// Width of the logit row the model must emit.
+    /// Width of the logit row `classify` returns (the head's classes for a zero-shot model).
     pub fn output_width(&self) -> usize {
         self.num_classes + self.offset
     }
+
+    /// Width of the model's own output row: the embedding for a zero-shot model, else the logits.
+    pub fn model_output_width(&self) -> usize {
+        match &self.head {
+            Some(head) => head.embedding_width(),
+            None => self.output_width(),
+        }
+    }
+
+    /// What, beyond the ONNX file and preprocessing, changes this model's predictions: part of
+    /// the resume key, so editing the card's input, output or head re-evaluates.
+    pub fn setup_key(&self, head_sha256: Option<&str>) -> String {
+        let mut key = format!(
+            "input={} layout={:?} channels={:?} output={} offset={}",
+            self.input.name.as_deref().unwrap_or("-"),
+            self.input.layout,
+            self.input.channels,
+            self.output_name.as_deref().unwrap_or("-"),
+            self.offset
+        );
+        if let (Some(head), Some(sha)) = (&self.head, head_sha256) {
+            key.push_str(&format!(" head={sha} scale={}", head.scale));
+        }
+        key
+    }
+}
+
+fn load_head(
+    raw: RawHead,
+    base: &Path,
+    at: &dyn Fn(Option<&str>, &str) -> Location,
+) -> Result<Head> {
+    if raw.kind != "zero-shot" {
+        return Err(Error::input(
+            at(Some("head"), "kind"),
+            format!(
+                "unknown head kind `{}`; the one kind is \"zero-shot\"",
+                raw.kind
+            ),
+        ));
+    }
+    let scale = raw.scale.unwrap_or(100.0);
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(Error::input(
+            at(Some("head"), "scale"),
+            "scale must be a positive number (CLIP's exp(logit_scale), 100 when trained)",
+        ));
+    }
+    let file = if raw.weights.is_absolute() {
+        raw.weights
+    } else {
+        base.join(&raw.weights)
+    };
+    let weights = read_head_weights(&file).map_err(|m| {
+        Error::input(
+            at(Some("head"), "weights"),
+            format!("{}: {m}", file.display()),
+        )
+    })?;
+    Ok(Head {
+        weights_file: file,
+        scale,
+        weights: Arc::new(weights),
+    })
+}
+
+/// A `.npy` float32 matrix of class embeddings, rows L2-normalised.
+fn read_head_weights(file: &Path) -> std::result::Result<Array2<f32>, String> {
+    use ndarray_npy::ReadNpyExt;
+    if !file.is_file() {
+        return Err("no such file".into());
+    }
+    let reader = std::fs::File::open(file).map_err(|e| e.to_string())?;
+    let weights = Array2::<f32>::read_npy(reader).map_err(|e| {
+        format!("expected a 2-D float32 .npy array [classes, embedding width] ({e})")
+    })?;
+    if weights.nrows() == 0 || weights.ncols() == 0 {
+        return Err(format!("the array is empty ({:?})", weights.shape()));
+    }
+    if weights.iter().any(|v| !v.is_finite()) {
+        return Err("the array holds NaN or infinite values".into());
+    }
+    for (class, row) in weights.rows().into_iter().enumerate() {
+        let norm = row.dot(&row).sqrt();
+        if (norm - 1.0).abs() > 1e-2 {
+            return Err(format!(
+                "row {class} has L2 norm {norm:.4}; a zero-shot head's class embeddings must be L2-normalised"
+            ));
+        }
+    }
+    Ok(weights)
 }
 
 /// Model names become file names under `predictions/`, so keep them to a safe alphabet.
@@ -208,11 +414,27 @@ fn check_name(name: &str) -> std::result::Result<(), String> {
     }
 }
 
-/// Cards found at each `--models` path: a folder (every `*.toml` card, plus any `*.onnx` without a
-/// card beside it), one card, or one `.onnx` (its card beside it if present). Warnings say what was
-/// assumed for bare models.
-pub fn discover(paths: &[PathBuf], warn: &mut dyn FnMut(String)) -> Result<Vec<ModelCard>> {
-    let mut cards: Vec<ModelCard> = Vec::new();
+/// A model found at a `--models` path, before its card is read.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// A model card (`.toml`).
+    Card(PathBuf),
+    /// An `.onnx` with no card beside it.
+    Bare(PathBuf),
+}
+
+impl Found {
+    pub fn path(&self) -> &Path {
+        match self {
+            Found::Card(p) | Found::Bare(p) => p,
+        }
+    }
+}
+
+/// What each `--models` path holds: a folder (every `*.toml` card, plus any `*.onnx` that no card
+/// in it names), one card, or one `.onnx` (its card beside it if present).
+pub fn find(paths: &[PathBuf]) -> Result<Vec<Found>> {
+    let mut found = Vec::new();
     for path in paths {
         if path.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
@@ -220,21 +442,37 @@ pub fn discover(paths: &[PathBuf], warn: &mut dyn FnMut(String)) -> Result<Vec<M
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .collect();
             entries.sort();
-            let cards_here: Vec<&PathBuf> = entries.iter().filter(|p| has_ext(p, "toml")).collect();
             let mut covered = Vec::new();
-            for file in cards_here {
-                let card = ModelCard::load(file)?;
-                covered.push(std::fs::canonicalize(&card.onnx).unwrap_or(card.onnx.clone()));
-                cards.push(card);
+            for file in entries.iter().filter(|p| has_ext(p, "toml")) {
+                // The card's `onnx` key, read leniently: a broken card is reported when loaded.
+                if let Some(onnx) = std::fs::read_to_string(file)
+                    .ok()
+                    .and_then(|t| t.parse::<toml::Table>().ok())
+                    .and_then(|t| t.get("onnx").and_then(|v| v.as_str()).map(PathBuf::from))
+                {
+                    let onnx = if onnx.is_absolute() {
+                        onnx
+                    } else {
+                        path.join(onnx)
+                    };
+                    covered.push(std::fs::canonicalize(&onnx).unwrap_or(onnx));
+                }
+                found.push(Found::Card(file.clone()));
             }
             for onnx in entries.iter().filter(|p| has_ext(p, "onnx")) {
                 let canon = std::fs::canonicalize(onnx).unwrap_or(onnx.clone());
                 if !covered.contains(&canon) {
-                    cards.push(bare_with_warning(onnx, warn)?);
+                    found.push(Found::Bare(onnx.clone()));
                 }
             }
         } else if has_ext(path, "toml") {
-            cards.push(ModelCard::load(path)?);
+            if !path.is_file() {
+                return Err(Error::Usage(format!(
+                    "--models {}: no such file",
+                    path.display()
+                )));
+            }
+            found.push(Found::Card(path.clone()));
         } else if has_ext(path, "onnx") {
             if !path.is_file() {
                 return Err(Error::Usage(format!(
@@ -244,9 +482,9 @@ pub fn discover(paths: &[PathBuf], warn: &mut dyn FnMut(String)) -> Result<Vec<M
             }
             let beside = path.with_extension("toml");
             if beside.is_file() {
-                cards.push(ModelCard::load(&beside)?);
+                found.push(Found::Card(beside));
             } else {
-                cards.push(bare_with_warning(path, warn)?);
+                found.push(Found::Bare(path.clone()));
             }
         } else {
             return Err(Error::Usage(format!(
@@ -255,20 +493,43 @@ pub fn discover(paths: &[PathBuf], warn: &mut dyn FnMut(String)) -> Result<Vec<M
             )));
         }
     }
-    if cards.is_empty() {
+    if found.is_empty() {
         return Err(Error::Usage(
             "no models found: --models names no model cards or .onnx files".into(),
         ));
     }
-    let mut names: Vec<&str> = cards.iter().map(|c| c.name.as_str()).collect();
-    names.sort_unstable();
-    if let Some(dup) = names.windows(2).find(|w| w[0] == w[1]) {
+    Ok(found)
+}
+
+/// Load what `find` found. Warnings say what was assumed for bare models.
+pub fn load_found(found: &Found, warn: &mut dyn FnMut(String)) -> Result<ModelCard> {
+    match found {
+        Found::Card(file) => ModelCard::load(file),
+        Found::Bare(onnx) => bare_with_warning(onnx, warn),
+    }
+}
+
+/// Cards found at each `--models` path (see `find`), all loaded and checked; names must be unique.
+pub fn discover(paths: &[PathBuf], warn: &mut dyn FnMut(String)) -> Result<Vec<ModelCard>> {
+    let cards = find(paths)?
+        .iter()
+        .map(|f| load_found(f, warn))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(dup) = duplicate_name(&cards) {
         return Err(Error::Usage(format!(
-            "two models are named `{}`; model names must be unique",
-            dup[0]
+            "two models are named `{dup}`; model names must be unique"
         )));
     }
     Ok(cards)
+}
+
+pub fn duplicate_name(cards: &[ModelCard]) -> Option<String> {
+    let mut names: Vec<&str> = cards.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    names
+        .windows(2)
+        .find(|w| w[0] == w[1])
+        .map(|w| w[0].to_string())
 }
 
 fn bare_with_warning(onnx: &Path, warn: &mut dyn FnMut(String)) -> Result<ModelCard> {

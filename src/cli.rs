@@ -32,6 +32,20 @@ EXIT STATUS:
     2   The comparison cannot be made: a missing results folder, a model absent on one side, or a
         paired row whose two sides scored different manifests.";
 
+const MODELS_EXIT_STATUS: &str = "\
+EXIT STATUS:
+    0   Every model found is valid.
+    1   Some model is invalid; each problem is printed under it.
+    2   Nothing could be checked: no models at the paths given, or ONNX Runtime is missing.";
+
+const MODELS_ABOUT: &str = "List the models at --models and check each one as `run` would before \
+reading any image: the card parses (every error names the file, line and field), its ONNX file is \
+there and ONNX Runtime opens it on the CPU, the input (named by input.name, or the only one) is a \
+float32 or float16 tensor of shape [N, 3, crop, crop] (or [N, crop, crop, 3] with \
+input.layout = \"nhwc\"), and the output (output.name, or the first) is [N, num_classes + offset], \
+or [N, embedding width] of the [head]'s weights for a zero-shot model. A fixed batch dimension is \
+shown: `run` uses it as the batch size.";
+
 const RUN_ABOUT: &str = "Evaluate every model on every dataset of a suite.\n\n\
 Each (model, dataset) pair is scored as the literature scores it (1000-way for ImageNet, V2 and \
 Sketch; logits restricted to 200 classes for ImageNet-R and ImageNet-A; ObjectNet with a 2-pixel border \
@@ -103,6 +117,9 @@ pub enum Command {
     /// Compare a candidate's results with a baseline's; fail on significant regressions (for CI).
     #[command(long_about = GATE_ABOUT, after_long_help = GATE_EXIT_STATUS)]
     Gate(GateArgs),
+    /// List model cards and check each against its ONNX file, without running any images.
+    #[command(long_about = MODELS_ABOUT, after_long_help = MODELS_EXIT_STATUS)]
+    Models(ModelsArgs),
     /// Measure decode, preprocessing, inference and end-to-end throughput on real images.
     #[command(after_long_help = EXIT_STATUS)]
     Bench(BenchArgs),
@@ -309,6 +326,17 @@ pub struct GateArgs {
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// Print the result as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Models: a folder of model cards (*.toml beside *.onnx), one card, or one .onnx. Repeat to
+    /// combine.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub models: Vec<PathBuf>,
+    /// Print the listing as JSON.
     #[arg(long)]
     pub json: bool,
 }

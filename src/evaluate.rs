@@ -215,6 +215,16 @@ pub fn run(
         .iter()
         .map(|m| sha256_file(&m.onnx))
         .collect::<Result<_>>()?;
+    let model_setups: Vec<String> = models
+        .iter()
+        .map(|m| {
+            let head_sha = match &m.head {
+                Some(head) => Some(sha256_file(&head.weights_file)?),
+                None => None,
+            };
+            Ok(m.setup_key(head_sha.as_deref()))
+        })
+        .collect::<Result<_>>()?;
 
     let mut store = ResultsStore::open(&settings.out)?;
     store.run.tool = "robust-eval".into();
@@ -249,6 +259,7 @@ pub fn run(
                 scoring: plan.dataset.scoring.to_string(),
                 model_file: model.onnx.clone(),
                 model_sha256: model_hashes[m].clone(),
+                model_setup: model_setups[m].clone(),
                 manifest: plan.manifest.file.clone(),
                 manifest_sha256: plan.manifest.sha256.clone(),
                 preprocess: model.preprocess,
@@ -280,11 +291,17 @@ pub fn run(
             for (m, _) in &group {
                 let mut note =
                     |line: String| progress.message(&format!("{}: {line}", models[*m].name));
-                classifiers.push(OrtClassifier::open(
-                    &models[*m],
-                    &settings.session,
-                    &mut note,
-                )?);
+                let classifier = OrtClassifier::open(&models[*m], &settings.session, &mut note)?;
+                if let Some(fixed) = classifier.fixed_batch() {
+                    if fixed != settings.batch_size {
+                        note(format!(
+                            "its batch dimension is fixed at {fixed}, so it runs at batch size {fixed} \
+                             (not --batch-size {}; a short last batch is padded)",
+                            settings.batch_size
+                        ));
+                    }
+                }
+                classifiers.push(classifier);
             }
             let mut members: Vec<Member> = group
                 .into_iter()

@@ -17,6 +17,7 @@ pub mod fit;
 pub mod gate;
 pub mod labels;
 pub mod manifest;
+pub mod models;
 pub mod plot;
 pub mod preprocess;
 pub mod progress;

@@ -4,8 +4,8 @@ use clap::Parser;
 
 use robust_eval::analysis::{self, AnalysisSettings};
 use robust_eval::cli::{
-    BenchArgs, Cli, Command, DoctorArgs, FitArgs, FitCommand, GateArgs, ManifestArgs, PlotCommand,
-    ReportCommand, RunArgs,
+    BenchArgs, Cli, Command, DoctorArgs, FitArgs, FitCommand, GateArgs, ManifestArgs, ModelsArgs,
+    PlotCommand, ReportCommand, RunArgs,
 };
 use robust_eval::evaluate::{self, RunSettings};
 use robust_eval::report::Format;
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Plot(args) => run_plot(args),
         Command::Report(args) => run_report(args),
         Command::Gate(args) => run_gate(args),
+        Command::Models(args) => run_models(args),
         Command::Bench(args) => run_bench(args),
         Command::Doctor(args) => run_doctor(args),
     };
@@ -321,6 +322,20 @@ fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {
     manifest::write(&rows, &args.out)?;
     eprintln!("wrote {} ({} images)", args.out.display(), rows.len());
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_models(args: ModelsArgs) -> Result<ExitCode, Error> {
+    let listing = robust_eval::models::check(&args.models)?;
+    if args.json {
+        println!("{}", to_json(&listing)?);
+    } else {
+        print!("{}", robust_eval::models::render(&listing));
+    }
+    Ok(if listing.invalid == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn run_doctor(args: DoctorArgs) -> Result<ExitCode, Error> {

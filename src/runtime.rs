@@ -12,7 +12,9 @@ use ort::ep::{ExecutionProvider, ExecutionProviderDispatch, TensorRT, CPU, CUDA}
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
-use crate::card::ModelCard;
+use half::f16;
+
+use crate::card::{ChannelOrder, Head, ModelCard, TensorLayout};
 use crate::error::{Error, Result};
 
 /// Where the ONNX Runtime library came from.
@@ -282,24 +284,83 @@ pub trait Classifier {
     fn fixed_batch(&self) -> Option<usize>;
 }
 
+/// The model's input and output as ONNX Runtime reports them (negative dimensions are dynamic).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelIo {
+    pub input: String,
+    pub input_type: &'static str,
+    pub input_shape: Vec<i64>,
+    pub output: String,
+    pub output_type: &'static str,
+    pub output_shape: Vec<i64>,
+}
+
 pub struct OrtClassifier {
+    io: ModelIo,
     session: Session,
     input: String,
     output: String,
     provider: &'static str,
     crop: usize,
-    width: usize,
+    /// Width of the model's own output row (the embedding width for a zero-shot model).
+    model_width: usize,
     fixed_batch: Option<usize>,
+    layout: TensorLayout,
+    channels: ChannelOrder,
+    input_f16: bool,
+    output_f16: bool,
+    head: Option<Head>,
+    /// Reused between batches: the input re-laid out (NHWC, BGR) and converted (float16).
+    scratch: Vec<f32>,
+    scratch_f16: Vec<f16>,
 }
 
-/// Dimensions of a tensor outlet, or an error naming what is not a float32 tensor.
-fn tensor_dims(model: &str, what: &str, name: &str, dtype: &ValueType) -> Result<Vec<i64>> {
+/// Element type and dimensions of a tensor outlet; float32 and float16 are accepted.
+fn tensor_dims(model: &str, what: &str, name: &str, dtype: &ValueType) -> Result<(bool, Vec<i64>)> {
     match dtype {
-        ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => Ok(shape.to_vec()),
+        ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => Ok((false, shape.to_vec())),
+        ValueType::Tensor { ty: TensorElementType::Float16, shape, .. } => Ok((true, shape.to_vec())),
         ValueType::Tensor { ty, .. } => Err(Error::Usage(format!(
-            "model `{model}`: {what} `{name}` is {ty:?}; only float32 inputs and outputs are supported"
+            "model `{model}`: {what} `{name}` is {ty:?}; only float32 and float16 inputs and outputs are supported"
         ))),
         other => Err(Error::Usage(format!("model `{model}`: {what} `{name}` is not a tensor ({other:?})"))),
+    }
+}
+
+/// The outlet named in the card, or the first; an error lists the names there are.
+fn pick_outlet<'s>(
+    outlets: &'s [ort::value::Outlet],
+    wanted: Option<&str>,
+    what: &str,
+    model: &str,
+    at: &str,
+) -> Result<&'s ort::value::Outlet> {
+    let names = || {
+        outlets
+            .iter()
+            .map(|o| format!("`{}`", o.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match wanted {
+        Some(name) => outlets.iter().find(|o| o.name() == name).ok_or_else(|| {
+            Error::Usage(format!(
+                "{at}: field `{what}.name`: model `{model}` has no {what} `{name}` (it has {})",
+                names()
+            ))
+        }),
+        None => {
+            if what == "input" && outlets.len() > 1 {
+                return Err(Error::Usage(format!(
+                    "{at}: model `{model}` has {} inputs ({}); robust-eval feeds one image tensor",
+                    outlets.len(),
+                    names()
+                )));
+            }
+            outlets
+                .first()
+                .ok_or_else(|| Error::Usage(format!("model `{model}` has no {what}s")))
+        }
     }
 }
 
@@ -391,88 +452,214 @@ impl OrtClassifier {
                 }
             }
         };
-        let Some(input) = session.inputs().first() else {
-            return Err(Error::Usage(format!("model `{}` has no inputs", card.name)));
-        };
-        let Some(output) = session.outputs().first() else {
-            return Err(Error::Usage(format!(
-                "model `{}` has no outputs",
-                card.name
-            )));
-        };
-        let in_dims = tensor_dims(&card.name, "input", input.name(), input.dtype())?;
-        let out_dims = tensor_dims(&card.name, "output", output.name(), output.dtype())?;
-        let crop = card.preprocess.crop as i64;
-        let shape_ok = in_dims.len() == 4
-            && (in_dims[1] == 3 || in_dims[1] < 0)
-            && (in_dims[2] == crop || in_dims[2] < 0)
-            && (in_dims[3] == crop || in_dims[3] < 0);
         let at = card
             .card_file
             .as_ref()
             .map(|f| f.display().to_string())
             .unwrap_or_else(|| card.onnx.display().to_string());
+        let input = pick_outlet(
+            session.inputs(),
+            card.input.name.as_deref(),
+            "input",
+            &card.name,
+            &at,
+        )?;
+        let output = pick_outlet(
+            session.outputs(),
+            card.output_name.as_deref(),
+            "output",
+            &card.name,
+            &at,
+        )?;
+        let (input_f16, in_dims) = tensor_dims(&card.name, "input", input.name(), input.dtype())?;
+        let (output_f16, out_dims) =
+            tensor_dims(&card.name, "output", output.name(), output.dtype())?;
+        let crop = card.preprocess.crop as i64;
+        let fits = |dim: i64, want: i64| dim == want || dim < 0;
+        let (expected, shape_ok) = match card.input.layout {
+            TensorLayout::Nchw => (
+                format!("[N, 3, {crop}, {crop}]"),
+                in_dims.len() == 4
+                    && fits(in_dims[1], 3)
+                    && fits(in_dims[2], crop)
+                    && fits(in_dims[3], crop),
+            ),
+            TensorLayout::Nhwc => (
+                format!("[N, {crop}, {crop}, 3]"),
+                in_dims.len() == 4
+                    && fits(in_dims[1], crop)
+                    && fits(in_dims[2], crop)
+                    && fits(in_dims[3], 3),
+            ),
+        };
         if !shape_ok {
             return Err(Error::Usage(format!(
-                "{at}: model `{}` takes input `{}` of shape {in_dims:?}, which does not fit the card's preprocessing \
-                 (expected [N, 3, {crop}, {crop}] from preprocess.crop = {crop})",
+                "{at}: model `{}` takes input `{}` of shape {in_dims:?}, which does not fit the card \
+                 (expected {expected} from preprocess.crop = {crop} and input.layout = {})",
                 card.name,
-                input.name()
+                input.name(),
+                format!("{:?}", card.input.layout).to_lowercase()
             )));
         }
-        let width = card.output_width();
-        let width_ok = out_dims.len() == 2 && (out_dims[1] < 0 || out_dims[1] as usize == width);
+        let model_width = card.model_output_width();
+        let width_ok =
+            out_dims.len() == 2 && (out_dims[1] < 0 || out_dims[1] as usize == model_width);
         if !width_ok {
+            let from = match &card.head {
+                Some(head) => format!(
+                    "the embedding width of the head's weights {}",
+                    head.weights_file.display()
+                ),
+                None => format!(
+                    "output.num_classes = {} and offset = {}",
+                    card.num_classes + card.offset,
+                    card.offset
+                ),
+            };
             return Err(Error::Usage(format!(
-                "{at}: model `{}` output `{}` has shape {out_dims:?}, which does not fit the card's output \
-                 (expected [N, {width}] from output.num_classes = {} and offset = {})",
+                "{at}: model `{}` output `{}` has shape {out_dims:?}, which does not fit the card \
+                 (expected [N, {model_width}] from {from})",
                 card.name,
                 output.name(),
-                card.num_classes + card.offset,
-                card.offset
             )));
         }
         let fixed_batch = (in_dims[0] > 0).then_some(in_dims[0] as usize);
+        let type_name = |f16: bool| if f16 { "float16" } else { "float32" };
         Ok(OrtClassifier {
+            io: ModelIo {
+                input: input.name().to_string(),
+                input_type: type_name(input_f16),
+                input_shape: in_dims.clone(),
+                output: output.name().to_string(),
+                output_type: type_name(output_f16),
+                output_shape: out_dims.clone(),
+            },
             input: input.name().to_string(),
             output: output.name().to_string(),
             session,
             provider,
             crop: card.preprocess.crop as usize,
-            width,
+            model_width,
             fixed_batch,
+            layout: card.input.layout,
+            channels: card.input.channels,
+            input_f16,
+            output_f16,
+            head: card.head.clone(),
+            scratch: Vec::new(),
+            scratch_f16: Vec::new(),
         })
     }
+}
+
+impl OrtClassifier {
+    pub fn io(&self) -> &ModelIo {
+        &self.io
+    }
+}
+
+/// Re-lay out an NCHW RGB batch as the model takes it: channels reversed for BGR, and
+/// interleaved for NHWC.
+fn relayout(
+    batch: &[f32],
+    side: usize,
+    layout: TensorLayout,
+    channels: ChannelOrder,
+    out: &mut Vec<f32>,
+) {
+    let plane = side * side;
+    out.clear();
+    out.resize(batch.len(), 0.0);
+    for (image, dst) in batch
+        .chunks_exact(3 * plane)
+        .zip(out.chunks_exact_mut(3 * plane))
+    {
+        for c in 0..3 {
+            let from = match channels {
+                ChannelOrder::Rgb => c,
+                ChannelOrder::Bgr => 2 - c,
+            };
+            let src = &image[from * plane..(from + 1) * plane];
+            match layout {
+                TensorLayout::Nchw => dst[c * plane..(c + 1) * plane].copy_from_slice(src),
+                TensorLayout::Nhwc => {
+                    for (p, v) in src.iter().enumerate() {
+                        dst[p * 3 + c] = *v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Zero-shot logits: each embedding row L2-normalised, then `scale · e · Wᵀ`.
+fn zero_shot_logits(embeddings: &[f32], n: usize, head: &Head) -> Vec<f32> {
+    let dim = head.embedding_width();
+    let mut e = ndarray::Array2::from_shape_vec((n, dim), embeddings.to_vec())
+        .expect("embedding rows have the head's width (checked when the model was opened)");
+    for mut row in e.rows_mut() {
+        let norm = row.dot(&row).sqrt();
+        if norm > 0.0 {
+            row.mapv_inplace(|v| v / norm);
+        }
+    }
+    let logits = e.dot(&head.weights.t()) * head.scale;
+    logits.into_raw_vec_and_offset().0
 }
 
 impl Classifier for OrtClassifier {
     fn classify(&mut self, batch: &[f32], n: usize) -> Result<Vec<f32>> {
         let run_n = self.fixed_batch.unwrap_or(n);
-        let per_image = 3 * self.crop * self.crop;
+        let side = self.crop;
+        let per_image = 3 * side * side;
+        let mut data: &[f32] = &batch[..n * per_image];
         // A fixed-batch model gets its last, short batch padded with zeros.
-        let padded;
-        let data = if run_n > n {
-            let mut v = batch[..n * per_image].to_vec();
-            v.resize(run_n * per_image, 0.0);
-            padded = v;
-            &padded[..]
-        } else {
-            &batch[..n * per_image]
+        if run_n > n || self.layout != TensorLayout::Nchw || self.channels != ChannelOrder::Rgb {
+            relayout(data, side, self.layout, self.channels, &mut self.scratch);
+            self.scratch.resize(run_n * per_image, 0.0);
+            data = &self.scratch;
+        }
+        let dims = match self.layout {
+            TensorLayout::Nchw => [run_n, 3, side, side],
+            TensorLayout::Nhwc => [run_n, side, side, 3],
         };
-        let tensor = TensorRef::from_array_view(([run_n, 3, self.crop, self.crop], data))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input.as_str() => tensor])?;
-        let (shape, logits) = outputs[self.output.as_str()].try_extract_tensor::<f32>()?;
-        if shape.len() != 2 || shape[0] as usize != run_n || shape[1] as usize != self.width {
+        let outputs = if self.input_f16 {
+            self.scratch_f16.clear();
+            self.scratch_f16
+                .extend(data.iter().map(|v| f16::from_f32(*v)));
+            let tensor = TensorRef::from_array_view((dims, &self.scratch_f16[..]))?;
+            self.session
+                .run(ort::inputs![self.input.as_str() => tensor])?
+        } else {
+            let tensor = TensorRef::from_array_view((dims, data))?;
+            self.session
+                .run(ort::inputs![self.input.as_str() => tensor])?
+        };
+        let value = &outputs[self.output.as_str()];
+        let (shape, rows): (Vec<i64>, Vec<f32>) = if self.output_f16 {
+            let (shape, v) = value.try_extract_tensor::<f16>()?;
+            (shape.to_vec(), v.iter().map(|x| x.to_f32()).collect())
+        } else {
+            let (shape, v) = value.try_extract_tensor::<f32>()?;
+            (shape.to_vec(), v.to_vec())
+        };
+        if shape.len() != 2 || shape[0] as usize != run_n || shape[1] as usize != self.model_width {
             return Err(Error::Runtime(format!(
-                "model output `{}` has shape {:?}; expected [{run_n}, {}] (card: num_classes + offset)",
+                "model output `{}` has shape {shape:?}; expected [{run_n}, {}] ({})",
                 self.output,
-                shape.to_vec(),
-                self.width
+                self.model_width,
+                if self.head.is_some() {
+                    "the head's embedding width"
+                } else {
+                    "card: num_classes + offset"
+                }
             )));
         }
-        Ok(logits[..n * self.width].to_vec())
+        let rows = &rows[..n * self.model_width];
+        Ok(match &self.head {
+            Some(head) => zero_shot_logits(rows, n, head),
+            None => rows.to_vec(),
+        })
     }
 
     fn provider(&self) -> &str {
@@ -481,5 +668,39 @@ impl Classifier for OrtClassifier {
 
     fn fixed_batch(&self) -> Option<usize> {
         self.fixed_batch
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn zero_shot_logits_normalise_the_embedding_then_scale_cosines() {
+        let weights = ndarray::arr2(&[[1.0f32, 0.0], [0.6, 0.8]]);
+        let head = Head {
+            weights_file: "w.npy".into(),
+            scale: 10.0,
+            weights: std::sync::Arc::new(weights),
+        };
+        // [3, 4] has norm 5: its cosines with the two classes are 0.6 and 1.
+        let logits = zero_shot_logits(&[3.0, 4.0, 0.0, 2.0], 2, &head);
+        let want = [6.0, 10.0, 0.0, 8.0];
+        for (got, want) in logits.iter().zip(want) {
+            assert!((got - want).abs() < 1e-5, "{logits:?}");
+        }
+    }
+
+    #[test]
+    fn relayout_reverses_channels_and_interleaves() {
+        // One 2x2 image: R plane 1..=4, G 5..=8, B 9..=12.
+        let nchw: Vec<f32> = (1..=12).map(|v| v as f32).collect();
+        let mut out = Vec::new();
+        relayout(&nchw, 2, TensorLayout::Nchw, ChannelOrder::Bgr, &mut out);
+        assert_eq!(out, [9., 10., 11., 12., 5., 6., 7., 8., 1., 2., 3., 4.]);
+        relayout(&nchw, 2, TensorLayout::Nhwc, ChannelOrder::Rgb, &mut out);
+        assert_eq!(out, [1., 5., 9., 2., 6., 10., 3., 7., 11., 4., 8., 12.]);
+        relayout(&nchw, 2, TensorLayout::Nhwc, ChannelOrder::Bgr, &mut out);
+        assert_eq!(out, [9., 5., 1., 10., 6., 2., 11., 7., 3., 12., 8., 4.]);
     }
 }

@@ -57,6 +57,9 @@ pub struct Evaluation {
     pub scoring: String,
     pub model_file: PathBuf,
     pub model_sha256: String,
+    /// The card's input, output and head settings (with the head file's sha256), if any.
+    #[serde(default)]
+    pub model_setup: String,
     pub manifest: PathBuf,
     pub manifest_sha256: String,
     pub preprocess: PreprocessSpec,
@@ -77,6 +80,7 @@ impl Evaluation {
             && self.views == other.views
             && self.scoring == other.scoring
             && self.model_sha256 == other.model_sha256
+            && self.model_setup == other.model_setup
             && self.manifest_sha256 == other.manifest_sha256
             && self.preprocess.key() == other.preprocess.key()
             && self.border == other.border

@@ -49,6 +49,7 @@ fn folder(dir: &Path, model: &str, dataset: &str, manifest_sha256: &str, outcome
         scoring: "imagenet-1k".into(),
         model_file: "m.onnx".into(),
         model_sha256: "0".repeat(64),
+        model_setup: String::new(),
         manifest: "manifest.csv".into(),
         manifest_sha256: manifest_sha256.into(),
         preprocess: PreprocessSpec::imagenet_default(),
