@@ -109,13 +109,45 @@ def python_figures(paths, c, batch, threads, workers):
     return {"decode_per_core": decode, "preprocess_per_core": pre, "inference": infer, "end_to_end": e2e}
 
 
-def rust_figures(binary, images, card, limit, batch, threads):
+def rust_figures(binary, images, card, limit, batch, threads, shared):
     out = subprocess.run(
         [binary, "bench", "--images", images, "--model", card, "--limit", str(limit), "--batch-size", str(batch),
-         "--threads", str(threads), "--json"],
+         "--threads", str(threads), "--shared-models", str(shared), "--json"],
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout)
+
+
+def peak_rss_mb(cmd):
+    """Run a command; its peak resident memory in MB (from wait4's rusage, this child only)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()}")
+    return usage.ru_maxrss / 1024
+
+
+def memory_figures(binary, paths, card, lengths, batch, threads):
+    """Peak memory of `robust-eval run` over manifests of each length (the images repeated)."""
+    figures = []
+    with tempfile.TemporaryDirectory() as work:
+        for n in lengths:
+            manifest = os.path.join(work, f"m{n}.csv")
+            with open(manifest, "w") as f:
+                f.write("path,label\n")
+                for i in range(n):
+                    p = os.path.abspath(paths[i % len(paths)]).replace('"', '""')
+                    f.write(f'"{p}",0\n')
+            suite = os.path.join(work, f"s{n}.toml")
+            with open(suite, "w") as f:
+                f.write(f'name = "mem"\nid = "d"\n[datasets.d]\nmanifest = "{manifest}"\nscoring = "all-classes"\n')
+            t = time.perf_counter()
+            mb = peak_rss_mb([binary, "run", "--suite", suite, "--models", card, "--out", os.path.join(work, f"out{n}"),
+                              "--provider", "cpu", "--batch-size", str(batch), "--threads", str(threads),
+                              "--progress", "none"])
+            figures.append((n, mb, time.perf_counter() - t))
+            print(f"memory: {n} images: peak {mb:.0f} MB ({figures[-1][2]:.0f} s)", file=sys.stderr)
+    return figures
 
 
 def main():
@@ -127,6 +159,11 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--shared-models", type=int, default=3,
+                    help="also time N copies of the model sharing decoded batches (robust-eval only)")
+    ap.add_argument("--memory", type=int, default=0, metavar="N",
+                    help="also compare robust-eval's peak memory on a 1000-row and an N-row manifest "
+                         "(the images repeated; N=50000 takes N / end-to-end rate seconds)")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "robust-eval"))
     a = ap.parse_args()
     exts = (".jpg", ".jpeg", ".png")
@@ -135,9 +172,12 @@ def main():
     keys = ["decode_per_core", "preprocess_per_core", "inference", "end_to_end"]
     ours, theirs = {k: [] for k in keys}, {k: [] for k in keys}
     meta = None
+    shared = []
     for r in range(a.repeats):
-        f = rust_figures(a.binary, a.images, a.card, a.limit, a.batch_size, a.threads)
+        f = rust_figures(a.binary, a.images, a.card, a.limit, a.batch_size, a.threads, a.shared_models)
         meta = f
+        if f.get("shared_models"):
+            shared.append((f["shared_seconds"], f["shared_budget_seconds"], f["one_model_seconds"]))
         for k in keys:
             ours[k].append(f[k])
         p = python_figures(paths, c, a.batch_size, a.threads, a.workers)
@@ -156,7 +196,19 @@ def main():
     pre, inf, cores = med(ours["preprocess_per_core"]), med(ours["inference"]), meta["cores"]
     limit = cores / (1 / pre + cores / inf)
     print(f"preprocessing vs decode alone: {100 * pre / med(ours['decode_per_core']):.0f} %; "
-          f"end to end vs the {limit:.1f}/s limit: {100 * med(ours['end_to_end']) / limit:.0f} %")
+          f"end to end vs the {limit:.1f}/s limit: {100 * med(ours['end_to_end']) / limit:.0f} %; "
+          f"preprocessing vs PIL {med(ours['preprocess_per_core']) / med(theirs['preprocess_per_core']):.2f}x; "
+          f"end to end vs Python {med(ours['end_to_end']) / med(theirs['end_to_end']):.2f}x")
+    print(f"robust-eval end to end was {meta['bound']} (inference waited for images "
+          f"{100 * meta['waiting_for_images']:.0f} % of the time, last repeat)")
+    if shared:
+        took, budget, one = (med([s[i] for s in shared]) for i in range(3))
+        print(f"{a.shared_models} models sharing decoded batches: {took:.1f} s; one model {one:.1f} s; budget "
+              f"(one model + {a.shared_models - 1} x inference alone x 1.1) {budget:.1f} s: {100 * took / budget:.0f} % of it")
+    if a.memory:
+        figures = memory_figures(a.binary, paths, a.card, [len(paths), a.memory], a.batch_size, a.threads)
+        (n1, m1, _), (n2, m2, _) = figures
+        print(f"peak memory: {n1} images {m1:.0f} MB, {n2} images {m2:.0f} MB: {100 * (m2 / m1 - 1):+.1f} %")
 
 
 if __name__ == "__main__":

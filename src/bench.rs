@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::card::ModelCard;
 use crate::error::{Error, Result};
 use crate::evaluate::{self, RunSettings};
-use crate::preprocess::{decode_rgb, preprocess_into};
+use crate::preprocess::{decode_rgb, preprocess_into, recycle};
 use crate::progress::{self, ProgressMode};
 use crate::runtime::{Classifier, OrtClassifier, ProviderChoice, SessionSettings};
 use crate::suite::Suite;
@@ -34,6 +34,18 @@ pub struct Figures {
     /// What end to end can reach when preprocessing and inference share the cores:
     /// cores / (1/preprocess_per_core + cores/inference).
     pub limit: f64,
+    /// Share of the end-to-end pass inference spent waiting for decoded images.
+    pub waiting_for_images: f64,
+    /// "decode-bound" or "inference-bound".
+    pub bound: String,
+    /// Copies of the model run together in one pass, sharing decoded batches (0: not measured).
+    pub shared_models: usize,
+    /// Wall time of that pass, seconds.
+    pub shared_seconds: f64,
+    /// Wall time of the one-model pass, seconds.
+    pub one_model_seconds: f64,
+    /// What the shared pass may take: one_model_seconds + (N − 1) × images / inference × 1.1.
+    pub shared_budget_seconds: f64,
 }
 
 fn rate(n: usize, since: Instant) -> f64 {
@@ -46,6 +58,7 @@ pub fn measure(
     model: &ModelCard,
     batch_size: usize,
     threads: usize,
+    shared_models: usize,
     work: &Path,
 ) -> Result<Figures> {
     if images.is_empty() {
@@ -60,7 +73,7 @@ pub fn measure(
         .collect::<Result<_>>()?;
     let t = Instant::now();
     for b in &bytes {
-        decode_rgb(b).map_err(Error::Other)?;
+        recycle(decode_rgb(b).map_err(Error::Other)?);
     }
     let decode_per_core = rate(bytes.len(), t);
     let spec = model.preprocess;
@@ -76,6 +89,7 @@ pub fn measure(
             &mut batch[slot * spec.tensor_len()..(slot + 1) * spec.tensor_len()],
         )
         .map_err(Error::Other)?;
+        recycle(img);
     }
     let preprocess_per_core = rate(bytes.len(), t);
 
@@ -123,14 +137,48 @@ pub fn measure(
         },
         force: true,
     };
-    let t = Instant::now();
-    evaluate::run(
-        &suite,
-        std::slice::from_ref(model),
-        &run,
-        progress::make(ProgressMode::None).as_ref(),
-    )?;
-    let end_to_end = rate(images.len(), t);
+    let pass = |models: &[ModelCard], tag: &str| -> Result<(f64, f64)> {
+        let run = RunSettings {
+            out: out.join(tag),
+            ..run.clone()
+        };
+        let t = Instant::now();
+        evaluate::run(
+            &suite,
+            models,
+            &run,
+            progress::make(ProgressMode::None).as_ref(),
+        )?;
+        let seconds = t.elapsed().as_secs_f64();
+        let store = crate::store::ResultsStore::open(&run.out)?;
+        let waiting = store
+            .run
+            .evaluations
+            .first()
+            .map(|e| e.waiting_for_images)
+            .unwrap_or(0.0);
+        Ok((seconds, waiting))
+    };
+    let (one_model_seconds, waiting_for_images) = pass(std::slice::from_ref(model), "one")?;
+    let end_to_end = images.len() as f64 / one_model_seconds;
+    let bound = evaluate::Boundedness {
+        waiting_fraction: waiting_for_images,
+    };
+    // N copies of the model under different names: one decode, N inferences per batch.
+    let (shared_seconds, shared_budget_seconds) = if shared_models > 1 {
+        let copies: Vec<ModelCard> = (1..=shared_models)
+            .map(|i| ModelCard {
+                name: format!("{}-{i}", model.name),
+                ..model.clone()
+            })
+            .collect();
+        let (seconds, _) = pass(&copies, "shared")?;
+        let budget =
+            one_model_seconds + (shared_models - 1) as f64 * images.len() as f64 / inference * 1.1;
+        (seconds, budget)
+    } else {
+        (0.0, 0.0)
+    };
     let limit = cores as f64 / (1.0 / preprocess_per_core + cores as f64 / inference);
     Ok(Figures {
         images: images.len(),
@@ -144,5 +192,16 @@ pub fn measure(
         inference,
         end_to_end,
         limit,
+        waiting_for_images,
+        bound: if bound.decode_bound() {
+            "decode-bound"
+        } else {
+            "inference-bound"
+        }
+        .into(),
+        shared_models: if shared_models > 1 { shared_models } else { 0 },
+        shared_seconds,
+        one_model_seconds,
+        shared_budget_seconds,
     })
 }

@@ -358,6 +358,9 @@ pub struct BenchArgs {
     /// ONNX Runtime intra-op threads. Default: the number of CPU cores.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Also time N copies of the model in one pass, sharing each decoded batch (0 or 1: skip).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub shared_models: usize,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,

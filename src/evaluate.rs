@@ -269,6 +269,7 @@ pub fn run(
                 started: String::new(),
                 finished: String::new(),
                 seconds: 0.0,
+                waiting_for_images: 0.0,
             };
             if !settings.force && store.up_to_date(&evaluation) {
                 progress.message(&format!(
@@ -388,12 +389,17 @@ fn evaluate_group(
         .map(|_| plan.views.iter().map(|_| Tally::default()).collect())
         .collect();
     let mut failures: Vec<(usize, String)> = Vec::new();
+    let mut waited = 0.0f64;
 
     let result: Result<()> = std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Batch>(settings.prefetch.max(1));
+        // Batch buffers go back to the loader once inferred: at most prefetch + 2 are ever
+        // allocated, whatever the dataset's length, and none is faulted in afresh per batch.
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<f32>>();
         scope.spawn(move || {
             for chunk in plan.load.chunks(batch_size) {
-                let mut pixels = vec![0.0f32; chunk.len() * per_image];
+                let mut pixels = free_rx.try_recv().unwrap_or_default();
+                pixels.resize(chunk.len() * per_image, 0.0);
                 let errors: Vec<Option<String>> = pool.install(|| {
                     pixels
                         .par_chunks_mut(per_image)
@@ -416,7 +422,12 @@ fn evaluate_group(
                 }
             }
         });
-        for batch in rx {
+        let mut rx = rx.into_iter();
+        loop {
+            // Time inference spends waiting for decoded images says which side bounds the run.
+            let waiting = Instant::now();
+            let Some(batch) = rx.next() else { break };
+            waited += waiting.elapsed().as_secs_f64();
             for (i, error) in batch.errors.iter().enumerate() {
                 if let Some(reason) = error {
                     failures.push((batch.rows[i], reason.clone()));
@@ -459,6 +470,7 @@ fn evaluate_group(
                 }
             }
             task.inc(batch.rows.len() as u64);
+            let _ = free_tx.send(batch.pixels);
         }
         Ok(())
     });
@@ -468,6 +480,8 @@ fn evaluate_group(
     let finished = now();
     let loaded = plan.load.len() as u64;
     task.finish(&format!("{label}: done in {seconds:.1}s"));
+    let bound = Boundedness::judge(waited, seconds);
+    progress.message(&format!("{label}: {}", bound.describe()));
     for (member, tally) in members.iter_mut().zip(tallies) {
         let provider = member.classifier.provider().to_string();
         let mut rows = Vec::new();
@@ -519,6 +533,7 @@ fn evaluate_group(
         evaluation.started = started.clone();
         evaluation.finished = finished.clone();
         evaluation.seconds = seconds;
+        evaluation.waiting_for_images = bound.waiting_fraction;
         let first = &rows[0];
         let summary = format!(
             "{} · {}: top-1 {:.2}% of {} images{}{} [{:.1}s, {:.0} images/s, {}]",
@@ -544,6 +559,43 @@ fn evaluate_group(
         progress.message(&summary);
     }
     Ok(failures.len() as u64)
+}
+
+/// Whether decoding or inference limited a group's pass: the share of the pass that inference
+/// spent waiting for decoded batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Boundedness {
+    pub waiting_fraction: f64,
+}
+
+impl Boundedness {
+    pub fn judge(waited: f64, seconds: f64) -> Boundedness {
+        Boundedness {
+            waiting_fraction: if seconds > 0.0 {
+                (waited / seconds).clamp(0.0, 1.0)
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// Inference waiting more than a tenth of the time (beyond the first batch) means decoding
+    /// could not keep up.
+    pub fn decode_bound(&self) -> bool {
+        self.waiting_fraction > 0.10
+    }
+
+    pub fn describe(&self) -> String {
+        let pct = 100.0 * self.waiting_fraction;
+        if self.decode_bound() {
+            format!(
+                "decode-bound: inference waited for decoded images {pct:.0} % of the time \
+                 (more --loader-threads, or fewer inference --threads, may help)"
+            )
+        } else {
+            format!("inference-bound: inference waited for decoded images {pct:.0} % of the time")
+        }
+    }
 }
 
 /// Run a batch through a classifier, in pieces if the model has a fixed batch size.

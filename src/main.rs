@@ -288,6 +288,7 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
         &model,
         args.batch_size.max(1),
         threads,
+        args.shared_models,
         work.path(),
     )?;
     if args.json {
@@ -308,11 +309,25 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
         );
         println!("  inference alone     {:>8.1} images/s", f.inference);
         println!(
-            "  end to end          {:>8.1} images/s ({:.0} % of the {:.1} images/s limit)",
+            "  end to end          {:>8.1} images/s ({:.0} % of the {:.1} images/s limit; {}, \
+             inference waited for images {:.0} % of the time)",
             f.end_to_end,
             100.0 * f.end_to_end / f.limit,
-            f.limit
+            f.limit,
+            f.bound,
+            100.0 * f.waiting_for_images
         );
+        if f.shared_models > 1 {
+            println!(
+                "  {} models sharing   {:>8.1} s (one model {:.1} s; budget {:.1} s = one model + {} x inference alone x 1.1: {:.0} % of it)",
+                f.shared_models,
+                f.shared_seconds,
+                f.one_model_seconds,
+                f.shared_budget_seconds,
+                f.shared_models - 1,
+                100.0 * f.shared_seconds / f.shared_budget_seconds
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -144,18 +144,27 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
     }
     let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    let pixels = decoder.decode().map_err(|e| {
+    let corrupt = |e: zune_jpeg::errors::DecodeErrors| {
         let detail = format!("{e:?}")
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
         format!("corrupt JPEG: {detail}")
-    })?;
+    };
+    decoder.decode_headers().map_err(corrupt)?;
     let info = decoder.info().ok_or("corrupt JPEG: no header")?;
     let (width, height) = (info.width as u32, info.height as u32);
-    if pixels.len() != width as usize * height as usize * 3 {
+    let size = decoder
+        .output_buffer_size()
+        .ok_or("corrupt JPEG: image too large")?;
+    if size != width as usize * height as usize * 3 {
         return Err("corrupt JPEG: decoded size does not match its header".into());
     }
+    // A recycled buffer (see `recycle`): no fresh pages to fault in for every image.
+    let mut pixels = SPARE_PIXELS.with(|spare| spare.take());
+    pixels.clear();
+    pixels.resize(size, 0);
+    decoder.decode_into(&mut pixels).map_err(corrupt)?;
     Ok(RgbImage {
         width,
         height,
@@ -163,15 +172,28 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
     })
 }
 
+thread_local! {
+    static SPARE_PIXELS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Hand a decoded image's buffer back for the next decode on this thread.
+pub fn recycle(img: RgbImage) {
+    SPARE_PIXELS.with(|spare| {
+        if img.pixels.capacity() > spare.borrow().capacity() {
+            spare.replace(img.pixels);
+        }
+    });
+}
+
 fn has_scan(bytes: &[u8]) -> bool {
-    bytes.windows(2).any(|w| w == [0xFF, 0xDA])
+    memchr::memmem::find(bytes, &[0xFF, 0xDA]).is_some()
 }
 
 /// Whether an EOI marker (FF D9) follows the last start-of-scan (FF DA). Entropy-coded data escapes
 /// 0xFF bytes, so these two byte pairs only occur as markers.
 fn has_end_of_image(bytes: &[u8]) -> bool {
-    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-    let last_eoi = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
+    let last_sos = memchr::memmem::rfind(bytes, &[0xFF, 0xDA]);
+    let last_eoi = memchr::memmem::rfind(bytes, &[0xFF, 0xD9]);
     matches!((last_sos, last_eoi), (Some(s), Some(e)) if e > s)
 }
 
@@ -355,15 +377,18 @@ pub fn preprocess_into(
 ) -> Result<(), String> {
     let plane = spec.crop as usize * spec.crop as usize;
     debug_assert_eq!(out.len(), 3 * plane);
+    // ToTensor + Normalize per channel, as a table over the 256 levels: the same f32 arithmetic
+    // as torchvision, done once per level instead of once per pixel.
+    let lut: [[f32; 256]; 3] = std::array::from_fn(|c| {
+        std::array::from_fn(|v| (v as f32 / 255.0 - spec.mean[c]) / spec.std[c])
+    });
     with_resized_crop(img, spec, border, |crop| {
         let (r, rest) = out.split_at_mut(plane);
         let (g, b) = rest.split_at_mut(plane);
-        let planes = [r, g, b];
-        for (c, plane_out) in planes.into_iter().enumerate() {
-            let (mean, std) = (spec.mean[c], spec.std[c]);
-            for (o, px) in plane_out.iter_mut().zip(crop.chunks_exact(3)) {
-                *o = (px[c] as f32 / 255.0 - mean) / std;
-            }
+        for (i, px) in crop.chunks_exact(3).enumerate() {
+            r[i] = lut[0][px[0] as usize];
+            g[i] = lut[1][px[1] as usize];
+            b[i] = lut[2][px[2] as usize];
         }
     })
 }
@@ -376,7 +401,9 @@ pub fn preprocess_file(
     out: &mut [f32],
 ) -> Result<(), String> {
     let img = load_rgb(path)?;
-    preprocess_into(&img, spec, border, out)
+    let result = preprocess_into(&img, spec, border, out);
+    recycle(img);
+    result
 }
 
 #[cfg(test)]

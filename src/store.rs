@@ -70,6 +70,9 @@ pub struct Evaluation {
     pub started: String,
     pub finished: String,
     pub seconds: f64,
+    /// Share of the pass inference spent waiting for decoded images (near 0: inference-bound).
+    #[serde(default)]
+    pub waiting_for_images: f64,
 }
 
 impl Evaluation {

@@ -188,7 +188,7 @@ fn malformed_suite_manifest_and_cards_are_rejected_before_work() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "does not fit the card's preprocessing",
+            "which does not fit the card (expected [N, 3, 16, 16]",
         ));
 
     // Card whose class count does not match the model's output.
@@ -196,7 +196,9 @@ fn malformed_suite_manifest_and_cards_are_rejected_before_work() {
     run(d, &suite, &bad_card)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("does not fit the card's output"));
+        .stderr(predicate::str::contains(
+            "which does not fit the card (expected [N, 1001] from output.num_classes = 1001",
+        ));
     assert!(
         !d.join("out/evals.csv").exists(),
         "rejected before any work"

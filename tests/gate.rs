@@ -59,6 +59,7 @@ fn folder(dir: &Path, model: &str, dataset: &str, manifest_sha256: &str, outcome
         started: String::new(),
         finished: String::new(),
         seconds: 1.0,
+        waiting_for_images: 0.0,
     };
     store
         .record(
