@@ -27,7 +27,7 @@ pub struct Figures {
     pub decode_per_core: f64,
     /// Decode, resize, crop and normalise, one core, images/s.
     pub preprocess_per_core: f64,
-    /// Inference alone on a pre-built batch, `threads` intra-op threads, images/s.
+    /// Inference alone on a pre-built batch, images/s.
     pub inference: f64,
     /// The real pipeline (`run`), images/s.
     pub end_to_end: f64,
@@ -57,7 +57,6 @@ pub fn measure(
     images: &[PathBuf],
     model: &ModelCard,
     batch_size: usize,
-    threads: usize,
     shared_models: usize,
     work: &Path,
 ) -> Result<Figures> {
@@ -95,7 +94,6 @@ pub fn measure(
 
     let settings = SessionSettings {
         provider: ProviderChoice::Cpu,
-        threads,
         trt_cache: work.join("trt"),
     };
     let mut session = OrtClassifier::open(model, &settings, &mut |_| {})?;
@@ -132,7 +130,6 @@ pub fn measure(
         prefetch: 2,
         session: SessionSettings {
             provider: ProviderChoice::Cpu,
-            threads,
             trt_cache: work.join("trt"),
         },
         force: true,
@@ -183,7 +180,7 @@ pub fn measure(
     Ok(Figures {
         images: images.len(),
         batch_size,
-        threads,
+        threads: crate::runtime::inference_threads(),
         cores,
         onnxruntime: crate::runtime::runtime()?.library.version.clone(),
         provider: session.provider().to_string(),

@@ -79,7 +79,6 @@ pub fn diagnose() -> Report {
                 Ok(card) => {
                     let settings = SessionSettings {
                         provider: choice,
-                        threads: 1,
                         trt_cache: tmp.clone(),
                     };
                     match OrtClassifier::open(card, &settings, &mut |_| {}) {

@@ -205,7 +205,6 @@ pub fn run(
     // (on CPU: cheap, and the same graph whatever provider runs it later).
     let check = SessionSettings {
         provider: ProviderChoice::Cpu,
-        threads: 1,
         trt_cache: settings.session.trt_cache.clone(),
     };
     for model in models {

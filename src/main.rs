@@ -47,6 +47,9 @@ fn cores() -> usize {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, Error> {
+    if let Some(threads) = args.threads {
+        robust_eval::runtime::set_inference_threads(threads);
+    }
     let suite = Suite::find(&args.suite)?;
     let progress = progress::make(args.progress);
     let model_paths = if args.models.is_empty() {
@@ -77,7 +80,6 @@ fn run(args: RunArgs) -> Result<ExitCode, Error> {
         prefetch: args.prefetch,
         session: SessionSettings {
             provider: args.provider,
-            threads: args.threads.unwrap_or_else(cores),
             trt_cache: args
                 .trt_cache
                 .clone()
@@ -270,6 +272,9 @@ fn run_gate(args: GateArgs) -> Result<ExitCode, Error> {
 }
 
 fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
+    if let Some(threads) = args.threads {
+        robust_eval::runtime::set_inference_threads(threads);
+    }
     let mut images: Vec<std::path::PathBuf> = std::fs::read_dir(&args.images)
         .map_err(|e| Error::io(&args.images, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -282,12 +287,10 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
     })?
     .remove(0);
     let work = tempfile::tempdir().map_err(|e| Error::Other(e.to_string()))?;
-    let threads = args.threads.unwrap_or_else(cores);
     let f = robust_eval::bench::measure(
         &images,
         &model,
         args.batch_size.max(1),
-        threads,
         args.shared_models,
         work.path(),
     )?;

@@ -40,7 +40,6 @@ pub fn check(paths: &[PathBuf]) -> Result<Listing> {
     crate::runtime::runtime()?;
     let settings = SessionSettings {
         provider: ProviderChoice::Cpu,
-        threads: 1,
         trt_cache: std::env::temp_dir(),
     };
     let mut entries = Vec::new();

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use ort::environment::GlobalThreadPoolOptions;
 use ort::ep::{ExecutionProvider, ExecutionProviderDispatch, TensorRT, CPU, CUDA};
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::{TensorElementType, TensorRef, ValueType};
@@ -161,6 +162,23 @@ fn version_of(path: &Path) -> String {
         .to_string()
 }
 
+static INFERENCE_THREADS: OnceLock<usize> = OnceLock::new();
+
+/// Set the number of ONNX Runtime intra-op threads, shared by all sessions of the process. Only
+/// effective before the runtime is first loaded; returns whether it took effect.
+pub fn set_inference_threads(threads: usize) -> bool {
+    INFERENCE_THREADS.set(threads.max(1)).is_ok()
+}
+
+/// The intra-op threads of the process-wide pool: as set, else one per core.
+pub fn inference_threads() -> usize {
+    *INFERENCE_THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
+}
+
 /// The ONNX Runtime environment, loaded once per process.
 pub fn runtime() -> Result<&'static Runtime> {
     static CELL: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
@@ -186,12 +204,22 @@ fn load() -> std::result::Result<Runtime, String> {
         }
         match ort::init_from(&path) {
             Ok(builder) => {
+                // One intra-op pool for every session, its idle threads spinning between
+                // operators: waking sleeping threads for each of a CNN's many small operators
+                // costs ~15 % of CPU inference, and with one pool the models of a group (run in
+                // turn on each batch) do not each keep threads spinning.
+                let pool = GlobalThreadPoolOptions::default()
+                    .with_intra_threads(inference_threads())
+                    .and_then(|p| p.with_inter_threads(1))
+                    .and_then(|p| p.with_spin_control(true))
+                    .map_err(|e| e.to_string())?;
                 let env = builder
                     .with_name("robust-eval")
+                    .with_global_thread_pool(pool)
                     .build()
                     .map_err(|e| e.to_string())?;
-                // With ort's `tracing` feature the environment logs at VERBOSE, and ONNX Runtime
-                // formats every verbose message of every run: ~20 % of CPU inference time.
+                // ort's `tracing` feature sets the environment to VERBOSE; keep ONNX Runtime from
+                // producing messages nobody reads.
                 env.set_log_level(log_level());
                 let version = version_of(&path);
                 return Ok(Runtime {
@@ -282,8 +310,6 @@ pub fn check_provider(choice: ProviderChoice) -> Result<()> {
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub provider: ProviderChoice,
-    /// Intra-op threads for CPU inference.
-    pub threads: usize,
     /// TensorRT engine cache, so a second run does not rebuild engines.
     pub trt_cache: PathBuf,
 }
@@ -381,14 +407,12 @@ fn pick_outlet<'s>(
 
 fn try_session(
     card: &ModelCard,
-    settings: &SessionSettings,
     ep: Option<ExecutionProviderDispatch>,
     extra: Option<ExecutionProviderDispatch>,
 ) -> Result<Session> {
     let rt = runtime()?;
-    let mut builder = Session::builder(&rt.env)?
-        .with_intra_threads(settings.threads.max(1))
-        .map_err(ort::Error::from)?;
+    // Threads come from the environment's shared pool (see `load`).
+    let mut builder = Session::builder(&rt.env)?;
     if let Some(ep) = ep {
         let mut eps = vec![ep.error_on_failure()];
         eps.extend(extra);
@@ -396,11 +420,7 @@ fn try_session(
             .with_execution_providers(eps)
             .map_err(ort::Error::from)?;
     }
-    // Idle inference threads must not spin: on a CPU run they share the cores with the
-    // decoding threads, and spinning starves them.
     builder = builder
-        .with_intra_op_spinning(false)
-        .map_err(ort::Error::from)?
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(ort::Error::from)?;
     builder
@@ -428,7 +448,7 @@ impl OrtClassifier {
                 .build()
         };
         let (session, provider) = match settings.provider {
-            ProviderChoice::Cpu => (try_session(card, settings, None, None)?, CPU::NAME),
+            ProviderChoice::Cpu => (try_session(card, None, None)?, CPU::NAME),
             ProviderChoice::Cuda | ProviderChoice::Tensorrt => {
                 let name = if settings.provider == ProviderChoice::Cuda {
                     CUDA::NAME
@@ -437,9 +457,9 @@ impl OrtClassifier {
                 };
                 check_provider(settings.provider)?;
                 let session = if settings.provider == ProviderChoice::Cuda {
-                    try_session(card, settings, Some(CUDA::default().build()), None)
+                    try_session(card, Some(CUDA::default().build()), None)
                 } else {
-                    try_session(card, settings, Some(trt()), Some(CUDA::default().build()))
+                    try_session(card, Some(trt()), Some(CUDA::default().build()))
                 };
                 (
                     session
@@ -450,20 +470,20 @@ impl OrtClassifier {
             ProviderChoice::Auto => {
                 let mut chosen = None;
                 if has(TensorRT::NAME) {
-                    match try_session(card, settings, Some(trt()), Some(CUDA::default().build())) {
+                    match try_session(card, Some(trt()), Some(CUDA::default().build())) {
                         Ok(s) => chosen = Some((s, TensorRT::NAME)),
                         Err(e) => note(format!("TensorRT did not initialise ({e}); trying CUDA")),
                     }
                 }
                 if chosen.is_none() && has(CUDA::NAME) {
-                    match try_session(card, settings, Some(CUDA::default().build()), None) {
+                    match try_session(card, Some(CUDA::default().build()), None) {
                         Ok(s) => chosen = Some((s, CUDA::NAME)),
                         Err(e) => note(format!("CUDA did not initialise ({e}); using the CPU")),
                     }
                 }
                 match chosen {
                     Some(c) => c,
-                    None => (try_session(card, settings, None, None)?, CPU::NAME),
+                    None => (try_session(card, None, None)?, CPU::NAME),
                 }
             }
         };
