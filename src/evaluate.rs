@@ -578,7 +578,7 @@ impl Boundedness {
         }
     }
 
-    /// Inference waiting more than a tenth of the time (beyond the first batch) means decoding
+    /// Inference waiting more than a tenth of the time (the first batch included) means decoding
     /// could not keep up.
     pub fn decode_bound(&self) -> bool {
         self.waiting_fraction > 0.10
