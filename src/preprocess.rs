@@ -118,11 +118,18 @@ pub struct RgbImage {
 
 /// Read and decode an image file to RGB the way PIL's `Image.open(p).convert("RGB")` does.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+    use std::io::Read;
+    let read_error = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => "file not found".to_string(),
         _ => format!("cannot read: {e}"),
-    })?;
-    decode_rgb(&bytes)
+    };
+    // The file's bytes go into a per-thread buffer reused from image to image.
+    let mut bytes = SPARE_BYTES.with(|spare| spare.take());
+    bytes.clear();
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes));
+    let decoded = read.map_err(read_error).and_then(|_| decode_rgb(&bytes));
+    SPARE_BYTES.with(|spare| spare.replace(bytes));
+    decoded
 }
 
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
@@ -174,6 +181,7 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
 
 thread_local! {
     static SPARE_PIXELS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static SPARE_BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Hand a decoded image's buffer back for the next decode on this thread.
