@@ -671,7 +671,7 @@ impl Classifier for OrtClassifier {
                 .run(ort::inputs![self.input.as_str() => tensor])?
         };
         let value = &outputs[self.output.as_str()];
-        let (shape, rows): (Vec<i64>, Vec<f32>) = if self.output_f16 {
+        let (shape, mut rows): (Vec<i64>, Vec<f32>) = if self.output_f16 {
             let (shape, v) = value.try_extract_tensor::<f16>()?;
             (shape.to_vec(), v.iter().map(|x| x.to_f32()).collect())
         } else {
@@ -690,10 +690,11 @@ impl Classifier for OrtClassifier {
                 }
             )));
         }
-        let rows = &rows[..n * self.model_width];
+        // Padding rows of a fixed-batch model are dropped.
+        rows.truncate(n * self.model_width);
         Ok(match &self.head {
-            Some(head) => zero_shot_logits(rows, n, head),
-            None => rows.to_vec(),
+            Some(head) => zero_shot_logits(&rows, n, head),
+            None => rows,
         })
     }
 
