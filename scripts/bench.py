@@ -199,8 +199,7 @@ def main():
           f"end to end vs the {limit:.1f}/s limit: {100 * med(ours['end_to_end']) / limit:.0f} %; "
           f"preprocessing vs PIL {med(ours['preprocess_per_core']) / med(theirs['preprocess_per_core']):.2f}x; "
           f"end to end vs Python {med(ours['end_to_end']) / med(theirs['end_to_end']):.2f}x")
-    print(f"robust-eval end to end was {meta['bound']} (inference waited for images "
-          f"{100 * meta['waiting_for_images']:.0f} % of the time, last repeat)")
+    print(f"robust-eval end to end, last repeat: {meta['bound_detail']}")
     if shared:
         took, budget, one = (med([s[i] for s in shared]) for i in range(3))
         print(f"{a.shared_models} models sharing decoded batches: {took:.1f} s; one model {one:.1f} s; budget "

@@ -20,6 +20,8 @@ pub struct Figures {
     pub images: usize,
     pub batch_size: usize,
     pub threads: usize,
+    /// Batches inferred at once on the CPU, each by its own session (see `run --inference-workers`).
+    pub inference_workers: usize,
     pub cores: usize,
     pub onnxruntime: String,
     pub provider: String,
@@ -34,10 +36,13 @@ pub struct Figures {
     /// What end to end can reach when preprocessing and inference share the cores:
     /// cores / (1/preprocess_per_core + cores/inference).
     pub limit: f64,
-    /// Share of the end-to-end pass inference spent waiting for decoded images.
+    /// Share of the end-to-end pass inference spent waiting for decoded images (with workers
+    /// decoding their own batches: the share of their time spent decoding).
     pub waiting_for_images: f64,
     /// "decode-bound" or "inference-bound".
     pub bound: String,
+    /// The same in a sentence, with the figures behind it.
+    pub bound_detail: String,
     /// Copies of the model run together in one pass, sharing decoded batches (0: not measured).
     pub shared_models: usize,
     /// Wall time of that pass, seconds.
@@ -58,6 +63,7 @@ pub fn measure(
     model: &ModelCard,
     batch_size: usize,
     shared_models: usize,
+    inference_workers: usize,
     work: &Path,
 ) -> Result<Figures> {
     if images.is_empty() {
@@ -70,40 +76,79 @@ pub fn measure(
         .iter()
         .map(|p| std::fs::read(p).map_err(|e| Error::io(p, e)))
         .collect::<Result<_>>()?;
-    let t = Instant::now();
-    for b in &bytes {
-        recycle(decode_rgb(b).map_err(Error::Other)?);
-    }
-    let decode_per_core = rate(bytes.len(), t);
+    // Decode alone and full preprocessing alternate over the same small chunks of images, so a
+    // noisy machine slows both alike and their ratio holds.
     let spec = model.preprocess;
-    let mut batch = vec![0f32; spec.tensor_len() * batch_size];
-    let t = Instant::now();
-    for (i, b) in bytes.iter().enumerate() {
-        let img = decode_rgb(b).map_err(Error::Other)?;
-        let slot = i % batch_size;
-        preprocess_into(
-            &img,
-            &spec,
-            0,
-            &mut batch[slot * spec.tensor_len()..(slot + 1) * spec.tensor_len()],
-        )
-        .map_err(Error::Other)?;
-        recycle(img);
+    let per_image = spec.tensor_len();
+    let mut batch = vec![0f32; per_image * batch_size];
+    let (mut decode_seconds, mut preprocess_seconds) = (0.0, 0.0);
+    for (c, chunk) in bytes.chunks(25).enumerate() {
+        let t = Instant::now();
+        for b in chunk {
+            recycle(decode_rgb(b).map_err(Error::Other)?);
+        }
+        decode_seconds += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for (i, b) in chunk.iter().enumerate() {
+            let img = decode_rgb(b).map_err(Error::Other)?;
+            let slot = (c * 25 + i) % batch_size;
+            let out = &mut batch[slot * per_image..(slot + 1) * per_image];
+            preprocess_into(&img, &spec, 0, out).map_err(Error::Other)?;
+            recycle(img);
+        }
+        preprocess_seconds += t.elapsed().as_secs_f64();
     }
-    let preprocess_per_core = rate(bytes.len(), t);
+    let decode_per_core = bytes.len() as f64 / decode_seconds.max(1e-9);
+    let preprocess_per_core = bytes.len() as f64 / preprocess_seconds.max(1e-9);
 
+    // Inference alone, the way `run` does it on the CPU: each worker its own session and batches.
     let settings = SessionSettings {
         provider: ProviderChoice::Cpu,
         trt_cache: work.join("trt"),
     };
-    let mut session = OrtClassifier::open(model, &settings, &mut |_| {})?;
-    session.classify(&batch, batch_size)?; // warm-up
-    let runs = (images.len() / batch_size).max(2);
-    let t = Instant::now();
-    for _ in 0..runs {
-        session.classify(&batch, batch_size)?;
+    let threads = crate::runtime::inference_threads();
+    let workers = if inference_workers == 0 {
+        threads
+    } else {
+        inference_workers
+    };
+    let mut sessions = if workers > 1 {
+        OrtClassifier::open_copies(
+            model,
+            &settings,
+            workers,
+            (threads / workers).max(1),
+            &mut |_| {},
+        )?
+    } else {
+        vec![OrtClassifier::open(model, &settings, &mut |_| {})?]
+    };
+    for session in &mut sessions {
+        session.classify(&batch, batch_size)?; // warm-up
     }
-    let inference = rate(runs * batch_size, t);
+    let runs_each = ((images.len() / batch_size).max(2)).div_ceil(workers);
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        let running: Vec<_> = sessions
+            .iter_mut()
+            .map(|session| {
+                let batch = &batch;
+                scope.spawn(move || -> Result<()> {
+                    for _ in 0..runs_each {
+                        session.classify(batch, batch_size)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        running.into_iter().try_for_each(|r| {
+            r.join()
+                .unwrap_or_else(|_| Err(Error::Other("inference thread panicked".into())))
+        })
+    })?;
+    let inference = rate(runs_each * workers * batch_size, t);
+    let provider = sessions[0].provider().to_string();
+    drop(sessions);
 
     // The real pipeline, on a one-dataset suite over the same images.
     let manifest = work.join("bench.csv");
@@ -128,6 +173,7 @@ pub fn measure(
         batch_size,
         loader_threads: cores,
         prefetch: 2,
+        inference_workers: workers,
         session: SessionSettings {
             provider: ProviderChoice::Cpu,
             trt_cache: work.join("trt"),
@@ -160,6 +206,7 @@ pub fn measure(
     let end_to_end = images.len() as f64 / one_model_seconds;
     let bound = evaluate::Boundedness {
         waiting_fraction: waiting_for_images,
+        decode_in_workers: workers > 1,
     };
     // N copies of the model under different names: one decode, N inferences per batch.
     let (shared_seconds, shared_budget_seconds) = if shared_models > 1 {
@@ -183,13 +230,15 @@ pub fn measure(
         threads: crate::runtime::inference_threads(),
         cores,
         onnxruntime: crate::runtime::runtime()?.library.version.clone(),
-        provider: session.provider().to_string(),
+        provider,
+        inference_workers: workers,
         decode_per_core,
         preprocess_per_core,
         inference,
         end_to_end,
         limit,
         waiting_for_images,
+        bound_detail: bound.describe(),
         bound: if bound.decode_bound() {
             "decode-bound"
         } else {

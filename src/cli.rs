@@ -161,13 +161,23 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch_size: u32,
 
-    /// ONNX Runtime intra-op threads. Default: the number of CPU cores.
+    /// Threads for ONNX Runtime inference, split among --inference-workers on the CPU. Default:
+    /// the number of CPU cores.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
-    /// Threads decoding and preprocessing images. Default: the number of CPU cores.
+    /// Threads decoding and preprocessing images ahead of a single inference worker (a GPU, or
+    /// --inference-workers 1; several CPU workers decode their own batches). Default: the
+    /// number of CPU cores.
     #[arg(long, value_name = "N")]
     pub loader_threads: Option<usize>,
+
+    /// On the CPU, workers that each decode a batch and infer it with their own session of the
+    /// model (--threads / N intra-op threads each). Default: one per --threads, the fastest on
+    /// the CNNs measured; 1 runs a single session on all --threads fed by --loader-threads,
+    /// holding one copy of the model in memory instead of N. GPU providers use one session.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub inference_workers: Option<u32>,
 
     /// Batches preprocessed ahead of inference (bounds memory).
     #[arg(long, default_value_t = 2, value_name = "N")]
@@ -355,9 +365,13 @@ pub struct BenchArgs {
     /// Images per inference batch.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub batch_size: usize,
-    /// ONNX Runtime intra-op threads. Default: the number of CPU cores.
+    /// Threads for ONNX Runtime inference, as `run --threads`. Default: the number of CPU cores.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Batches inferred at once on the CPU, each by its own session, as `run --inference-workers`.
+    /// Default: one per --threads.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub inference_workers: Option<u32>,
     /// Also time N copies of the model in one pass, sharing each decoded batch (0 or 1: skip).
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub shared_models: usize,

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use rayon::prelude::*;
@@ -32,6 +34,9 @@ pub struct RunSettings {
     pub loader_threads: usize,
     /// Batches prepared ahead of inference.
     pub prefetch: usize,
+    /// On the CPU, batches inferred at once, each by its own session of the model with
+    /// inference threads / workers intra-op threads. 0: one per inference thread.
+    pub inference_workers: usize,
     pub session: SessionSettings,
     /// Re-evaluate pairs even if their stored results are up to date.
     pub force: bool,
@@ -242,6 +247,20 @@ pub fn run(
         .build()
         .map_err(|e| Error::Other(e.to_string()))?;
 
+    // On the CPU, several single-threaded sessions inferring different batches use the cores
+    // better than one session splitting each operator across threads: no thread waits at an
+    // operator's barrier for one the decoders preempted, and the per-operator split costs ~8 %.
+    let threads = crate::runtime::inference_threads();
+    let worker_count = if crate::runtime::runs_on_cpu(settings.session.provider)? {
+        match settings.inference_workers {
+            0 => threads,
+            n => n,
+        }
+    } else {
+        1
+    };
+    let threads_each = (threads / worker_count).max(1);
+
     let mut summary = RunSummary {
         out: settings.out.clone(),
         ..Default::default()
@@ -287,12 +306,28 @@ pub fn run(
         }
         for group in groups.into_values() {
             let spec = models[group[0].0].preprocess;
-            let mut classifiers: Vec<OrtClassifier> = Vec::new();
+            // One session per worker and model: workers[w][k] runs member k's model.
+            let mut workers: Vec<Vec<OrtClassifier>> =
+                (0..worker_count).map(|_| Vec::new()).collect();
             for (m, _) in &group {
                 let mut note =
                     |line: String| progress.message(&format!("{}: {line}", models[*m].name));
-                let classifier = OrtClassifier::open(&models[*m], &settings.session, &mut note)?;
-                if let Some(fixed) = classifier.fixed_batch() {
+                let copies = if worker_count > 1 {
+                    OrtClassifier::open_copies(
+                        &models[*m],
+                        &settings.session,
+                        worker_count,
+                        threads_each,
+                        &mut note,
+                    )?
+                } else {
+                    vec![OrtClassifier::open(
+                        &models[*m],
+                        &settings.session,
+                        &mut note,
+                    )?]
+                };
+                if let Some(fixed) = copies[0].fixed_batch() {
                     if fixed != settings.batch_size {
                         note(format!(
                             "its batch dimension is fixed at {fixed}, so it runs at batch size {fixed} \
@@ -301,15 +336,17 @@ pub fn run(
                         ));
                     }
                 }
-                classifiers.push(classifier);
+                for (w, classifier) in copies.into_iter().enumerate() {
+                    workers[w].push(classifier);
+                }
             }
             let mut members: Vec<Member> = group
                 .into_iter()
-                .zip(classifiers.iter_mut())
-                .map(|((m, evaluation), classifier)| Member {
+                .enumerate()
+                .map(|(k, (m, evaluation))| Member {
                     card: &models[m],
                     evaluation,
-                    classifier,
+                    provider: workers[0][k].provider().to_string(),
                 })
                 .collect();
             let failed = evaluate_group(
@@ -317,6 +354,7 @@ pub fn run(
                 &spec,
                 border,
                 &mut members,
+                &mut workers,
                 settings,
                 &pool,
                 progress,
@@ -338,17 +376,28 @@ pub fn run(
 struct Member<'a> {
     card: &'a ModelCard,
     evaluation: Evaluation,
-    classifier: &'a mut dyn Classifier,
+    /// The execution provider its sessions run on.
+    provider: String,
 }
 
 /// A batch of preprocessed images on its way to inference.
 struct Batch {
+    /// Position in the dataset's order of batches.
+    seq: usize,
     /// Manifest rows, in order.
     rows: Vec<usize>,
     /// `rows.len()` images, NCHW.
     pixels: Vec<f32>,
     /// Per image: why it could not be read, if it could not.
     errors: Vec<Option<String>>,
+}
+
+/// A batch's logits, one vector per member, on its way back to scoring.
+struct Inferred {
+    seq: usize,
+    rows: Vec<usize>,
+    errors: Vec<Option<String>>,
+    logits: Vec<Vec<f32>>,
 }
 
 /// Counts and per-image records for one view of one model.
@@ -368,6 +417,7 @@ fn evaluate_group(
     spec: &PreprocessSpec,
     border: u32,
     members: &mut [Member<'_>],
+    workers: &mut [Vec<OrtClassifier>],
     settings: &RunSettings,
     pool: &rayon::ThreadPool,
     progress: &dyn Progress,
@@ -390,99 +440,139 @@ fn evaluate_group(
     let mut failures: Vec<(usize, String)> = Vec::new();
     let mut waited = 0.0f64;
 
+    let worker_count = workers.len().max(1);
+    // With several workers (the CPU), each decodes a batch on its own thread and then infers it:
+    // every core alternates between the two stages and no thread preempts another, where
+    // decoders on threads of their own would thrash the caches of inference running beside
+    // them. A single worker (a GPU, or --inference-workers 1) is fed by the loader pool through
+    // a bounded queue, so decoding overlaps inference.
+    let decode_in_workers = worker_count > 1;
+    let chunks: Vec<&[usize]> = plan.load.chunks(batch_size).collect();
+    let batches = chunks.len();
+    let next_chunk = AtomicUsize::new(0);
+    let read_batch = |seq: usize, mut pixels: Vec<f32>, parallel: bool| -> Batch {
+        let chunk = chunks[seq];
+        pixels.resize(chunk.len() * per_image, 0.0);
+        let read = |(out, &row): (&mut [f32], &usize)| {
+            let path = plan.manifest.resolve(&plan.manifest.rows[row]);
+            preprocess_file(&path, spec, border, out).err()
+        };
+        let errors = if parallel {
+            pool.install(|| {
+                pixels
+                    .par_chunks_mut(per_image)
+                    .zip(chunk.par_iter())
+                    .map(read)
+                    .collect()
+            })
+        } else {
+            pixels
+                .chunks_mut(per_image)
+                .zip(chunk.iter())
+                .map(read)
+                .collect()
+        };
+        Batch {
+            seq,
+            rows: chunk.to_vec(),
+            pixels,
+            errors,
+        }
+    };
     let result: Result<()> = std::thread::scope(|scope| {
-        let (tx, rx) = sync_channel::<Batch>(settings.prefetch.max(1));
-        // Batch buffers go back to the loader once inferred: at most prefetch + 2 are ever
+        // Batch buffers are reused once inferred: at most prefetch + workers + 1 are ever
         // allocated, whatever the dataset's length, and none is faulted in afresh per batch.
         let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<f32>>();
-        scope.spawn(move || {
-            for chunk in plan.load.chunks(batch_size) {
-                let mut pixels = free_rx.try_recv().unwrap_or_default();
-                pixels.resize(chunk.len() * per_image, 0.0);
-                let errors: Vec<Option<String>> = pool.install(|| {
-                    pixels
-                        .par_chunks_mut(per_image)
-                        .zip(chunk.par_iter())
-                        .map(|(out, &row)| {
-                            let path = plan.manifest.resolve(&plan.manifest.rows[row]);
-                            preprocess_file(&path, spec, border, out).err()
-                        })
-                        .collect()
-                });
-                if tx
-                    .send(Batch {
-                        rows: chunk.to_vec(),
-                        pixels,
-                        errors,
-                    })
-                    .is_err()
-                {
-                    return; // inference stopped on an error
-                }
-            }
-        });
-        let mut rx = rx.into_iter();
-        loop {
-            // Time inference spends waiting for decoded images says which side bounds the run.
-            let waiting = Instant::now();
-            let Some(batch) = rx.next() else { break };
-            waited += waiting.elapsed().as_secs_f64();
-            for (i, error) in batch.errors.iter().enumerate() {
-                if let Some(reason) = error {
-                    failures.push((batch.rows[i], reason.clone()));
-                }
-            }
-            for (member, tally) in members.iter_mut().zip(tallies.iter_mut()) {
-                let logits = classify_chunked(
-                    member.classifier,
-                    &batch.pixels,
-                    batch.rows.len(),
-                    per_image,
-                )?;
-                let width = member.card.output_width();
-                for (i, &row) in batch.rows.iter().enumerate() {
-                    let class_logits = &logits[i * width + member.card.offset..(i + 1) * width];
-                    for (view, t) in plan.views.iter().zip(tally.iter_mut()) {
-                        let Some(target) = view.targets[row] else {
-                            continue;
-                        };
-                        if batch.errors[i].is_some() {
-                            t.failed += 1;
-                            continue;
-                        }
-                        let scored = view.space.score(class_logits, target);
-                        t.n += 1;
-                        t.correct += scored.correct as u64;
-                        t.correct5 += scored.correct_top5 as u64;
-                        let p = &mut t.predictions;
-                        let manifest_row = &plan.manifest.rows[row];
-                        p.index.push(row as u32);
-                        p.path.push(manifest_row.path.clone());
-                        p.label.push(manifest_row.label.clone());
-                        p.target.push(match target {
-                            Target::Class(c) | Target::ObjectNet(c) => c as u32,
-                        });
-                        p.top5.push(scored.top5);
-                        p.correct.push(scored.correct);
-                        p.correct_top5.push(scored.correct_top5);
+        let feed = if decode_in_workers {
+            None
+        } else {
+            let (tx, rx) = sync_channel::<Batch>(settings.prefetch.max(1));
+            let read_batch = &read_batch;
+            scope.spawn(move || {
+                for seq in 0..batches {
+                    let pixels = free_rx.try_recv().unwrap_or_default();
+                    if tx.send(read_batch(seq, pixels, true)).is_err() {
+                        return; // inference stopped on an error
                     }
                 }
-            }
-            task.inc(batch.rows.len() as u64);
-            let _ = free_tx.send(batch.pixels);
+            });
+            // Dropped with the last worker, which stops the loader if scoring gave up early.
+            Some(Arc::new(Mutex::new(rx)))
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<Inferred>>();
+        let waited_by_workers = Arc::new(Mutex::new(0.0f64));
+        for sessions in workers.iter_mut() {
+            let (feed, done_tx, free_tx) = (feed.clone(), done_tx.clone(), free_tx.clone());
+            let waited_by_workers = Arc::clone(&waited_by_workers);
+            let (read_batch, next_chunk) = (&read_batch, &next_chunk);
+            scope.spawn(move || {
+                let mut waited = 0.0;
+                let mut own_pixels = Vec::new();
+                loop {
+                    // Time inference spends waiting for decoded images says which side bounds
+                    // the run.
+                    let waiting = Instant::now();
+                    let next = match &feed {
+                        Some(rx) => rx.lock().ok().and_then(|r| r.recv().ok()),
+                        None => {
+                            let seq = next_chunk.fetch_add(1, Ordering::Relaxed);
+                            (seq < batches)
+                                .then(|| read_batch(seq, std::mem::take(&mut own_pixels), false))
+                        }
+                    };
+                    waited += waiting.elapsed().as_secs_f64();
+                    let Some(batch) = next else { break };
+                    let n = batch.rows.len();
+                    let logits: Result<Vec<Vec<f32>>> = sessions
+                        .iter_mut()
+                        .map(|s| classify_chunked(s, &batch.pixels, n, per_image))
+                        .collect();
+                    if feed.is_some() {
+                        let _ = free_tx.send(batch.pixels);
+                    } else {
+                        own_pixels = batch.pixels;
+                    }
+                    let inferred = logits.map(|logits| Inferred {
+                        seq: batch.seq,
+                        rows: batch.rows,
+                        errors: batch.errors,
+                        logits,
+                    });
+                    let failed = inferred.is_err();
+                    if done_tx.send(inferred).is_err() || failed {
+                        break;
+                    }
+                }
+                if let Ok(mut total) = waited_by_workers.lock() {
+                    *total += waited;
+                }
+            });
         }
+        drop((done_tx, free_tx, feed));
+        // Scored in dataset order, whichever worker finished first.
+        let mut ready: BTreeMap<usize, Inferred> = BTreeMap::new();
+        let mut next_seq = 0;
+        for inferred in done_rx {
+            let inferred = inferred?;
+            ready.insert(inferred.seq, inferred);
+            while let Some(batch) = ready.remove(&next_seq) {
+                next_seq += 1;
+                score_batch(plan, members, &mut tallies, &mut failures, &batch);
+                task.inc(batch.rows.len() as u64);
+            }
+        }
+        waited = waited_by_workers.lock().map(|w| *w).unwrap_or(0.0) / worker_count as f64;
         Ok(())
     });
     result?;
-
     let seconds = clock.elapsed().as_secs_f64();
     let finished = now();
     let loaded = plan.load.len() as u64;
     task.finish(&format!("{label}: done in {seconds:.1}s"));
-    let bound = Boundedness::judge(waited, seconds);
+    let bound = Boundedness::judge(waited, seconds, decode_in_workers);
     progress.message(&format!("{label}: {}", bound.describe()));
     for (member, tally) in members.iter_mut().zip(tallies) {
-        let provider = member.classifier.provider().to_string();
+        let provider = member.provider.clone();
         let mut rows = Vec::new();
         let mut predictions = Vec::new();
         for (view, mut t) in plan.views.iter().zip(tally) {
@@ -560,39 +650,105 @@ fn evaluate_group(
     Ok(failures.len() as u64)
 }
 
-/// Whether decoding or inference limited a group's pass: the share of the pass that inference
-/// spent waiting for decoded batches.
+/// Add one inferred batch to every member's tallies.
+fn score_batch(
+    plan: &DatasetPlan,
+    members: &[Member<'_>],
+    tallies: &mut [Vec<Tally>],
+    failures: &mut Vec<(usize, String)>,
+    batch: &Inferred,
+) {
+    for (i, error) in batch.errors.iter().enumerate() {
+        if let Some(reason) = error {
+            failures.push((batch.rows[i], reason.clone()));
+        }
+    }
+    for ((member, tally), logits) in members.iter().zip(tallies.iter_mut()).zip(&batch.logits) {
+        let width = member.card.output_width();
+        for (i, &row) in batch.rows.iter().enumerate() {
+            let class_logits = &logits[i * width + member.card.offset..(i + 1) * width];
+            for (view, t) in plan.views.iter().zip(tally.iter_mut()) {
+                let Some(target) = view.targets[row] else {
+                    continue;
+                };
+                if batch.errors[i].is_some() {
+                    t.failed += 1;
+                    continue;
+                }
+                let scored = view.space.score(class_logits, target);
+                t.n += 1;
+                t.correct += scored.correct as u64;
+                t.correct5 += scored.correct_top5 as u64;
+                let p = &mut t.predictions;
+                let manifest_row = &plan.manifest.rows[row];
+                p.index.push(row as u32);
+                p.path.push(manifest_row.path.clone());
+                p.label.push(manifest_row.label.clone());
+                p.target.push(match target {
+                    Target::Class(c) | Target::ObjectNet(c) => c as u32,
+                });
+                p.top5.push(scored.top5);
+                p.correct.push(scored.correct);
+                p.correct_top5.push(scored.correct_top5);
+            }
+        }
+    }
+}
+
+/// Whether decoding or inference limited a group's pass.
+///
+/// With one worker fed by the loader pool, `waiting_fraction` is the share of the pass inference
+/// spent waiting for decoded batches. When workers decode their own batches (the CPU), it is the
+/// share of the workers' time spent decoding rather than inferring.
 #[derive(Debug, Clone, Copy)]
 pub struct Boundedness {
     pub waiting_fraction: f64,
+    pub decode_in_workers: bool,
 }
 
 impl Boundedness {
-    pub fn judge(waited: f64, seconds: f64) -> Boundedness {
+    pub fn judge(waited: f64, seconds: f64, decode_in_workers: bool) -> Boundedness {
         Boundedness {
             waiting_fraction: if seconds > 0.0 {
                 (waited / seconds).clamp(0.0, 1.0)
             } else {
                 0.0
             },
+            decode_in_workers,
         }
     }
 
-    /// Inference waiting more than a tenth of the time (the first batch included) means decoding
-    /// could not keep up.
+    /// Fed by the loader: inference waiting more than a tenth of the time (the first batch
+    /// included) means decoding could not keep up. Decoding in the workers: decoding taking
+    /// most of their time.
     pub fn decode_bound(&self) -> bool {
-        self.waiting_fraction > 0.10
+        if self.decode_in_workers {
+            self.waiting_fraction > 0.5
+        } else {
+            self.waiting_fraction > 0.10
+        }
     }
 
     pub fn describe(&self) -> String {
         let pct = 100.0 * self.waiting_fraction;
-        if self.decode_bound() {
+        let bound = if self.decode_bound() {
+            "decode-bound"
+        } else {
+            "inference-bound"
+        };
+        if self.decode_in_workers {
             format!(
-                "decode-bound: inference waited for decoded images {pct:.0} % of the time \
+                "{bound}: the workers spent {pct:.0} % of their time decoding images and {:.0} % \
+                 inferring",
+                100.0 - pct
+            )
+        } else if self.decode_bound() {
+            format!(
+                "{bound}: inference waited for decoded images {pct:.0} % of the time \
                  (more --loader-threads, or fewer inference --threads, may help)"
             )
         } else {
-            format!("inference-bound: inference waited for decoded images {pct:.0} % of the time")
+            format!("{bound}: inference waited for decoded images {pct:.0} % of the time")
         }
     }
 }

@@ -78,6 +78,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Error> {
         batch_size: args.batch_size as usize,
         loader_threads: args.loader_threads.unwrap_or_else(cores),
         prefetch: args.prefetch,
+        inference_workers: args.inference_workers.map_or(0, |n| n as usize),
         session: SessionSettings {
             provider: args.provider,
             trt_cache: args
@@ -292,14 +293,22 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
         &model,
         args.batch_size.max(1),
         args.shared_models,
+        args.inference_workers.map_or(0, |n| n as usize),
         work.path(),
     )?;
     if args.json {
         println!("{}", to_json(&f)?);
     } else {
         println!(
-            "{} images, model {}, batch {}, {} inference threads, {} cores, ONNX Runtime {} ({})",
-            f.images, model.name, f.batch_size, f.threads, f.cores, f.onnxruntime, f.provider
+            "{} images, model {}, batch {}, {} inference threads in {} worker(s), {} cores, ONNX Runtime {} ({})",
+            f.images,
+            model.name,
+            f.batch_size,
+            f.threads,
+            f.inference_workers,
+            f.cores,
+            f.onnxruntime,
+            f.provider
         );
         println!(
             "  decode alone        {:>8.1} images/s per core",
@@ -312,13 +321,11 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
         );
         println!("  inference alone     {:>8.1} images/s", f.inference);
         println!(
-            "  end to end          {:>8.1} images/s ({:.0} % of the {:.1} images/s limit; {}, \
-             inference waited for images {:.0} % of the time)",
+            "  end to end          {:>8.1} images/s ({:.0} % of the {:.1} images/s limit; {})",
             f.end_to_end,
             100.0 * f.end_to_end / f.limit,
             f.limit,
-            f.bound,
-            100.0 * f.waiting_for_images
+            f.bound_detail
         );
         if f.shared_models > 1 {
             println!(

@@ -168,6 +168,7 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
         return Err("corrupt JPEG: decoded size does not match its header".into());
     }
     // A recycled buffer (see `recycle`): no fresh pages to fault in for every image.
+    // Zeroed each time: a damaged stream the decoder tolerates must not show the last image.
     let mut pixels = SPARE_PIXELS.with(|spare| spare.take());
     pixels.clear();
     pixels.resize(size, 0);
@@ -198,11 +199,17 @@ fn has_scan(bytes: &[u8]) -> bool {
 }
 
 /// Whether an EOI marker (FF D9) follows the last start-of-scan (FF DA). Entropy-coded data escapes
-/// 0xFF bytes, so these two byte pairs only occur as markers.
+/// 0xFF bytes, so these two byte pairs only occur as markers. The last EOI is found from the end
+/// (it usually is the end), and only the bytes after it are searched for a later scan, so an
+/// intact file is not scanned through.
 fn has_end_of_image(bytes: &[u8]) -> bool {
-    let last_sos = memchr::memmem::rfind(bytes, &[0xFF, 0xDA]);
-    let last_eoi = memchr::memmem::rfind(bytes, &[0xFF, 0xD9]);
-    matches!((last_sos, last_eoi), (Some(s), Some(e)) if e > s)
+    match memchr::memmem::rfind(bytes, &[0xFF, 0xD9]) {
+        Some(eoi) => {
+            memchr::memmem::find(&bytes[eoi..], &[0xFF, 0xDA]).is_none()
+                && memchr::memmem::find(&bytes[..eoi], &[0xFF, 0xDA]).is_some()
+        }
+        None => false,
+    }
 }
 
 fn decode_other(bytes: &[u8]) -> Result<RgbImage, String> {

@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 
 use ort::environment::GlobalThreadPoolOptions;
 use ort::ep::{ExecutionProvider, ExecutionProviderDispatch, TensorRT, CPU, CUDA};
-use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
+use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use half::f16;
@@ -306,6 +307,20 @@ pub fn check_provider(choice: ProviderChoice) -> Result<()> {
     )))
 }
 
+/// Whether `choice` will run on the CPU: asked for, or `auto` with no GPU provider in the library.
+pub fn runs_on_cpu(choice: ProviderChoice) -> Result<bool> {
+    Ok(match choice {
+        ProviderChoice::Cpu => true,
+        ProviderChoice::Cuda | ProviderChoice::Tensorrt => false,
+        ProviderChoice::Auto => {
+            let available = available_providers()?;
+            !available
+                .iter()
+                .any(|a| a == CUDA::NAME || a == TensorRT::NAME)
+        }
+    })
+}
+
 /// Settings for opening model sessions.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -405,14 +420,37 @@ fn pick_outlet<'s>(
     }
 }
 
+/// How a session gets its CPU threads and shares memory with its siblings.
+#[derive(Default)]
+struct Threading<'a> {
+    /// A pool of its own with this many intra-op threads; `None`: the environment's shared pool.
+    own_threads: Option<usize>,
+    /// Shared with the other sessions of the same model, so its weights are prepacked once.
+    prepacked: Option<&'a PrepackedWeights>,
+}
+
 fn try_session(
     card: &ModelCard,
     ep: Option<ExecutionProviderDispatch>,
     extra: Option<ExecutionProviderDispatch>,
+    threading: &Threading<'_>,
 ) -> Result<Session> {
     let rt = runtime()?;
-    // Threads come from the environment's shared pool (see `load`).
     let mut builder = Session::builder(&rt.env)?;
+    // Threads come from the environment's shared pool (see `load`) unless the session has its own.
+    if let Some(threads) = threading.own_threads {
+        builder = builder
+            .with_independent_thread_pool()
+            .and_then(|b| b.with_intra_threads(threads.max(1)))
+            .and_then(|b| b.with_inter_threads(1))
+            .and_then(|b| b.with_intra_op_spinning(true))
+            .map_err(ort::Error::from)?;
+    }
+    if let Some(prepacked) = threading.prepacked {
+        builder = builder
+            .with_prepacked_weights(prepacked)
+            .map_err(ort::Error::from)?;
+    }
     if let Some(ep) = ep {
         let mut eps = vec![ep.error_on_failure()];
         eps.extend(extra);
@@ -436,6 +474,35 @@ impl OrtClassifier {
         settings: &SessionSettings,
         note: &mut dyn FnMut(String),
     ) -> Result<OrtClassifier> {
+        Self::open_with(card, settings, note, &Threading::default())
+    }
+
+    /// `copies` sessions of one model for inferring that many batches at once on the CPU, each
+    /// with `threads_each` intra-op threads of its own; their prepacked weights are shared.
+    pub fn open_copies(
+        card: &ModelCard,
+        settings: &SessionSettings,
+        copies: usize,
+        threads_each: usize,
+        note: &mut dyn FnMut(String),
+    ) -> Result<Vec<OrtClassifier>> {
+        runtime()?; // before any ort call: without the library, ort panics
+        let prepacked = PrepackedWeights::new();
+        let threading = Threading {
+            own_threads: Some(threads_each),
+            prepacked: Some(&prepacked),
+        };
+        (0..copies.max(1))
+            .map(|_| Self::open_with(card, settings, note, &threading))
+            .collect()
+    }
+
+    fn open_with(
+        card: &ModelCard,
+        settings: &SessionSettings,
+        note: &mut dyn FnMut(String),
+        threading: &Threading<'_>,
+    ) -> Result<OrtClassifier> {
         let available = available_providers()?;
         let has = |name: &str| available.iter().any(|a| a == name);
         let trt = || {
@@ -448,7 +515,7 @@ impl OrtClassifier {
                 .build()
         };
         let (session, provider) = match settings.provider {
-            ProviderChoice::Cpu => (try_session(card, None, None)?, CPU::NAME),
+            ProviderChoice::Cpu => (try_session(card, None, None, threading)?, CPU::NAME),
             ProviderChoice::Cuda | ProviderChoice::Tensorrt => {
                 let name = if settings.provider == ProviderChoice::Cuda {
                     CUDA::NAME
@@ -457,9 +524,9 @@ impl OrtClassifier {
                 };
                 check_provider(settings.provider)?;
                 let session = if settings.provider == ProviderChoice::Cuda {
-                    try_session(card, Some(CUDA::default().build()), None)
+                    try_session(card, Some(CUDA::default().build()), None, threading)
                 } else {
-                    try_session(card, Some(trt()), Some(CUDA::default().build()))
+                    try_session(card, Some(trt()), Some(CUDA::default().build()), threading)
                 };
                 (
                     session
@@ -470,20 +537,20 @@ impl OrtClassifier {
             ProviderChoice::Auto => {
                 let mut chosen = None;
                 if has(TensorRT::NAME) {
-                    match try_session(card, Some(trt()), Some(CUDA::default().build())) {
+                    match try_session(card, Some(trt()), Some(CUDA::default().build()), threading) {
                         Ok(s) => chosen = Some((s, TensorRT::NAME)),
                         Err(e) => note(format!("TensorRT did not initialise ({e}); trying CUDA")),
                     }
                 }
                 if chosen.is_none() && has(CUDA::NAME) {
-                    match try_session(card, Some(CUDA::default().build()), None) {
+                    match try_session(card, Some(CUDA::default().build()), None, threading) {
                         Ok(s) => chosen = Some((s, CUDA::NAME)),
                         Err(e) => note(format!("CUDA did not initialise ({e}); using the CPU")),
                     }
                 }
                 match chosen {
                     Some(c) => c,
-                    None => (try_session(card, None, None)?, CPU::NAME),
+                    None => (try_session(card, None, None, threading)?, CPU::NAME),
                 }
             }
         };

@@ -70,7 +70,8 @@ pub struct Evaluation {
     pub started: String,
     pub finished: String,
     pub seconds: f64,
-    /// Share of the pass inference spent waiting for decoded images (near 0: inference-bound).
+    /// Share of the pass inference spent waiting for decoded images (near 0: inference-bound);
+    /// with several CPU workers decoding their own batches, the share of their time decoding.
     #[serde(default)]
     pub waiting_for_images: f64,
 }

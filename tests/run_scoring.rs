@@ -81,6 +81,10 @@ fn build_suite(dir: &Path) {
 }
 
 fn run(dir: &Path, out: &Path) -> assert_cmd::assert::Assert {
+    run_with(dir, out, &[])
+}
+
+fn run_with(dir: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     bin()
         .args(["run", "--suite"])
         .arg(dir.join("suite.toml"))
@@ -98,6 +102,7 @@ fn run(dir: &Path, out: &Path) -> assert_cmd::assert::Assert {
             "--progress",
             "plain",
         ])
+        .args(extra)
         .assert()
 }
 
@@ -260,4 +265,53 @@ fn v2_manifest_from_integer_folders_scores_every_image_right() {
     let rows = evals(&out);
     let r = row(&rows, "probe", "v2");
     assert_eq!((r.n, r.correct), (5, 5));
+}
+
+/// Several CPU workers, each decoding and inferring its own batches, finish batches out of order;
+/// the results must be those of one session, row for row, and say how the workers spent their
+/// time.
+#[test]
+fn parallel_inference_workers_give_the_same_results_in_the_same_order() {
+    let dir = tempfile::tempdir().unwrap();
+    build_suite(dir.path());
+    let with_workers = |workers: &str, threads: &str| {
+        let out = dir.path().join(format!("results-{workers}"));
+        let assert = run_with(
+            dir.path(),
+            &out,
+            &["--inference-workers", workers, "--threads", threads],
+        )
+        .success();
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        (out, stderr)
+    };
+    let (one, one_log) = with_workers("1", "2");
+    let (three, three_log) = with_workers("3", "3");
+    assert!(
+        one_log.contains("inference waited for decoded images"),
+        "{one_log}"
+    );
+    assert!(
+        three_log.contains("the workers spent") && three_log.contains("% of their time decoding"),
+        "{three_log}"
+    );
+    let key = |out: &Path| {
+        let mut rows: Vec<_> = evals(out)
+            .into_iter()
+            .map(|r| (r.model, r.dataset, r.n, r.correct, r.failed))
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(key(&one), key(&three));
+    for dataset in ["imagenet", "imagenet-r", "imagenet-a", "objectnet"] {
+        let file = |out: &Path| {
+            std::fs::read(
+                out.join("predictions/probe")
+                    .join(format!("{dataset}.parquet")),
+            )
+            .unwrap()
+        };
+        assert_eq!(file(&one), file(&three), "{dataset} predictions differ");
+    }
 }
