@@ -199,6 +199,9 @@ def main():
           f"end to end vs the {limit:.1f}/s limit: {100 * med(ours['end_to_end']) / limit:.0f} %; "
           f"preprocessing vs PIL {med(ours['preprocess_per_core']) / med(theirs['preprocess_per_core']):.2f}x; "
           f"end to end vs Python {med(ours['end_to_end']) / med(theirs['end_to_end']):.2f}x")
+    paired = [o / t for o, t in zip(ours["end_to_end"], theirs["end_to_end"])]
+    print(f"end to end vs Python, repeat by repeat (each pair run back to back): "
+          f"{', '.join(f'{r:.2f}x' for r in paired)}; median {med(paired):.2f}x")
     print(f"robust-eval end to end, last repeat: {meta['bound_detail']}")
     if shared:
         took, budget, one = (med([s[i] for s in shared]) for i in range(3))

@@ -127,12 +127,15 @@ pub fn measure(
         session.classify(&batch, batch_size)?; // warm-up
     }
     let runs_each = ((images.len() / batch_size).max(2)).div_ceil(workers);
+    // Each worker reads a batch of its own, as in `run`: workers sharing one input would find
+    // it in the shared cache and look faster than they are.
+    let own_batches: Vec<Vec<f32>> = sessions.iter().map(|_| batch.clone()).collect();
     let t = Instant::now();
     std::thread::scope(|scope| {
         let running: Vec<_> = sessions
             .iter_mut()
-            .map(|session| {
-                let batch = &batch;
+            .zip(&own_batches)
+            .map(|(session, batch)| {
                 scope.spawn(move || -> Result<()> {
                     for _ in 0..runs_each {
                         session.classify(batch, batch_size)?;
