@@ -107,11 +107,7 @@ pub fn measure(
         trt_cache: work.join("trt"),
     };
     let threads = crate::runtime::inference_threads();
-    let workers = if inference_workers == 0 {
-        threads
-    } else {
-        inference_workers
-    };
+    let workers = evaluate::cpu_workers(inference_workers);
     let mut sessions = if workers > 1 {
         OrtClassifier::open_copies(
             model,

@@ -174,6 +174,14 @@ pub fn check_models_fit(models: &[ModelCard], plans: &[DatasetPlan]) -> Result<(
     Ok(())
 }
 
+/// CPU inference workers for a requested count (0: one per inference thread).
+pub fn cpu_workers(requested: usize) -> usize {
+    match requested {
+        0 => crate::runtime::inference_threads(),
+        n => n,
+    }
+}
+
 /// What a finished run did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct RunSummary {
@@ -250,16 +258,12 @@ pub fn run(
     // On the CPU, several single-threaded sessions inferring different batches use the cores
     // better than one session splitting each operator across threads: no thread waits at an
     // operator's barrier for one the decoders preempted, and the per-operator split costs ~8 %.
-    let threads = crate::runtime::inference_threads();
     let worker_count = if crate::runtime::runs_on_cpu(settings.session.provider)? {
-        match settings.inference_workers {
-            0 => threads,
-            n => n,
-        }
+        cpu_workers(settings.inference_workers)
     } else {
         1
     };
-    let threads_each = (threads / worker_count).max(1);
+    let threads_each = (crate::runtime::inference_threads() / worker_count).max(1);
 
     let mut summary = RunSummary {
         out: settings.out.clone(),
