@@ -3,8 +3,9 @@
 Both sides run on the same images, model, batch size and threads, interleaved and repeated; the
 table gives medians and the ratio robust-eval / Python for each stage:
 
-  decode alone      one core; files already in memory (robust-eval: zune-jpeg; Python: PIL)
+  decode alone      one core; files already in memory; whole images (both sides use libjpeg-turbo)
   preprocessing     one core; decode, resize (shorter side, antialiased), center crop, normalise
+                    (robust-eval decodes only the part of a JPEG the resize reads)
   inference alone   ONNX Runtime on a pre-built batch, --threads intra-op threads
   end to end        robust-eval `run` vs a DataLoader-style pipeline: --workers processes doing PIL
                     preprocessing, feeding ONNX Runtime in the main process

@@ -2,6 +2,8 @@
 # Make ONNX Runtime available to robust-eval without any binary download by the build: if no
 # libonnxruntime is found (ORT_DYLIB_PATH, or an onnxruntime wheel in ./.venv), create ./.venv and
 # install the onnxruntime wheel from PyPI into it. robust-eval finds ./.venv by itself.
+# The build compiles libjpeg-turbo (PIL's JPEG decoder) from source and needs cmake and nasm: when
+# they are missing, they are installed from the system's packages (apt-get, as root), or named.
 #
 #   scripts/setup.sh            runtime only
 #   scripts/setup.sh --test     also Pillow, numpy and scipy: the reference pipeline and fit for the tests
@@ -18,6 +20,22 @@ for arg in "$@"; do
     *) echo "usage: scripts/setup.sh [--test] [--gpu]" >&2; exit 2 ;;
   esac
 done
+
+missing_tools=()
+for tool in cmake nasm; do
+  command -v "$tool" >/dev/null || missing_tools+=("$tool")
+done
+if [ ${#missing_tools[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing ${missing_tools[*]} (to build libjpeg-turbo) with apt-get"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_tools[@]}" >/dev/null
+  else
+    echo "setup: the build needs ${missing_tools[*]} (libjpeg-turbo is compiled from source);" \
+      "install them with your system's package manager, e.g. sudo apt-get install ${missing_tools[*]}" >&2
+    exit 2
+  fi
+fi
 
 python=${PYTHON:-python3}
 if ! command -v "$python" >/dev/null; then

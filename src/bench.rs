@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::card::ModelCard;
 use crate::error::{Error, Result};
 use crate::evaluate::{self, RunSettings};
-use crate::preprocess::{decode_rgb, preprocess_into, recycle};
+use crate::preprocess::{decode_rgb, preprocess_bytes, recycle};
 use crate::progress::{self, ProgressMode};
 use crate::runtime::{Classifier, OrtClassifier, ProviderChoice, SessionSettings};
 use crate::suite::Suite;
@@ -90,11 +90,9 @@ pub fn measure(
         decode_seconds += t.elapsed().as_secs_f64();
         let t = Instant::now();
         for (i, b) in chunk.iter().enumerate() {
-            let img = decode_rgb(b).map_err(Error::Other)?;
             let slot = (c * 25 + i) % batch_size;
             let out = &mut batch[slot * per_image..(slot + 1) * per_image];
-            preprocess_into(&img, &spec, 0, out).map_err(Error::Other)?;
-            recycle(img);
+            preprocess_bytes(b, &spec, 0, out).map_err(Error::Other)?;
         }
         preprocess_seconds += t.elapsed().as_secs_f64();
     }

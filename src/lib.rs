@@ -15,6 +15,7 @@ pub mod error;
 pub mod evaluate;
 pub mod fit;
 pub mod gate;
+pub mod jpeg;
 pub mod labels;
 pub mod manifest;
 pub mod models;

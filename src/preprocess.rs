@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
+use crate::jpeg;
 use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use serde::{Deserialize, Serialize};
 
@@ -118,37 +119,76 @@ pub struct RgbImage {
 
 /// Read and decode an image file to RGB the way PIL's `Image.open(p).convert("RGB")` does.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, String> {
+    with_file_bytes(path, decode_rgb)
+}
+
+/// Run `f` on a file's bytes, read into a per-thread buffer reused from image to image.
+fn with_file_bytes<R>(
+    path: &Path,
+    f: impl FnOnce(&[u8]) -> Result<R, String>,
+) -> Result<R, String> {
     use std::io::Read;
     let read_error = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => "file not found".to_string(),
         _ => format!("cannot read: {e}"),
     };
-    // The file's bytes go into a per-thread buffer reused from image to image.
     let mut bytes = SPARE_BYTES.with(|spare| spare.take());
     bytes.clear();
     let read = std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes));
-    let decoded = read.map_err(read_error).and_then(|_| decode_rgb(&bytes));
+    let result = read.map_err(read_error).and_then(|_| f(&bytes));
     SPARE_BYTES.with(|spare| spare.replace(bytes));
-    decoded
+    result
 }
 
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
+    decode_for(bytes, None)
+}
+
+/// Decode, writing at least the pixels that resizing and cropping for `target` (a spec and a
+/// border) will read; without a target, every pixel.
+fn decode_for(bytes: &[u8], target: Option<(&PreprocessSpec, u32)>) -> Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file".into());
     }
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        decode_jpeg(bytes)
+        decode_jpeg(bytes, target)
     } else {
         decode_other(bytes)
     }
 }
 
-fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
-    use zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+fn decode_jpeg(bytes: &[u8], target: Option<(&PreprocessSpec, u32)>) -> Result<RgbImage, String> {
     if has_scan(bytes) && !has_end_of_image(bytes) {
         // libjpeg (and so PIL) refuses to load a JPEG cut off mid-scan: "image file is truncated".
         return Err("truncated JPEG: no end-of-image marker after the last scan".into());
     }
+    let header = jpeg::read_header(bytes)?;
+    if !header.converts_to_rgb() {
+        return decode_jpeg_cmyk(bytes);
+    }
+    let (width, height) = (header.width, header.height);
+    let region = target.and_then(|(spec, border)| source_region(width, height, spec, border));
+    let size = width as usize * height as usize * 3;
+    // A recycled buffer (see `recycle`): no fresh pages to fault in for every image. libjpeg
+    // writes every pixel of what it decodes, damaged data included; with a region, the pixels
+    // outside it keep what the buffer held, and the resampler never reads them (`source_region`
+    // covers its filters' reach).
+    let mut pixels = SPARE_PIXELS.with(|spare| spare.take());
+    pixels.resize(size, 0);
+    if let Err(e) = jpeg::decode_into(bytes, &header, region, &mut pixels) {
+        SPARE_PIXELS.with(|spare| spare.replace(pixels));
+        return Err(e);
+    }
+    Ok(RgbImage {
+        width,
+        height,
+        pixels,
+    })
+}
+
+/// CMYK and YCCK JPEGs, which libjpeg-turbo does not convert to RGB.
+fn decode_jpeg_cmyk(bytes: &[u8]) -> Result<RgbImage, String> {
+    use zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
     let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     let corrupt = |e: zune_jpeg::errors::DecodeErrors| {
@@ -167,11 +207,7 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
     if size != width as usize * height as usize * 3 {
         return Err("corrupt JPEG: decoded size does not match its header".into());
     }
-    // A recycled buffer (see `recycle`): no fresh pages to fault in for every image.
-    // Zeroed each time: a damaged stream the decoder tolerates must not show the last image.
-    let mut pixels = SPARE_PIXELS.with(|spare| spare.take());
-    pixels.clear();
-    pixels.resize(size, 0);
+    let mut pixels = vec![0; size];
     decoder.decode_into(&mut pixels).map_err(corrupt)?;
     Ok(RgbImage {
         width,
@@ -278,6 +314,21 @@ pub fn resize_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32) -> Result
     Ok(out)
 }
 
+/// Load a file and resize and crop it as `preprocess_file` does, 8-bit RGB (HWC): the pipeline's
+/// pixels before normalisation, for comparing with PIL's.
+pub fn load_resized_crop(
+    path: &Path,
+    spec: &PreprocessSpec,
+    border: u32,
+) -> Result<Vec<u8>, String> {
+    with_file_bytes(path, |bytes| {
+        let img = decode_for(bytes, Some((spec, border)))?;
+        let crop = resize_crop(&img, spec, border);
+        recycle(img);
+        crop
+    })
+}
+
 fn with_resized_crop(
     img: &RgbImage,
     spec: &PreprocessSpec,
@@ -347,9 +398,7 @@ fn with_resized_crop(
             // overshooting filters (bicubic, lanczos) the order matters, and fast_image_resize
             // would go vertical-first. So run the two passes as two one-dimensional resizes.
             // Pass 1 covers only the rows pass 2 can reach (filter support plus a margin).
-            let reach = 3.0 * sy.max(1.0) + 2.0;
-            let y_lo = ((y0 as f64 * sy - reach).floor().max(0.0)) as u32;
-            let y_hi = (((y0 + crop) as f64 * sy + reach).ceil() as u32).min(h);
+            let (y_lo, y_hi) = reach(y0, crop, sy, h);
             let rows = y_hi - y_lo;
             let stride = w as usize * 3;
             let band = &img.pixels[y_lo as usize * stride..y_hi as usize * stride];
@@ -379,6 +428,43 @@ fn with_resized_crop(
         }
         f(out);
         Ok(())
+    })
+}
+
+/// The source pixels `[lo, hi)` along one axis that resampling output pixels `[start, start +
+/// len)` at `scale` source pixels per output pixel can read: the filter's support (at most 3
+/// output pixels for Lanczos, scaled when downsampling) plus a margin for rounding.
+fn reach(start: u32, len: u32, scale: f64, size: u32) -> (u32, u32) {
+    let support = 3.0 * scale.max(1.0) + 2.0;
+    let lo = (start as f64 * scale - support).floor().max(0.0) as u32;
+    let hi = (((start + len) as f64 * scale + support).ceil() as u32).min(size);
+    (lo, hi)
+}
+
+/// The part of a `width` x `height` image that `spec` with a `border` reads, or None when the
+/// image is too small for the spec (the resize reports that).
+fn source_region(
+    width: u32,
+    height: u32,
+    spec: &PreprocessSpec,
+    border: u32,
+) -> Option<jpeg::Region> {
+    if width <= 2 * border || height <= 2 * border {
+        return None;
+    }
+    let (w, h) = (width - 2 * border, height - 2 * border);
+    let (nw, nh) = resized_dims(w, h, spec.resize);
+    if nw < spec.crop || nh < spec.crop {
+        return None;
+    }
+    let (x0, y0) = (center_offset(nw, spec.crop), center_offset(nh, spec.crop));
+    let (x_lo, x_hi) = reach(x0, spec.crop, w as f64 / nw as f64, w);
+    let (y_lo, y_hi) = reach(y0, spec.crop, h as f64 / nh as f64, h);
+    Some(jpeg::Region {
+        x: border + x_lo,
+        y: border + y_lo,
+        width: x_hi - x_lo,
+        height: y_hi - y_lo,
     })
 }
 
@@ -415,7 +501,18 @@ pub fn preprocess_file(
     border: u32,
     out: &mut [f32],
 ) -> Result<(), String> {
-    let img = load_rgb(path)?;
+    with_file_bytes(path, |bytes| preprocess_bytes(bytes, spec, border, out))
+}
+
+/// Decode and preprocess one encoded image into `out`. A JPEG is decoded only as far as the
+/// resize reads it.
+pub fn preprocess_bytes(
+    bytes: &[u8],
+    spec: &PreprocessSpec,
+    border: u32,
+    out: &mut [f32],
+) -> Result<(), String> {
+    let img = decode_for(bytes, Some((spec, border)))?;
     let result = preprocess_into(&img, spec, border, out);
     recycle(img);
     result

@@ -32,6 +32,8 @@ pub struct Library {
 pub struct Runtime {
     pub library: Library,
     env: ort::environment::Environment,
+    /// Whether one CPU arena is registered with the environment for all sessions to share.
+    shared_arena: bool,
 }
 
 /// Execution provider choice on the command line.
@@ -222,6 +224,7 @@ fn load() -> std::result::Result<Runtime, String> {
                 // ort's `tracing` feature sets the environment to VERBOSE; keep ONNX Runtime from
                 // producing messages nobody reads.
                 env.set_log_level(log_level());
+                let shared_arena = share_cpu_arena(&env).is_ok();
                 let version = version_of(&path);
                 return Ok(Runtime {
                     library: Library {
@@ -230,6 +233,7 @@ fn load() -> std::result::Result<Runtime, String> {
                         version,
                     },
                     env,
+                    shared_arena,
                 });
             }
             // The first library loaded stays loaded for the process, so a failure here is final.
@@ -249,6 +253,41 @@ fn load() -> std::result::Result<Runtime, String> {
         msg.push_str(&format!("; tried: {}", tried.join("; ")));
     }
     Err(msg)
+}
+
+/// Register one CPU arena allocator with the environment, for every session to take its working
+/// memory from (`with_env_allocators`). Each session would otherwise grow an arena of its own,
+/// several hundred MB for a CNN at batch 64: N models on W CPU workers held N x W of them, and
+/// faulting those pages in cost more than a second of system time per model. Models run in turn
+/// on a worker, so one arena serves them all.
+fn share_cpu_arena(env: &ort::environment::Environment) -> std::result::Result<(), String> {
+    use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+    use ort::AsPointer;
+    let info = MemoryInfo::new(
+        AllocationDevice::CPU,
+        0,
+        AllocatorType::Arena,
+        MemoryType::Default,
+    )
+    .map_err(|e| e.to_string())?;
+    let api = ort::api();
+    // SAFETY: a live environment and memory info; a null arena config means ONNX Runtime's
+    // defaults. The environment copies what it needs.
+    let status = unsafe {
+        (api.CreateAndRegisterAllocator)(env.ptr() as *mut _, info.ptr(), std::ptr::null())
+    };
+    if status.0.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null status carries a message; it is released once.
+    let message = unsafe {
+        let text = std::ffi::CStr::from_ptr((api.GetErrorMessage)(status.0))
+            .to_string_lossy()
+            .into_owned();
+        (api.ReleaseStatus)(status.0);
+        text
+    };
+    Err(message)
 }
 
 /// ONNX Runtime's log level: `ORT_LOG` (verbose, info, warning, error, fatal), else warning.
@@ -445,6 +484,9 @@ fn try_session(
             .and_then(|b| b.with_inter_threads(1))
             .and_then(|b| b.with_intra_op_spinning(true))
             .map_err(ort::Error::from)?;
+    }
+    if rt.shared_arena {
+        builder = builder.with_env_allocators().map_err(ort::Error::from)?;
     }
     if let Some(prepacked) = threading.prepacked {
         builder = builder

@@ -7,6 +7,8 @@ the resize and crop arithmetic is torchvision's (see resized_dims / center_offse
            write each image's uint8 RGB crop (C*C*3 bytes, HWC) to OUT, concatenated
   predict  MANIFEST ONNX OUT --resize R --crop C --interpolation I --mean m m m --std s s s
            write OUT as CSV index,top1 (argmax over all logits)
+  decoded  LIST OUT
+           write each image's Image.open(p).convert("RGB") as a line "WIDTH HEIGHT SHA256-OF-PIXELS"
   odd      OUT_DIR SOURCE_JPEG...
            write images in PIL's odd modes (L, LA, P, P+transparency, RGBA, CMYK JPEG, L JPEG, I;16)
 """
@@ -53,6 +55,17 @@ def cmd_crops(a):
     with open(a.out, "wb") as out:
         for p in paths:
             out.write(transform_u8(p, a.resize, a.crop, a.interpolation, a.border).tobytes())
+
+
+def cmd_decoded(a):
+    import hashlib
+
+    paths = [line.rstrip("\n") for line in open(a.list, encoding="utf-8") if line.strip()]
+    with open(a.out, "w") as out:
+        for p in paths:
+            img = Image.open(p).convert("RGB")
+            digest = hashlib.sha256(img.tobytes()).hexdigest()
+            out.write(f"{img.width} {img.height} {digest}\n")
 
 
 def cmd_predict(a):
@@ -123,11 +136,14 @@ def main():
         s.add_argument("--crop", type=int, required=True)
         s.add_argument("--interpolation", default="bilinear", choices=sorted(FILTERS))
         s.add_argument("--border", type=int, default=0)
+    d = sub.add_parser("decoded")
+    d.add_argument("list")
+    d.add_argument("out")
     o = sub.add_parser("odd")
     o.add_argument("out_dir")
     o.add_argument("sources", nargs="+")
     a = ap.parse_args()
-    {"crops": cmd_crops, "predict": cmd_predict, "odd": cmd_odd}[a.cmd](a)
+    {"crops": cmd_crops, "decoded": cmd_decoded, "predict": cmd_predict, "odd": cmd_odd}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,238 @@
+//! JPEG decoding with libjpeg-turbo (its TurboJPEG 3 API), the decoder inside PIL: the same
+//! integer IDCT and fancy upsampling, so the pixels are PIL's bit for bit. A decode can be
+//! limited to a region: only the part of the image the resize will read is run through the IDCT
+//! and colour conversion, and decoding stops after its last row.
+
+use std::cell::RefCell;
+use std::ffi::{c_int, CStr};
+
+use turbojpeg_sys as tj;
+
+/// PIL refuses images over twice `Image.MAX_IMAGE_PIXELS` as decompression bombs.
+const MAX_PIXELS: u64 = 2 * 89_478_485;
+
+/// Cropping regions start on a multiple of the iMCU width (8, 16 or 32 pixels); 32 fits them all.
+const IMCU_ALIGN: u32 = 32;
+
+/// Extra pixels decoded around a region, so fancy upsampling at the region's edges sees the same
+/// neighbours as in a full decode.
+const EDGE_MARGIN: u32 = 16;
+
+/// A rectangle of image pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// What the header says about an image.
+#[derive(Debug, Clone, Copy)]
+pub struct Header {
+    pub width: u32,
+    pub height: u32,
+    colorspace: c_int,
+}
+
+impl Header {
+    /// Whether libjpeg-turbo converts this image to RGB as PIL's `convert("RGB")` does (YCbCr,
+    /// greyscale, RGB). CMYK and YCCK are left to the caller.
+    pub fn converts_to_rgb(&self) -> bool {
+        matches!(
+            self.colorspace as u32,
+            tj::TJCS_TJCS_YCbCr | tj::TJCS_TJCS_GRAY | tj::TJCS_TJCS_RGB
+        )
+    }
+}
+
+/// One decompressor per thread, made on first use and kept.
+struct Decompressor(tj::tjhandle);
+
+impl Drop for Decompressor {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from tj3Init and is destroyed once.
+        unsafe { tj::tj3Destroy(self.0) }
+    }
+}
+
+thread_local! {
+    static DECOMPRESSOR: RefCell<Option<Decompressor>> = const { RefCell::new(None) };
+}
+
+fn with_decompressor<R>(f: impl FnOnce(tj::tjhandle) -> Result<R, String>) -> Result<R, String> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            // SAFETY: plain constructor; a null handle is checked below.
+            let handle = unsafe { tj::tj3Init(tj::TJINIT_TJINIT_DECOMPRESS as c_int) };
+            if handle.is_null() {
+                return Err("cannot start the JPEG decoder".into());
+            }
+            *slot = Some(Decompressor(handle));
+        }
+        f(slot.as_ref().map(|d| d.0).expect("set above"))
+    })
+}
+
+/// The last error on `handle`, and whether it was only a warning (libjpeg's "corrupt JPEG data"
+/// kind, after which the image is still decoded in full, as PIL loads it).
+fn last_error(handle: tj::tjhandle) -> (String, bool) {
+    // SAFETY: the handle is live; tj3GetErrorStr returns a NUL-terminated string it owns.
+    unsafe {
+        let text = CStr::from_ptr(tj::tj3GetErrorStr(handle))
+            .to_string_lossy()
+            .trim()
+            .to_string();
+        let warning = tj::tj3GetErrorCode(handle) == tj::TJERR_TJERR_WARNING as c_int;
+        (text, warning)
+    }
+}
+
+fn read_header_with(handle: tj::tjhandle, bytes: &[u8]) -> Result<Header, String> {
+    // SAFETY: the buffer and its length come from one slice.
+    let status = unsafe { tj::tj3DecompressHeader(handle, bytes.as_ptr(), bytes.len() as _) };
+    if status != 0 {
+        return Err(format!("corrupt JPEG: {}", last_error(handle).0));
+    }
+    // SAFETY: reading parameters of a live handle.
+    let get = |param: u32| unsafe { tj::tj3Get(handle, param as c_int) };
+    let (width, height) = (
+        get(tj::TJPARAM_TJPARAM_JPEGWIDTH),
+        get(tj::TJPARAM_TJPARAM_JPEGHEIGHT),
+    );
+    if width <= 0 || height <= 0 {
+        return Err("corrupt JPEG: no image size in its header".into());
+    }
+    if get(tj::TJPARAM_TJPARAM_PRECISION) != 8 {
+        return Err("unsupported JPEG: more than 8 bits per sample".into());
+    }
+    let (width, height) = (width as u32, height as u32);
+    if width as u64 * height as u64 > MAX_PIXELS {
+        return Err(format!(
+            "image is {width}x{height}, over {MAX_PIXELS} pixels (PIL's decompression-bomb limit)"
+        ));
+    }
+    Ok(Header {
+        width,
+        height,
+        colorspace: get(tj::TJPARAM_TJPARAM_COLORSPACE),
+    })
+}
+
+/// Read a JPEG's header.
+pub fn read_header(bytes: &[u8]) -> Result<Header, String> {
+    with_decompressor(|handle| read_header_with(handle, bytes))
+}
+
+/// Decode into `pixels`, an RGB buffer of the full image's size (`width * height * 3`). With a
+/// region, only the pixels in (at least) that region are written, in place; the rest of the buffer
+/// is left as it was. Without one, every pixel is.
+pub fn decode_into(
+    bytes: &[u8],
+    header: &Header,
+    region: Option<Region>,
+    pixels: &mut [u8],
+) -> Result<(), String> {
+    let (width, height) = (header.width, header.height);
+    let stride = width as usize * 3;
+    if pixels.len() != stride * height as usize {
+        return Err("JPEG decode buffer does not match the image size".into());
+    }
+    with_decompressor(|handle| {
+        // Each decode starts from this image's header (the handle is shared by the thread).
+        read_header_with(handle, bytes)?;
+        let area = region.map(|r| widened(r, width, height));
+        let full = Region {
+            x: 0,
+            y: 0,
+            width,
+            height,
+        };
+        let mut area = area.unwrap_or(full);
+        if area != full {
+            let crop = tj::tjregion {
+                x: area.x as c_int,
+                y: area.y as c_int,
+                w: area.width as c_int,
+                h: area.height as c_int,
+            };
+            // SAFETY: live handle; the region lies within the image (see `widened`).
+            if unsafe { tj::tj3SetCroppingRegion(handle, crop) } != 0 {
+                // Not every JPEG can be cropped (lossless ones, say): decode it whole.
+                area = full;
+            }
+        }
+        if area == full {
+            let whole = tj::tjregion {
+                x: 0,
+                y: 0,
+                w: 0,
+                h: 0,
+            };
+            // SAFETY: live handle; the empty region means "no cropping".
+            unsafe { tj::tj3SetCroppingRegion(handle, whole) };
+        }
+        let offset = area.y as usize * stride + area.x as usize * 3;
+        // The rows of the region land where they belong in the full-size buffer: same stride,
+        // first row at the region's corner. The decoder writes `area.height` rows of
+        // `area.width` pixels, which fit in `pixels[offset..]`.
+        let dst = pixels[offset..].as_mut_ptr();
+        // SAFETY: see above; `bytes` and its length come from one slice.
+        let status = unsafe {
+            tj::tj3Decompress8(
+                handle,
+                bytes.as_ptr(),
+                bytes.len() as _,
+                dst,
+                stride as c_int,
+                tj::TJPF_TJPF_RGB as c_int,
+            )
+        };
+        if status != 0 {
+            let (text, warning) = last_error(handle);
+            if !warning {
+                return Err(format!("corrupt JPEG: {text}"));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `region` grown by the upsampling margin, its left edge moved down to an iMCU boundary, and
+/// clipped to the image.
+fn widened(region: Region, width: u32, height: u32) -> Region {
+    let x = region.x.saturating_sub(EDGE_MARGIN) / IMCU_ALIGN * IMCU_ALIGN;
+    let y = region.y.saturating_sub(EDGE_MARGIN);
+    let right = (region.x + region.width + EDGE_MARGIN).min(width);
+    let bottom = (region.y + region.height + EDGE_MARGIN).min(height);
+    Region {
+        x,
+        y,
+        width: right.saturating_sub(x),
+        height: bottom.saturating_sub(y),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widened_region_is_aligned_and_inside_the_image() {
+        let r = widened(
+            Region {
+                x: 70,
+                y: 30,
+                width: 200,
+                height: 300,
+            },
+            500,
+            320,
+        );
+        assert_eq!(r.x, 32);
+        assert_eq!(r.y, 14);
+        assert_eq!(r.x + r.width, 286);
+        assert_eq!(r.y + r.height, 320);
+    }
+}
