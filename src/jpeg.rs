@@ -29,16 +29,16 @@ pub struct Region {
 
 /// What the header says about an image.
 #[derive(Debug, Clone, Copy)]
-pub struct Header {
-    pub width: u32,
-    pub height: u32,
+struct Header {
+    width: u32,
+    height: u32,
     colorspace: c_int,
 }
 
 impl Header {
     /// Whether libjpeg-turbo converts this image to RGB as PIL's `convert("RGB")` does (YCbCr,
     /// greyscale, RGB). CMYK and YCCK are left to the caller.
-    pub fn converts_to_rgb(&self) -> bool {
+    fn converts_to_rgb(&self) -> bool {
         matches!(
             self.colorspace as u32,
             tj::TJCS_TJCS_YCbCr | tj::TJCS_TJCS_GRAY | tj::TJCS_TJCS_RGB
@@ -120,29 +120,25 @@ fn read_header_with(handle: tj::tjhandle, bytes: &[u8]) -> Result<Header, String
     })
 }
 
-/// Read a JPEG's header.
-pub fn read_header(bytes: &[u8]) -> Result<Header, String> {
-    with_decompressor(|handle| read_header_with(handle, bytes))
-}
-
-/// Decode into `pixels`, an RGB buffer of the full image's size (`width * height * 3`). With a
-/// region, only the pixels in (at least) that region are written, in place; the rest of the buffer
-/// is left as it was. Without one, every pixel is.
-pub fn decode_into(
+/// Decode a JPEG into `pixels`, resized to an RGB buffer of the full image's size (`width *
+/// height * 3`), and return its size; or None, leaving `pixels` alone, when libjpeg-turbo does not
+/// convert its colour space to RGB (see `Header::converts_to_rgb`). `region_for` picks, from the
+/// image's size, the region that must be decoded: only the pixels in (at least) that region are
+/// written, in place, the rest of the buffer keeping what it held. Without one, every pixel is.
+pub fn decode(
     bytes: &[u8],
-    header: &Header,
-    region: Option<Region>,
-    pixels: &mut [u8],
-) -> Result<(), String> {
-    let (width, height) = (header.width, header.height);
-    let stride = width as usize * 3;
-    if pixels.len() != stride * height as usize {
-        return Err("JPEG decode buffer does not match the image size".into());
-    }
+    region_for: impl FnOnce(u32, u32) -> Option<Region>,
+    pixels: &mut Vec<u8>,
+) -> Result<Option<(u32, u32)>, String> {
     with_decompressor(|handle| {
-        // Each decode starts from this image's header (the handle is shared by the thread).
-        read_header_with(handle, bytes)?;
-        let area = region.map(|r| widened(r, width, height));
+        let header = read_header_with(handle, bytes)?;
+        if !header.converts_to_rgb() {
+            return Ok(None);
+        }
+        let (width, height) = (header.width, header.height);
+        let stride = width as usize * 3;
+        pixels.resize(stride * height as usize, 0);
+        let area = region_for(width, height).map(|r| widened(r, width, height));
         let full = Region {
             x: 0,
             y: 0,
@@ -195,7 +191,7 @@ pub fn decode_into(
                 return Err(format!("corrupt JPEG: {text}"));
             }
         }
-        Ok(())
+        Ok(Some((width, height)))
     })
 }
 

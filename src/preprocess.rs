@@ -162,28 +162,25 @@ fn decode_jpeg(bytes: &[u8], target: Option<(&PreprocessSpec, u32)>) -> Result<R
         // libjpeg (and so PIL) refuses to load a JPEG cut off mid-scan: "image file is truncated".
         return Err("truncated JPEG: no end-of-image marker after the last scan".into());
     }
-    let header = jpeg::read_header(bytes)?;
-    if !header.converts_to_rgb() {
-        return decode_jpeg_cmyk(bytes);
-    }
-    let (width, height) = (header.width, header.height);
-    let region = target.and_then(|(spec, border)| source_region(width, height, spec, border));
-    let size = width as usize * height as usize * 3;
     // A recycled buffer (see `recycle`): no fresh pages to fault in for every image. libjpeg
     // writes every pixel of what it decodes, damaged data included; with a region, the pixels
     // outside it keep what the buffer held, and the resampler never reads them (`source_region`
     // covers its filters' reach).
     let mut pixels = SPARE_PIXELS.with(|spare| spare.take());
-    pixels.resize(size, 0);
-    if let Err(e) = jpeg::decode_into(bytes, &header, region, &mut pixels) {
-        SPARE_PIXELS.with(|spare| spare.replace(pixels));
-        return Err(e);
+    let region_for = |width, height| {
+        target.and_then(|(spec, border)| source_region(width, height, spec, border))
+    };
+    match jpeg::decode(bytes, region_for, &mut pixels) {
+        Ok(Some((width, height))) => Ok(RgbImage {
+            width,
+            height,
+            pixels,
+        }),
+        decoded => {
+            SPARE_PIXELS.with(|spare| spare.replace(pixels));
+            decoded.and_then(|_| decode_jpeg_cmyk(bytes))
+        }
     }
-    Ok(RgbImage {
-        width,
-        height,
-        pixels,
-    })
 }
 
 /// CMYK and YCCK JPEGs, which libjpeg-turbo does not convert to RGB.
