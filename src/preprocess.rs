@@ -26,6 +26,16 @@ pub enum Interpolation {
 }
 
 impl Interpolation {
+    /// How far PIL's filter reaches, in output pixels (source pixels when upsampling).
+    fn support(self) -> f64 {
+        match self {
+            Interpolation::Nearest | Interpolation::Box => 0.5,
+            Interpolation::Bilinear | Interpolation::Hamming => 1.0,
+            Interpolation::Bicubic => 2.0,
+            Interpolation::Lanczos => 3.0,
+        }
+    }
+
     fn algorithm(self) -> ResizeAlg {
         match self {
             Interpolation::Nearest => ResizeAlg::Nearest,
@@ -110,10 +120,38 @@ impl PreprocessSpec {
     }
 }
 
-/// A decoded image, 8-bit RGB, rows top to bottom.
+/// How a decoded image's pixels are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelLayout {
+    /// 3 bytes a pixel: R, G, B.
+    Rgb,
+    /// 4 bytes a pixel: R, G, B and a padding byte. libjpeg-turbo writes it as fast as RGB, and
+    /// fast_image_resize's horizontal pass is faster on 4-byte pixels.
+    Rgbx,
+}
+
+impl PixelLayout {
+    pub fn bytes_per_pixel(self) -> usize {
+        match self {
+            PixelLayout::Rgb => 3,
+            PixelLayout::Rgbx => 4,
+        }
+    }
+
+    fn pixel_type(self) -> PixelType {
+        match self {
+            PixelLayout::Rgb => PixelType::U8x3,
+            PixelLayout::Rgbx => PixelType::U8x4,
+        }
+    }
+}
+
+/// A decoded image, 8-bit RGB (the values PIL's `convert("RGB")` gives) in `layout`, rows top to
+/// bottom.
 pub struct RgbImage {
     pub width: u32,
     pub height: u32,
+    pub layout: PixelLayout,
     pub pixels: Vec<u8>,
 }
 
@@ -140,12 +178,14 @@ fn with_file_bytes<R>(
     result
 }
 
+/// Decode every pixel of an encoded image, in `PixelLayout::Rgb`.
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
     decode_for(bytes, None)
 }
 
 /// Decode, writing at least the pixels that resizing and cropping for `target` (a spec and a
-/// border) will read; without a target, every pixel.
+/// border) will read; without a target, every pixel, in `PixelLayout::Rgb`. With a target a JPEG
+/// comes as `PixelLayout::Rgbx`, which resamples faster.
 fn decode_for(bytes: &[u8], target: Option<(&PreprocessSpec, u32)>) -> Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file".into());
@@ -170,10 +210,15 @@ fn decode_jpeg(bytes: &[u8], target: Option<(&PreprocessSpec, u32)>) -> Result<R
     let region_for = |width, height| {
         target.and_then(|(spec, border)| source_region(width, height, spec, border))
     };
-    match jpeg::decode(bytes, region_for, &mut pixels) {
+    let layout = match target {
+        Some(_) => PixelLayout::Rgbx,
+        None => PixelLayout::Rgb,
+    };
+    match jpeg::decode(bytes, region_for, layout, &mut pixels) {
         Ok(Some((width, height))) => Ok(RgbImage {
             width,
             height,
+            layout,
             pixels,
         }),
         decoded => {
@@ -209,6 +254,7 @@ fn decode_jpeg_cmyk(bytes: &[u8]) -> Result<RgbImage, String> {
     Ok(RgbImage {
         width,
         height,
+        layout: PixelLayout::Rgb,
         pixels,
     })
 }
@@ -272,6 +318,7 @@ fn decode_other(bytes: &[u8]) -> Result<RgbImage, String> {
     Ok(RgbImage {
         width,
         height,
+        layout: PixelLayout::Rgb,
         pixels,
     })
 }
@@ -306,8 +353,11 @@ thread_local! {
 /// Resize and center-crop to `spec.crop` square, 8-bit RGB (HWC), after cropping `border` pixels
 /// from every edge (ObjectNet's frame). The result equals PIL's resize then crop.
 pub fn resize_crop(img: &RgbImage, spec: &PreprocessSpec, border: u32) -> Result<Vec<u8>, String> {
-    let mut out = vec![0u8; spec.crop as usize * spec.crop as usize * 3];
-    with_resized_crop(img, spec, border, |crop| out.copy_from_slice(crop))?;
+    let mut out = Vec::with_capacity(spec.crop as usize * spec.crop as usize * 3);
+    with_resized_crop(img, spec, border, |crop| match img.layout {
+        PixelLayout::Rgb => out.extend_from_slice(crop),
+        PixelLayout::Rgbx => out.extend(crop.chunks_exact(4).flat_map(|px| [px[0], px[1], px[2]])),
+    })?;
     Ok(out)
 }
 
@@ -326,6 +376,7 @@ pub fn load_resized_crop(
     })
 }
 
+/// Resize and center-crop `img` and hand `f` the crop, `spec.crop` square in `img.layout`.
 fn with_resized_crop(
     img: &RgbImage,
     spec: &PreprocessSpec,
@@ -338,50 +389,38 @@ fn with_resized_crop(
             img.width, img.height
         ));
     }
-    // The border is cut off for real (PIL crops it before resizing), so resampling near the edge
-    // never reaches into it; the center crop afterwards is fused into the resize.
-    let interior;
-    let img = if border > 0 {
-        let (w, h) = (
-            (img.width - 2 * border) as usize,
-            (img.height - 2 * border) as usize,
-        );
-        let (b, stride) = (border as usize, img.width as usize * 3);
-        let mut pixels = Vec::with_capacity(w * h * 3);
-        for row in img.pixels.chunks_exact(stride).skip(b).take(h) {
-            pixels.extend_from_slice(&row[b * 3..(b + w) * 3]);
-        }
-        interior = RgbImage {
-            width: w as u32,
-            height: h as u32,
-            pixels,
-        };
-        &interior
-    } else {
-        img
-    };
-    let (w, h) = (img.width, img.height);
+    let layout = img.layout;
+    let bpp = layout.bytes_per_pixel();
+    // The border is cut off for real (PIL crops it before resizing): the resampler sees a view of
+    // the interior as the whole image, so near the edge it never reaches into the border. The
+    // center crop afterwards is fused into the resize.
+    let (w, h) = (img.width - 2 * border, img.height - 2 * border);
     let (nw, nh) = resized_dims(w, h, spec.resize);
     if nw < spec.crop || nh < spec.crop {
         return Err(format!(
-            "image is {}x{}, too thin to resize to {} and crop {}",
-            img.width, img.height, spec.resize, spec.crop
+            "image is {w}x{h}, too thin to resize to {} and crop {}",
+            spec.resize, spec.crop
         ));
     }
     let (x0, y0) = (center_offset(nw, spec.crop), center_offset(nh, spec.crop));
     let (sx, sy) = (w as f64 / nw as f64, h as f64 / nh as f64);
     let (crop, crop_f) = (spec.crop, spec.crop as f64);
     let algorithm = spec.interpolation.algorithm();
+    // The fourth byte of Rgbx is padding, not alpha: nothing to premultiply.
+    let options = ResizeOptions::new().resize_alg(algorithm).use_alpha(false);
+    let pixel_type = layout.pixel_type();
     let fir_err = |e: &dyn std::fmt::Display| e.to_string();
     RESIZER.with(|cell| {
         let (resizer, tmp, out) = &mut *cell.borrow_mut();
-        out.resize(crop as usize * crop as usize * 3, 0);
-        let mut dst = fir::images::Image::from_slice_u8(crop, crop, out, PixelType::U8x3)
+        out.resize(crop as usize * crop as usize * bpp, 0);
+        let mut dst = fir::images::Image::from_slice_u8(crop, crop, out, pixel_type)
             .map_err(|e| fir_err(&e))?;
         if algorithm == ResizeAlg::Nearest {
-            let src = fir::images::ImageRef::new(w, h, &img.pixels, PixelType::U8x3)
+            let whole = fir::images::ImageRef::new(img.width, img.height, &img.pixels, pixel_type)
                 .map_err(|e| fir_err(&e))?;
-            let options = ResizeOptions::new().resize_alg(algorithm).crop(
+            let src = fir::images::CroppedImage::new(&whole, border, border, w, h)
+                .map_err(|e| fir_err(&e))?;
+            let options = options.crop(
                 x0 as f64 * sx,
                 y0 as f64 * sy,
                 crop_f * sx,
@@ -395,16 +434,25 @@ fn with_resized_crop(
             // overshooting filters (bicubic, lanczos) the order matters, and fast_image_resize
             // would go vertical-first. So run the two passes as two one-dimensional resizes.
             // Pass 1 covers only the rows pass 2 can reach (filter support plus a margin).
-            let (y_lo, y_hi) = reach(y0, crop, sy, h);
+            let (y_lo, y_hi) = reach(y0, crop, sy, h, spec.interpolation);
             let rows = y_hi - y_lo;
-            let stride = w as usize * 3;
-            let band = &img.pixels[y_lo as usize * stride..y_hi as usize * stride];
-            let src = fir::images::ImageRef::new(w, rows, band, PixelType::U8x3)
+            let stride = img.width as usize * bpp;
+            let first_row = (border + y_lo) as usize;
+            let band = &img.pixels[first_row * stride..(first_row + rows as usize) * stride];
+            let band = fir::images::ImageRef::new(img.width, rows, band, pixel_type)
                 .map_err(|e| fir_err(&e))?;
-            tmp.resize(crop as usize * rows as usize * 3, 0);
-            let mut mid = fir::images::Image::from_slice_u8(crop, rows, tmp, PixelType::U8x3)
+            let src = fir::images::CroppedImage::new(&band, border, 0, w, rows)
                 .map_err(|e| fir_err(&e))?;
-            let horizontal = ResizeOptions::new().resize_alg(algorithm).crop(
+            // The band's height changes from image to image: grow the buffer, never shrink it,
+            // so it is not zeroed again each time.
+            let band_len = crop as usize * rows as usize * bpp;
+            if tmp.len() < band_len {
+                tmp.resize(band_len, 0);
+            }
+            let mid_pixels = &mut tmp[..band_len];
+            let mut mid = fir::images::Image::from_slice_u8(crop, rows, mid_pixels, pixel_type)
+                .map_err(|e| fir_err(&e))?;
+            let horizontal = options.crop(
                 x0 as f64 * sx,
                 0.0,
                 crop_f * sx,
@@ -413,7 +461,7 @@ fn with_resized_crop(
             resizer
                 .resize(&src, &mut mid, &horizontal)
                 .map_err(|e| fir_err(&e))?;
-            let vertical = ResizeOptions::new().resize_alg(algorithm).crop(
+            let vertical = options.crop(
                 0.0,
                 y0 as f64 * sy - y_lo as f64,
                 crop_f,
@@ -429,10 +477,10 @@ fn with_resized_crop(
 }
 
 /// The source pixels `[lo, hi)` along one axis that resampling output pixels `[start, start +
-/// len)` at `scale` source pixels per output pixel can read: the filter's support (at most 3
-/// output pixels for Lanczos, scaled when downsampling) plus a margin for rounding.
-fn reach(start: u32, len: u32, scale: f64, size: u32) -> (u32, u32) {
-    let support = 3.0 * scale.max(1.0) + 2.0;
+/// len)` at `scale` source pixels per output pixel with `filter` can read: the filter's support
+/// (scaled when downsampling) plus a margin for rounding.
+fn reach(start: u32, len: u32, scale: f64, size: u32, filter: Interpolation) -> (u32, u32) {
+    let support = filter.support() * scale.max(1.0) + 1.0;
     let lo = (start as f64 * scale - support).floor().max(0.0) as u32;
     let hi = (((start + len) as f64 * scale + support).ceil() as u32).min(size);
     (lo, hi)
@@ -455,8 +503,9 @@ fn source_region(
         return None;
     }
     let (x0, y0) = (center_offset(nw, spec.crop), center_offset(nh, spec.crop));
-    let (x_lo, x_hi) = reach(x0, spec.crop, w as f64 / nw as f64, w);
-    let (y_lo, y_hi) = reach(y0, spec.crop, h as f64 / nh as f64, h);
+    let filter = spec.interpolation;
+    let (x_lo, x_hi) = reach(x0, spec.crop, w as f64 / nw as f64, w, filter);
+    let (y_lo, y_hi) = reach(y0, spec.crop, h as f64 / nh as f64, h, filter);
     Some(jpeg::Region {
         x: border + x_lo,
         y: border + y_lo,
@@ -480,13 +529,14 @@ pub fn preprocess_into(
     let lut: [[f32; 256]; 3] = std::array::from_fn(|c| {
         std::array::from_fn(|v| (v as f32 / 255.0 - spec.mean[c]) / spec.std[c])
     });
+    let bpp = img.layout.bytes_per_pixel();
     with_resized_crop(img, spec, border, |crop| {
-        let (r, rest) = out.split_at_mut(plane);
-        let (g, b) = rest.split_at_mut(plane);
-        for (i, px) in crop.chunks_exact(3).enumerate() {
-            r[i] = lut[0][px[0] as usize];
-            g[i] = lut[1][px[1] as usize];
-            b[i] = lut[2][px[2] as usize];
+        // One channel plane at a time: each pass writes one output stream (faster than three
+        // interleaved ones).
+        for ((channel, plane), lut) in out.chunks_exact_mut(plane).enumerate().zip(&lut) {
+            for (value, px) in plane.iter_mut().zip(crop.chunks_exact(bpp)) {
+                *value = lut[px[channel] as usize];
+            }
         }
     })
 }
@@ -549,6 +599,7 @@ mod tests {
         let img = RgbImage {
             width: 40,
             height: 30,
+            layout: PixelLayout::Rgb,
             pixels: vec![255; 40 * 30 * 3],
         };
         let spec = PreprocessSpec {
@@ -561,5 +612,44 @@ mod tests {
         let mut out = vec![0.0; spec.tensor_len()];
         preprocess_into(&img, &spec, 0, &mut out).unwrap();
         assert!(out.iter().all(|&v| (v - 2.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn rgbx_and_rgb_give_the_same_tensor() {
+        let (width, height) = (53, 41);
+        let rgb: Vec<u8> = (0..width * height * 3)
+            .map(|i| (i * 37 % 251) as u8)
+            .collect();
+        let rgbx: Vec<u8> = rgb
+            .chunks_exact(3)
+            .flat_map(|p| [p[0], p[1], p[2], 0xFF])
+            .collect();
+        let spec = PreprocessSpec {
+            resize: 36,
+            crop: 32,
+            interpolation: Interpolation::Bicubic,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        };
+        let tensor = |layout, pixels| {
+            let img = RgbImage {
+                width,
+                height,
+                layout,
+                pixels,
+            };
+            let mut out = vec![0.0; spec.tensor_len()];
+            preprocess_into(&img, &spec, 2, &mut out).unwrap();
+            (out, resize_crop(&img, &spec, 2).unwrap())
+        };
+        let (from_rgb, crop_rgb) = tensor(PixelLayout::Rgb, rgb);
+        let (from_rgbx, crop_rgbx) = tensor(PixelLayout::Rgbx, rgbx);
+        assert_eq!(crop_rgb.len(), 32 * 32 * 3);
+        assert_eq!(crop_rgb, crop_rgbx);
+        assert_eq!(from_rgb, from_rgbx);
+        // Channel planes, not interleaved pixels: the first red value comes from the crop's first
+        // byte, the first green one from its second.
+        assert_eq!(from_rgb[0], (crop_rgb[0] as f32 / 255.0 - 0.485) / 0.229);
+        assert_eq!(from_rgb[32 * 32], (crop_rgb[1] as f32 / 255.0 - 0.456) / 0.224);
     }
 }

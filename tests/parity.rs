@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use robust_eval::jpeg::{self, Region};
 use robust_eval::preprocess::{
-    load_resized_crop, load_rgb, resize_crop, Interpolation, PreprocessSpec,
+    load_resized_crop, load_rgb, resize_crop, Interpolation, PixelLayout, PreprocessSpec,
 };
 
 fn sample_jpegs() -> Vec<PathBuf> {
@@ -269,4 +270,69 @@ fn decoding_only_the_region_the_resize_reads_changes_no_pixel() {
             assert!(whole == region, "{} with {}", path.display(), spec.key());
         }
     }
+}
+
+#[test]
+fn a_decoded_region_has_the_pixels_of_a_full_decode() {
+    // libjpeg-turbo crops at iMCU boundaries and treats a region's edges as the image's when it
+    // upsamples chroma; the margin `jpeg::decode` adds must hide that for every kind of JPEG.
+    let work = tempfile::tempdir().unwrap();
+    let sources: Vec<PathBuf> = sample_jpegs().into_iter().step_by(40).collect();
+    let status = Command::new(python())
+        .arg(root().join("tests/reference/pil_pipeline.py"))
+        .arg("recoded")
+        .arg(work.path())
+        .args(&sources)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), sources.len() * 6);
+    // The sample's own kinds: 4:4:4, 4:2:0, 4:2:2 and greyscale.
+    files.extend(sample_jpegs().into_iter().step_by(9));
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut below = |n: u32| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as u32
+    };
+    let mut regions = 0;
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        for layout in [PixelLayout::Rgb, PixelLayout::Rgbx] {
+            let mut full = Vec::new();
+            let (width, height) = jpeg::decode(&bytes, |_, _| None, layout, &mut full)
+                .unwrap()
+                .unwrap();
+            let bpp = layout.bytes_per_pixel();
+            for _ in 0..4 {
+                let (x, y) = (below(width / 2), below(height / 2));
+                let region = Region {
+                    x,
+                    y,
+                    width: 1 + below(width - x - 1),
+                    height: 1 + below(height - y - 1),
+                };
+                let mut part = vec![0u8; full.len()];
+                jpeg::decode(&bytes, |_, _| Some(region), layout, &mut part).unwrap();
+                let stride = width as usize * bpp;
+                for row in region.y..region.y + region.height {
+                    let start = row as usize * stride + region.x as usize * bpp;
+                    let span = start..start + region.width as usize * bpp;
+                    assert!(
+                        full[span.clone()] == part[span],
+                        "{}: {region:?} ({layout:?}) differs from a full decode in row {row}",
+                        path.display()
+                    );
+                }
+                regions += 1;
+            }
+        }
+    }
+    assert!(regions >= 1500, "{regions}");
 }

@@ -11,6 +11,9 @@ the resize and crop arithmetic is torchvision's (see resized_dims / center_offse
            write each image's Image.open(p).convert("RGB") as a line "WIDTH HEIGHT SHA256-OF-PIXELS"
   odd      OUT_DIR SOURCE_JPEG...
            write images in PIL's odd modes (L, LA, P, P+transparency, RGBA, CMYK JPEG, L JPEG, I;16)
+  recoded  OUT_DIR SOURCE_JPEG...
+           write each image again as JPEGs of other kinds: baseline and progressive, 4:4:4, 4:2:2
+           and 4:2:0 chroma subsampling, odd sizes (not multiples of the 8- or 16-pixel iMCU)
 """
 import argparse
 import csv
@@ -119,6 +122,18 @@ def cmd_odd(a):
         rgb.save(stem + "_RGB.webp", lossless=True)
 
 
+def cmd_recoded(a):
+    os.makedirs(a.out_dir, exist_ok=True)
+    for n, src in enumerate(a.sources):
+        rgb = Image.open(src).convert("RGB")
+        w, h = rgb.size
+        odd = rgb.crop((0, 0, w - 1 - n % 7, h - 3 - n % 5))
+        for subsampling, name in ((0, "444"), (1, "422"), (2, "420")):
+            stem = os.path.join(a.out_dir, f"{n:02d}_{name}")
+            odd.save(stem + "_baseline.jpg", quality=90, subsampling=subsampling)
+            odd.save(stem + "_progressive.jpg", quality=90, subsampling=subsampling, progressive=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -142,8 +157,13 @@ def main():
     o = sub.add_parser("odd")
     o.add_argument("out_dir")
     o.add_argument("sources", nargs="+")
+    r = sub.add_parser("recoded")
+    r.add_argument("out_dir")
+    r.add_argument("sources", nargs="+")
     a = ap.parse_args()
-    {"crops": cmd_crops, "decoded": cmd_decoded, "predict": cmd_predict, "odd": cmd_odd}[a.cmd](a)
+    commands = {"crops": cmd_crops, "decoded": cmd_decoded, "predict": cmd_predict, "odd": cmd_odd,
+                "recoded": cmd_recoded}
+    commands[a.cmd](a)
 
 
 if __name__ == "__main__":
