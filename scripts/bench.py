@@ -238,7 +238,7 @@ def main():
                         abs(m2 / m1 - 1) <= 0.05))
     print("targets:")
     for name, figure, met in targets:
-        print(f"  {name:<44}{figure:>14}  {'met' if met else 'NOT MET'}")
+        print(f"  {name:<50}{figure:>12}  {'met' if met else 'NOT MET'}")
 
 
 if __name__ == "__main__":

@@ -125,9 +125,9 @@ fn read_header_with(handle: tj::tjhandle, bytes: &[u8]) -> Result<Header, String
     })
 }
 
-/// Decode a JPEG into `pixels`, resized to a buffer of the full image's size in `layout` (`width *
-/// height * layout.bytes_per_pixel()`), and return its size; or None, leaving `pixels` alone, when libjpeg-turbo does not
-/// convert its colour space to RGB (see `Header::converts_to_rgb`). `region_for` picks, from the
+/// Decode a JPEG into the first `width * height * layout.bytes_per_pixel()` bytes of `pixels`
+/// (grown to at least that, never shrunk), and return its size; or None, leaving `pixels` alone,
+/// when libjpeg-turbo does not convert its colour space to RGB (see `Header::converts_to_rgb`). `region_for` picks, from the
 /// image's size, the region that must be decoded: only the pixels in (at least) that region are
 /// written, in place, the rest of the buffer keeping what it held. Without one, every pixel is.
 pub fn decode(
@@ -144,10 +144,14 @@ pub fn decode(
         let (width, height) = (header.width, header.height);
         let bytes_per_pixel = layout.bytes_per_pixel();
         let stride = width as usize * bytes_per_pixel;
-        pixels.resize(stride * height as usize, 0);
-        let area = header.imcu_width.and_then(|imcu| {
-            region_for(width, height).map(|r| widened(r, width, height, imcu))
-        });
+        // Grown, never shrunk: a buffer kept from a larger image is not zeroed again.
+        let needed = stride * height as usize;
+        if pixels.len() < needed {
+            pixels.resize(needed, 0);
+        }
+        let area = header
+            .imcu_width
+            .and_then(|imcu| region_for(width, height).map(|r| widened(r, width, height, imcu)));
         let full = Region {
             x: 0,
             y: 0,
@@ -211,7 +215,9 @@ pub fn decode(
 /// libjpeg-turbo's iMCU width for a TJSAMP_* subsampling (its header's `tjMCUWidth`).
 fn imcu_width(subsampling: c_int) -> Option<u32> {
     let widths = [8, 16, 16, 8, 8, 32, 8];
-    usize::try_from(subsampling).ok().and_then(|s| widths.get(s).copied())
+    usize::try_from(subsampling)
+        .ok()
+        .and_then(|s| widths.get(s).copied())
 }
 
 /// `region` grown by the upsampling margin, its left edge moved down to an iMCU boundary, and

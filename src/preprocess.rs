@@ -147,7 +147,8 @@ impl PixelLayout {
 }
 
 /// A decoded image, 8-bit RGB (the values PIL's `convert("RGB")` gives) in `layout`, rows top to
-/// bottom.
+/// bottom: `width * height * layout.bytes_per_pixel()` bytes of `pixels` (exactly that many from
+/// `decode_rgb` and `load_rgb`).
 pub struct RgbImage {
     pub width: u32,
     pub height: u32,
@@ -206,7 +207,11 @@ fn decode_jpeg(bytes: &[u8], target: Option<(&PreprocessSpec, u32)>) -> Result<R
     // writes every pixel of what it decodes, damaged data included; with a region, the pixels
     // outside it keep what the buffer held, and the resampler never reads them (`source_region`
     // covers its filters' reach).
-    let mut pixels = SPARE_PIXELS.with(|spare| spare.take());
+    let spare = match target {
+        Some(_) => &REGION_PIXELS,
+        None => &SPARE_PIXELS,
+    };
+    let mut pixels = spare.with(|spare| spare.take());
     let region_for = |width, height| {
         target.and_then(|(spec, border)| source_region(width, height, spec, border))
     };
@@ -215,14 +220,20 @@ fn decode_jpeg(bytes: &[u8], target: Option<(&PreprocessSpec, u32)>) -> Result<R
         None => PixelLayout::Rgb,
     };
     match jpeg::decode(bytes, region_for, layout, &mut pixels) {
-        Ok(Some((width, height))) => Ok(RgbImage {
-            width,
-            height,
-            layout,
-            pixels,
-        }),
+        Ok(Some((width, height))) => {
+            if target.is_none() {
+                // Handed out (`decode_rgb`): exactly the image.
+                pixels.truncate(width as usize * height as usize * layout.bytes_per_pixel());
+            }
+            Ok(RgbImage {
+                width,
+                height,
+                layout,
+                pixels,
+            })
+        }
         decoded => {
-            SPARE_PIXELS.with(|spare| spare.replace(pixels));
+            spare.with(|spare| spare.replace(pixels));
             decoded.and_then(|_| decode_jpeg_cmyk(bytes))
         }
     }
@@ -260,15 +271,29 @@ fn decode_jpeg_cmyk(bytes: &[u8]) -> Result<RgbImage, String> {
 }
 
 thread_local! {
+    /// Whole images' buffers, handed out by `decode_rgb` and back through `recycle`.
     static SPARE_PIXELS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The preprocessing path's decode buffer. It never shrinks (an image's pixels are its first
+    /// `width * height * 4` bytes), so a larger image after a smaller one finds it already
+    /// zeroed and faulted in, and nothing is written twice.
+    static REGION_PIXELS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static SPARE_BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Hand a decoded image's buffer back for the next decode on this thread.
 pub fn recycle(img: RgbImage) {
-    SPARE_PIXELS.with(|spare| {
-        if img.pixels.capacity() > spare.borrow().capacity() {
-            spare.replace(img.pixels);
+    recycle_into(&SPARE_PIXELS, img.pixels);
+}
+
+/// Hand back an image decoded for preprocessing (`decode_for` with a target).
+fn recycle_region(img: RgbImage) {
+    recycle_into(&REGION_PIXELS, img.pixels);
+}
+
+fn recycle_into(spare: &'static std::thread::LocalKey<RefCell<Vec<u8>>>, pixels: Vec<u8>) {
+    spare.with(|spare| {
+        if pixels.capacity() > spare.borrow().capacity() {
+            spare.replace(pixels);
         }
     });
 }
@@ -371,7 +396,7 @@ pub fn load_resized_crop(
     with_file_bytes(path, |bytes| {
         let img = decode_for(bytes, Some((spec, border)))?;
         let crop = resize_crop(&img, spec, border);
-        recycle(img);
+        recycle_region(img);
         crop
     })
 }
@@ -420,12 +445,7 @@ fn with_resized_crop(
                 .map_err(|e| fir_err(&e))?;
             let src = fir::images::CroppedImage::new(&whole, border, border, w, h)
                 .map_err(|e| fir_err(&e))?;
-            let options = options.crop(
-                x0 as f64 * sx,
-                y0 as f64 * sy,
-                crop_f * sx,
-                crop_f * sy,
-            );
+            let options = options.crop(x0 as f64 * sx, y0 as f64 * sy, crop_f * sx, crop_f * sy);
             resizer
                 .resize(&src, &mut dst, &options)
                 .map_err(|e| fir_err(&e))?;
@@ -452,21 +472,11 @@ fn with_resized_crop(
             let mid_pixels = &mut tmp[..band_len];
             let mut mid = fir::images::Image::from_slice_u8(crop, rows, mid_pixels, pixel_type)
                 .map_err(|e| fir_err(&e))?;
-            let horizontal = options.crop(
-                x0 as f64 * sx,
-                0.0,
-                crop_f * sx,
-                rows as f64,
-            );
+            let horizontal = options.crop(x0 as f64 * sx, 0.0, crop_f * sx, rows as f64);
             resizer
                 .resize(&src, &mut mid, &horizontal)
                 .map_err(|e| fir_err(&e))?;
-            let vertical = options.crop(
-                0.0,
-                y0 as f64 * sy - y_lo as f64,
-                crop_f,
-                crop_f * sy,
-            );
+            let vertical = options.crop(0.0, y0 as f64 * sy - y_lo as f64, crop_f, crop_f * sy);
             resizer
                 .resize(&mid, &mut dst, &vertical)
                 .map_err(|e| fir_err(&e))?;
@@ -561,7 +571,7 @@ pub fn preprocess_bytes(
 ) -> Result<(), String> {
     let img = decode_for(bytes, Some((spec, border)))?;
     let result = preprocess_into(&img, spec, border, out);
-    recycle(img);
+    recycle_region(img);
     result
 }
 
@@ -650,6 +660,9 @@ mod tests {
         // Channel planes, not interleaved pixels: the first red value comes from the crop's first
         // byte, the first green one from its second.
         assert_eq!(from_rgb[0], (crop_rgb[0] as f32 / 255.0 - 0.485) / 0.229);
-        assert_eq!(from_rgb[32 * 32], (crop_rgb[1] as f32 / 255.0 - 0.456) / 0.224);
+        assert_eq!(
+            from_rgb[32 * 32],
+            (crop_rgb[1] as f32 / 255.0 - 0.456) / 0.224
+        );
     }
 }
