@@ -127,9 +127,10 @@ fn read_header_with(handle: tj::tjhandle, bytes: &[u8]) -> Result<Header, String
 
 /// Decode a JPEG into the first `width * height * layout.bytes_per_pixel()` bytes of `pixels`
 /// (grown to at least that, never shrunk), and return its size; or None, leaving `pixels` alone,
-/// when libjpeg-turbo does not convert its colour space to RGB (see `Header::converts_to_rgb`). `region_for` picks, from the
-/// image's size, the region that must be decoded: only the pixels in (at least) that region are
-/// written, in place, the rest of the buffer keeping what it held. Without one, every pixel is.
+/// when libjpeg-turbo does not convert its colour space to RGB (see `Header::converts_to_rgb`).
+/// `region_for` picks, from the image's size, the region that must be decoded: only the pixels in
+/// (at least) that region are written, in place, the rest of the buffer keeping what it held.
+/// Without one, every pixel is.
 pub fn decode(
     bytes: &[u8],
     region_for: impl FnOnce(u32, u32) -> Option<Region>,

@@ -543,8 +543,8 @@ pub fn preprocess_into(
     with_resized_crop(img, spec, border, |crop| {
         // One channel plane at a time: each pass writes one output stream (faster than three
         // interleaved ones).
-        for ((channel, plane), lut) in out.chunks_exact_mut(plane).enumerate().zip(&lut) {
-            for (value, px) in plane.iter_mut().zip(crop.chunks_exact(bpp)) {
+        for ((channel, values), lut) in out.chunks_exact_mut(plane).enumerate().zip(&lut) {
+            for (value, px) in values.iter_mut().zip(crop.chunks_exact(bpp)) {
                 *value = lut[px[channel] as usize];
             }
         }
