@@ -207,17 +207,13 @@ fn decode_jpeg(bytes: &[u8], target: Option<(&PreprocessSpec, u32)>) -> Result<R
     // writes every pixel of what it decodes, damaged data included; with a region, the pixels
     // outside it keep what the buffer held, and the resampler never reads them (`source_region`
     // covers its filters' reach).
-    let spare = match target {
-        Some(_) => &REGION_PIXELS,
-        None => &SPARE_PIXELS,
+    let (spare, layout) = match target {
+        Some(_) => (&REGION_PIXELS, PixelLayout::Rgbx),
+        None => (&SPARE_PIXELS, PixelLayout::Rgb),
     };
     let mut pixels = spare.with(|spare| spare.take());
     let region_for = |width, height| {
         target.and_then(|(spec, border)| source_region(width, height, spec, border))
-    };
-    let layout = match target {
-        Some(_) => PixelLayout::Rgbx,
-        None => PixelLayout::Rgb,
     };
     match jpeg::decode(bytes, region_for, layout, &mut pixels) {
         Ok(Some((width, height))) => {
