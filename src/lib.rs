@@ -1,32 +1,21 @@
 //! robust-eval: evaluate ONNX image classifiers under natural distribution shift.
 //!
-//! One module per stage of the data flow (DESIGN.md section 2):
-//! `suite` → `manifest` → `card` → `preprocess` → `runtime` → `scoring` → `store`, driven by
-//! `evaluate`; then `fit` → `plot` → `report`, driven by `analysis`. `labels` holds the shipped
-//! label spaces and `demo` the embedded demo suite.
+//! The folders follow the data flow (docs/design.md, "Data flow"):
+//!
+//! - [`input`]: what the user hands in: the suite, its manifests, the model cards, label spaces,
+//!   and the embedded demo suite;
+//! - [`engine`]: turning images into predictions: JPEG decoding, preprocessing, ONNX Runtime, the
+//!   evaluation loop that drives them, progress, the benchmark and the environment check;
+//! - [`results`]: what a run stores: scoring of predictions and the results folder;
+//! - [`analysis`]: what is computed from stored results: the trend fit, effective robustness,
+//!   plots, reports and the release gate.
+//!
+//! The command line is the binary's own (`src/cli/`); nothing here depends on it.
 
 pub mod analysis;
-pub mod bench;
-pub mod card;
-pub mod cli;
-pub mod demo;
-pub mod doctor;
+pub mod engine;
 pub mod error;
-pub mod evaluate;
-pub mod fit;
-pub mod gate;
-pub mod jpeg;
-pub mod labels;
-pub mod manifest;
-pub mod models;
-pub mod plot;
-pub mod preprocess;
-pub mod progress;
-pub mod report;
-pub mod runtime;
-pub mod scoring;
-pub mod stats;
-pub mod store;
-pub mod suite;
+pub mod input;
+pub mod results;
 
 pub use error::{Error, Result};

@@ -128,7 +128,7 @@ fn efficientnet_lite_top1_agrees_with_pil_and_onnxruntime() {
         .success();
     let rows = evals(&out);
     for m in &MODELS {
-        let preds = robust_eval::store::read_predictions(
+        let preds = robust_eval::results::store::read_predictions(
             &out.join(format!("predictions/{}/sample.parquet", m.name)),
         )
         .unwrap();

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use common::*;
 use predicates::prelude::*;
-use robust_eval::preprocess::PreprocessSpec;
-use robust_eval::store::{EvalRow, Evaluation, Predictions, ResultsStore};
+use robust_eval::engine::preprocess::PreprocessSpec;
+use robust_eval::results::store::{EvalRow, Evaluation, Predictions, ResultsStore};
 
 /// A results folder with one model scored on `dataset`: `outcomes[i]` says whether image i was right.
 fn folder(dir: &Path, model: &str, dataset: &str, manifest_sha256: &str, outcomes: &[bool]) {
@@ -231,7 +231,7 @@ fn mcnemar_p_values_match_scipy() {
         .map(|l| l.parse().unwrap())
         .collect();
     for ((b, c), want) in cases.iter().zip(expected) {
-        let got = robust_eval::gate::mcnemar_exact(*b, *c);
+        let got = robust_eval::analysis::gate::mcnemar_exact(*b, *c);
         assert!(
             (got - want).abs() < 1e-9 * want.max(1e-300) + 1e-15,
             "b={b} c={c}: {got} vs scipy {want}"

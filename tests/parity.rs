@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use robust_eval::jpeg::{self, Region};
-use robust_eval::preprocess::{
+use robust_eval::engine::jpeg::{self, Region};
+use robust_eval::engine::preprocess::{
     load_resized_crop, load_rgb, resize_crop, Interpolation, PixelLayout, PreprocessSpec,
 };
 

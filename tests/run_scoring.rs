@@ -136,9 +136,10 @@ fn every_scoring_rule_and_class_restricted_id_rows() {
     assert_eq!(rows.len(), 7);
 
     // Per-image predictions: top-5 ids and correctness, in manifest order.
-    let preds =
-        robust_eval::store::read_predictions(&out.join("predictions/probe/imagenet-r.parquet"))
-            .unwrap();
+    let preds = robust_eval::results::store::read_predictions(
+        &out.join("predictions/probe/imagenet-r.parquet"),
+    )
+    .unwrap();
     assert_eq!(preds.height(), 3);
     let correct_col = preds.column("correct").unwrap().bool().unwrap().clone();
     let correct: Vec<bool> = (0..correct_col.len())

@@ -8,7 +8,7 @@ use std::ffi::{c_int, CStr};
 
 use turbojpeg_sys as tj;
 
-use crate::preprocess::PixelLayout;
+use crate::engine::pixels::PixelLayout;
 
 /// PIL refuses images over twice `Image.MAX_IMAGE_PIXELS` as decompression bombs.
 const MAX_PIXELS: u64 = 2 * 89_478_485;

@@ -2,15 +2,22 @@
 //! `run` ends with all of them; the `fit`, `plot` and `report` commands redo one step on stored
 //! results, and work on a folder that holds only an `evals.csv` (e.g. published numbers).
 
+pub mod fit;
+pub mod gate;
+pub mod markup;
+pub mod plot;
+pub mod report;
+pub mod stats;
+
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
-use crate::fit::{
-    self, Accuracy, BaselineSpec, FitReport, FitSettings, Point, Robustness, Transform,
+use crate::analysis::fit::{
+    Accuracy, BaselineSpec, FitReport, FitSettings, Point, Robustness, Transform,
 };
-use crate::plot::{self, ShiftChart};
-use crate::report::{self, Format};
-use crate::store::{write_atomic, RunInfo};
+use crate::analysis::plot::ShiftChart;
+use crate::analysis::report::Format;
+use crate::error::{Error, Result};
+use crate::results::store::{write_atomic, RunInfo};
 
 /// Settings shared by fit, plot and report.
 #[derive(Debug, Clone)]

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::preprocess::{Interpolation, PreprocessSpec};
 use crate::error::{Error, Location, Result};
-use crate::preprocess::{Interpolation, PreprocessSpec};
-use crate::suite::{line_of_key, toml_error};
+use crate::input::suite::{line_of_key, toml_error};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::fit::{Accuracy, FitReport, Robustness};
-use crate::store::RunInfo;
+use crate::analysis::fit::{Accuracy, FitReport, Robustness};
+use crate::analysis::markup::escape_xml;
+use crate::results::store::RunInfo;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Md,
     Html,
@@ -286,48 +287,41 @@ pub fn json(data: &ReportData) -> String {
     serde_json::to_string_pretty(data).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 pub fn html(data: &ReportData) -> String {
     let table = |(header, rows): (Vec<String>, Vec<Vec<String>>)| {
         let mut s = String::from("<table class=\"sortable\"><thead><tr>");
         for h in header {
-            s += &format!("<th>{}</th>", escape(&h));
+            s += &format!("<th>{}</th>", escape_xml(&h));
         }
         s += "</tr></thead><tbody>";
         for r in rows {
             s += "<tr>";
             for c in r {
-                s += &format!("<td>{}</td>", escape(&c));
+                s += &format!("<td>{}</td>", escape_xml(&c));
             }
             s += "</tr>";
         }
         s + "</tbody></table>"
     };
-    let mut body = format!("<h1>{}</h1>", escape(&data.title));
+    let mut body = format!("<h1>{}</h1>", escape_xml(&data.title));
     body += &format!(
         "<p>Effective robustness (ER): OOD top-1 minus what the {} fit of the baseline models expects at the model's ID \
          top-1, in percentage points, with its 95 % interval. Click a column to sort.</p>",
-        escape(&data.transform)
+        escape_xml(&data.transform)
     );
     body += "<h2>Models</h2>";
     body += &table(model_table(data));
     body += "<h2>Fits</h2>";
     body += &table(fit_table(data));
     for n in &data.notes {
-        body += &format!("<p class=\"note\">{}</p>", escape(n));
+        body += &format!("<p class=\"note\">{}</p>", escape_xml(n));
     }
     if !data.charts.is_empty() {
         body += "<h2>Charts</h2><div class=\"charts\">";
         for (name, svg) in &data.charts {
             body += &format!(
                 "<figure><figcaption>{}</figcaption>{svg}</figure>",
-                escape(name)
+                escape_xml(name)
             );
         }
         body += "</div>";
@@ -335,12 +329,12 @@ pub fn html(data: &ReportData) -> String {
     if let Some(p) = &data.provenance {
         body += &format!(
             "<h2>Provenance</h2><p>robust-eval {}, ONNX Runtime {} ({}), host {}, {} – {}</p>",
-            escape(&p.tool_version),
-            escape(&p.onnxruntime_version),
-            escape(&p.providers.join(", ")),
-            escape(&p.host),
-            escape(&p.started),
-            escape(&p.finished)
+            escape_xml(&p.tool_version),
+            escape_xml(&p.onnxruntime_version),
+            escape_xml(&p.providers.join(", ")),
+            escape_xml(&p.host),
+            escape_xml(&p.started),
+            escape_xml(&p.finished)
         );
     }
     format!(
@@ -354,6 +348,6 @@ var tb=th.closest('table').tBodies[0],rows=Array.from(tb.rows),asc=th.dataset.as
 var key=function(r){{var t=r.cells[i].textContent,v=parseFloat(t);return isNaN(v)?t:v}};\
 rows.sort(function(a,b){{var x=key(a),y=key(b);return (x<y?-1:x>y?1:0)*(asc?1:-1)}});rows.forEach(function(r){{tb.appendChild(r)}})}})}});\
 </script></body></html>\n",
-        escape(&data.title)
+        escape_xml(&data.title)
     )
 }

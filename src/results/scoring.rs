@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::labels;
+use crate::input::labels;
 
 /// How a dataset's labels are read and its predictions judged, as named in a suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

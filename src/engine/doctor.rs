@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use crate::card::ModelCard;
-use crate::runtime::{self, OrtClassifier, ProviderChoice, SessionSettings};
+use crate::engine::runtime::{self, OrtClassifier, ProviderChoice, SessionSettings};
+use crate::input::card::ModelCard;
 
 #[derive(Debug, Serialize)]
 pub struct ProviderCheck {
@@ -51,7 +51,7 @@ pub fn diagnose() -> Report {
     report.library = Some(rt.library.clone());
     report.build_info = Some(ort::info().to_string());
     report.providers_built_in = runtime::available_providers().unwrap_or_default();
-    let probe = crate::demo::extract().and_then(|root| {
+    let probe = crate::input::demo::extract().and_then(|root| {
         let dir = root.join("demo").join("models");
         let mut cards: Vec<_> = std::fs::read_dir(&dir)
             .map_err(|e| crate::Error::io(&dir, e))?

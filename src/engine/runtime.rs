@@ -16,8 +16,8 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use half::f16;
 
-use crate::card::{ChannelOrder, Head, ModelCard, TensorLayout};
 use crate::error::{Error, Result};
+use crate::input::card::{ChannelOrder, Head, ModelCard, TensorLayout};
 
 /// Where the ONNX Runtime library came from.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -37,7 +37,7 @@ pub struct Runtime {
 }
 
 /// Execution provider choice on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderChoice {
     /// TensorRT, then CUDA, then CPU: the first that initialises.
@@ -175,11 +175,7 @@ pub fn set_inference_threads(threads: usize) -> bool {
 
 /// The intra-op threads of the process-wide pool: as set, else one per core.
 pub fn inference_threads() -> usize {
-    *INFERENCE_THREADS.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    })
+    *INFERENCE_THREADS.get_or_init(|| crate::engine::cores())
 }
 
 /// The ONNX Runtime environment, loaded once per process.

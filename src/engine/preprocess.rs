@@ -9,7 +9,8 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use crate::jpeg;
+use crate::engine::jpeg;
+pub use crate::engine::pixels::PixelLayout;
 use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use serde::{Deserialize, Serialize};
 
@@ -120,29 +121,10 @@ impl PreprocessSpec {
     }
 }
 
-/// How a decoded image's pixels are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PixelLayout {
-    /// 3 bytes a pixel: R, G, B.
-    Rgb,
-    /// 4 bytes a pixel: R, G, B and a padding byte. libjpeg-turbo writes it as fast as RGB, and
-    /// fast_image_resize's horizontal pass is faster on 4-byte pixels.
-    Rgbx,
-}
-
-impl PixelLayout {
-    pub fn bytes_per_pixel(self) -> usize {
-        match self {
-            PixelLayout::Rgb => 3,
-            PixelLayout::Rgbx => 4,
-        }
-    }
-
-    fn pixel_type(self) -> PixelType {
-        match self {
-            PixelLayout::Rgb => PixelType::U8x3,
-            PixelLayout::Rgbx => PixelType::U8x4,
-        }
+fn pixel_type(layout: PixelLayout) -> PixelType {
+    match layout {
+        PixelLayout::Rgb => PixelType::U8x3,
+        PixelLayout::Rgbx => PixelType::U8x4,
     }
 }
 
@@ -429,7 +411,7 @@ fn with_resized_crop(
     let algorithm = spec.interpolation.algorithm();
     // The fourth byte of Rgbx is padding, not alpha: nothing to premultiply.
     let options = ResizeOptions::new().resize_alg(algorithm).use_alpha(false);
-    let pixel_type = layout.pixel_type();
+    let pixel_type = pixel_type(layout);
     let fir_err = |e: &dyn std::fmt::Display| e.to_string();
     RESIZER.with(|cell| {
         let (resizer, tmp, out) = &mut *cell.borrow_mut();

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::card::{self, ChannelOrder, Found, ModelCard, TensorLayout};
+use crate::engine::runtime::{ModelIo, OrtClassifier, ProviderChoice, SessionSettings};
 use crate::error::Result;
-use crate::runtime::{ModelIo, OrtClassifier, ProviderChoice, SessionSettings};
+use crate::input::card::{self, ChannelOrder, Found, ModelCard, TensorLayout};
 
 #[derive(Debug, Serialize)]
 pub struct Listing {
@@ -37,7 +37,7 @@ pub struct Entry {
 /// ONNX Runtime to open them with); a broken card is an invalid entry, not an error.
 pub fn check(paths: &[PathBuf]) -> Result<Listing> {
     let found = card::find(paths)?;
-    crate::runtime::runtime()?;
+    crate::engine::runtime::runtime()?;
     let settings = SessionSettings {
         provider: ProviderChoice::Cpu,
         trt_cache: std::env::temp_dir(),
@@ -74,7 +74,8 @@ pub fn check(paths: &[PathBuf]) -> Result<Listing> {
                 match OrtClassifier::open(&card, &settings, &mut |_| {}) {
                     Ok(classifier) => {
                         entry.io = Some(classifier.io().clone());
-                        entry.fixed_batch = crate::runtime::Classifier::fixed_batch(&classifier);
+                        entry.fixed_batch =
+                            crate::engine::runtime::Classifier::fixed_batch(&classifier);
                     }
                     Err(e) => entry.problems.push(e.to_string()),
                 }

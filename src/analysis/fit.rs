@@ -16,7 +16,7 @@ pub const EPSILON: f64 = 1e-4;
 /// Grid points of the bootstrap band.
 const BAND_POINTS: usize = 60;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transform {
     Probit,
@@ -331,7 +331,7 @@ pub fn read_accuracies_from(path: &Path, text: &str) -> Result<Vec<Accuracy>> {
         let group = group_c
             .map(get)
             .filter(|g| !g.is_empty())
-            .unwrap_or(crate::card::DEFAULT_GROUP)
+            .unwrap_or(crate::input::card::DEFAULT_GROUP)
             .to_string();
         rows.push(Accuracy {
             model,
@@ -650,11 +650,11 @@ pub fn cloud(name: &str) -> Result<Vec<Accuracy>> {
     let (file, text) = match name {
         "timm" => (
             "<built-in>/assets/baselines/timm.csv",
-            include_str!("../assets/baselines/timm.csv"),
+            include_str!("../../assets/baselines/timm.csv"),
         ),
         "testbed" => (
             "<built-in>/assets/baselines/testbed.csv",
-            include_str!("../assets/baselines/testbed.csv"),
+            include_str!("../../assets/baselines/testbed.csv"),
         ),
         path => return read_accuracies(Path::new(path)),
     };

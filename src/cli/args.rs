@@ -5,11 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::fit::Transform;
-use crate::manifest::Layout;
-use crate::progress::ProgressMode;
-use crate::report::Format;
-use crate::runtime::ProviderChoice;
+use super::choices::{FormatArg, LayoutArg, ProgressArg, ProviderArg, TransformArg};
 
 const EXIT_STATUS: &str = "\
 EXIT STATUS:
@@ -155,7 +151,7 @@ pub struct RunArgs {
     /// Execution provider: auto tries TensorRT, then CUDA, then CPU, using the first that
     /// initialises; naming one makes its absence an error.
     #[arg(long, value_enum, default_value = "auto")]
-    pub provider: ProviderChoice,
+    pub provider: ProviderArg,
 
     /// Images per inference batch.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -197,7 +193,7 @@ pub struct RunArgs {
 
     /// Progress display.
     #[arg(long, value_enum, default_value = "auto")]
-    pub progress: ProgressMode,
+    pub progress: ProgressArg,
 
     /// Print a JSON summary (pairs evaluated, rows) on stdout instead of the table.
     #[arg(long)]
@@ -217,7 +213,7 @@ pub struct FitArgs {
 
     /// Scale of the fit: probit (as in "Accuracy on the Line") or logit (as in imagenet-testbed).
     #[arg(long, value_enum, default_value = "probit")]
-    pub transform: Transform,
+    pub transform: TransformArg,
 
     /// Fit the line on published results instead of the folder's own models, and place the
     /// folder's models against it: timm, testbed, or the path of an evals.csv-shaped table.
@@ -274,7 +270,7 @@ pub struct ReportCommand {
     pub results: PathBuf,
     /// md for pull requests and READMEs, html for a browser (plots inline), json for scripts.
     #[arg(long, value_enum, default_value = "md")]
-    pub format: Format,
+    pub format: FormatArg,
     #[command(flatten)]
     pub fit: FitArgs,
 }
@@ -283,7 +279,7 @@ pub struct ReportCommand {
 pub struct ManifestArgs {
     /// Dataset layout.
     #[arg(value_enum)]
-    pub layout: Layout,
+    pub layout: LayoutArg,
 
     /// The dataset's folder.
     #[arg(long, value_name = "DIR")]

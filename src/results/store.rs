@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::preprocess::PreprocessSpec;
 use crate::error::{Error, Location, Result};
-use crate::preprocess::PreprocessSpec;
 
 /// One row of `evals.csv`: a model's score on one dataset (or class-restricted view of one).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

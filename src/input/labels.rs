@@ -5,12 +5,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
-const IMAGENET_TSV: &str = include_str!("../assets/labels/imagenet1k_index_wnid_name.tsv");
-const IMAGENET_R_INDICES: &str = include_str!("../assets/labels/imagenet_r_indices.txt");
-const IMAGENET_A_INDICES: &str = include_str!("../assets/labels/imagenet_a_indices.txt");
-const OBJECTNET_TSV: &str = include_str!("../assets/labels/objectnet_113_to_imagenet.tsv");
+const IMAGENET_TSV: &str = include_str!("../../assets/labels/imagenet1k_index_wnid_name.tsv");
+const IMAGENET_R_INDICES: &str = include_str!("../../assets/labels/imagenet_r_indices.txt");
+const IMAGENET_A_INDICES: &str = include_str!("../../assets/labels/imagenet_a_indices.txt");
+const OBJECTNET_TSV: &str = include_str!("../../assets/labels/objectnet_113_to_imagenet.tsv");
 const OBJECTNET_FOLDERS_JSON: &str =
-    include_str!("../assets/labels/folder_to_objectnet_label.json");
+    include_str!("../../assets/labels/folder_to_objectnet_label.json");
 
 pub const IMAGENET_CLASSES: usize = 1000;
 
@@ -145,8 +145,8 @@ pub fn objectnet() -> &'static ObjectNet {
 mod tests {
     use super::*;
 
-    const R_WNIDS: &str = include_str!("../assets/labels/imagenet_r_wnids.txt");
-    const A_WNIDS: &str = include_str!("../assets/labels/imagenet_a_synsets.txt");
+    const R_WNIDS: &str = include_str!("../../assets/labels/imagenet_r_wnids.txt");
+    const A_WNIDS: &str = include_str!("../../assets/labels/imagenet_a_synsets.txt");
 
     #[test]
     fn imagenet_has_1000_sorted_unique_wnids() {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Location, Result};
-use crate::labels;
-use crate::scoring::{Scoring, Target};
+use crate::input::labels;
+use crate::results::scoring::{Scoring, Target};
 
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -174,7 +174,7 @@ fn resolve_label(label: &str, scoring: Scoring) -> Result<Option<Target>, String
 }
 
 /// Dataset layouts `robust-eval manifest` understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// ImageNet val: wnid folders, or flat files with --ground-truth.
     Imagenet,
@@ -388,7 +388,7 @@ pub fn write(rows: &[(String, PathBuf)], out: &Path) -> Result<()> {
     let bytes = writer
         .into_inner()
         .map_err(|e| Error::Other(e.to_string()))?;
-    crate::store::write_atomic(out, &bytes)
+    crate::results::store::write_atomic(out, &bytes)
 }
 
 #[cfg(test)]

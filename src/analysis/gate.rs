@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal};
 
+use crate::analysis::markup::escape_xml;
 use crate::analysis::{self, AnalysisSettings};
 use crate::error::{Error, Location, Result};
-use crate::store::{read_predictions, EvalRow, ResultsStore};
+use crate::results::store::{read_predictions, EvalRow, ResultsStore};
 
 /// Thresholds, in percentage points, and the significance level.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -69,7 +70,7 @@ impl Default for Rules {
 impl Rules {
     pub fn load(path: &Path) -> Result<Rules> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        toml::from_str(&text).map_err(|e| crate::suite::toml_error(path, &text, &e))
+        toml::from_str(&text).map_err(|e| crate::input::suite::toml_error(path, &text, &e))
     }
 }
 
@@ -551,13 +552,6 @@ pub fn markdown(report: &GateReport) -> String {
     s
 }
 
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// JUnit XML: one test case per rule and row.
 pub fn junit(report: &GateReport) -> String {
     let failures = report
@@ -571,8 +565,8 @@ pub fn junit(report: &GateReport) -> String {
         report.checks.len()
     );
     for c in &report.checks {
-        let name = xml(&format!("{} {} on {}", c.rule, model_text(c), c.dataset));
-        let detail = xml(&format!(
+        let name = escape_xml(&format!("{} {} on {}", c.rule, model_text(c), c.dataset));
+        let detail = escape_xml(&format!(
             "{:.2} -> {:.2} ({:+.2} pp, threshold {} pp), p = {} ({})",
             c.baseline,
             c.candidate,
@@ -583,7 +577,7 @@ pub fn junit(report: &GateReport) -> String {
         ));
         s += &format!(
             "    <testcase classname=\"robust-eval.{}\" name=\"{name}\">",
-            xml(&c.rule)
+            escape_xml(&c.rule)
         );
         match c.verdict {
             Verdict::Fail => s += &format!("<failure message=\"{detail}\">{detail}</failure>"),

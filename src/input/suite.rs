@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Location, Result};
-use crate::scoring::Scoring;
+use crate::results::scoring::Scoring;
 
-const IMAGENET_SHIFTS: &str = include_str!("../suites/imagenet-shifts.toml");
+const IMAGENET_SHIFTS: &str = include_str!("../../suites/imagenet-shifts.toml");
 
 /// Suites shipped in the binary, by name. `demo` is extracted with its data (see `demo.rs`).
 pub const BUILTIN: &[&str] = &["imagenet-shifts", "demo"];
@@ -128,7 +128,7 @@ impl Suite {
                 None,
             ),
             "demo" => {
-                let root = crate::demo::extract()?;
+                let root = crate::input::demo::extract()?;
                 Suite::load(&root.join("suites").join("demo.toml"))
             }
             _ => Err(Error::Usage(format!(

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 static DEMO: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/demo");
-const DEMO_SUITE: &str = include_str!("../suites/demo.toml");
+const DEMO_SUITE: &str = include_str!("../../suites/demo.toml");
 
 fn files<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
     out.extend(dir.files());

@@ -11,16 +11,16 @@ use std::time::{Instant, SystemTime};
 
 use rayon::prelude::*;
 
-use crate::card::ModelCard;
+use crate::analysis::stats::clopper_pearson;
+use crate::engine::preprocess::{preprocess_file, PreprocessSpec};
+use crate::engine::progress::Progress;
+use crate::engine::runtime::{Classifier, OrtClassifier, ProviderChoice, SessionSettings};
 use crate::error::{Error, Location, Result};
-use crate::manifest::{sha256_file, Manifest};
-use crate::preprocess::{preprocess_file, PreprocessSpec};
-use crate::progress::Progress;
-use crate::runtime::{Classifier, OrtClassifier, ProviderChoice, SessionSettings};
-use crate::scoring::{LabelSpace, Scoring, Target};
-use crate::stats::clopper_pearson;
-use crate::store::{EvalRow, Evaluation, FailureRow, Predictions, ResultsStore};
-use crate::suite::{Dataset, Suite};
+use crate::input::card::ModelCard;
+use crate::input::manifest::{sha256_file, Manifest};
+use crate::input::suite::{Dataset, Suite};
+use crate::results::scoring::{LabelSpace, Scoring, Target};
+use crate::results::store::{EvalRow, Evaluation, FailureRow, Predictions, ResultsStore};
 
 /// Settings of a run, checked by the CLI.
 #[derive(Debug, Clone)]
@@ -177,7 +177,7 @@ pub fn check_models_fit(models: &[ModelCard], plans: &[DatasetPlan]) -> Result<(
 /// CPU inference workers for a requested count (0: one per inference thread).
 pub fn cpu_workers(requested: usize) -> usize {
     match requested {
-        0 => crate::runtime::inference_threads(),
+        0 => crate::engine::runtime::inference_threads(),
         n => n,
     }
 }
@@ -212,8 +212,8 @@ pub fn run(
 ) -> Result<RunSummary> {
     let plans = plan_datasets(suite, settings)?;
     check_models_fit(models, &plans)?;
-    let rt = crate::runtime::runtime()?;
-    crate::runtime::check_provider(settings.session.provider)?;
+    let rt = crate::engine::runtime::runtime()?;
+    crate::engine::runtime::check_provider(settings.session.provider)?;
     // Every model's input and output are checked against its card before any image is read
     // (on CPU: cheap, and the same graph whatever provider runs it later).
     let check = SessionSettings {
@@ -258,12 +258,12 @@ pub fn run(
     // On the CPU, several single-threaded sessions inferring different batches use the cores
     // better than one session splitting each operator across threads: no thread waits at an
     // operator's barrier for one the decoders preempted, and the per-operator split costs ~8 %.
-    let worker_count = if crate::runtime::runs_on_cpu(settings.session.provider)? {
+    let worker_count = if crate::engine::runtime::runs_on_cpu(settings.session.provider)? {
         cpu_workers(settings.inference_workers)
     } else {
         1
     };
-    let threads_each = (crate::runtime::inference_threads() / worker_count).max(1);
+    let threads_each = (crate::engine::runtime::inference_threads() / worker_count).max(1);
 
     let mut summary = RunSummary {
         out: settings.out.clone(),

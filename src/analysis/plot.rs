@@ -11,11 +11,11 @@ use plotters::coord::ranged1d::{KeyPointHint, NoDefaultFormatting, Ranged, Value
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::analysis::fit::{Point, Robustness, ShiftFit, Transform};
 use crate::error::{Error, Result};
-use crate::fit::{Point, Robustness, ShiftFit, Transform};
-use crate::store::write_atomic;
+use crate::results::store::write_atomic;
 
-const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 fn register_font() {
     static ONCE: Once = Once::new();

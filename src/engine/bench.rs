@@ -7,14 +7,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::card::ModelCard;
+use crate::engine::evaluate::{self, RunSettings};
+use crate::engine::jpeg;
+use crate::engine::preprocess::{decode_rgb, preprocess_bytes, recycle, PixelLayout};
+use crate::engine::progress::{self, ProgressMode};
+use crate::engine::runtime::{Classifier, OrtClassifier, ProviderChoice, SessionSettings};
 use crate::error::{Error, Result};
-use crate::evaluate::{self, RunSettings};
-use crate::jpeg;
-use crate::preprocess::{decode_rgb, preprocess_bytes, recycle, PixelLayout};
-use crate::progress::{self, ProgressMode};
-use crate::runtime::{Classifier, OrtClassifier, ProviderChoice, SessionSettings};
-use crate::suite::Suite;
+use crate::input::card::ModelCard;
+use crate::input::suite::Suite;
 
 #[derive(Debug, Serialize)]
 pub struct Figures {
@@ -87,9 +87,7 @@ pub fn measure(
     if images.is_empty() {
         return Err(Error::Usage("bench: no images".into()));
     }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = crate::engine::cores();
     let bytes: Vec<Vec<u8>> = images
         .iter()
         .map(|p| std::fs::read(p).map_err(|e| Error::io(p, e)))
@@ -130,7 +128,7 @@ pub fn measure(
         provider: ProviderChoice::Cpu,
         trt_cache: work.join("trt"),
     };
-    let threads = crate::runtime::inference_threads();
+    let threads = crate::engine::runtime::inference_threads();
     let workers = evaluate::cpu_workers(inference_workers);
     let mut sessions = if workers > 1 {
         OrtClassifier::open_copies(
@@ -216,7 +214,7 @@ pub fn measure(
             progress::make(ProgressMode::None).as_ref(),
         )?;
         let seconds = t.elapsed().as_secs_f64();
-        let store = crate::store::ResultsStore::open(&run.out)?;
+        let store = crate::results::store::ResultsStore::open(&run.out)?;
         let waiting = store
             .run
             .evaluations
@@ -250,9 +248,9 @@ pub fn measure(
     Ok(Figures {
         images: images.len(),
         batch_size,
-        threads: crate::runtime::inference_threads(),
+        threads: crate::engine::runtime::inference_threads(),
         cores,
-        onnxruntime: crate::runtime::runtime()?.library.version.clone(),
+        onnxruntime: crate::engine::runtime::runtime()?.library.version.clone(),
         provider,
         inference_workers: workers,
         decode_per_core,

@@ -1,0 +1,356 @@
+//! One function per subcommand: read the arguments, call the library, print and pick the exit code.
+
+use std::process::ExitCode;
+
+use super::args::{
+    BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, ManifestArgs, ModelsArgs, PlotCommand,
+    ReportCommand, RunArgs,
+};
+use robust_eval::analysis::gate;
+use robust_eval::analysis::report::Format;
+use robust_eval::analysis::{self, AnalysisSettings};
+use robust_eval::engine::evaluate::{self, RunSettings};
+use robust_eval::engine::runtime::SessionSettings;
+use robust_eval::engine::{doctor, progress};
+use robust_eval::input::suite::Suite;
+use robust_eval::input::{card, manifest};
+use robust_eval::results::store::ResultsStore;
+use robust_eval::Error;
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, Error> {
+    serde_json::to_string_pretty(value).map_err(|e| Error::Other(e.to_string()))
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
+    if let Some(threads) = args.threads {
+        robust_eval::engine::runtime::set_inference_threads(threads);
+    }
+    let suite = Suite::find(&args.suite)?;
+    let progress = progress::make(args.progress.into());
+    let model_paths = if args.models.is_empty() {
+        match &suite.models {
+            Some(p) => vec![p.clone()],
+            None => {
+                return Err(Error::Usage(format!(
+                    "suite `{}` brings no models: pass --models PATH",
+                    suite.name
+                )))
+            }
+        }
+    } else {
+        args.models.clone()
+    };
+    let models = card::discover(&model_paths, &mut |w| {
+        progress.message(&format!("warning: {w}"))
+    })?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| std::path::Path::new("results").join(&suite.name));
+    let settings = RunSettings {
+        data_root: args.data_root.clone(),
+        datasets: args.datasets.clone(),
+        batch_size: args.batch_size as usize,
+        loader_threads: args
+            .loader_threads
+            .unwrap_or_else(robust_eval::engine::cores),
+        prefetch: args.prefetch,
+        inference_workers: args.inference_workers.map_or(0, |n| n as usize),
+        session: SessionSettings {
+            provider: args.provider.into(),
+            trt_cache: args
+                .trt_cache
+                .clone()
+                .unwrap_or_else(|| out.join("tensorrt-cache")),
+        },
+        force: args.force,
+        out: out.clone(),
+    };
+    let summary = evaluate::run(&suite, &models, &settings, progress.as_ref())?;
+    let store = ResultsStore::open(&out)?;
+    let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    let rows: Vec<_> = store
+        .evals
+        .iter()
+        .filter(|r| names.contains(&r.model.as_str()))
+        .collect();
+    if args.json {
+        let json = serde_json::json!({ "summary": summary, "evals": rows });
+        println!("{}", to_json(&json)?);
+    } else {
+        println!(
+            "{:<24} {:<28} {:>8} {:>8} {:>8}",
+            "model", "dataset", "top1 %", "n", "failed"
+        );
+        for r in &rows {
+            println!(
+                "{:<24} {:<28} {:>8.2} {:>8} {:>8}",
+                r.model, r.dataset, r.top1, r.n, r.failed
+            );
+        }
+        println!(
+            "\n{} pairs evaluated, {} up to date; results in {}",
+            summary.evaluated.len(),
+            summary.up_to_date.len(),
+            out.display()
+        );
+    }
+    // The evaluation is stored; the analysis can be redone with `fit`/`plot`/`report`, so a fit that
+    // cannot be made (too few models, say) is reported without failing the run.
+    match analysis::analyse(&out, &settings_of(&args.fit)).and_then(|a| {
+        let mut files = a.write_fit()?;
+        files.extend(a.write_plots(args.fit.labels)?);
+        files.extend(a.write_reports()?);
+        for note in &a.fit.notes {
+            eprintln!("note: {note}");
+        }
+        Ok(files)
+    }) {
+        Ok(files) => eprintln!(
+            "fit, plots and reports: {} files in {}",
+            files.len(),
+            out.display()
+        ),
+        Err(e) => {
+            eprintln!("warning: no fit, plots or report: {e} (evaluation results are stored)")
+        }
+    }
+    if summary.failed_images > args.allow_failures {
+        eprintln!(
+            "error: {} images could not be read (listed in {}); pass --allow-failures N to accept up to N",
+            summary.failed_images,
+            out.join("failures.csv").display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn settings_of(args: &FitArgs) -> AnalysisSettings {
+    AnalysisSettings {
+        transform: args.transform.into(),
+        id: args.id.clone(),
+        baseline: args.baseline.clone(),
+        cloud: args.baseline_cloud.clone(),
+        resamples: args.bootstrap,
+        seed: args.seed,
+        label_points: args.labels,
+        split_a: args.split_a.clone(),
+    }
+}
+
+pub fn run_fit(args: FitCommand) -> Result<ExitCode, Error> {
+    let a = analysis::analyse(&args.results, &settings_of(&args.fit))?;
+    a.write_fit()?;
+    for note in &a.fit.notes {
+        eprintln!("note: {note}");
+    }
+    if args.json {
+        println!("{}", a.fit_json()?);
+    } else {
+        println!(
+            "{:<30} {:<30} {:>5} {:>9} {:>10} {:>7}",
+            "shift", "ID dataset", "n", "slope", "intercept", "R²"
+        );
+        for s in &a.fit.shifts {
+            println!(
+                "{:<30} {:<30} {:>5} {:>9.4} {:>10.4} {:>7.4}{}",
+                s.shift,
+                s.id_dataset,
+                s.line.n,
+                s.line.slope,
+                s.line.intercept,
+                s.line.r2,
+                if s.linear {
+                    ""
+                } else {
+                    "  (not linear: see fit.json)"
+                }
+            );
+        }
+        eprintln!(
+            "wrote {} and {}",
+            args.results.join("fit.json").display(),
+            args.results.join("robustness.csv").display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_plot(args: PlotCommand) -> Result<ExitCode, Error> {
+    let a = analysis::analyse(&args.results, &settings_of(&args.fit))?;
+    for file in a.write_plots(args.fit.labels)? {
+        println!("{}", file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_report(args: ReportCommand) -> Result<ExitCode, Error> {
+    let a = analysis::analyse(&args.results, &settings_of(&args.fit))?;
+    let format: Format = args.format.into();
+    let (name, text) = match format {
+        Format::Md => ("report.md", a.report(Format::Md)),
+        Format::Html => ("report.html", a.report(Format::Html)),
+        Format::Json => ("report.json", a.report(Format::Json)),
+    };
+    let path = args.results.join(name);
+    robust_eval::results::store::write_atomic(&path, text.as_bytes())?;
+    if format == Format::Html {
+        println!("{}", path.display());
+    } else {
+        print!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_gate(args: GateArgs) -> Result<ExitCode, Error> {
+    let mut rules = match &args.config {
+        Some(path) => gate::Rules::load(path)?,
+        None => gate::Rules::default(),
+    };
+    rules.max_drop = args.max_drop.unwrap_or(rules.max_drop);
+    rules.max_er_drop = args.max_er_drop.unwrap_or(rules.max_er_drop);
+    rules.max_average_er_drop = args
+        .max_average_er_drop
+        .unwrap_or(rules.max_average_er_drop);
+    rules.alpha = args.alpha.unwrap_or(rules.alpha);
+    rules.ignore_significance |= args.ignore_significance;
+    if !(rules.alpha > 0.0 && rules.alpha < 1.0) {
+        return Err(Error::Usage(format!(
+            "--alpha {}: must lie between 0 and 1",
+            rules.alpha
+        )));
+    }
+    let pairs = args
+        .pair
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((b, c)) if !b.is_empty() && !c.is_empty() => Ok((b.to_string(), c.to_string())),
+            _ => Err(Error::Usage(format!(
+                "--pair {p}: expected BASELINE=CANDIDATE"
+            ))),
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let report = gate::compare(&args.baseline, &args.candidate, &pairs, &rules)?;
+    if let Some(path) = &args.markdown {
+        robust_eval::results::store::write_atomic(path, gate::markdown(&report).as_bytes())?;
+    }
+    if let Some(path) = &args.junit {
+        robust_eval::results::store::write_atomic(path, gate::junit(&report).as_bytes())?;
+    }
+    if args.json {
+        println!("{}", to_json(&report)?);
+    } else {
+        print!("{}", gate::table(&report));
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
+    if let Some(threads) = args.threads {
+        robust_eval::engine::runtime::set_inference_threads(threads);
+    }
+    let mut images: Vec<std::path::PathBuf> = std::fs::read_dir(&args.images)
+        .map_err(|e| Error::io(&args.images, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && robust_eval::input::manifest::is_image(p))
+        .collect();
+    images.sort();
+    images.truncate(args.limit);
+    let model = card::discover(std::slice::from_ref(&args.model), &mut |w| {
+        eprintln!("warning: {w}")
+    })?
+    .remove(0);
+    let work = tempfile::tempdir().map_err(|e| Error::Other(e.to_string()))?;
+    let f = robust_eval::engine::bench::measure(
+        &images,
+        &model,
+        args.batch_size.max(1),
+        args.shared_models,
+        args.inference_workers.map_or(0, |n| n as usize),
+        work.path(),
+    )?;
+    if args.json {
+        println!("{}", to_json(&f)?);
+    } else {
+        println!(
+            "{} images, model {}, batch {}, {} inference threads in {} worker(s), {} cores, ONNX Runtime {} ({})",
+            f.images,
+            model.name,
+            f.batch_size,
+            f.threads,
+            f.inference_workers,
+            f.cores,
+            f.onnxruntime,
+            f.provider
+        );
+        println!(
+            "  decode alone        {:>8.1} images/s per core",
+            f.decode_per_core
+        );
+        println!(
+            "  preprocessing       {:>8.1} images/s per core ({:.0} % of decode)",
+            f.preprocess_per_core,
+            100.0 * f.preprocess_per_core / f.decode_per_core
+        );
+        println!("  inference alone     {:>8.1} images/s", f.inference);
+        println!(
+            "  end to end          {:>8.1} images/s ({:.0} % of the {:.1} images/s limit; {})",
+            f.end_to_end,
+            100.0 * f.end_to_end / f.limit,
+            f.limit,
+            f.bound_detail
+        );
+        if f.shared_models > 1 {
+            println!(
+                "  {} models sharing   {:>8.1} s (one model {:.1} s; budget {:.1} s = one model + {} x inference alone x 1.1: {:.0} % of it)",
+                f.shared_models,
+                f.shared_seconds,
+                f.one_model_seconds,
+                f.shared_budget_seconds,
+                f.shared_models - 1,
+                100.0 * f.shared_seconds / f.shared_budget_seconds
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {
+    let rows = manifest::scan(args.layout.into(), &args.root, args.ground_truth.as_deref())?;
+    manifest::write(&rows, &args.out)?;
+    eprintln!("wrote {} ({} images)", args.out.display(), rows.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_models(args: ModelsArgs) -> Result<ExitCode, Error> {
+    let listing = robust_eval::engine::models::check(&args.models)?;
+    if args.json {
+        println!("{}", to_json(&listing)?);
+    } else {
+        print!("{}", robust_eval::engine::models::render(&listing));
+    }
+    Ok(if listing.invalid == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn run_doctor(args: DoctorArgs) -> Result<ExitCode, Error> {
+    let report = doctor::diagnose();
+    if args.json {
+        println!("{}", to_json(&report)?);
+    } else {
+        print!("{}", doctor::render(&report));
+    }
+    Ok(if report.library.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

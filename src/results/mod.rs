@@ -1,0 +1,4 @@
+//! What a run stores: how predictions are scored, and the results folder they are written to.
+
+pub mod scoring;
+pub mod store;
