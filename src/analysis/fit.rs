@@ -485,27 +485,7 @@ pub fn fit_all(
     settings: &FitSettings,
 ) -> Result<(FitReport, Vec<Robustness>)> {
     let base_rows = cloud.unwrap_or(rows);
-    if let BaselineSpec::Group(g) = &settings.baseline {
-        let groups: BTreeSet<&str> = base_rows.iter().map(|r| r.group.as_str()).collect();
-        if !groups.contains(g.as_str()) {
-            return Err(Error::Usage(format!(
-                "--baseline group:{g}: no model is in group `{g}` (groups: {})",
-                groups.into_iter().collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    if !rows.iter().any(|r| r.dataset == settings.id) {
-        return Err(Error::Usage(format!(
-            "no rows for the in-distribution dataset `{}`; name it with --id (datasets: {})",
-            settings.id,
-            rows.iter()
-                .map(|r| r.dataset.as_str())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
+    check_fit_inputs(rows, base_rows, settings)?;
     let mut report = FitReport {
         transform: settings.transform,
         id_dataset: settings.id.clone(),
@@ -533,85 +513,129 @@ pub fn fit_all(
                 settings.id, settings.id
             ));
         }
-        let mut fit = fit_shift(
-            &shift,
-            &base_id,
-            &baseline,
-            settings.transform,
-            settings.resamples,
-            settings.seed,
+        let fit = if shift.contains("imagenet-a") {
+            fit_imagenet_a(&shift, &base_id, &base_points, &baseline, settings)?
+        } else {
+            fit_line(&shift, &base_id, &baseline, settings)
+        };
+        robustness.extend(
+            points
+                .iter()
+                .map(|p| robustness_of(p, &fit, &shift, &id_used)),
         );
-        if shift.contains("imagenet-a") {
-            fit.linear = false;
-            fit.note = Some(
-                "ImageNet-A was adversarially filtered against ResNet-50, so its accuracies do not follow a line; \
-                 read this fit with care"
-                    .into(),
-            );
-            if let Some(model) = &settings.split_a {
-                let Some(at) = base_points.iter().find(|p| &p.model == model).map(|p| p.id) else {
-                    return Err(Error::Usage(format!(
-                        "--split-a: no model `{model}` with accuracies on `{shift}`"
-                    )));
-                };
-                let (below, above): (Vec<&Point>, Vec<&Point>) =
-                    baseline.iter().partition(|p| p.id < at);
-                if below.len() < 3 || above.len() < 3 {
-                    return Err(Error::Usage(format!(
-                        "--split-a {model}: {} baseline models lie below its ID accuracy and {} at or above; each piece needs at least 3",
-                        below.len(),
-                        above.len()
-                    )));
-                }
-                let mut lower = fit_shift(
-                    &shift,
-                    &base_id,
-                    &below,
-                    settings.transform,
-                    settings.resamples,
-                    settings.seed,
-                );
-                let upper = fit_shift(
-                    &shift,
-                    &base_id,
-                    &above,
-                    settings.transform,
-                    settings.resamples,
-                    settings.seed,
-                );
-                lower.linear = false;
-                lower.note = Some(format!(
-                    "piecewise fit, split at {model}'s ID accuracy ({at:.2} %): `slope`/`intercept` below it, `upper` at or above it"
-                ));
-                lower.upper = Some(Box::new(upper));
-                lower.split_at = Some(at);
-                lower.split_model = Some(model.clone());
-                fit = lower;
-            }
-        }
-        for p in &points {
-            let expected = fit.expected(p.id);
-            let (e_lo, e_hi) = fit.expected_interval(p.id);
-            let (o_lo, o_hi) = p.ood_ci.unwrap_or((p.ood, p.ood));
-            robustness.push(Robustness {
-                model: p.model.clone(),
-                group: p.group.clone(),
-                shift: shift.clone(),
-                id_dataset: id_used.clone(),
-                id_top1: p.id,
-                ood_top1: p.ood,
-                expected_ood_top1: expected,
-                effective_robustness: p.ood - expected,
-                er_low: o_lo - e_hi,
-                er_high: o_hi - e_lo,
-            });
-        }
         report.shifts.push(fit);
     }
-    // The average over shifts, for models scored on every shift.
-    let n_shifts = report.shifts.len();
+    let averages = average_robustness(&robustness, report.shifts.len(), &settings.id);
+    robustness.extend(averages);
+    Ok((report, robustness))
+}
+
+/// The baseline group exists and the ID dataset has rows: checked before any fit, so the error
+/// names what the user can change.
+fn check_fit_inputs(
+    rows: &[Accuracy],
+    base_rows: &[Accuracy],
+    settings: &FitSettings,
+) -> Result<()> {
+    if let BaselineSpec::Group(g) = &settings.baseline {
+        let groups: BTreeSet<&str> = base_rows.iter().map(|r| r.group.as_str()).collect();
+        if !groups.contains(g.as_str()) {
+            return Err(Error::Usage(format!(
+                "--baseline group:{g}: no model is in group `{g}` (groups: {})",
+                groups.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    if !rows.iter().any(|r| r.dataset == settings.id) {
+        let datasets: BTreeSet<&str> = rows.iter().map(|r| r.dataset.as_str()).collect();
+        return Err(Error::Usage(format!(
+            "no rows for the in-distribution dataset `{}`; name it with --id (datasets: {})",
+            settings.id,
+            datasets.into_iter().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn fit_line(shift: &str, base_id: &str, baseline: &[&Point], settings: &FitSettings) -> ShiftFit {
+    fit_shift(
+        shift,
+        base_id,
+        baseline,
+        settings.transform,
+        settings.resamples,
+        settings.seed,
+    )
+}
+
+/// ImageNet-A's fit is flagged as not linear; with `--split-a MODEL` it is fitted piecewise,
+/// split at that model's ID accuracy, as imagenet-testbed does.
+fn fit_imagenet_a(
+    shift: &str,
+    base_id: &str,
+    base_points: &[Point],
+    baseline: &[&Point],
+    settings: &FitSettings,
+) -> Result<ShiftFit> {
+    let Some(model) = &settings.split_a else {
+        let mut fit = fit_line(shift, base_id, baseline, settings);
+        fit.linear = false;
+        fit.note = Some(
+            "ImageNet-A was adversarially filtered against ResNet-50, so its accuracies do not follow a line; \
+             read this fit with care"
+                .into(),
+        );
+        return Ok(fit);
+    };
+    let Some(at) = base_points.iter().find(|p| &p.model == model).map(|p| p.id) else {
+        return Err(Error::Usage(format!(
+            "--split-a: no model `{model}` with accuracies on `{shift}`"
+        )));
+    };
+    let (below, above): (Vec<&Point>, Vec<&Point>) = baseline.iter().partition(|p| p.id < at);
+    if below.len() < 3 || above.len() < 3 {
+        return Err(Error::Usage(format!(
+            "--split-a {model}: {} baseline models lie below its ID accuracy and {} at or above; each piece needs at least 3",
+            below.len(),
+            above.len()
+        )));
+    }
+    let mut lower = fit_line(shift, base_id, &below, settings);
+    let upper = fit_line(shift, base_id, &above, settings);
+    lower.linear = false;
+    lower.note = Some(format!(
+        "piecewise fit, split at {model}'s ID accuracy ({at:.2} %): `slope`/`intercept` below it, `upper` at or above it"
+    ));
+    lower.upper = Some(Box::new(upper));
+    lower.split_at = Some(at);
+    lower.split_model = Some(model.clone());
+    Ok(lower)
+}
+
+/// A model's effective robustness on one shift, with its interval: the model's Clopper–Pearson
+/// interval against the fit's bootstrap band.
+fn robustness_of(p: &Point, fit: &ShiftFit, shift: &str, id_used: &str) -> Robustness {
+    let expected = fit.expected(p.id);
+    let (e_lo, e_hi) = fit.expected_interval(p.id);
+    let (o_lo, o_hi) = p.ood_ci.unwrap_or((p.ood, p.ood));
+    Robustness {
+        model: p.model.clone(),
+        group: p.group.clone(),
+        shift: shift.to_string(),
+        id_dataset: id_used.to_string(),
+        id_top1: p.id,
+        ood_top1: p.ood,
+        expected_ood_top1: expected,
+        effective_robustness: p.ood - expected,
+        er_low: o_lo - e_hi,
+        er_high: o_hi - e_lo,
+    }
+}
+
+/// The average over shifts (`shift = "average"`), for models scored on every one of them.
+fn average_robustness(robustness: &[Robustness], n_shifts: usize, id: &str) -> Vec<Robustness> {
     let mut by_model: BTreeMap<&str, Vec<&Robustness>> = BTreeMap::new();
-    for r in &robustness {
+    for r in robustness {
         by_model.entry(&r.model).or_default().push(r);
     }
     let mut averages = Vec::new();
@@ -625,7 +649,7 @@ pub fn fit_all(
             model: model.to_string(),
             group: rs[0].group.clone(),
             shift: "average".into(),
-            id_dataset: settings.id.clone(),
+            id_dataset: id.to_string(),
             id_top1: mean(&|r| r.id_top1),
             ood_top1: mean(&|r| r.ood_top1),
             expected_ood_top1: mean(&|r| r.expected_ood_top1),
@@ -634,8 +658,7 @@ pub fn fit_all(
             er_high: mean(&|r| r.er_high),
         });
     }
-    robustness.extend(averages);
-    Ok((report, robustness))
+    averages
 }
 
 /// Whether a shift, by its name, is one that restricts classes (so its ID point should be too).

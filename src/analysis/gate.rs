@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal};
 
+use crate::analysis::fit::Robustness;
 use crate::analysis::markup::escape_xml;
 use crate::analysis::{self, AnalysisSettings};
 use crate::error::{Error, Location, Result};
@@ -223,118 +224,13 @@ pub fn compare(
 ) -> Result<GateReport> {
     let base = open(baseline, "baseline")?;
     let cand = open(candidate, "candidate")?;
-    let pairs: Vec<(String, String)> = if pairs.is_empty() {
-        let mut names: Vec<String> = base.evals.iter().map(|r| r.model.clone()).collect();
-        names.sort();
-        names.dedup();
-        names.retain(|m| cand.evals.iter().any(|r| &r.model == m));
-        if names.is_empty() {
-            return Err(Error::Usage(
-                "no model appears in both results folders; name the pairs with --pair BASELINE=CANDIDATE".into(),
-            ));
-        }
-        names.into_iter().map(|m| (m.clone(), m)).collect()
-    } else {
-        for (b, c) in pairs {
-            if !base.evals.iter().any(|r| &r.model == b) {
-                return Err(Error::Usage(format!(
-                    "--pair {b}={c}: the baseline has no model `{b}`"
-                )));
-            }
-            if !cand.evals.iter().any(|r| &r.model == c) {
-                return Err(Error::Usage(format!(
-                    "--pair {b}={c}: the candidate has no model `{c}`"
-                )));
-            }
-        }
-        pairs.to_vec()
-    };
-
+    let pairs = resolve_pairs(&base, &cand, pairs)?;
     let mut checks = Vec::new();
-    let mut ood_p: HashMap<(String, String), Option<f64>> = HashMap::new();
     for (bm, cm) in &pairs {
-        let rows: Vec<(&EvalRow, &EvalRow)> = base
-            .evals
-            .iter()
-            .filter(|r| &r.model == bm)
-            .filter_map(|b| {
-                cand.evals
-                    .iter()
-                    .find(|c| &c.model == cm && c.dataset == b.dataset)
-                    .map(|c| (b, c))
-            })
-            .collect();
-        for (b, c) in rows {
-            let (bh, ch) = (
-                manifest_hash(&base, bm, &b.dataset),
-                manifest_hash(&cand, cm, &c.dataset),
-            );
-            if let (Some(bh), Some(ch)) = (&bh, &ch) {
-                if bh != ch {
-                    return Err(Error::Usage(format!(
-                        "{bm} vs {cm} on {}: the two sides scored different manifests (sha256 {}… vs {}…); \
-                         a comparison needs the same images",
-                        b.dataset,
-                        &bh[..12],
-                        &ch[..12]
-                    )));
-                }
-            }
-            let paired = match (
-                bh.is_some() && ch.is_some(),
-                outcomes(&base, bm, &b.dataset)?,
-                outcomes(&cand, cm, &c.dataset)?,
-            ) {
-                (true, Some(bo), Some(co)) => Some((bo, co)),
-                _ => None,
-            };
-            let (p, test, to_wrong, to_right, note) = match paired {
-                Some((bo, co)) => {
-                    let (mut to_wrong, mut to_right) = (0u64, 0u64);
-                    for (i, &bc) in &bo {
-                        match co.get(i) {
-                            Some(&cc) if bc && !cc => to_wrong += 1,
-                            Some(&cc) if !bc && cc => to_right += 1,
-                            _ => {}
-                        }
-                    }
-                    (Some(mcnemar_exact(to_wrong, to_right)), "mcnemar-exact", Some(to_wrong), Some(to_right), None)
-                }
-                None if b.n > 0 && c.n > 0 => (
-                    Some(two_proportion(b.correct, b.n, c.correct, c.n)),
-                    "two-proportion",
-                    None,
-                    None,
-                    Some("no paired per-image predictions on the same manifest: two-proportion test on the counts".to_string()),
-                ),
-                None => (None, "none", None, None, Some("no counts: threshold only".to_string())),
-            };
-            ood_p.insert((bm.clone(), b.dataset.clone()), p);
-            let threshold = rules
-                .datasets
-                .get(&b.dataset)
-                .map(|d| d.max_drop)
-                .unwrap_or(rules.max_drop);
-            let change = c.top1 - b.top1;
-            checks.push(Check {
-                rule: "top1".into(),
-                baseline_model: bm.clone(),
-                candidate_model: cm.clone(),
-                dataset: b.dataset.clone(),
-                baseline: b.top1,
-                candidate: c.top1,
-                change,
-                threshold,
-                p_value: p,
-                test: test.into(),
-                flipped_to_wrong: to_wrong,
-                flipped_to_right: to_right,
-                verdict: verdict(change, threshold, p, rules),
-                note,
-            });
+        for (b, c) in matching_rows(&base, &cand, bm, cm) {
+            checks.push(accuracy_check(&base, &cand, (bm, b), (cm, c), rules)?);
         }
     }
-
     // Effective robustness, each side fitted as its own run would fit it.
     let settings = AnalysisSettings::default();
     if let (Ok(ba), Ok(ca)) = (
@@ -343,62 +239,14 @@ pub fn compare(
     ) {
         for (bm, cm) in &pairs {
             for b in ba.robustness.iter().filter(|r| &r.model == bm) {
-                let Some(c) = ca
+                let found = ca
                     .robustness
                     .iter()
-                    .find(|r| &r.model == cm && r.shift == b.shift)
-                else {
-                    continue;
-                };
-                let average = b.shift == "average";
-                // An ER drop counts as significant when the OOD accuracy change behind it is.
-                let p = if average {
-                    None
-                } else {
-                    ood_p.get(&(bm.clone(), b.shift.clone())).copied().flatten()
-                };
-                let threshold = if average {
-                    rules.max_average_er_drop
-                } else {
-                    rules.max_er_drop
-                };
-                let change = c.effective_robustness - b.effective_robustness;
-                let mut v = verdict(change, threshold, p, rules);
-                if average && v == Verdict::Fail && !rules.ignore_significance {
-                    // No test of its own: fail only if some shift's ER drop is itself significant.
-                    let any = checks.iter().any(|k| {
-                        k.rule == "effective_robustness"
-                            && k.baseline_model == *bm
-                            && k.verdict == Verdict::Fail
-                    });
-                    if !any {
-                        v = Verdict::Warn;
-                    }
+                    .find(|r| &r.model == cm && r.shift == b.shift);
+                if let Some(c) = found {
+                    let check = robustness_check((bm, b), (cm, c), &checks, rules);
+                    checks.push(check);
                 }
-                checks.push(Check {
-                    rule: if average {
-                        "average_effective_robustness".into()
-                    } else {
-                        "effective_robustness".into()
-                    },
-                    baseline_model: bm.clone(),
-                    candidate_model: cm.clone(),
-                    dataset: b.shift.clone(),
-                    baseline: b.effective_robustness,
-                    candidate: c.effective_robustness,
-                    change,
-                    threshold,
-                    p_value: p,
-                    test: if p.is_some() {
-                        "ood-accuracy-test".into()
-                    } else {
-                        "none".into()
-                    },
-                    flipped_to_wrong: None,
-                    flipped_to_right: None,
-                    verdict: v,
-                    note: None,
-                });
             }
         }
     }
@@ -410,6 +258,231 @@ pub fn compare(
         checks,
         passed,
     })
+}
+
+/// The model pairs to compare: as given (each name checked), or every model on both sides.
+fn resolve_pairs(
+    base: &ResultsStore,
+    cand: &ResultsStore,
+    pairs: &[(String, String)],
+) -> Result<Vec<(String, String)>> {
+    if pairs.is_empty() {
+        let mut names: Vec<String> = base.evals.iter().map(|r| r.model.clone()).collect();
+        names.sort();
+        names.dedup();
+        names.retain(|m| cand.evals.iter().any(|r| &r.model == m));
+        if names.is_empty() {
+            return Err(Error::Usage(
+                "no model appears in both results folders; name the pairs with --pair BASELINE=CANDIDATE".into(),
+            ));
+        }
+        return Ok(names.into_iter().map(|m| (m.clone(), m)).collect());
+    }
+    for (b, c) in pairs {
+        if !base.evals.iter().any(|r| &r.model == b) {
+            return Err(Error::Usage(format!(
+                "--pair {b}={c}: the baseline has no model `{b}`"
+            )));
+        }
+        if !cand.evals.iter().any(|r| &r.model == c) {
+            return Err(Error::Usage(format!(
+                "--pair {b}={c}: the candidate has no model `{c}`"
+            )));
+        }
+    }
+    Ok(pairs.to_vec())
+}
+
+/// The evals.csv rows of `bm` in the baseline and `cm` in the candidate on the same dataset.
+fn matching_rows<'a>(
+    base: &'a ResultsStore,
+    cand: &'a ResultsStore,
+    bm: &str,
+    cm: &str,
+) -> Vec<(&'a EvalRow, &'a EvalRow)> {
+    base.evals
+        .iter()
+        .filter(|r| r.model == bm)
+        .filter_map(|b| {
+            cand.evals
+                .iter()
+                .find(|c| c.model == cm && c.dataset == b.dataset)
+                .map(|c| (b, c))
+        })
+        .collect()
+}
+
+/// What decides whether a top-1 change is real: its p-value, the test's name, the images that
+/// flipped each way (paired test only), and a note when the paired test could not be made.
+struct Significance {
+    p: Option<f64>,
+    test: &'static str,
+    flipped: Option<(u64, u64)>,
+    note: Option<String>,
+}
+
+/// The top-1 check of one model pair on one dataset. The two sides must have scored the same
+/// manifest where both recorded its hash.
+fn accuracy_check(
+    base: &ResultsStore,
+    cand: &ResultsStore,
+    (bm, b): (&String, &EvalRow),
+    (cm, c): (&String, &EvalRow),
+    rules: &Rules,
+) -> Result<Check> {
+    let (bh, ch) = (
+        manifest_hash(base, bm, &b.dataset),
+        manifest_hash(cand, cm, &c.dataset),
+    );
+    if let (Some(bh), Some(ch)) = (&bh, &ch) {
+        if bh != ch {
+            return Err(Error::Usage(format!(
+                "{bm} vs {cm} on {}: the two sides scored different manifests (sha256 {}… vs {}…); \
+                 a comparison needs the same images",
+                b.dataset,
+                &bh[..12.min(bh.len())],
+                &ch[..12.min(ch.len())]
+            )));
+        }
+    }
+    let paired = match (
+        bh.is_some() && ch.is_some(),
+        outcomes(base, bm, &b.dataset)?,
+        outcomes(cand, cm, &c.dataset)?,
+    ) {
+        (true, Some(bo), Some(co)) => Some((bo, co)),
+        _ => None,
+    };
+    let sig = significance(paired, b, c);
+    let threshold = rules
+        .datasets
+        .get(&b.dataset)
+        .map(|d| d.max_drop)
+        .unwrap_or(rules.max_drop);
+    let change = c.top1 - b.top1;
+    Ok(Check {
+        rule: "top1".into(),
+        baseline_model: bm.clone(),
+        candidate_model: cm.clone(),
+        dataset: b.dataset.clone(),
+        baseline: b.top1,
+        candidate: c.top1,
+        change,
+        threshold,
+        p_value: sig.p,
+        test: sig.test.into(),
+        flipped_to_wrong: sig.flipped.map(|f| f.0),
+        flipped_to_right: sig.flipped.map(|f| f.1),
+        verdict: verdict(change, threshold, sig.p, rules),
+        note: sig.note,
+    })
+}
+
+/// Exact McNemar on the images that flipped when both sides have per-image outcomes of the same
+/// manifest; else a two-proportion test on the counts; else none.
+type Outcomes = HashMap<u32, bool>;
+
+fn significance(paired: Option<(Outcomes, Outcomes)>, b: &EvalRow, c: &EvalRow) -> Significance {
+    match paired {
+        Some((bo, co)) => {
+            let (mut to_wrong, mut to_right) = (0u64, 0u64);
+            for (i, &bc) in &bo {
+                match co.get(i) {
+                    Some(&cc) if bc && !cc => to_wrong += 1,
+                    Some(&cc) if !bc && cc => to_right += 1,
+                    _ => {}
+                }
+            }
+            Significance {
+                p: Some(mcnemar_exact(to_wrong, to_right)),
+                test: "mcnemar-exact",
+                flipped: Some((to_wrong, to_right)),
+                note: None,
+            }
+        }
+        None if b.n > 0 && c.n > 0 => Significance {
+            p: Some(two_proportion(b.correct, b.n, c.correct, c.n)),
+            test: "two-proportion",
+            flipped: None,
+            note: Some(
+                "no paired per-image predictions on the same manifest: two-proportion test on the counts"
+                    .into(),
+            ),
+        },
+        None => Significance {
+            p: None,
+            test: "none",
+            flipped: None,
+            note: Some("no counts: threshold only".into()),
+        },
+    }
+}
+
+/// The effective-robustness check of one model pair on one shift (or their average). An ER drop
+/// counts as significant when the OOD accuracy change behind it is (`earlier` holds those checks,
+/// and the per-shift ER checks before an average).
+fn robustness_check(
+    (bm, b): (&String, &Robustness),
+    (cm, c): (&String, &Robustness),
+    earlier: &[Check],
+    rules: &Rules,
+) -> Check {
+    let average = b.shift == "average";
+    let p = if average {
+        None
+    } else {
+        earlier
+            .iter()
+            .find(|k| {
+                k.rule == "top1"
+                    && &k.baseline_model == bm
+                    && &k.candidate_model == cm
+                    && k.dataset == b.shift
+            })
+            .and_then(|k| k.p_value)
+    };
+    let threshold = if average {
+        rules.max_average_er_drop
+    } else {
+        rules.max_er_drop
+    };
+    let change = c.effective_robustness - b.effective_robustness;
+    let mut v = verdict(change, threshold, p, rules);
+    if average && v == Verdict::Fail && !rules.ignore_significance {
+        // No test of its own: fail only if some shift's ER drop is itself significant.
+        let any = earlier.iter().any(|k| {
+            k.rule == "effective_robustness"
+                && &k.baseline_model == bm
+                && k.verdict == Verdict::Fail
+        });
+        if !any {
+            v = Verdict::Warn;
+        }
+    }
+    Check {
+        rule: if average {
+            "average_effective_robustness".into()
+        } else {
+            "effective_robustness".into()
+        },
+        baseline_model: bm.clone(),
+        candidate_model: cm.clone(),
+        dataset: b.shift.clone(),
+        baseline: b.effective_robustness,
+        candidate: c.effective_robustness,
+        change,
+        threshold,
+        p_value: p,
+        test: if p.is_some() {
+            "ood-accuracy-test".into()
+        } else {
+            "none".into()
+        },
+        flipped_to_wrong: None,
+        flipped_to_right: None,
+        verdict: v,
+        note: None,
+    }
 }
 
 fn p_text(p: Option<f64>) -> String {

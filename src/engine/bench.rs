@@ -92,138 +92,14 @@ pub fn measure(
         .iter()
         .map(|p| std::fs::read(p).map_err(|e| Error::io(p, e)))
         .collect::<Result<_>>()?;
-    // Decode alone and full preprocessing alternate over the same small chunks of images, so a
-    // noisy machine slows both alike and their ratio holds; which of the two goes first swaps
-    // from chunk to chunk, so neither always finds the chunk's files warm in the cache. Two
-    // passes over the images.
-    let spec = model.preprocess;
-    let per_image = spec.tensor_len();
-    let mut batch = vec![0f32; per_image * batch_size];
-    let (mut decode_seconds, mut preprocess_seconds) = (0.0, 0.0);
-    let (mut slot, mut whole) = (0, Vec::new());
-    let chunks = bytes.chunks(STAGE_CHUNK).chain(bytes.chunks(STAGE_CHUNK));
-    for (c, chunk) in chunks.enumerate() {
-        for stage in [c % 2, 1 - c % 2] {
-            let t = Instant::now();
-            if stage == 0 {
-                for b in chunk {
-                    decode_alone(b, &mut whole)?;
-                }
-                decode_seconds += t.elapsed().as_secs_f64();
-            } else {
-                for b in chunk {
-                    slot = (slot + 1) % batch_size;
-                    let out = &mut batch[slot * per_image..(slot + 1) * per_image];
-                    preprocess_bytes(b, &spec, 0, out).map_err(Error::Other)?;
-                }
-                preprocess_seconds += t.elapsed().as_secs_f64();
-            }
-        }
-    }
-    let decode_per_core = 2.0 * bytes.len() as f64 / decode_seconds.max(1e-9);
-    let preprocess_per_core = 2.0 * bytes.len() as f64 / preprocess_seconds.max(1e-9);
-
-    // Inference alone, the way `run` does it on the CPU: each worker its own session and batches.
-    let settings = SessionSettings {
-        provider: ProviderChoice::Cpu,
-        trt_cache: work.join("trt"),
-    };
-    let threads = crate::engine::runtime::inference_threads();
+    let (decode_per_core, preprocess_per_core, batch) = stage_rates(&bytes, model, batch_size)?;
     let workers = evaluate::cpu_workers(inference_workers);
-    let mut sessions = if workers > 1 {
-        OrtClassifier::open_copies(
-            model,
-            &settings,
-            workers,
-            (threads / workers).max(1),
-            &mut |_| {},
-        )?
-    } else {
-        vec![OrtClassifier::open(model, &settings, &mut |_| {})?]
-    };
-    for session in &mut sessions {
-        session.classify(&batch, batch_size)?; // warm-up
-    }
-    let runs_each = ((images.len() / batch_size).max(2)).div_ceil(workers);
-    // Each worker reads a batch of its own, as in `run`: workers sharing one input would find
-    // it in the shared cache and look faster than they are.
-    let own_batches: Vec<Vec<f32>> = sessions.iter().map(|_| batch.clone()).collect();
-    let t = Instant::now();
-    std::thread::scope(|scope| {
-        let running: Vec<_> = sessions
-            .iter_mut()
-            .zip(&own_batches)
-            .map(|(session, batch)| {
-                scope.spawn(move || -> Result<()> {
-                    for _ in 0..runs_each {
-                        session.classify(batch, batch_size)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        running.into_iter().try_for_each(|r| {
-            r.join()
-                .unwrap_or_else(|_| Err(Error::Other("inference thread panicked".into())))
-        })
-    })?;
-    let inference = rate(runs_each * workers * batch_size, t);
-    let provider = sessions[0].provider().to_string();
-    drop(sessions);
+    let (inference, provider) =
+        inference_alone(model, &batch, batch_size, workers, images.len(), work)?;
 
-    // The real pipeline, on a one-dataset suite over the same images.
-    let manifest = work.join("bench.csv");
-    let mut text = String::from("path,label\n");
-    for p in images {
-        let abs = std::fs::canonicalize(p).map_err(|e| Error::io(p, e))?;
-        text.push_str(&format!(
-            "\"{}\",0\n",
-            abs.display().to_string().replace('"', "\"\"")
-        ));
-    }
-    std::fs::write(&manifest, text).map_err(|e| Error::io(&manifest, e))?;
-    let suite_file = work.join("bench.toml");
-    let suite_text = "name = \"bench\"\nid = \"bench\"\n[datasets.bench]\nmanifest = \"bench.csv\"\nscoring = \"all-classes\"\n";
-    std::fs::write(&suite_file, suite_text).map_err(|e| Error::io(&suite_file, e))?;
-    let suite = Suite::load(&suite_file)?;
-    let out = work.join("results");
-    let run = RunSettings {
-        out: out.clone(),
-        data_root: Some(work.to_path_buf()),
-        datasets: Vec::new(),
-        batch_size,
-        loader_threads: cores,
-        prefetch: 2,
-        inference_workers: workers,
-        session: SessionSettings {
-            provider: ProviderChoice::Cpu,
-            trt_cache: work.join("trt"),
-        },
-        force: true,
-    };
-    let pass = |models: &[ModelCard], tag: &str| -> Result<(f64, f64)> {
-        let run = RunSettings {
-            out: out.join(tag),
-            ..run.clone()
-        };
-        let t = Instant::now();
-        evaluate::run(
-            &suite,
-            models,
-            &run,
-            progress::make(ProgressMode::None).as_ref(),
-        )?;
-        let seconds = t.elapsed().as_secs_f64();
-        let store = crate::results::store::ResultsStore::open(&run.out)?;
-        let waiting = store
-            .run
-            .evaluations
-            .first()
-            .map(|e| e.waiting_for_images)
-            .unwrap_or(0.0);
-        Ok((seconds, waiting))
-    };
-    let (one_model_seconds, waiting_for_images) = pass(std::slice::from_ref(model), "one")?;
+    let pipeline = Pipeline::new(images, batch_size, workers, work)?;
+    let (one_model_seconds, waiting_for_images) =
+        pipeline.pass(std::slice::from_ref(model), "one")?;
     let end_to_end = images.len() as f64 / one_model_seconds;
     let bound = evaluate::Boundedness {
         waiting_fraction: waiting_for_images,
@@ -237,7 +113,7 @@ pub fn measure(
                 ..model.clone()
             })
             .collect();
-        let (seconds, _) = pass(&copies, "shared")?;
+        let (seconds, _) = pipeline.pass(&copies, "shared")?;
         let budget =
             one_model_seconds + (shared_models - 1) as f64 * images.len() as f64 / inference * 1.1;
         (seconds, budget)
@@ -271,4 +147,169 @@ pub fn measure(
         one_model_seconds,
         shared_budget_seconds,
     })
+}
+
+/// Decode alone and full preprocessing, per core, in images/s; and a batch of preprocessed
+/// images for the inference measurement.
+///
+/// The two alternate over the same small chunks of images, so a noisy machine slows both alike
+/// and their ratio holds; which of the two goes first swaps from chunk to chunk, so neither always
+/// finds the chunk's files warm in the cache. Two passes over the images.
+fn stage_rates(
+    bytes: &[Vec<u8>],
+    model: &ModelCard,
+    batch_size: usize,
+) -> Result<(f64, f64, Vec<f32>)> {
+    let spec = model.preprocess;
+    let per_image = spec.tensor_len();
+    let mut batch = vec![0f32; per_image * batch_size];
+    let (mut decode_seconds, mut preprocess_seconds) = (0.0, 0.0);
+    let (mut slot, mut whole) = (0, Vec::new());
+    let chunks = bytes.chunks(STAGE_CHUNK).chain(bytes.chunks(STAGE_CHUNK));
+    for (c, chunk) in chunks.enumerate() {
+        for stage in [c % 2, 1 - c % 2] {
+            let t = Instant::now();
+            if stage == 0 {
+                for b in chunk {
+                    decode_alone(b, &mut whole)?;
+                }
+                decode_seconds += t.elapsed().as_secs_f64();
+            } else {
+                for b in chunk {
+                    slot = (slot + 1) % batch_size;
+                    let out = &mut batch[slot * per_image..(slot + 1) * per_image];
+                    preprocess_bytes(b, &spec, 0, out).map_err(Error::Other)?;
+                }
+                preprocess_seconds += t.elapsed().as_secs_f64();
+            }
+        }
+    }
+    let decode_per_core = 2.0 * bytes.len() as f64 / decode_seconds.max(1e-9);
+    let preprocess_per_core = 2.0 * bytes.len() as f64 / preprocess_seconds.max(1e-9);
+    Ok((decode_per_core, preprocess_per_core, batch))
+}
+
+/// Inference alone in images/s, and the provider it ran on, the way `run` infers on the CPU: each
+/// worker its own session and batches.
+fn inference_alone(
+    model: &ModelCard,
+    batch: &[f32],
+    batch_size: usize,
+    workers: usize,
+    images: usize,
+    work: &Path,
+) -> Result<(f64, String)> {
+    let settings = SessionSettings {
+        provider: ProviderChoice::Cpu,
+        trt_cache: work.join("trt"),
+    };
+    let threads = crate::engine::runtime::inference_threads();
+    let mut sessions = if workers > 1 {
+        OrtClassifier::open_copies(
+            model,
+            &settings,
+            workers,
+            (threads / workers).max(1),
+            &mut |_| {},
+        )?
+    } else {
+        vec![OrtClassifier::open(model, &settings, &mut |_| {})?]
+    };
+    for session in &mut sessions {
+        session.classify(batch, batch_size)?; // warm-up
+    }
+    let runs_each = ((images / batch_size).max(2)).div_ceil(workers);
+    // Each worker reads a batch of its own, as in `run`: workers sharing one input would find
+    // it in the shared cache and look faster than they are.
+    let own_batches: Vec<Vec<f32>> = sessions.iter().map(|_| batch.to_vec()).collect();
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        let running: Vec<_> = sessions
+            .iter_mut()
+            .zip(&own_batches)
+            .map(|(session, batch)| {
+                scope.spawn(move || -> Result<()> {
+                    for _ in 0..runs_each {
+                        session.classify(batch, batch_size)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        running.into_iter().try_for_each(|r| {
+            r.join()
+                .unwrap_or_else(|_| Err(Error::Other("inference thread panicked".into())))
+        })
+    })?;
+    Ok((
+        rate(runs_each * workers * batch_size, t),
+        sessions[0].provider().to_string(),
+    ))
+}
+
+/// The real pipeline (`evaluate::run`) on a one-dataset suite over the bench's images.
+struct Pipeline {
+    suite: Suite,
+    run: RunSettings,
+}
+
+impl Pipeline {
+    fn new(images: &[PathBuf], batch_size: usize, workers: usize, work: &Path) -> Result<Pipeline> {
+        let manifest = work.join("bench.csv");
+        let mut text = String::from("path,label\n");
+        for p in images {
+            let abs = std::fs::canonicalize(p).map_err(|e| Error::io(p, e))?;
+            text.push_str(&format!(
+                "\"{}\",0\n",
+                abs.display().to_string().replace('"', "\"\"")
+            ));
+        }
+        std::fs::write(&manifest, text).map_err(|e| Error::io(&manifest, e))?;
+        let suite_file = work.join("bench.toml");
+        let suite_text = "name = \"bench\"\nid = \"bench\"\n[datasets.bench]\nmanifest = \"bench.csv\"\nscoring = \"all-classes\"\n";
+        std::fs::write(&suite_file, suite_text).map_err(|e| Error::io(&suite_file, e))?;
+        let run = RunSettings {
+            out: work.join("results"),
+            data_root: Some(work.to_path_buf()),
+            datasets: Vec::new(),
+            batch_size,
+            loader_threads: crate::engine::cores(),
+            prefetch: 2,
+            inference_workers: workers,
+            session: SessionSettings {
+                provider: ProviderChoice::Cpu,
+                trt_cache: work.join("trt"),
+            },
+            force: true,
+        };
+        Ok(Pipeline {
+            suite: Suite::load(&suite_file)?,
+            run,
+        })
+    }
+
+    /// One pass of `models` into results folder `tag`: its wall time in seconds and the share of
+    /// it inference waited for images.
+    fn pass(&self, models: &[ModelCard], tag: &str) -> Result<(f64, f64)> {
+        let run = RunSettings {
+            out: self.run.out.join(tag),
+            ..self.run.clone()
+        };
+        let t = Instant::now();
+        evaluate::run(
+            &self.suite,
+            models,
+            &run,
+            progress::make(ProgressMode::None).as_ref(),
+        )?;
+        let seconds = t.elapsed().as_secs_f64();
+        let store = crate::results::store::ResultsStore::open(&run.out)?;
+        let waiting = store
+            .run
+            .evaluations
+            .first()
+            .map(|e| e.waiting_for_images)
+            .unwrap_or(0.0);
+        Ok((seconds, waiting))
+    }
 }

@@ -126,6 +126,9 @@ impl Head {
 
 pub const DEFAULT_GROUP: &str = "standard";
 
+/// Where a key of a card is: file, line and `table.key`, for error messages.
+type KeyLocator<'a> = dyn Fn(Option<&str>, &str) -> Location + 'a;
+
 impl ModelCard {
     pub fn load(file: &Path) -> Result<ModelCard> {
         let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
@@ -161,119 +164,21 @@ impl ModelCard {
                 format!("model file {} does not exist", onnx.display()),
             ));
         }
-        let std_spec = PreprocessSpec::imagenet_default();
-        let p = raw.preprocess;
-        let interpolation = match p.interpolation {
-            Some(s) => s
-                .parse::<Interpolation>()
-                .map_err(|m| Error::input(at(Some("preprocess"), "interpolation"), m))?,
-            None => std_spec.interpolation,
-        };
-        let triple = |v: Option<Vec<f32>>, default: [f32; 3], key: &str| -> Result<[f32; 3]> {
-            match v {
-                None => Ok(default),
-                Some(v) => <[f32; 3]>::try_from(v.as_slice()).map_err(|_| {
-                    Error::input(
-                        at(Some("preprocess"), key),
-                        format!("expected 3 numbers (one per RGB channel), got {}", v.len()),
-                    )
-                }),
-            }
-        };
-        let preprocess = PreprocessSpec {
-            resize: p.resize.unwrap_or(std_spec.resize),
-            crop: p.crop.unwrap_or(std_spec.crop),
-            interpolation,
-            mean: triple(p.mean, std_spec.mean, "mean")?,
-            std: triple(p.std, std_spec.std, "std")?,
-        };
-        if preprocess.crop == 0 || preprocess.crop > 4096 {
-            return Err(Error::input(
-                at(Some("preprocess"), "crop"),
-                "crop must be between 1 and 4096 pixels",
-            ));
-        }
-        if preprocess.resize < preprocess.crop || preprocess.resize > 8192 {
-            return Err(Error::input(
-                at(Some("preprocess"), "resize"),
-                format!(
-                    "resize ({}) must be at least crop ({}) and at most 8192",
-                    preprocess.resize, preprocess.crop
-                ),
-            ));
-        }
-        if preprocess.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(Error::input(
-                at(Some("preprocess"), "std"),
-                "every std must be a positive number",
-            ));
-        }
-        if preprocess.mean.iter().any(|m| !m.is_finite()) {
-            return Err(Error::input(
-                at(Some("preprocess"), "mean"),
-                "every mean must be a finite number",
-            ));
-        }
-        let input = InputSpec {
-            name: raw.input.name,
-            layout: match raw.input.layout.as_deref() {
-                None | Some("nchw") => TensorLayout::Nchw,
-                Some("nhwc") => TensorLayout::Nhwc,
-                Some(other) => {
-                    return Err(Error::input(
-                        at(Some("input"), "layout"),
-                        format!("unknown layout `{other}`; expected nchw or nhwc"),
-                    ))
-                }
-            },
-            channels: match raw.input.channels.as_deref() {
-                None | Some("rgb") => ChannelOrder::Rgb,
-                Some("bgr") => ChannelOrder::Bgr,
-                Some(other) => {
-                    return Err(Error::input(
-                        at(Some("input"), "channels"),
-                        format!("unknown channel order `{other}`; expected rgb or bgr"),
-                    ))
-                }
-            },
-        };
+        let preprocess = preprocess_of(raw.preprocess, &at)?;
+        let input = input_of(raw.input, &at)?;
         let head = match raw.head {
             None => None,
             Some(h) => Some(load_head(h, base, &at)?),
         };
         let head_rows = head.as_ref().map(|h| h.weights.nrows());
-        let num_classes = raw.output.num_classes.or(head_rows).unwrap_or(1000);
-        let offset = raw.output.offset.unwrap_or(0);
-        if let Some(rows) = head_rows {
-            if num_classes != rows || offset != 0 {
-                return Err(Error::input(
-                    at(Some("output"), "num_classes"),
-                    format!(
-                        "the head has {rows} classes (rows of its weights), so output.num_classes must be {rows} \
-                         and output.offset 0"
-                    ),
-                ));
-            }
-        }
-        if num_classes == 0 {
-            return Err(Error::input(
-                at(Some("output"), "num_classes"),
-                "num_classes must be at least 1",
-            ));
-        }
-        if offset >= num_classes {
-            return Err(Error::input(
-                at(Some("output"), "offset"),
-                format!("offset {offset} leaves no classes of {num_classes}"),
-            ));
-        }
+        let (num_classes, offset) = classes_of(&raw.output, head_rows, &at)?;
         Ok(ModelCard {
             name,
             group: raw.group.unwrap_or_else(|| DEFAULT_GROUP.to_string()),
             onnx,
             card_file: Some(file.to_path_buf()),
             preprocess,
-            num_classes: num_classes - offset,
+            num_classes,
             offset,
             input,
             output_name: raw.output.name,
@@ -334,11 +239,127 @@ impl ModelCard {
     }
 }
 
-fn load_head(
-    raw: RawHead,
-    base: &Path,
-    at: &dyn Fn(Option<&str>, &str) -> Location,
-) -> Result<Head> {
+/// The card's `[preprocess]`, each missing key taken from the standard ImageNet preprocessing,
+/// every value checked.
+fn preprocess_of(p: RawPreprocess, at: &KeyLocator) -> Result<PreprocessSpec> {
+    let std_spec = PreprocessSpec::imagenet_default();
+    let interpolation = match p.interpolation {
+        Some(s) => s
+            .parse::<Interpolation>()
+            .map_err(|m| Error::input(at(Some("preprocess"), "interpolation"), m))?,
+        None => std_spec.interpolation,
+    };
+    let triple = |v: Option<Vec<f32>>, default: [f32; 3], key: &str| -> Result<[f32; 3]> {
+        match v {
+            None => Ok(default),
+            Some(v) => <[f32; 3]>::try_from(v.as_slice()).map_err(|_| {
+                Error::input(
+                    at(Some("preprocess"), key),
+                    format!("expected 3 numbers (one per RGB channel), got {}", v.len()),
+                )
+            }),
+        }
+    };
+    let preprocess = PreprocessSpec {
+        resize: p.resize.unwrap_or(std_spec.resize),
+        crop: p.crop.unwrap_or(std_spec.crop),
+        interpolation,
+        mean: triple(p.mean, std_spec.mean, "mean")?,
+        std: triple(p.std, std_spec.std, "std")?,
+    };
+    if preprocess.crop == 0 || preprocess.crop > 4096 {
+        return Err(Error::input(
+            at(Some("preprocess"), "crop"),
+            "crop must be between 1 and 4096 pixels",
+        ));
+    }
+    if preprocess.resize < preprocess.crop || preprocess.resize > 8192 {
+        return Err(Error::input(
+            at(Some("preprocess"), "resize"),
+            format!(
+                "resize ({}) must be at least crop ({}) and at most 8192",
+                preprocess.resize, preprocess.crop
+            ),
+        ));
+    }
+    if preprocess.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(Error::input(
+            at(Some("preprocess"), "std"),
+            "every std must be a positive number",
+        ));
+    }
+    if preprocess.mean.iter().any(|m| !m.is_finite()) {
+        return Err(Error::input(
+            at(Some("preprocess"), "mean"),
+            "every mean must be a finite number",
+        ));
+    }
+    Ok(preprocess)
+}
+
+/// The card's `[input]`: which input, its layout and channel order.
+fn input_of(raw: RawInput, at: &KeyLocator) -> Result<InputSpec> {
+    Ok(InputSpec {
+        name: raw.name,
+        layout: match raw.layout.as_deref() {
+            None | Some("nchw") => TensorLayout::Nchw,
+            Some("nhwc") => TensorLayout::Nhwc,
+            Some(other) => {
+                return Err(Error::input(
+                    at(Some("input"), "layout"),
+                    format!("unknown layout `{other}`; expected nchw or nhwc"),
+                ))
+            }
+        },
+        channels: match raw.channels.as_deref() {
+            None | Some("rgb") => ChannelOrder::Rgb,
+            Some("bgr") => ChannelOrder::Bgr,
+            Some(other) => {
+                return Err(Error::input(
+                    at(Some("input"), "channels"),
+                    format!("unknown channel order `{other}`; expected rgb or bgr"),
+                ))
+            }
+        },
+    })
+}
+
+/// The classes a model scores (its outputs less the offset) and the offset, checked against a
+/// zero-shot head's rows when there is one.
+fn classes_of(
+    raw: &RawOutput,
+    head_rows: Option<usize>,
+    at: &KeyLocator,
+) -> Result<(usize, usize)> {
+    let num_classes = raw.num_classes.or(head_rows).unwrap_or(1000);
+    let offset = raw.offset.unwrap_or(0);
+    if let Some(rows) = head_rows {
+        if num_classes != rows || offset != 0 {
+            return Err(Error::input(
+                at(Some("output"), "num_classes"),
+                format!(
+                    "the head has {rows} classes (rows of its weights), so output.num_classes must be {rows} \
+                     and output.offset 0"
+                ),
+            ));
+        }
+    }
+    if num_classes == 0 {
+        return Err(Error::input(
+            at(Some("output"), "num_classes"),
+            "num_classes must be at least 1",
+        ));
+    }
+    if offset >= num_classes {
+        return Err(Error::input(
+            at(Some("output"), "offset"),
+            format!("offset {offset} leaves no classes of {num_classes}"),
+        ));
+    }
+    Ok((num_classes - offset, offset))
+}
+
+fn load_head(raw: RawHead, base: &Path, at: &KeyLocator) -> Result<Head> {
     if raw.kind != "zero-shot" {
         return Err(Error::input(
             at(Some("head"), "kind"),
