@@ -9,7 +9,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, Result};
+use crate::results::evals::{self, EvalRow};
 
 /// Accuracies are clipped to [ε, 1 − ε] (as fractions) before transforming, so 0 % and 100 % stay finite.
 pub const EPSILON: f64 = 1e-4;
@@ -266,82 +267,28 @@ pub struct Accuracy {
     pub ci: Option<(f64, f64)>,
 }
 
-/// Read an evals.csv, checking every row; errors name the file, line and column.
-pub fn read_accuracies(path: &Path) -> Result<Vec<Accuracy>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    read_accuracies_from(path, &text)
+impl From<&EvalRow> for Accuracy {
+    fn from(r: &EvalRow) -> Accuracy {
+        Accuracy {
+            model: r.model.clone(),
+            group: r.group.clone(),
+            dataset: r.dataset.clone(),
+            top1: r.top1,
+            ci: Some((r.top1_ci_low, r.top1_ci_high)),
+        }
+    }
 }
 
-pub fn read_accuracies_from(path: &Path, text: &str) -> Result<Vec<Accuracy>> {
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| Error::input(Location::file(path).line(1), e.to_string()))?
-        .clone();
-    let col = |name: &str| headers.iter().position(|h| h.trim() == name);
-    let need = |name: &str| {
-        col(name).ok_or_else(|| {
-            Error::input(
-                Location::file(path).line(1).field(name),
-                format!("missing column `{name}` (evals.csv needs model, dataset, top1; group is optional)"),
-            )
-        })
-    };
-    let (model_c, dataset_c, top1_c) = (need("model")?, need("dataset")?, need("top1")?);
-    let (group_c, low_c, high_c) = (col("group"), col("top1_ci_low"), col("top1_ci_high"));
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
-            Error::input(
-                Location::file(path).line(line),
-                format!("malformed CSV row: {e}"),
-            )
-        })?;
-        let line = record.position().map(|p| p.line() as usize).unwrap_or(0);
-        let at = |field: &str| Location::file(path).line(line).field(field);
-        let get = |c: usize| record.get(c).unwrap_or("").trim();
-        let number = |c: usize, name: &str| -> Result<f64> {
-            let v: f64 = get(c)
-                .parse()
-                .map_err(|_| Error::input(at(name), format!("`{}` is not a number", get(c))))?;
-            if !(0.0..=100.0).contains(&v) {
-                return Err(Error::input(
-                    at(name),
-                    format!("{v} is not an accuracy in percent (0–100)"),
-                ));
-            }
-            Ok(v)
-        };
-        let model = get(model_c).to_string();
-        let dataset = get(dataset_c).to_string();
-        if model.is_empty() {
-            return Err(Error::input(at("model"), "empty model name"));
-        }
-        if dataset.is_empty() {
-            return Err(Error::input(at("dataset"), "empty dataset name"));
-        }
-        let top1 = number(top1_c, "top1")?;
-        let ci = match (low_c, high_c) {
-            (Some(l), Some(h)) if !get(l).is_empty() && !get(h).is_empty() => {
-                Some((number(l, "top1_ci_low")?, number(h, "top1_ci_high")?))
-            }
-            _ => None,
-        };
-        let group = group_c
-            .map(get)
-            .filter(|g| !g.is_empty())
-            .unwrap_or(crate::input::card::DEFAULT_GROUP)
-            .to_string();
-        rows.push(Accuracy {
-            model,
-            group,
-            dataset,
-            top1,
-            ci,
-        });
-    }
-    Ok(rows)
+/// Read an evals.csv (the one reader, `results::evals`) as fit, plot and report use it.
+pub fn read_accuracies(path: &Path) -> Result<Vec<Accuracy>> {
+    Ok(evals::read(path)?.iter().map(Accuracy::from).collect())
+}
+
+fn read_accuracies_from(path: &Path, text: &str) -> Result<Vec<Accuracy>> {
+    Ok(evals::read_from(path, text)?
+        .iter()
+        .map(Accuracy::from)
+        .collect())
 }
 
 /// Which models form the baseline.

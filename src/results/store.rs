@@ -10,31 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::preprocess::PreprocessSpec;
 use crate::error::{Error, Location, Result};
-
-/// One row of `evals.csv`: a model's score on one dataset (or class-restricted view of one).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EvalRow {
-    pub model: String,
-    pub group: String,
-    pub dataset: String,
-    /// Images scored.
-    pub n: u64,
-    pub correct: u64,
-    /// Top-1 accuracy in percent.
-    pub top1: f64,
-    /// Top-5 accuracy in percent; empty where the label space has fewer than 5 classes.
-    pub top5: Option<f64>,
-    /// 95 % Clopper–Pearson interval of top-1, in percent.
-    pub top1_ci_low: f64,
-    pub top1_ci_high: f64,
-    /// Images that could not be read or decoded (listed in failures.csv).
-    pub failed: u64,
-    /// Images the scoring rule leaves out (ObjectNet folders with no ImageNet counterpart).
-    pub skipped: u64,
-    pub provider: String,
-    pub seconds: f64,
-    pub images_per_s: f64,
-}
+pub use crate::results::evals::{self, EvalRow};
 
 /// One row of `failures.csv`: an image that could not be scored, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,22 +148,6 @@ fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     Ok(rows)
 }
 
-const EVALS_HEADER: &[&str] = &[
-    "model",
-    "group",
-    "dataset",
-    "n",
-    "correct",
-    "top1",
-    "top5",
-    "top1_ci_low",
-    "top1_ci_high",
-    "failed",
-    "skipped",
-    "provider",
-    "seconds",
-    "images_per_s",
-];
 const FAILURES_HEADER: &[&str] = &["model", "dataset", "index", "path", "reason"];
 
 /// A results folder, loaded so that new pairs can be added and finished ones skipped.
@@ -214,7 +174,10 @@ impl ResultsStore {
         };
         Ok(ResultsStore {
             dir: dir.to_path_buf(),
-            evals: read_csv(&dir.join("evals.csv"))?,
+            evals: match dir.join("evals.csv") {
+                path if path.exists() => evals::read(&path)?,
+                _ => Vec::new(),
+            },
             failures: read_csv(&dir.join("failures.csv"))?,
             run,
         })
@@ -267,7 +230,7 @@ impl ResultsStore {
         self.failures.extend(failures);
         write_atomic(
             &self.dir.join("evals.csv"),
-            &csv_bytes(&self.evals, EVALS_HEADER)?,
+            &csv_bytes(&self.evals, evals::HEADER)?,
         )?;
         write_atomic(
             &self.dir.join("failures.csv"),

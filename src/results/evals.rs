@@ -1,0 +1,253 @@
+//! `evals.csv`, the one table every later step reads: its row type and its one reader.
+//!
+//! `run` writes every column. The reader needs only `model`, `dataset` and `top1`, so that `fit`,
+//! `plot`, `report` and `gate` also work on published numbers; a missing optional column gets the
+//! value that says "unknown" (no counts, an interval of zero width, the default group). Every
+//! value is checked, and an error names the file, line and column.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Location, Result};
+use crate::input::card::DEFAULT_GROUP;
+
+/// One row of `evals.csv`: a model's score on one dataset (or class-restricted view of one).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalRow {
+    pub model: String,
+    pub group: String,
+    pub dataset: String,
+    /// Images scored.
+    pub n: u64,
+    pub correct: u64,
+    /// Top-1 accuracy in percent.
+    pub top1: f64,
+    /// Top-5 accuracy in percent; empty where the label space has fewer than 5 classes.
+    pub top5: Option<f64>,
+    /// 95 % Clopper–Pearson interval of top-1, in percent.
+    pub top1_ci_low: f64,
+    pub top1_ci_high: f64,
+    /// Images that could not be read or decoded (listed in failures.csv).
+    pub failed: u64,
+    /// Images the scoring rule leaves out (ObjectNet folders with no ImageNet counterpart).
+    pub skipped: u64,
+    pub provider: String,
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
+
+/// The columns `run` writes, in order.
+pub const HEADER: &[&str] = &[
+    "model",
+    "group",
+    "dataset",
+    "n",
+    "correct",
+    "top1",
+    "top5",
+    "top1_ci_low",
+    "top1_ci_high",
+    "failed",
+    "skipped",
+    "provider",
+    "seconds",
+    "images_per_s",
+];
+
+/// Largest evals.csv read: about two million rows, far beyond any study, and a bound on memory
+/// when a path points at something that is not a table.
+pub const MAX_BYTES: u64 = 512 << 20;
+
+/// Read an evals.csv; a missing file is an error.
+pub fn read(path: &Path) -> Result<Vec<EvalRow>> {
+    let text = crate::input::read_text(path, MAX_BYTES)?;
+    read_from(path, &text)
+}
+
+/// Read evals.csv text; `path` only names the file in errors.
+pub fn read_from(path: &Path, text: &str) -> Result<Vec<EvalRow>> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| Error::input(Location::file(path).line(1), e.to_string()))?
+        .clone();
+    let columns = Columns::find(path, &headers)?;
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line() as usize);
+            Error::input(
+                Location::file(path).line(line),
+                format!("malformed CSV row: {e}"),
+            )
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        rows.push(columns.row(&record, &|field| {
+            Location::file(path).line(line).field(field)
+        })?);
+    }
+    Ok(rows)
+}
+
+/// Where each column is; `None` for an optional column the file does not have.
+struct Columns {
+    at: Vec<Option<usize>>,
+}
+
+const REQUIRED: &[&str] = &["model", "dataset", "top1"];
+
+impl Columns {
+    fn find(path: &Path, headers: &csv::StringRecord) -> Result<Columns> {
+        let at: Vec<Option<usize>> = HEADER
+            .iter()
+            .map(|name| headers.iter().position(|h| h.trim() == *name))
+            .collect();
+        for name in REQUIRED {
+            let i = HEADER.iter().position(|h| h == name).unwrap_or(0);
+            if at[i].is_none() {
+                return Err(Error::input(
+                    Location::file(path).line(1).field(*name),
+                    format!("missing column `{name}` (evals.csv needs model, dataset, top1; the others are optional)"),
+                ));
+            }
+        }
+        Ok(Columns { at })
+    }
+
+    /// The trimmed text of column `name`, or "" where the file has no such column.
+    fn get<'r>(&self, record: &'r csv::StringRecord, name: &str) -> &'r str {
+        HEADER
+            .iter()
+            .position(|h| *h == name)
+            .and_then(|i| self.at[i])
+            .and_then(|c| record.get(c))
+            .unwrap_or("")
+            .trim()
+    }
+
+    fn row(&self, record: &csv::StringRecord, at: &dyn Fn(&str) -> Location) -> Result<EvalRow> {
+        let text = |name: &str| self.get(record, name);
+        let nonempty = |name: &str| -> Result<String> {
+            match text(name) {
+                "" => Err(Error::input(at(name), format!("empty {name}"))),
+                v => Ok(v.to_string()),
+            }
+        };
+        let percent = |name: &str| -> Result<f64> {
+            let v = text(name);
+            let x: f64 = v
+                .parse()
+                .map_err(|_| Error::input(at(name), format!("`{v}` is not a number")))?;
+            if !(0.0..=100.0).contains(&x) {
+                return Err(Error::input(
+                    at(name),
+                    format!("{x} is not an accuracy in percent (0–100)"),
+                ));
+            }
+            Ok(x)
+        };
+        let optional = |name: &str, read: &dyn Fn(&str) -> Result<f64>| -> Result<Option<f64>> {
+            if text(name).is_empty() {
+                Ok(None)
+            } else {
+                read(name).map(Some)
+            }
+        };
+        let count = |name: &str| -> Result<u64> {
+            match text(name) {
+                "" => Ok(0),
+                v => v
+                    .parse()
+                    .map_err(|_| Error::input(at(name), format!("`{v}` is not a whole number"))),
+            }
+        };
+        let non_negative = |name: &str| -> Result<f64> {
+            let v = text(name);
+            let x: f64 = v
+                .parse()
+                .map_err(|_| Error::input(at(name), format!("`{v}` is not a number")))?;
+            if !(x.is_finite() && x >= 0.0) {
+                return Err(Error::input(
+                    at(name),
+                    format!("{x} is not a non-negative number"),
+                ));
+            }
+            Ok(x)
+        };
+        let top1 = percent("top1")?;
+        // Published numbers bring no interval: one of zero width, so it adds nothing.
+        let (low, high) = match (
+            optional("top1_ci_low", &percent)?,
+            optional("top1_ci_high", &percent)?,
+        ) {
+            (Some(l), Some(h)) => (l, h),
+            _ => (top1, top1),
+        };
+        let (n, correct) = (count("n")?, count("correct")?);
+        if correct > n {
+            return Err(Error::input(
+                at("correct"),
+                format!("{correct} correct of {n} images"),
+            ));
+        }
+        Ok(EvalRow {
+            model: nonempty("model")?,
+            group: match text("group") {
+                "" => DEFAULT_GROUP.to_string(),
+                g => g.to_string(),
+            },
+            dataset: nonempty("dataset")?,
+            n,
+            correct,
+            top1,
+            top5: optional("top5", &percent)?,
+            top1_ci_low: low,
+            top1_ci_high: high,
+            failed: count("failed")?,
+            skipped: count("skipped")?,
+            provider: text("provider").to_string(),
+            seconds: optional("seconds", &non_negative)?.unwrap_or(0.0),
+            images_per_s: optional("images_per_s", &non_negative)?.unwrap_or(0.0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_rows_name_line_and_column() {
+        let p = Path::new("evals.csv");
+        let err = |text: &str| read_from(p, text).unwrap_err().to_string();
+        assert!(err("model,top1\nm,50\n").contains("evals.csv:1: field `dataset`"));
+        let e = err("model,dataset,top1\nm,imagenet,50\nm,v2,abc\n");
+        assert!(e.contains("evals.csv:3: field `top1`"), "{e}");
+        let e = err("model,dataset,top1\nm,imagenet,150\n");
+        assert!(
+            e.contains("evals.csv:2: field `top1`") && e.contains("0–100"),
+            "{e}"
+        );
+        let e = err("model,dataset,top1,n,correct\nm,imagenet,50,10,11\n");
+        assert!(e.contains("field `correct`"), "{e}");
+        let e = err("model,dataset,top1\n,imagenet,50\n");
+        assert!(e.contains("field `model`"), "{e}");
+    }
+
+    #[test]
+    fn published_numbers_need_three_columns() {
+        let rows = read_from(
+            Path::new("t.csv"),
+            "dataset,top1,model\nimagenet,76.1,resnet50\n",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(
+            (r.model.as_str(), r.group.as_str(), r.n),
+            ("resnet50", DEFAULT_GROUP, 0)
+        );
+        assert_eq!((r.top1_ci_low, r.top1_ci_high, r.top5), (76.1, 76.1, None));
+    }
+}
