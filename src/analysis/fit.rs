@@ -1,4 +1,4 @@
-//! Trend fit and effective robustness (DESIGN.md section 5): per shift, ordinary least squares of
+//! Trend fit and effective robustness (docs/design.md, section 5): per shift, ordinary least squares of
 //! T(OOD top-1) on T(ID top-1) over the baseline models, T = probit (default, as in "Accuracy on the
 //! Line") or logit (as in the imagenet-testbed plots); a 95 % bootstrap band over baseline models;
 //! each model's effective robustness `ood − T⁻¹(a·T(id) + b)` in percentage points.

@@ -1,4 +1,4 @@
-//! Accuracy-on-the-line charts (DESIGN.md section 6), drawn with plotters into PNG and SVG: one
+//! Accuracy-on-the-line charts (docs/design.md, section 6), drawn with plotters into PNG and SVG: one
 //! chart per shift (both axes in the fit's transformed scale, tick labels in accuracy %, y = x
 //! dashed, the fit line with its bootstrap band, points coloured by group), a grid of all shifts,
 //! and a bar chart of effective robustness. Text uses a font compiled into the binary, so charts

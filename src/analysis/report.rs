@@ -1,4 +1,4 @@
-//! Reports (DESIGN.md section 7): Markdown for pull requests and READMEs, one self-contained HTML
+//! Reports (docs/design.md, section 7): Markdown for pull requests and READMEs, one self-contained HTML
 //! file (plots inline, sortable tables) and JSON for scripts. Each renderer returns text and does
 //! no I/O; `analysis` decides where it goes.
 

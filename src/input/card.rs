@@ -1,4 +1,4 @@
-//! Model cards: everything needed to evaluate a model faithfully (DESIGN.md section 3). A raw card
+//! Model cards: everything needed to evaluate a model faithfully (docs/design.md, section 3). A raw card
 //! from TOML becomes a checked `ModelCard` before any run, so bad settings fail with the file, line
 //! and field named instead of producing quietly wrong numbers.
 

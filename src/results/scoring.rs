@@ -1,4 +1,4 @@
-//! Label spaces and scoring rules (DESIGN.md section 4). This module alone knows that ImageNet-R and
+//! Label spaces and scoring rules (docs/design.md, section 4). This module alone knows that ImageNet-R and
 //! ImageNet-A restrict the logits to 200 classes and that ObjectNet maps 125 ImageNet classes onto
 //! 113 of its own; models only ever produce full logit rows.
 

@@ -1,4 +1,4 @@
-//! The results store (DESIGN.md section 7): `evals.csv`, `failures.csv`, `predictions/<model>/<dataset>.parquet`
+//! The results store (docs/design.md, section 7): `evals.csv`, `failures.csv`, `predictions/<model>/<dataset>.parquet`
 //! and `run.json`, each written atomically (temporary file + rename) after every (model, dataset)
 //! pair, so an interrupted run loses at most the pair in flight and never leaves a half-written file.
 
