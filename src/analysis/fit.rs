@@ -16,6 +16,8 @@ use crate::results::evals::{self, EvalRow};
 pub const EPSILON: f64 = 1e-4;
 /// Grid points of the bootstrap band.
 const BAND_POINTS: usize = 60;
+/// Most bootstrap resamples: the band's percentiles are steady long before this.
+pub const MAX_RESAMPLES: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -203,23 +205,23 @@ pub fn fit_shift(
     transform: Transform,
     resamples: usize,
     seed: u64,
-) -> ShiftFit {
+) -> Result<ShiftFit> {
     let x: Vec<f64> = baseline.iter().map(|p| transform.forward(p.id)).collect();
     let y: Vec<f64> = baseline.iter().map(|p| transform.forward(p.ood)).collect();
-    let line = ols(&x, &y);
-    let mut rng = SplitMix(seed);
-    let mut resampled = Vec::with_capacity(resamples);
-    let n = x.len();
-    while resampled.len() < resamples {
-        let idx: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
-        let bx: Vec<f64> = idx.iter().map(|&i| x[i]).collect();
-        if bx.iter().all(|v| *v == bx[0]) {
-            continue; // a degenerate resample has no slope
-        }
-        let by: Vec<f64> = idx.iter().map(|&i| y[i]).collect();
-        let l = ols(&bx, &by);
-        resampled.push((l.slope, l.intercept));
+    if x.iter().all(|v| *v == x[0]) {
+        return Err(Error::Usage(format!(
+            "shift `{shift}`: all {} baseline models have the same ID accuracy on the fit's scale \
+             ({:.2} %, accuracies are clipped to [{:.2}, {:.2}] %), so no line can be fitted",
+            x.len(),
+            baseline[0]
+                .id
+                .clamp(100.0 * EPSILON, 100.0 * (1.0 - EPSILON)),
+            100.0 * EPSILON,
+            100.0 * (1.0 - EPSILON)
+        )));
     }
+    let line = ols(&x, &y);
+    let resampled = bootstrap_lines(&x, &y, resamples, seed);
     let (lo, hi) = baseline
         .iter()
         .fold((f64::MAX, f64::MIN), |(l, h), p| (l.min(p.id), h.max(p.id)));
@@ -253,7 +255,33 @@ pub fn fit_shift(
         fit.band.low.push(l);
         fit.band.high.push(h);
     }
-    fit
+    Ok(fit)
+}
+
+/// Most resamples drawn per bootstrap line kept: a resample whose ID accuracies are all equal has
+/// no slope and is drawn again, and with two or more distinct ID accuracies among n ≥ 3 models at
+/// most about a third of draws are like that; the cap ends the loop whatever the data.
+const DRAWS_PER_LINE: usize = 100;
+
+/// `resamples` lines fitted on resamples of the models (drawn with replacement).
+fn bootstrap_lines(x: &[f64], y: &[f64], resamples: usize, seed: u64) -> Vec<(f64, f64)> {
+    let mut rng = SplitMix(seed);
+    let mut lines = Vec::with_capacity(resamples);
+    let n = x.len();
+    for _ in 0..resamples.saturating_mul(DRAWS_PER_LINE) {
+        if lines.len() == resamples {
+            break;
+        }
+        let idx: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
+        let bx: Vec<f64> = idx.iter().map(|&i| x[i]).collect();
+        if bx.iter().all(|v| *v == bx[0]) {
+            continue; // a degenerate resample has no slope
+        }
+        let by: Vec<f64> = idx.iter().map(|&i| y[i]).collect();
+        let l = ols(&bx, &by);
+        lines.push((l.slope, l.intercept));
+    }
+    lines
 }
 
 /// One row of evals.csv as fit, plot and report read it: only model, dataset and top1 are required,
@@ -463,7 +491,7 @@ pub fn fit_all(
         let fit = if shift.contains("imagenet-a") {
             fit_imagenet_a(&shift, &base_id, &base_points, &baseline, settings)?
         } else {
-            fit_line(&shift, &base_id, &baseline, settings)
+            fit_line(&shift, &base_id, &baseline, settings)?
         };
         robustness.extend(
             points
@@ -484,6 +512,12 @@ fn check_fit_inputs(
     base_rows: &[Accuracy],
     settings: &FitSettings,
 ) -> Result<()> {
+    if settings.resamples > MAX_RESAMPLES {
+        return Err(Error::Usage(format!(
+            "--bootstrap {}: at most {MAX_RESAMPLES} resamples",
+            settings.resamples
+        )));
+    }
     if let BaselineSpec::Group(g) = &settings.baseline {
         let groups: BTreeSet<&str> = base_rows.iter().map(|r| r.group.as_str()).collect();
         if !groups.contains(g.as_str()) {
@@ -504,7 +538,12 @@ fn check_fit_inputs(
     Ok(())
 }
 
-fn fit_line(shift: &str, base_id: &str, baseline: &[&Point], settings: &FitSettings) -> ShiftFit {
+fn fit_line(
+    shift: &str,
+    base_id: &str,
+    baseline: &[&Point],
+    settings: &FitSettings,
+) -> Result<ShiftFit> {
     fit_shift(
         shift,
         base_id,
@@ -525,7 +564,7 @@ fn fit_imagenet_a(
     settings: &FitSettings,
 ) -> Result<ShiftFit> {
     let Some(model) = &settings.split_a else {
-        let mut fit = fit_line(shift, base_id, baseline, settings);
+        let mut fit = fit_line(shift, base_id, baseline, settings)?;
         fit.linear = false;
         fit.note = Some(
             "ImageNet-A was adversarially filtered against ResNet-50, so its accuracies do not follow a line; \
@@ -547,8 +586,8 @@ fn fit_imagenet_a(
             above.len()
         )));
     }
-    let mut lower = fit_line(shift, base_id, &below, settings);
-    let upper = fit_line(shift, base_id, &above, settings);
+    let mut lower = fit_line(shift, base_id, &below, settings)?;
+    let upper = fit_line(shift, base_id, &above, settings)?;
     lower.linear = false;
     lower.note = Some(format!(
         "piecewise fit, split at {model}'s ID accuracy ({at:.2} %): `slope`/`intercept` below it, `upper` at or above it"

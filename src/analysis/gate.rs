@@ -34,6 +34,10 @@ pub struct Rules {
     /// Fail on any drop over the threshold, significant or not.
     #[serde(default)]
     pub ignore_significance: bool,
+    /// Check top-1 only: no effective-robustness checks, so no trend fit is needed on either side
+    /// (e.g. a results folder with fewer than three baseline models).
+    #[serde(default)]
+    pub accuracy_only: bool,
     /// Per-dataset `max_drop` overrides.
     #[serde(default)]
     pub datasets: BTreeMap<String, DatasetRule>,
@@ -63,6 +67,7 @@ impl Default for Rules {
             max_average_er_drop: default_max_er_drop(),
             alpha: default_alpha(),
             ignore_significance: false,
+            accuracy_only: false,
             datasets: BTreeMap::new(),
         }
     }
@@ -231,12 +236,8 @@ pub fn compare(
             checks.push(accuracy_check(&base, &cand, (bm, b), (cm, c), rules)?);
         }
     }
-    // Effective robustness, each side fitted as its own run would fit it.
-    let settings = AnalysisSettings::default();
-    if let (Ok(ba), Ok(ca)) = (
-        analysis::analyse(baseline, &settings),
-        analysis::analyse(candidate, &settings),
-    ) {
+    if !rules.accuracy_only {
+        let (ba, ca) = (fitted(baseline, "baseline")?, fitted(candidate, "candidate")?);
         for (bm, cm) in &pairs {
             for b in ba.robustness.iter().filter(|r| &r.model == bm) {
                 let found = ca
@@ -257,6 +258,19 @@ pub fn compare(
         rules: rules.clone(),
         checks,
         passed,
+    })
+}
+
+/// A side's trend fit and effective robustness, as its own run would fit them. A side that cannot
+/// be fitted ends the comparison (exit 2), naming the side and why: dropping its ER checks
+/// silently would pass a gate that checked nothing.
+fn fitted(dir: &Path, side: &str) -> Result<analysis::Analysis> {
+    analysis::analyse(dir, &AnalysisSettings::default()).map_err(|e| {
+        Error::Usage(format!(
+            "--{side} {}: effective robustness cannot be fitted ({e}); \
+             pass --accuracy-only to gate on top-1 alone",
+            dir.display()
+        ))
     })
 }
 

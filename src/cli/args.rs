@@ -325,6 +325,10 @@ pub struct GateArgs {
     /// Fail on every drop over its threshold, significant or not.
     #[arg(long)]
     pub ignore_significance: bool,
+    /// Check top-1 only, with no effective-robustness checks (no trend fit needed: e.g. fewer
+    /// than three baseline models on a side). Without it, a side that cannot be fitted is exit 2.
+    #[arg(long)]
+    pub accuracy_only: bool,
     /// Also write the result as Markdown (for a pull-request comment or $GITHUB_STEP_SUMMARY).
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,

@@ -215,6 +215,7 @@ pub fn run_gate(args: GateArgs) -> Result<ExitCode, Error> {
         .unwrap_or(rules.max_average_er_drop);
     rules.alpha = args.alpha.unwrap_or(rules.alpha);
     rules.ignore_significance |= args.ignore_significance;
+    rules.accuracy_only |= args.accuracy_only;
     if !(rules.alpha > 0.0 && rules.alpha < 1.0) {
         return Err(Error::Usage(format!(
             "--alpha {}: must lie between 0 and 1",

@@ -13,6 +13,32 @@ use args::{Cli, Command};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A panic is a bug, never the user's fault: one line naming it and exit status 2, as for any
+    // other error, instead of a Rust backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let args: Vec<String> = std::env::args().collect();
+        eprintln!(
+            "error: internal error{at}: {message} (while running `{}`; please report it)",
+            args.join(" ")
+        );
+    }));
+    match std::panic::catch_unwind(move || dispatch(cli)) {
+        Ok(code) => code,
+        Err(_) => ExitCode::from(2),
+    }
+}
+
+fn dispatch(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => commands::run(args),
         Command::Manifest(args) => commands::build_manifest(args),
