@@ -32,9 +32,10 @@ fn a_fit_with_one_id_accuracy_ends_with_a_reason() {
             .timeout(LIMIT)
             .assert()
             .code(2)
-            .stderr(predicate::str::contains("shift `shift`").and(predicate::str::contains(
-                "same ID accuracy",
-            )));
+            .stderr(
+                predicate::str::contains("shift `shift`")
+                    .and(predicate::str::contains("same ID accuracy")),
+            );
     }
 }
 
@@ -45,7 +46,10 @@ fn a_fit_with_mostly_equal_id_accuracies_ends() {
     let mut evals = String::from("model,group,dataset,top1\n");
     for i in 0..12 {
         let id = if i == 0 { 50.0 } else { 100.0 };
-        evals += &format!("m{i},standard,imagenet,{id}\nm{i},standard,shift,{}\n", 30 + i);
+        evals += &format!(
+            "m{i},standard,imagenet,{id}\nm{i},standard,shift,{}\n",
+            30 + i
+        );
     }
     let dir = folder_with(&evals);
     bin()
@@ -102,4 +106,100 @@ fn a_gate_that_cannot_fit_says_so() {
     assert_eq!(checks.len(), 4, "top-1 on two datasets for two models");
     assert!(checks.iter().all(|c| c["rule"] == "top1"));
     assert_eq!(report["rules"]["accuracy_only"], true);
+}
+
+fn probe_suite(dir: &std::path::Path, name: &str, manifest: &str) -> std::path::PathBuf {
+    let file = dir.join("suite.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{name}\"\nid = \"imagenet\"\n[datasets.imagenet]\nmanifest = \"{manifest}\"\nscoring = \"imagenet-1k\"\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn probe_run(dir: &std::path::Path, suite: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = bin();
+    cmd.args(["run", "--progress", "plain", "--provider", "cpu", "--suite"])
+        .arg(suite)
+        .arg("--models")
+        .arg(probe_card(&dir.join("models"), "probe"))
+        .arg("--data-root")
+        .arg(dir)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .timeout(LIMIT);
+    cmd
+}
+
+/// A suite's name becomes the default results folder (`results/<name>`): one that could leave it
+/// is refused, naming the file and field.
+#[test]
+fn a_suite_name_cannot_leave_the_results_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = probe_suite(dir.path(), "../../x", "m.csv");
+    bin()
+        .args(["run", "--suite"])
+        .arg(&suite)
+        .current_dir(dir.path())
+        .timeout(LIMIT)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("suite.toml:1: field `name`"));
+    assert!(!dir.path().join("../x").exists() && !dir.path().join("results").exists());
+}
+
+/// A pair whose every image failed used to be stored as 0 % with n = 0 and count as done: the
+/// next run skipped it and exited 0, and the fit used a 0 % point. Now nothing is stored for it
+/// but its failures, and every run tries it again.
+#[test]
+fn a_pair_with_no_image_scored_is_not_a_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("img")).unwrap();
+    std::fs::write(d.join("img/bad.jpg"), b"\xFF\xD8\xFFnot a jpeg").unwrap();
+    write_manifest(&d.join("img/m.csv"), &[("bad.jpg", "1"), ("gone.png", "2")]);
+    let suite = probe_suite(d, "t", "img/m.csv");
+    for _ in 0..2 {
+        probe_run(d, &suite)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("2 images could not be read"));
+        let evals = std::fs::read_to_string(d.join("out/evals.csv")).unwrap_or_default();
+        assert!(
+            !evals.contains("probe,"),
+            "no row for an empty pair: {evals}"
+        );
+        let failures = std::fs::read_to_string(d.join("out/failures.csv")).unwrap();
+        assert_eq!(failures.lines().count(), 3, "{failures}");
+    }
+}
+
+/// A stored pair whose predictions file was deleted or cut short is evaluated again.
+#[test]
+fn a_pair_whose_predictions_are_gone_is_evaluated_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    probe_image(&d.join("img/a.png"), 3, 0);
+    probe_image(&d.join("img/b.png"), 4, 0);
+    write_manifest(&d.join("img/m.csv"), &[("a.png", "3"), ("b.png", "5")]);
+    let suite = probe_suite(d, "t", "img/m.csv");
+    probe_run(d, &suite).assert().success();
+    let preds = d.join("out/predictions/probe/imagenet.parquet");
+    let whole = std::fs::read(&preds).unwrap();
+    let up_to_date =
+        |out: &[u8]| String::from_utf8_lossy(out).contains("0 pairs evaluated, 1 up to date");
+    let again = probe_run(d, &suite).assert().success();
+    assert!(up_to_date(&again.get_output().stdout));
+    for damage in [Some(&whole[..whole.len() / 2]), None] {
+        match damage {
+            Some(bytes) => std::fs::write(&preds, bytes).unwrap(),
+            None => std::fs::remove_file(&preds).unwrap(),
+        }
+        let out = probe_run(d, &suite).assert().success();
+        assert!(!up_to_date(&out.get_output().stdout), "{damage:?}");
+        assert_eq!(std::fs::read(&preds).unwrap(), whole);
+    }
 }

@@ -13,6 +13,7 @@ use crate::analysis::fit::Robustness;
 use crate::analysis::markup::escape_xml;
 use crate::analysis::{self, AnalysisSettings};
 use crate::error::{Error, Location, Result};
+use crate::input::is_safe_name;
 use crate::results::store::{read_predictions, EvalRow, ResultsStore};
 
 /// Thresholds, in percentage points, and the significance level.
@@ -164,6 +165,10 @@ fn outcomes(
     model: &str,
     dataset: &str,
 ) -> Result<Option<HashMap<u32, bool>>> {
+    // Names come from evals.csv: one that could leave predictions/ names no file of ours.
+    if !(is_safe_name(model) && is_safe_name(dataset)) {
+        return Ok(None);
+    }
     let path = store.predictions_path(model, dataset);
     if !path.is_file() {
         return Ok(None);
@@ -237,7 +242,10 @@ pub fn compare(
         }
     }
     if !rules.accuracy_only {
-        let (ba, ca) = (fitted(baseline, "baseline")?, fitted(candidate, "candidate")?);
+        let (ba, ca) = (
+            fitted(baseline, "baseline")?,
+            fitted(candidate, "candidate")?,
+        );
         for (bm, cm) in &pairs {
             for b in ba.robustness.iter().filter(|r| &r.model == bm) {
                 let found = ca

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::preprocess::{Interpolation, PreprocessSpec};
 use crate::error::{Error, Location, Result};
+use crate::input::check_name;
 use crate::input::suite::{line_of_key, toml_error};
 
 #[derive(Debug, Deserialize)]
@@ -151,7 +152,7 @@ impl ModelCard {
                 .unwrap_or("model")
                 .to_string(),
         };
-        check_name(&name).map_err(|m| Error::input(at(None, "name"), m))?;
+        check_name("model", &name).map_err(|m| Error::input(at(None, "name"), m))?;
         let base = file.parent().unwrap_or(Path::new(""));
         let onnx = if raw.onnx.is_absolute() {
             raw.onnx.clone()
@@ -193,7 +194,7 @@ impl ModelCard {
             .and_then(|s| s.to_str())
             .unwrap_or("model")
             .to_string();
-        check_name(&name).map_err(|m| Error::input(Location::file(onnx), m))?;
+        check_name("model", &name).map_err(|m| Error::input(Location::file(onnx), m))?;
         Ok(ModelCard {
             name,
             group: DEFAULT_GROUP.to_string(),
@@ -422,19 +423,6 @@ fn read_head_weights(file: &Path) -> std::result::Result<Array2<f32>, String> {
 }
 
 /// Model names become file names under `predictions/`, so keep them to a safe alphabet.
-fn check_name(name: &str) -> std::result::Result<(), String> {
-    let ok = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-+=".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("model name `{name}` may contain only letters, digits and . _ - + = (and may not start with '.')"))
-    }
-}
-
 /// A model found at a `--models` path, before its card is read.
 #[derive(Debug, Clone)]
 pub enum Found {

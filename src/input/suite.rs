@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Location, Result};
+use crate::input::check_name;
 use crate::results::scoring::Scoring;
 
 const IMAGENET_SHIFTS: &str = include_str!("../../suites/imagenet-shifts.toml");
@@ -157,6 +158,7 @@ impl Suite {
             }
             loc
         };
+        check_name("suite", &raw.name).map_err(|m| Error::input(at(None, "name"), m))?;
         if raw.datasets.is_empty() {
             return Err(Error::input(
                 at(None, "datasets"),
@@ -166,12 +168,8 @@ impl Suite {
         let mut datasets = Vec::new();
         for (name, d) in raw.datasets {
             let table = format!("datasets.{name}");
-            if name.is_empty() || name.contains(['/', '\\', '@']) {
-                return Err(Error::input(
-                    at(Some(&table), "manifest"),
-                    format!("dataset name `{name}` may not be empty or contain '/', '\\' or '@'"),
-                ));
-            }
+            check_name("dataset", &name)
+                .map_err(|m| Error::input(at(Some(&table), "manifest"), m))?;
             let scoring: Scoring = d
                 .scoring
                 .parse()

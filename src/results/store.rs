@@ -183,13 +183,15 @@ impl ResultsStore {
         })
     }
 
-    /// The stored evaluation of a pair, if its inputs are unchanged and all its rows are present.
+    /// The stored evaluation of a pair, if its inputs are unchanged and all its rows are present,
+    /// each with at least one image scored and its predictions file whole.
     pub fn up_to_date(&self, wanted: &Evaluation) -> bool {
         self.run.evaluations.iter().any(|e| e.same_inputs(wanted))
             && wanted.views.iter().all(|v| {
                 self.evals
                     .iter()
-                    .any(|r| r.model == wanted.model && &r.dataset == v)
+                    .any(|r| r.model == wanted.model && &r.dataset == v && r.n > 0)
+                    && is_whole_parquet(&self.predictions_path(&wanted.model, v))
             })
     }
 
@@ -209,6 +211,18 @@ impl ResultsStore {
         failures: Vec<FailureRow>,
         predictions: Vec<(String, Predictions)>,
     ) -> Result<()> {
+        // A pair that scored no image at all (every one failed) is no result: its failures are
+        // listed, but no row of 0 % is stored and nothing marks it done, so the next run tries
+        // it again and the fit never sees it.
+        if rows.iter().all(|r| r.n == 0) {
+            self.failures
+                .retain(|f| !(f.model == evaluation.model && f.dataset == evaluation.dataset));
+            self.failures.extend(failures);
+            return write_atomic(
+                &self.dir.join("failures.csv"),
+                &csv_bytes(&self.failures, FAILURES_HEADER)?,
+            );
+        }
         for (view, preds) in predictions {
             write_atomic(
                 &self.predictions_path(&evaluation.model, &view),
@@ -247,6 +261,21 @@ impl ResultsStore {
         let json = serde_json::to_vec_pretty(&self.run).map_err(|e| Error::Other(e.to_string()))?;
         write_atomic(&self.dir.join("run.json"), &json)
     }
+}
+
+/// Whether a predictions file is there and whole: a Parquet file begins and ends with `PAR1`, so
+/// a deleted or truncated one fails this without reading the table.
+fn is_whole_parquet(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let (mut head, mut tail) = ([0u8; 4], [0u8; 4]);
+    file.read_exact(&mut head).is_ok()
+        && file.seek(SeekFrom::End(-4)).is_ok()
+        && file.read_exact(&mut tail).is_ok()
+        && &head == b"PAR1"
+        && &tail == b"PAR1"
 }
 
 fn predictions_parquet(p: Predictions) -> Result<Vec<u8>> {
