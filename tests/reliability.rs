@@ -203,3 +203,96 @@ fn a_pair_whose_predictions_are_gone_is_evaluated_again() {
         assert_eq!(std::fs::read(&preds).unwrap(), whole);
     }
 }
+
+/// A 20000 x 20000 PNG of one bit per pixel: about 60 KB on disk, 1.2 GB as RGB pixels.
+fn png_bomb(path: &std::path::Path) {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut encoder = png::Encoder::new(file, 20_000, 20_000);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::One);
+    encoder.set_compression(png::Compression::Fast);
+    let mut writer = encoder
+        .write_header()
+        .unwrap()
+        .into_stream_writer()
+        .unwrap();
+    let row = vec![0u8; 20_000 / 8];
+    for _ in 0..20_000 {
+        std::io::Write::write_all(&mut writer, &row).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+/// A real JPEG whose frame header declares 60000 x 60000 pixels (3.6 billion; 14 GB as RGBX).
+fn jpeg_bomb(path: &std::path::Path) {
+    let small = path.with_extension("small.jpg");
+    image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 9, 90]))
+        .save(&small)
+        .unwrap();
+    let mut bytes = std::fs::read(&small).unwrap();
+    let sof = bytes
+        .windows(2)
+        .position(|w| w[0] == 0xFF && (w[1] == 0xC0 || w[1] == 0xC2))
+        .expect("a frame header");
+    bytes[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Images that could exhaust memory or never end are listed as failed with the reason, and the
+/// rest is scored: a decompression bomb (PNG and JPEG) over the pixel limit, a file over the size
+/// limit, a device and a FIFO (which must not be read, nor waited on).
+#[test]
+fn hostile_image_files_are_refused_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    probe_image(&d.join("img/ok.png"), 3, 0);
+    png_bomb(&d.join("img/bomb.png"));
+    assert!(std::fs::metadata(d.join("img/bomb.png")).unwrap().len() < 1 << 20);
+    jpeg_bomb(&d.join("img/bomb.jpg"));
+    std::fs::write(d.join("img/big.png"), vec![0u8; 3 << 20]).unwrap();
+    let fifo = d.join("img/fifo.png");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    write_manifest(
+        &d.join("img/m.csv"),
+        &[
+            ("ok.png", "3"),
+            ("bomb.png", "1"),
+            ("bomb.jpg", "1"),
+            ("big.png", "1"),
+            ("/dev/zero", "1"),
+            ("fifo.png", "1"),
+        ],
+    );
+    let suite = probe_suite(d, "t", "img/m.csv");
+    probe_run(d, &suite)
+        .args(["--max-image-mb", "2"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("5 images could not be read"));
+    let failures = std::fs::read_to_string(d.join("out/failures.csv")).unwrap();
+    for (path, reason) in [
+        (
+            "bomb.png",
+            "20000 x 20000 = 400000000 pixels is over the limit of 178956970",
+        ),
+        (
+            "bomb.jpg",
+            "60000 x 60000 = 3600000000 pixels is over the limit",
+        ),
+        ("big.png", "file of 3 MB is over the limit of 2 MB"),
+        ("/dev/zero", "not a regular file"),
+        ("fifo.png", "not a regular file"),
+    ] {
+        let line = failures.lines().find(|l| l.contains(path));
+        assert!(
+            line.is_some_and(|l| l.contains(reason)),
+            "{path}: {failures}"
+        );
+    }
+    let rows = evals(&d.join("out"));
+    assert_eq!(row(&rows, "probe", "imagenet").n, 1);
+}

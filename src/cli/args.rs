@@ -187,6 +187,15 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub allow_failures: u64,
 
+    /// Largest image file read, in MB; a larger one is listed as failed, not read.
+    #[arg(long, default_value_t = 256, value_name = "MB")]
+    pub max_image_mb: u64,
+
+    /// Most pixels an image may declare (PIL's default limit); a larger one (a decompression
+    /// bomb, say) is listed as failed before any pixel is decoded.
+    #[arg(long, default_value_t = 178_956_970, value_name = "N")]
+    pub max_image_pixels: u64,
+
     /// Evaluate every pair again, even those whose stored results are up to date.
     #[arg(long)]
     pub force: bool,

@@ -10,6 +10,7 @@ use robust_eval::analysis::gate;
 use robust_eval::analysis::report::Format;
 use robust_eval::analysis::{self, AnalysisSettings};
 use robust_eval::engine::evaluate::{self, RunSettings};
+use robust_eval::engine::pixels::ImageLimits;
 use robust_eval::engine::runtime::SessionSettings;
 use robust_eval::engine::{doctor, progress};
 use robust_eval::input::suite::Suite;
@@ -25,6 +26,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
     if let Some(threads) = args.threads {
         robust_eval::engine::runtime::set_inference_threads(threads);
     }
+    robust_eval::engine::pixels::set_image_limits(ImageLimits {
+        max_file_bytes: args.max_image_mb.saturating_mul(1 << 20),
+        max_pixels: args.max_image_pixels,
+    });
     let suite = Suite::find(&args.suite)?;
     let progress = progress::make(args.progress.into());
     let model_paths = if args.models.is_empty() {

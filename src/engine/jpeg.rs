@@ -8,10 +8,7 @@ use std::ffi::{c_int, CStr};
 
 use turbojpeg_sys as tj;
 
-use crate::engine::pixels::PixelLayout;
-
-/// PIL refuses images over twice `Image.MAX_IMAGE_PIXELS` as decompression bombs.
-const MAX_PIXELS: u64 = 2 * 89_478_485;
+use crate::engine::pixels::{check_pixels, PixelLayout};
 
 /// Extra pixels decoded around a region, so fancy upsampling at the region's edges sees the same
 /// neighbours as in a full decode. Upsampling reaches one chroma sample (2 pixels) further; over
@@ -112,11 +109,7 @@ fn read_header_with(handle: tj::tjhandle, bytes: &[u8]) -> Result<Header, String
         return Err("unsupported JPEG: more than 8 bits per sample".into());
     }
     let (width, height) = (width as u32, height as u32);
-    if width as u64 * height as u64 > MAX_PIXELS {
-        return Err(format!(
-            "image is {width}x{height}, over {MAX_PIXELS} pixels (PIL's decompression-bomb limit)"
-        ));
-    }
+    check_pixels(width, height)?;
     Ok(Header {
         width,
         height,

@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use crate::engine::jpeg;
 pub use crate::engine::pixels::PixelLayout;
+use crate::engine::pixels::{check_pixels, image_limits};
 use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use serde::{Deserialize, Serialize};
 
@@ -153,9 +154,23 @@ fn with_file_bytes<R>(
         std::io::ErrorKind::NotFound => "file not found".to_string(),
         _ => format!("cannot read: {e}"),
     };
+    // Looked at before opening (opening a FIFO blocks); read no more than the limit allows, so a
+    // device or a file growing under us cannot make the read unbounded.
+    let max = image_limits().max_file_bytes;
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > max {
+        return Err(format!(
+            "file of {} MB is over the limit of {} MB; raise it with --max-image-mb",
+            meta.len() >> 20,
+            max >> 20
+        ));
+    }
     let mut bytes = SPARE_BYTES.with(|spare| spare.take());
     bytes.clear();
-    let read = std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes));
+    let read = std::fs::File::open(path).and_then(|f| f.take(max).read_to_end(&mut bytes));
     let result = read.map_err(read_error).and_then(|_| f(&bytes));
     SPARE_BYTES.with(|spare| spare.replace(bytes));
     result
@@ -232,6 +247,7 @@ fn decode_jpeg_cmyk(bytes: &[u8]) -> Result<RgbImage, String> {
     decoder.decode_headers().map_err(corrupt)?;
     let info = decoder.info().ok_or("corrupt JPEG: no header")?;
     let (width, height) = (info.width as u32, info.height as u32);
+    check_pixels(width, height)?;
     let size = decoder
         .output_buffer_size()
         .ok_or("corrupt JPEG: image too large")?;
@@ -296,7 +312,18 @@ fn has_end_of_image(bytes: &[u8]) -> bool {
 
 fn decode_other(bytes: &[u8]) -> Result<RgbImage, String> {
     use image::DynamicImage as D;
-    let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode: {e}"))?;
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| format!("cannot decode: {e}"))
+    };
+    let (w, h) = reader()?
+        .into_dimensions()
+        .map_err(|e| format!("cannot decode: {e}"))?;
+    check_pixels(w, h)?;
+    let img = reader()?
+        .decode()
+        .map_err(|e| format!("cannot decode: {e}"))?;
     let (width, height) = (img.width(), img.height());
     // Match PIL's convert("RGB"): alpha is dropped (not composited), greyscale replicated, 16-bit
     // colour keeps the high byte (PIL reads it as "RGB;16B"), 16-bit greyscale is clipped to 255
