@@ -36,13 +36,48 @@ fn demo_suite_runs_with_no_datasets_and_tells_the_story() {
         .iter()
         .fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
     assert!(hi - lo > 20.0, "ID accuracies {id:?}");
-    // Second run: everything is up to date.
+    // Second run: everything is up to date, and no result changes by a byte (run.json and the
+    // reports record this run's start and end: they are the provenance, rewritten every run).
+    let before = snapshot(out.path());
+    assert!(before.len() >= 40, "{:?}", before.keys());
     bin()
         .args(["run", "--suite", "demo", "--progress", "plain", "--out"])
         .arg(out.path())
         .assert()
         .success()
         .stdout(predicate::str::contains("0 pairs evaluated"));
+    let after = snapshot(out.path());
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (path, bytes) in &before {
+        assert!(
+            after[path] == *bytes,
+            "{} changed on resume",
+            path.display()
+        );
+    }
+}
+
+/// Every result file under `dir` with its bytes (not run.json or report.*, see above).
+fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if !["run.json", "report.html", "report.md"]
+                .iter()
+                .any(|name| path.file_name().is_some_and(|f| f == *name))
+            {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
 }
 
 #[test]

@@ -14,6 +14,13 @@ the resize and crop arithmetic is torchvision's (see resized_dims / center_offse
   recoded  OUT_DIR SOURCE_JPEG...
            write each image again as JPEGs of other kinds: baseline and progressive, 4:4:4, 4:2:2
            and 4:2:0 chroma subsampling, odd sizes (not multiples of the 8- or 16-pixel iMCU)
+  synthetic OUT_DIR
+           write photo-like RGB sources (gradients, stripes, hard edges, noise) as PNG at odd sizes
+           (333x251, 97x513, 17x9, 1x1): the tests' own images where the reference is absent
+  made     OUT_DIR SOURCE...
+           write each source as JPEGs of every kind PIL's libjpeg writes: baseline and
+           progressive at 4:4:4, 4:2:2 and 4:2:0, greyscale, CMYK, and with an EXIF block whose
+           orientation tag says "rotate 90" (convert("RGB") ignores it)
 """
 import argparse
 import csv
@@ -134,6 +141,48 @@ def cmd_recoded(a):
             odd.save(stem + "_progressive.jpg", quality=90, subsampling=subsampling, progressive=True)
 
 
+SYNTHETIC_SIZES = ((333, 251), (97, 513), (17, 9), (1, 1))
+
+
+def synthetic(w, h, seed):
+    """A photo-like image: smooth gradients and stripes, two hard-edged shapes, sensor-like noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    red = 128 + 100 * np.sin(x / (5 + seed)) * np.cos(y / 11)
+    green = 255 * x / max(w - 1, 1)
+    blue = 255 * y / max(h - 1, 1)
+    img = np.stack([red, green, blue], axis=-1)
+    img[h // 4 : h // 2, w // 5 : w // 2] = (20, 200, 40)
+    disc = (x - 0.7 * w) ** 2 + (y - 0.6 * h) ** 2 < (0.2 * min(w, h)) ** 2
+    img[disc] = (240, 30, 90)
+    img += rng.normal(0, 12, img.shape)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+
+
+def cmd_synthetic(a):
+    os.makedirs(a.out_dir, exist_ok=True)
+    for n, (w, h) in enumerate(SYNTHETIC_SIZES):
+        synthetic(w, h, n).save(os.path.join(a.out_dir, f"{n:02d}_{w}x{h}.png"))
+
+
+def cmd_made(a):
+    os.makedirs(a.out_dir, exist_ok=True)
+    for n, src in enumerate(a.sources):
+        rgb = Image.open(src).convert("RGB")
+        stem = os.path.join(a.out_dir, f"{n:02d}")
+        for subsampling, name in ((0, "444"), (1, "422"), (2, "420")):
+            rgb.save(f"{stem}_{name}_baseline.jpg", quality=90, subsampling=subsampling)
+            rgb.save(f"{stem}_{name}_progressive.jpg", quality=90, subsampling=subsampling, progressive=True)
+        for mode in ("L", "CMYK"):
+            rgb.convert(mode).save(f"{stem}_{mode}_baseline.jpg", quality=92)
+            rgb.convert(mode).save(f"{stem}_{mode}_progressive.jpg", quality=92, progressive=True)
+        exif = Image.Exif()
+        exif[0x0112] = 6  # Orientation: the stored pixels are to be rotated 90 degrees clockwise
+        exif[0x010F] = "robust-eval tests"  # Make
+        rgb.save(f"{stem}_exif_orientation6.jpg", quality=90, exif=exif)
+        rgb.save(f"{stem}_exif_orientation6_progressive.jpg", quality=90, exif=exif, progressive=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -160,9 +209,14 @@ def main():
     r = sub.add_parser("recoded")
     r.add_argument("out_dir")
     r.add_argument("sources", nargs="+")
+    y = sub.add_parser("synthetic")
+    y.add_argument("out_dir")
+    m = sub.add_parser("made")
+    m.add_argument("out_dir")
+    m.add_argument("sources", nargs="+")
     a = ap.parse_args()
     commands = {"crops": cmd_crops, "decoded": cmd_decoded, "predict": cmd_predict, "odd": cmd_odd,
-                "recoded": cmd_recoded}
+                "recoded": cmd_recoded, "synthetic": cmd_synthetic, "made": cmd_made}
     commands[a.cmd](a)
 
 
