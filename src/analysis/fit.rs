@@ -338,7 +338,7 @@ impl BaselineSpec {
             return Ok(BaselineSpec::Group(g.to_string()));
         }
         if let Some(file) = spec.strip_prefix("file:") {
-            let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+            let text = crate::input::read_text(Path::new(file), crate::input::MAX_SETTINGS_BYTES)?;
             let names = text
                 .lines()
                 .map(str::trim)

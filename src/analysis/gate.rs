@@ -76,7 +76,7 @@ impl Default for Rules {
 
 impl Rules {
     pub fn load(path: &Path) -> Result<Rules> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::input::read_text(path, crate::input::MAX_SETTINGS_BYTES)?;
         toml::from_str(&text).map_err(|e| crate::input::suite::toml_error(path, &text, &e))
     }
 }

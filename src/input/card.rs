@@ -132,7 +132,7 @@ type KeyLocator<'a> = dyn Fn(Option<&str>, &str) -> Location + 'a;
 
 impl ModelCard {
     pub fn load(file: &Path) -> Result<ModelCard> {
-        let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+        let text = crate::input::read_text(file, crate::input::MAX_SETTINGS_BYTES)?;
         let raw: RawCard = toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
         let at = |table: Option<&str>, key: &str| {
             let mut loc = Location::file(file).field(match table {

@@ -11,6 +11,9 @@ use std::path::Path;
 
 use crate::error::{Error, Location, Result};
 
+/// Largest suite, model card, gate configuration or baseline list read: these are a few KB.
+pub const MAX_SETTINGS_BYTES: u64 = 16 << 20;
+
 /// Read a text file the user hands in (suite, card, manifest, evals.csv, run.json, gate config),
 /// refusing what is not a regular file (a FIFO or device would block or never end) and anything
 /// over `max_bytes`, so no input can make a read unbounded.

@@ -140,7 +140,7 @@ impl Suite {
     }
 
     pub fn load(file: &Path) -> Result<Suite> {
-        let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+        let text = crate::input::read_text(file, crate::input::MAX_SETTINGS_BYTES)?;
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
         Suite::parse(file, &text, Some(&base))
     }

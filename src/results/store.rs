@@ -150,6 +150,9 @@ fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
 
 const FAILURES_HEADER: &[&str] = &["model", "dataset", "index", "path", "reason"];
 
+/// Largest run.json read: a few KB per (model, dataset) pair, so room for a hundred thousand.
+const MAX_RUN_JSON_BYTES: u64 = 512 << 20;
+
 /// A results folder, loaded so that new pairs can be added and finished ones skipped.
 pub struct ResultsStore {
     pub dir: PathBuf,
@@ -162,7 +165,7 @@ impl ResultsStore {
     pub fn open(dir: &Path) -> Result<ResultsStore> {
         let run_path = dir.join("run.json");
         let run = if run_path.exists() {
-            let text = std::fs::read_to_string(&run_path).map_err(|e| Error::io(&run_path, e))?;
+            let text = crate::input::read_text(&run_path, MAX_RUN_JSON_BYTES)?;
             serde_json::from_str(&text).map_err(|e| {
                 Error::input(
                     Location::file(&run_path).line(e.line()),
