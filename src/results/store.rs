@@ -100,19 +100,58 @@ pub struct Predictions {
     pub correct_top5: Vec<bool>,
 }
 
+/// Prefix of the temporary files `write_atomic` writes beside their target: a process killed
+/// mid-write leaves one behind, which no reader opens and `remove_orphans` deletes.
+pub const TEMP_PREFIX: &str = ".robust-eval-tmp-";
+
+/// Write a file so that it is either the old one or the whole new one, whatever happens: the
+/// bytes go to a temporary file beside it, are synced, and renamed over it; then the folder is
+/// synced, so the rename itself survives a power cut. A failed write (disk full, read-only
+/// folder) leaves the old file as it was and says which file could not be written.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    let failed = |e: std::io::Error| {
+        let hint = match e.raw_os_error() {
+            Some(28) => " (the disk is full; nothing stored before was changed)",
+            Some(30) => " (the file system is read-only)",
+            _ => "",
+        };
+        Error::Other(format!("cannot write {}: {e}{hint}", path.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(failed)?;
+    tmp.write_all(bytes).map_err(failed)?;
+    tmp.as_file().sync_all().map_err(failed)?;
+    tmp.persist(path).map_err(|e| failed(e.error))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(failed)
+}
+
+/// Delete the temporary files that killed runs left in a results folder (its top level,
+/// `predictions/*/` and `plots/`). Only files named with `TEMP_PREFIX` are touched.
+pub fn remove_orphans(dir: &Path) {
+    let mut folders = vec![dir.to_path_buf(), dir.join("plots")];
+    if let Ok(models) = std::fs::read_dir(dir.join("predictions")) {
+        folders.extend(models.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for folder in folders {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(TEMP_PREFIX) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 fn csv_bytes<T: Serialize>(rows: &[T], header: &[&str]) -> Result<Vec<u8>> {
