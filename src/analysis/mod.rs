@@ -148,69 +148,82 @@ impl Analysis {
             .collect()
     }
 
-    /// Charts into `plots/`.
-    pub fn write_plots(&self, label_points: bool) -> Result<Vec<PathBuf>> {
-        let points: Vec<Vec<Point>> = self
-            .fit
-            .shifts
-            .iter()
-            .map(|s| self.points(&s.shift))
-            .collect();
+    /// Per shift: the results' points and the cloud's (less the results' own models).
+    fn chart_points(&self) -> Vec<(Vec<Point>, Vec<Point>)> {
         let own: std::collections::BTreeSet<&str> =
             self.evals.iter().map(|r| r.model.as_str()).collect();
-        let clouds: Vec<Vec<Point>> = self
-            .fit
+        self.fit
             .shifts
             .iter()
-            .map(|s| match &self.cloud {
-                Some(cloud) => fit::points_for(cloud, &self.fit.id_dataset, &s.shift)
-                    .0
-                    .into_iter()
-                    .filter(|p| !own.contains(p.model.as_str()))
-                    .collect(),
-                None => Vec::new(),
+            .map(|s| {
+                let cloud = match &self.cloud {
+                    Some(cloud) => fit::points_for(cloud, &self.fit.id_dataset, &s.shift)
+                        .0
+                        .into_iter()
+                        .filter(|p| !own.contains(p.model.as_str()))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                (self.points(&s.shift), cloud)
             })
-            .collect();
+            .collect()
+    }
+
+    /// Calls `draw` with one chart per shift.
+    fn with_charts<T>(&self, label_points: bool, draw: impl FnOnce(&[ShiftChart]) -> T) -> T {
+        let points = self.chart_points();
         let charts: Vec<ShiftChart> = self
             .fit
             .shifts
             .iter()
             .zip(&points)
-            .zip(&clouds)
-            .map(|((fit, points), cloud)| ShiftChart {
+            .map(|(fit, (points, cloud))| ShiftChart {
                 fit,
                 points,
                 cloud,
                 label_points,
             })
             .collect();
-        plot::write_all(&self.dir.join("plots"), &charts, &self.robustness)
+        draw(&charts)
     }
 
-    pub fn report(&self, format: Format) -> String {
+    /// Charts into `plots/`.
+    pub fn write_plots(&self, label_points: bool) -> Result<Vec<PathBuf>> {
+        self.with_charts(label_points, |charts| {
+            plot::write_all(&self.dir.join("plots"), charts, &self.robustness)
+        })
+    }
+
+    fn report_data(&self) -> report::ReportData {
         let title = match &self.run {
             Some(r) if !r.suite.is_empty() => format!("robust-eval report: {}", r.suite),
             _ => format!("robust-eval report: {}", self.dir.display()),
         };
-        let mut data = report::gather(
+        report::gather(
             &title,
             &self.evals,
             &self.fit,
             &self.robustness,
             self.run.as_ref(),
-        );
+        )
+    }
+
+    /// The result in a few lines: each shift's fit, the models with the highest and lowest
+    /// average effective robustness (`k` of each at most).
+    pub fn headline(&self, k: usize) -> report::Headline {
+        report::headline(&self.report_data(), k)
+    }
+
+    pub fn report(&self, format: Format) -> String {
+        let mut data = self.report_data();
         match format {
             Format::Md => report::markdown(&data),
             Format::Json => report::json(&data),
             Format::Html => {
-                let plots = self.dir.join("plots");
-                let mut names: Vec<String> =
-                    self.fit.shifts.iter().map(|s| s.shift.clone()).collect();
-                names.push("effective-robustness".into());
-                for name in names {
-                    if let Ok(svg) = std::fs::read_to_string(plots.join(format!("{name}.svg"))) {
-                        data.charts.push((name, svg));
-                    }
+                // Drawn here, in memory: only what this analysis drew goes inline.
+                match self.with_charts(false, |c| plot::svg_charts(c, &self.robustness)) {
+                    Ok(charts) => data.charts = charts,
+                    Err(e) => data.notes.push(format!("charts could not be drawn: {e}")),
                 }
                 report::html(&data)
             }

@@ -12,6 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::analysis::fit::{Point, Robustness, ShiftFit, Transform};
+use crate::analysis::markup::escape_xml;
 use crate::error::{Error, Result};
 use crate::results::store::write_atomic;
 
@@ -117,7 +118,7 @@ fn accuracy_axis(t: Transform, zlo: f64, zhi: f64) -> LabelledAxis {
         .map(|v| {
             (
                 t.forward(v),
-                if v < 1.0 || v > 99.0 {
+                if !(1.0..=99.0).contains(&v) {
                     format!("{v:.1}")
                 } else {
                     format!("{v:.0}")
@@ -140,24 +141,78 @@ pub struct ShiftChart<'a> {
     pub label_points: bool,
 }
 
+/// Where a model landed on a chart, in the backend's pixels, and what its tooltip says: the SVG
+/// charts get one `<title>` per marker (plotters' SVG backend has no tooltips of its own).
+#[derive(Debug, Clone)]
+pub struct Marker {
+    pub shape: Shape,
+    pub model: String,
+    pub group: String,
+    pub tooltip: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Shape {
+    Circle { x: i32, y: i32, r: i32 },
+    Rect { x0: i32, y0: i32, x1: i32, y1: i32 },
+}
+
+type ShiftContext<'a, DB> = ChartContext<'a, DB, Cartesian2d<LabelledAxis, LabelledAxis>>;
+
 fn draw_shift<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     chart: &ShiftChart,
     groups: &[String],
     big: bool,
-) -> Result<()> {
-    let fit = chart.fit;
-    let t: Transform = fit.transform;
-    let all = chart.points.iter().chain(chart.cloud.iter());
+) -> Result<Vec<Marker>> {
+    let (zlo, zhi) = shift_window(chart);
+    let label_size = if big { 16 } else { 13 };
+    let mut c = shift_axes(area, chart.fit, (zlo, zhi), big)?;
+    draw_fit_lines(&mut c, chart.fit, zlo, zhi)?;
+    let markers = draw_points(&mut c, chart, groups, big)?;
+    if chart.label_points {
+        let t = chart.fit.transform;
+        c.draw_series(chart.points.iter().map(|p| {
+            Text::new(
+                p.model.clone(),
+                (t.forward(p.id), t.forward(p.ood)),
+                ("sans-serif", label_size - 2).into_font(),
+            )
+        }))
+        .map_err(err)?;
+    }
+    // OOD accuracy sits below ID for natural shifts, so the upper left corner (above y = x) is free.
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .label_font(("sans-serif", label_size))
+        .draw()
+        .map_err(err)?;
+    Ok(markers)
+}
+
+/// The square window [zlo, zhi]² in the transformed scale that holds every point, with some room.
+fn shift_window(chart: &ShiftChart) -> (f64, f64) {
+    let t = chart.fit.transform;
     let (mut lo, mut hi) = (f64::MAX, f64::MIN);
-    for p in all {
+    for p in chart.points.iter().chain(chart.cloud.iter()) {
         lo = lo.min(p.id).min(p.ood);
         hi = hi.max(p.id).max(p.ood);
     }
-    // Some room around the points, in the transformed scale.
     let (zlo, zhi) = (t.forward(lo), t.forward(hi));
     let pad = (zhi - zlo).max(0.2) * 0.08;
-    let (zlo, zhi) = (zlo - pad, zhi + pad);
+    (zlo - pad, zhi + pad)
+}
+
+/// Title, axes and grid of one shift's chart.
+fn shift_axes<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    fit: &ShiftFit,
+    (zlo, zhi): (f64, f64),
+    big: bool,
+) -> Result<ShiftContext<'a, DB>> {
+    let t = fit.transform;
     let (title_size, label_size) = if big { (22, 16) } else { (16, 13) };
     let title = format!(
         "{}: slope {:.2}, R² {:.3} ({})",
@@ -182,9 +237,22 @@ fn draw_shift<DB: DrawingBackend>(
         .bold_line_style(RGBColor(225, 225, 225))
         .draw()
         .map_err(err)?;
-    // The bootstrap band(s), y = x, then the fit line(s); a piecewise fit has two pieces that
-    // meet at the split model's ID accuracy.
-    let split = fit.split_at.map(|at| t.forward(at)).unwrap_or(zhi);
+    Ok(c)
+}
+
+/// The bootstrap band(s), y = x, then the fit line(s); a piecewise fit has two pieces that meet
+/// at the split model's ID accuracy.
+fn draw_fit_lines<DB: DrawingBackend>(
+    c: &mut ShiftContext<DB>,
+    fit: &ShiftFit,
+    zlo: f64,
+    zhi: f64,
+) -> Result<()> {
+    let blue = RGBColor(31, 119, 180);
+    let split = fit
+        .split_at
+        .map(|at| fit.transform.forward(at))
+        .unwrap_or(zhi);
     let mut pieces = vec![(fit, zlo, split)];
     if let Some(upper) = &fit.upper {
         pieces.push((upper, split, zhi));
@@ -192,7 +260,7 @@ fn draw_shift<DB: DrawingBackend>(
     for (piece, _, _) in &pieces {
         c.draw_series(std::iter::once(Polygon::new(
             band_polygon(piece, zlo, zhi),
-            RGBColor(31, 119, 180).mix(0.18).filled(),
+            blue.mix(0.18).filled(),
         )))
         .map_err(err)?;
     }
@@ -211,40 +279,49 @@ fn draw_shift<DB: DrawingBackend>(
     } else {
         format!("linear fit (n = {n})")
     };
-    let mut segments = pieces.iter().map(|(piece, from, to)| {
-        line_segment(piece.line.slope, piece.line.intercept, *from, *to, zlo, zhi)
-    });
-    let first = segments.next().unwrap_or_default();
-    c.draw_series(LineSeries::new(
-        first,
-        RGBColor(31, 119, 180).stroke_width(2),
-    ))
-    .map_err(err)?
-    .label(label)
-    .legend(|(x, y)| {
-        PathElement::new(
-            [(x, y), (x + 16, y)],
-            RGBColor(31, 119, 180).stroke_width(2),
-        )
-    });
-    for segment in segments {
-        c.draw_series(LineSeries::new(
-            segment,
-            RGBColor(31, 119, 180).stroke_width(2),
-        ))
-        .map_err(err)?;
+    for (i, (piece, from, to)) in pieces.iter().enumerate() {
+        let line = &piece.line;
+        let segment = line_segment(line.slope, line.intercept, *from, *to, zlo, zhi);
+        let series = c
+            .draw_series(LineSeries::new(segment, blue.stroke_width(2)))
+            .map_err(err)?;
+        // One legend entry for the fit, however many pieces it has.
+        if i == 0 {
+            series.label(label.clone()).legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 16, y)], blue.stroke_width(2))
+            });
+        }
     }
+    Ok(())
+}
+
+/// The published cloud (faint), then the results' models coloured by group; returns a marker per
+/// point drawn.
+fn draw_points<DB: DrawingBackend>(
+    c: &mut ShiftContext<DB>,
+    chart: &ShiftChart,
+    groups: &[String],
+    big: bool,
+) -> Result<Vec<Marker>> {
+    let t = chart.fit.transform;
+    let at = |p: &Point| (t.forward(p.id), t.forward(p.ood));
+    let mut markers = Vec::new();
     if !chart.cloud.is_empty() {
-        c.draw_series(chart.cloud.iter().map(|p| {
-            Circle::new(
-                (t.forward(p.id), t.forward(p.ood)),
-                2,
-                RGBColor(150, 150, 150).mix(0.5).filled(),
-            )
-        }))
+        c.draw_series(
+            chart
+                .cloud
+                .iter()
+                .map(|p| Circle::new(at(p), 2, RGBColor(150, 150, 150).mix(0.5).filled())),
+        )
         .map_err(err)?
         .label("published baselines")
         .legend(|(x, y)| Circle::new((x + 8, y), 3, RGBColor(150, 150, 150).filled()));
+        markers.extend(
+            chart
+                .cloud
+                .iter()
+                .map(|p| point_marker(c.backend_coord(&at(p)), 3, p, chart.fit, " (published)")),
+        );
     }
     let radius = if big { 5 } else { 4 };
     for group in groups {
@@ -256,31 +333,32 @@ fn draw_shift<DB: DrawingBackend>(
         c.draw_series(
             members
                 .iter()
-                .map(|p| Circle::new((t.forward(p.id), t.forward(p.ood)), radius, colour.filled())),
+                .map(|p| Circle::new(at(p), radius, colour.filled())),
         )
         .map_err(err)?
         .label(group.clone())
         .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
+        markers.extend(
+            members
+                .iter()
+                .map(|p| point_marker(c.backend_coord(&at(p)), radius + 2, p, chart.fit, "")),
+        );
     }
-    if chart.label_points {
-        c.draw_series(chart.points.iter().map(|p| {
-            Text::new(
-                p.model.clone(),
-                (t.forward(p.id), t.forward(p.ood)),
-                ("sans-serif", label_size - 2).into_font(),
-            )
-        }))
-        .map_err(err)?;
+    Ok(markers)
+}
+
+/// A point's marker: model, group, ID and OOD top-1, effective robustness against the fit.
+fn point_marker((x, y): (i32, i32), r: i32, p: &Point, fit: &ShiftFit, suffix: &str) -> Marker {
+    let er = p.ood - fit.expected(p.id);
+    Marker {
+        shape: Shape::Circle { x, y, r },
+        model: p.model.clone(),
+        group: p.group.clone(),
+        tooltip: format!(
+            "{} ({}){suffix}\nID top-1 ({}): {:.2} %\nOOD top-1 ({}): {:.2} %\neffective robustness: {:+.2} pp",
+            p.model, p.group, fit.id_dataset, p.id, fit.shift, p.ood, er
+        ),
     }
-    // OOD accuracy sits below ID for natural shifts, so the upper left corner (above y = x) is free.
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(200, 200, 200))
-        .label_font(("sans-serif", label_size))
-        .draw()
-        .map_err(err)?;
-    Ok(())
 }
 
 /// A fit's bootstrap band as a polygon in the transformed scale, kept inside the window
@@ -326,7 +404,7 @@ fn draw_bars<DB: DrawingBackend>(
     rows: &[&Robustness],
     groups: &[String],
     title: &str,
-) -> Result<()> {
+) -> Result<Vec<Marker>> {
     let n = rows.len().max(1);
     let (mut lo, mut hi) = (0.0f64, 0.0f64);
     for r in rows {
@@ -383,7 +461,23 @@ fn draw_bars<DB: DrawingBackend>(
         BLACK.stroke_width(1),
     )))
     .map_err(err)?;
-    Ok(())
+    Ok(rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (x0, y0) = c.backend_coord(&(r.effective_robustness.min(0.0), i as f64 + 0.15));
+            let (x1, y1) = c.backend_coord(&(r.effective_robustness.max(0.0), i as f64 + 0.85));
+            Marker {
+                shape: Shape::Rect { x0, y0, x1, y1 },
+                model: r.model.clone(),
+                group: r.group.clone(),
+                tooltip: format!(
+                    "{} ({})\naverage effective robustness: {:+.2} pp [{:+.2}, {:+.2}]",
+                    r.model, r.group, r.effective_robustness, r.er_low, r.er_high
+                ),
+            }
+        })
+        .collect())
 }
 
 /// One image's worth of drawing, for either backend.
@@ -395,38 +489,36 @@ enum Figure<'a> {
         cols: usize,
     },
     Bars {
-        rows: &'a [&'a Robustness],
+        rows: Vec<&'a Robustness>,
         title: &'a str,
     },
 }
 
 impl Figure<'_> {
+    /// Draws the figure and returns where its models landed.
     fn draw<DB: DrawingBackend>(
         &self,
         root: &DrawingArea<DB, Shift>,
         groups: &[String],
-    ) -> Result<()> {
+    ) -> Result<Vec<Marker>> {
         root.fill(&WHITE).map_err(err)?;
+        let mut markers = Vec::new();
         match self {
-            Figure::Shift(chart) => draw_shift(root, chart, groups, true)?,
+            Figure::Shift(chart) => markers = draw_shift(root, chart, groups, true)?,
             Figure::Grid { charts, rows, cols } => {
                 for (area, chart) in root.split_evenly((*rows, *cols)).iter().zip(charts.iter()) {
-                    draw_shift(area, chart, groups, false)?;
+                    markers.extend(draw_shift(area, chart, groups, false)?);
                 }
             }
-            Figure::Bars { rows, title } => draw_bars(root, rows, groups, title)?,
+            Figure::Bars { rows, title } => markers = draw_bars(root, rows, groups, title)?,
         }
-        root.present().map_err(err)
+        root.present().map_err(err)?;
+        Ok(markers)
     }
 }
 
-/// Draw a figure into `<stem>.png` and `<stem>.svg`.
-fn save_both(
-    stem: &Path,
-    size: (u32, u32),
-    figure: &Figure,
-    groups: &[String],
-) -> Result<Vec<PathBuf>> {
+/// A figure as PNG bytes.
+fn render_png(size: (u32, u32), figure: &Figure, groups: &[String]) -> Result<Vec<u8>> {
     register_font();
     let mut pixels = vec![255u8; (size.0 * size.1 * 3) as usize];
     figure.draw(
@@ -438,15 +530,88 @@ fn save_both(
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(err)?;
+    Ok(png)
+}
+
+/// A figure as SVG text, with a tooltip (`<title>`) over every model's marker.
+fn render_svg(size: (u32, u32), figure: &Figure, groups: &[String]) -> Result<String> {
+    register_font();
     let mut svg = String::new();
-    figure.draw(
+    let markers = figure.draw(
         &SVGBackend::with_string(&mut svg, size).into_drawing_area(),
         groups,
     )?;
-    let (png_path, svg_path) = (stem.with_extension("png"), stem.with_extension("svg"));
-    write_atomic(&png_path, &png)?;
-    write_atomic(&svg_path, svg.as_bytes())?;
-    Ok(vec![png_path, svg_path])
+    let end = svg
+        .rfind("</svg>")
+        .ok_or_else(|| err("SVG without </svg>"))?;
+    svg.insert_str(end, &tooltip_layer(&markers));
+    Ok(svg)
+}
+
+/// Transparent shapes over the drawn markers, each with its tooltip; `data-model` and
+/// `data-group` let the HTML report's filter ring them. Every name is escaped.
+fn tooltip_layer(markers: &[Marker]) -> String {
+    let mut layer = String::from("<g class=\"tips\" fill=\"transparent\">\n");
+    for m in markers {
+        let shape = match m.shape {
+            Shape::Circle { x, y, r } => format!("circle cx=\"{x}\" cy=\"{y}\" r=\"{r}\""),
+            Shape::Rect { x0, y0, x1, y1 } => format!(
+                "rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"",
+                x0.min(x1),
+                y0.min(y1),
+                (x1 - x0).abs().max(1),
+                (y1 - y0).abs().max(1)
+            ),
+        };
+        let tag = &shape[..shape.find(' ').unwrap_or(shape.len())];
+        let tip: Vec<String> = m.tooltip.lines().map(escape_xml).collect();
+        layer += &format!(
+            "<{shape} class=\"tip\" data-model=\"{}\" data-group=\"{}\"><title>{}</title></{tag}>\n",
+            escape_xml(&m.model),
+            escape_xml(&m.group),
+            tip.join("\n")
+        );
+    }
+    layer + "</g>\n"
+}
+
+/// A file name for a dataset's chart: letters, digits, `.`, `-` and `_` are kept (so
+/// `imagenetv2-threshold0.7` stays as it is), anything else, and a leading dot, becomes `_`;
+/// so a name from evals.csv never leaves `plots/` or hides a file. Capped at 100 characters.
+pub fn file_stem(name: &str) -> String {
+    let mut stem: String = name
+        .chars()
+        .take(100)
+        .enumerate()
+        .map(|(i, c)| match c {
+            '.' if i == 0 => '_',
+            c if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') => c,
+            _ => '_',
+        })
+        .collect();
+    if stem.is_empty() {
+        stem.push('_');
+    }
+    stem
+}
+
+/// File stems for the shifts' charts, distinct from each other and from the other charts' names
+/// (`a/b` and `a_b` would otherwise overwrite each other): a repeat gets `-2`, `-3`, ...
+pub fn file_stems<'a>(shifts: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut taken: Vec<String> = vec!["all-shifts".into(), "effective-robustness".into()];
+    let mut stems = Vec::new();
+    for shift in shifts {
+        let base = file_stem(shift);
+        let mut stem = base.clone();
+        let mut k = 2;
+        while taken.iter().any(|t| t.eq_ignore_ascii_case(&stem)) {
+            stem = format!("{base}-{k}");
+            k += 1;
+        }
+        taken.push(stem.clone());
+        stems.push(stem);
+    }
+    stems
 }
 
 /// Groups in a stable order: the common ones first.
@@ -469,39 +634,26 @@ pub fn group_order(points: impl Iterator<Item = String>) -> Vec<String> {
     groups
 }
 
-/// Write every chart into `dir`: `<shift>.png/.svg`, `all-shifts.png/.svg`,
-/// `effective-robustness.png/.svg`. Returns the files written.
-pub fn write_all(
-    dir: &Path,
-    charts: &[ShiftChart],
-    robustness: &[Robustness],
-) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let groups = group_order(
-        charts
-            .iter()
-            .flat_map(|c| c.points.iter().map(|p| p.group.clone()))
-            .chain(robustness.iter().map(|r| r.group.clone())),
-    );
-    let mut written = Vec::new();
-    for chart in charts {
-        written.extend(save_both(
-            &dir.join(&chart.fit.shift),
-            (900, 760),
-            &Figure::Shift(chart),
-            &groups,
-        )?);
-    }
+/// Every figure of a set of charts, with its file stem and size in pixels.
+fn figures<'a>(
+    charts: &'a [ShiftChart<'a>],
+    robustness: &'a [Robustness],
+) -> Vec<(String, (u32, u32), Figure<'a>)> {
+    let mut figures: Vec<(String, (u32, u32), Figure)> =
+        file_stems(charts.iter().map(|c| c.fit.shift.as_str()))
+            .into_iter()
+            .zip(charts)
+            .map(|(stem, chart)| (stem, (900, 760), Figure::Shift(chart)))
+            .collect();
     if !charts.is_empty() {
         let cols = charts.len().min(3);
         let rows = charts.len().div_ceil(cols);
         let size = (cols as u32 * 620, rows as u32 * 540);
-        written.extend(save_both(
-            &dir.join("all-shifts"),
+        figures.push((
+            "all-shifts".into(),
             size,
-            &Figure::Grid { charts, rows, cols },
-            &groups,
-        )?);
+            Figure::Grid { charts, rows, cols },
+        ));
     }
     let mut average: Vec<&Robustness> =
         robustness.iter().filter(|r| r.shift == "average").collect();
@@ -509,15 +661,61 @@ pub fn write_all(
         average.sort_by(|a, b| a.effective_robustness.total_cmp(&b.effective_robustness));
         let height = (average.len() as u32 * 26 + 120).clamp(300, 4000);
         let figure = Figure::Bars {
-            rows: &average,
+            rows: average,
             title: "effective robustness, average over shifts",
         };
-        written.extend(save_both(
-            &dir.join("effective-robustness"),
-            (900, height),
-            &figure,
-            &groups,
-        )?);
+        figures.push(("effective-robustness".into(), (900, height), figure));
+    }
+    figures
+}
+
+fn groups_of(charts: &[ShiftChart], robustness: &[Robustness]) -> Vec<String> {
+    group_order(
+        charts
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p.group.clone()))
+            .chain(robustness.iter().map(|r| r.group.clone())),
+    )
+}
+
+/// Write every chart into `dir`: `<shift>.png/.svg` (the name made safe by `file_stems`),
+/// `all-shifts.png/.svg`, `effective-robustness.png/.svg`. Returns the files written.
+pub fn write_all(
+    dir: &Path,
+    charts: &[ShiftChart],
+    robustness: &[Robustness],
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let groups = groups_of(charts, robustness);
+    let mut written = Vec::new();
+    for (stem, size, figure) in figures(charts, robustness) {
+        // Not `with_extension`: it would cut `imagenetv2-threshold0.7` at its dot.
+        let (png_path, svg_path) = (
+            dir.join(format!("{stem}.png")),
+            dir.join(format!("{stem}.svg")),
+        );
+        write_atomic(&png_path, &render_png(size, &figure, &groups)?)?;
+        write_atomic(&svg_path, render_svg(size, &figure, &groups)?.as_bytes())?;
+        written.extend([png_path, svg_path]);
     }
     Ok(written)
+}
+
+/// The charts for the HTML report, drawn in memory (never read back from `plots/`, which may
+/// hold stale or planted files): `(caption, svg)` per shift, then the effective-robustness bars.
+pub fn svg_charts(
+    charts: &[ShiftChart],
+    robustness: &[Robustness],
+) -> Result<Vec<(String, String)>> {
+    let groups = groups_of(charts, robustness);
+    let mut svgs = Vec::new();
+    for (stem, size, figure) in figures(charts, robustness) {
+        let caption = match &figure {
+            Figure::Shift(chart) => chart.fit.shift.clone(),
+            Figure::Grid { .. } => continue,
+            Figure::Bars { .. } => stem,
+        };
+        svgs.push((caption, render_svg(size, &figure, &groups)?));
+    }
+    Ok(svgs)
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analysis::fit::{Accuracy, FitReport, Robustness};
-use crate::analysis::markup::escape_xml;
+use crate::analysis::markup::{escape_markdown, escape_xml};
 use crate::results::store::RunInfo;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,14 +74,8 @@ pub struct Provenance {
     pub providers: Vec<String>,
 }
 
-pub fn gather(
-    title: &str,
-    evals: &[Accuracy],
-    fit: &FitReport,
-    robustness: &[Robustness],
-    run: Option<&RunInfo>,
-) -> ReportData {
-    let shifts: Vec<String> = fit.shifts.iter().map(|s| s.shift.clone()).collect();
+/// One row per model: ID top-1, each shift's cell and the average; best ID top-1 first.
+fn model_rows(evals: &[Accuracy], fit: &FitReport, robustness: &[Robustness]) -> Vec<ModelRow> {
     let mut models: BTreeMap<String, ModelRow> = BTreeMap::new();
     for r in evals.iter().filter(|r| r.dataset == fit.id_dataset) {
         models.insert(
@@ -124,6 +118,18 @@ pub fn gather(
             .unwrap_or(-1.0)
             .total_cmp(&a.id_top1.unwrap_or(-1.0))
     });
+    models
+}
+
+pub fn gather(
+    title: &str,
+    evals: &[Accuracy],
+    fit: &FitReport,
+    robustness: &[Robustness],
+    run: Option<&RunInfo>,
+) -> ReportData {
+    let shifts: Vec<String> = fit.shifts.iter().map(|s| s.shift.clone()).collect();
+    let models = model_rows(evals, fit, robustness);
     let fits = fit
         .shifts
         .iter()
@@ -245,29 +251,42 @@ fn fit_table(data: &ReportData) -> (Vec<String>, Vec<Vec<String>>) {
 }
 
 pub fn markdown(data: &ReportData) -> String {
-    let table = |(header, rows): (Vec<String>, Vec<Vec<String>>)| {
+    // Names from data (header and the `names` columns) are escaped; numbers are ours.
+    let table = |(header, rows): (Vec<String>, Vec<Vec<String>>), names: &[usize]| {
+        let header: Vec<String> = header.iter().map(|h| escape_markdown(h)).collect();
         let mut s = format!(
             "| {} |\n|{}|\n",
             header.join(" | "),
             vec!["---"; header.len()].join("|")
         );
         for r in rows {
-            s += &format!("| {} |\n", r.join(" | "));
+            let cells: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if names.contains(&i) {
+                        escape_markdown(c)
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect();
+            s += &format!("| {} |\n", cells.join(" | "));
         }
         s
     };
-    let mut s = format!("# {}\n\n", data.title);
+    let mut s = format!("# {}\n\n", escape_markdown(&data.title));
     s += &format!(
         "Effective robustness (ER) is OOD top-1 minus what the {} fit of the baseline models expects at the model's \
          ID top-1, in percentage points, with its 95 % interval. Accuracies in %.\n\n",
         data.transform
     );
     s += "## Models\n\n";
-    s += &table(model_table(data));
+    s += &table(model_table(data), &[0, 1]);
     s += "\n## Fits\n\n";
-    s += &table(fit_table(data));
+    s += &table(fit_table(data), &[0, 1, 6]);
     for n in &data.notes {
-        s += &format!("\n> {n}\n");
+        s += &format!("\n> {}\n", escape_markdown(n));
     }
     if let Some(p) = &data.provenance {
         s += &format!(
@@ -287,44 +306,147 @@ pub fn json(data: &ReportData) -> String {
     serde_json::to_string_pretty(data).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-pub fn html(data: &ReportData) -> String {
-    let table = |(header, rows): (Vec<String>, Vec<Vec<String>>)| {
-        let mut s = String::from("<table class=\"sortable\"><thead><tr>");
-        for h in header {
-            s += &format!("<th>{}</th>", escape_xml(&h));
-        }
-        s += "</tr></thead><tbody>";
-        for r in rows {
-            s += "<tr>";
-            for c in r {
-                s += &format!("<td>{}</td>", escape_xml(&c));
+/// A table whose header cells sort it on click; `rows` pairs each row with the model and group
+/// the filter matches it on, where it has them.
+fn html_table(
+    id: &str,
+    (header, rows): (Vec<String>, Vec<Vec<String>>),
+    keys: &[(&str, &str)],
+) -> String {
+    let mut s = format!("<table class=\"sortable\" id=\"{id}\"><thead><tr>");
+    for h in header {
+        s += &format!("<th>{}</th>", escape_xml(&h));
+    }
+    s += "</tr></thead><tbody>";
+    for (i, r) in rows.into_iter().enumerate() {
+        match keys.get(i) {
+            Some((model, group)) => {
+                s += &format!(
+                    "<tr data-model=\"{}\" data-group=\"{}\">",
+                    escape_xml(model),
+                    escape_xml(group)
+                )
             }
-            s += "</tr>";
+            None => s += "<tr>",
         }
-        s + "</tbody></table>"
+        for c in r {
+            s += &format!("<td>{}</td>", escape_xml(&c));
+        }
+        s += "</tr>";
+    }
+    s + "</tbody></table>"
+}
+
+/// The highest and lowest average effective robustness, in a sentence each.
+fn html_headline(data: &ReportData) -> String {
+    let h = headline(data, 3);
+    let list = |models: &[Ranked]| {
+        models
+            .iter()
+            .map(|m| {
+                format!(
+                    "<b>{}</b> {:+.2} ({})",
+                    escape_xml(&m.model),
+                    m.average_effective_robustness,
+                    escape_xml(&m.group)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     };
+    if h.highest.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "<p class=\"headline\">Highest average effective robustness (pp): {}",
+        list(&h.highest)
+    );
+    if !h.lowest.is_empty() {
+        s += &format!("<br>Lowest: {}", list(&h.lowest));
+    }
+    s + "</p>"
+}
+
+/// The model filter and the charts; every point carries a tooltip (`<title>`).
+fn html_charts(data: &ReportData) -> String {
+    if data.charts.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "<h2>Charts</h2><p class=\"filter\"><label for=\"filter\">Highlight models</label> \
+         <input id=\"filter\" type=\"search\" list=\"model-names\" placeholder=\"model or group name\" autocomplete=\"off\"> \
+         <span id=\"matches\"></span> Hover a point for its model, group, ID and OOD top-1 and effective robustness.</p>\
+         <datalist id=\"model-names\">",
+    );
+    for m in &data.models {
+        s += &format!("<option value=\"{}\">", escape_xml(&m.model));
+    }
+    s += "</datalist><div class=\"charts\">";
+    for (name, svg) in &data.charts {
+        s += &format!(
+            "<figure><figcaption>{}</figcaption>{svg}</figure>",
+            escape_xml(name)
+        );
+    }
+    s + "</div>"
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
+table{border-collapse:collapse;margin:1em 0;font-size:14px}\
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f0f0f0;cursor:pointer;user-select:none}\
+th[aria-sort=ascending]::after{content:' \\25B2'}th[aria-sort=descending]::after{content:' \\25BC'}\
+td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}.note{color:#a33}\
+.headline{font-size:15px;line-height:1.6}.filter input{font-size:15px;padding:3px 6px;width:18em}\
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:1em}\
+figure{margin:0}figcaption{font-weight:bold;margin-bottom:4px}figure svg{width:100%;height:auto;max-width:900px}\
+.tip{cursor:help}.tip:hover{stroke:#555;stroke-width:1.5px}.tip.hit{stroke:#000;stroke-width:3px}";
+
+/// Click-to-sort (numbers as numbers, blanks last) and the model filter, which rings the matching
+/// points and bars and hides the other table rows; `report.html#filter=NAME` opens it filtered.
+const SCRIPT: &str = "document.querySelectorAll('table.sortable th').forEach(function(th,i){th.addEventListener('click',function(){\
+var tb=th.closest('table').tBodies[0],rows=Array.from(tb.rows),asc=th.getAttribute('aria-sort')!=='ascending';\
+th.parentNode.querySelectorAll('th').forEach(function(h){h.removeAttribute('aria-sort')});th.setAttribute('aria-sort',asc?'ascending':'descending');\
+var key=function(r){var t=r.cells[i].textContent,v=parseFloat(t);return isNaN(v)?t:v};\
+rows.sort(function(a,b){var x=key(a),y=key(b),nx=typeof x==='number',ny=typeof y==='number';\
+if(nx!==ny){return nx?-1:1}return (x<y?-1:x>y?1:0)*(asc?1:-1)});rows.forEach(function(r){tb.appendChild(r)})})});\
+(function(){var f=document.getElementById('filter');if(!f){return}\
+var has=function(e,q){return (e.dataset.model||'').toLowerCase().indexOf(q)>=0||(e.dataset.group||'').toLowerCase().indexOf(q)>=0};\
+var apply=function(){var q=f.value.trim().toLowerCase(),n=0,rows=document.querySelectorAll('#models tbody tr');\
+document.querySelectorAll('.tip').forEach(function(e){e.classList.toggle('hit',q!==''&&has(e,q))});\
+rows.forEach(function(r){var hit=q===''||has(r,q);r.hidden=!hit;if(hit){n++}});\
+document.getElementById('matches').textContent=q===''?'':n+' of '+rows.length+' models'};\
+f.addEventListener('input',apply);\
+if(location.hash.indexOf('#filter=')===0){f.value=decodeURIComponent(location.hash.slice(8));apply()}})();";
+
+/// The Content-Security-Policy: no network, and only this file's own script runs (by hash), so
+/// nothing that slipped into the markup could execute.
+fn content_security_policy() -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(SCRIPT.as_bytes()));
+    format!("default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{hash}'")
+}
+
+pub fn html(data: &ReportData) -> String {
     let mut body = format!("<h1>{}</h1>", escape_xml(&data.title));
     body += &format!(
         "<p>Effective robustness (ER): OOD top-1 minus what the {} fit of the baseline models expects at the model's ID \
          top-1, in percentage points, with its 95 % interval. Click a column to sort.</p>",
         escape_xml(&data.transform)
     );
+    body += &html_headline(data);
+    body += &html_charts(data);
     body += "<h2>Models</h2>";
-    body += &table(model_table(data));
+    let keys: Vec<(&str, &str)> = data
+        .models
+        .iter()
+        .map(|m| (m.model.as_str(), m.group.as_str()))
+        .collect();
+    body += &html_table("models", model_table(data), &keys);
     body += "<h2>Fits</h2>";
-    body += &table(fit_table(data));
+    body += &html_table("fits", fit_table(data), &[]);
     for n in &data.notes {
         body += &format!("<p class=\"note\">{}</p>", escape_xml(n));
-    }
-    if !data.charts.is_empty() {
-        body += "<h2>Charts</h2><div class=\"charts\">";
-        for (name, svg) in &data.charts {
-            body += &format!(
-                "<figure><figcaption>{}</figcaption>{svg}</figure>",
-                escape_xml(name)
-            );
-        }
-        body += "</div>";
     }
     if let Some(p) = &data.provenance {
         body += &format!(
@@ -338,16 +460,133 @@ pub fn html(data: &ReportData) -> String {
         );
     }
     format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>\
-body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0;font-size:14px}}\
-th,td{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f0f0f0;cursor:pointer}}\
-td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){{text-align:left}}.note{{color:#a33}}figure{{display:inline-block;margin:1em}}\
-figure svg{{max-width:640px;height:auto}}</style></head><body>{body}<script>\
-document.querySelectorAll('table.sortable th').forEach(function(th,i){{th.addEventListener('click',function(){{\
-var tb=th.closest('table').tBodies[0],rows=Array.from(tb.rows),asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';\
-var key=function(r){{var t=r.cells[i].textContent,v=parseFloat(t);return isNaN(v)?t:v}};\
-rows.sort(function(a,b){{var x=key(a),y=key(b);return (x<y?-1:x>y?1:0)*(asc?1:-1)}});rows.forEach(function(r){{tb.appendChild(r)}})}})}});\
-</script></body></html>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"{}\"><title>{}</title><style>{STYLE}</style></head>\
+         <body>{body}<script>{SCRIPT}</script></body></html>\n",
+        content_security_policy(),
         escape_xml(&data.title)
     )
+}
+
+/// The result in a few lines, for the end of `run`: each shift's fit and the models with the
+/// highest and lowest average effective robustness.
+#[derive(Debug, Serialize)]
+pub struct Headline {
+    pub id_dataset: String,
+    pub transform: String,
+    pub fits: Vec<HeadlineFit>,
+    /// Highest average effective robustness first.
+    pub highest: Vec<Ranked>,
+    /// Lowest average effective robustness first.
+    pub lowest: Vec<Ranked>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HeadlineFit {
+    pub shift: String,
+    pub slope: f64,
+    pub r2: f64,
+    pub n: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ranked {
+    pub model: String,
+    pub group: String,
+    pub average_effective_robustness: f64,
+}
+
+/// Up to `k` models at each end of the average-effective-robustness ranking; with fewer than
+/// 2·k models the two lists split them rather than repeat one.
+pub fn headline(data: &ReportData, k: usize) -> Headline {
+    let mut ranked: Vec<Ranked> = data
+        .models
+        .iter()
+        .filter_map(|m| {
+            m.average_effective_robustness.map(|er| Ranked {
+                model: m.model.clone(),
+                group: m.group.clone(),
+                average_effective_robustness: er,
+            })
+        })
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.average_effective_robustness
+            .total_cmp(&a.average_effective_robustness)
+            .then_with(|| a.model.cmp(&b.model))
+    });
+    let n = ranked.len();
+    let lowest: Vec<Ranked> = ranked.drain(n - k.min(n / 2)..).rev().collect();
+    ranked.truncate(k.min(n.div_ceil(2)));
+    Headline {
+        id_dataset: data.id_dataset.clone(),
+        transform: data.transform.clone(),
+        fits: data
+            .fits
+            .iter()
+            .map(|f| HeadlineFit {
+                shift: f.shift.clone(),
+                slope: f.slope,
+                r2: f.r2,
+                n: f.n,
+            })
+            .collect(),
+        highest: ranked,
+        lowest,
+    }
+}
+
+impl std::fmt::Display for Headline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "Trend fit ({}, ID {}):", self.transform, self.id_dataset)?;
+        let width = self
+            .fits
+            .iter()
+            .map(|s| s.shift.chars().count())
+            .max()
+            .unwrap_or(5);
+        writeln!(
+            f,
+            "  {:<width$}  {:>6}  {:>6}  {:>5}",
+            "shift", "slope", "R²", "n"
+        )?;
+        for s in &self.fits {
+            writeln!(
+                f,
+                "  {:<width$}  {:>6.3}  {:>6.3}  {:>5}",
+                s.shift, s.slope, s.r2, s.n
+            )?;
+        }
+        let list = |models: &[Ranked]| {
+            models
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {:+.2} ({})",
+                        m.model, m.average_effective_robustness, m.group
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.highest.is_empty() {
+            return writeln!(
+                f,
+                "No model was scored on every shift: no average effective robustness."
+            );
+        }
+        writeln!(
+            f,
+            "Highest average effective robustness (pp): {}",
+            list(&self.highest)
+        )?;
+        if !self.lowest.is_empty() {
+            writeln!(
+                f,
+                "Lowest average effective robustness (pp):  {}",
+                list(&self.lowest)
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -109,13 +109,19 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
         for note in &a.fit.notes {
             eprintln!("note: {note}");
         }
-        Ok(files)
+        Ok((files, a.headline(3)))
     }) {
-        Ok(files) => eprintln!(
-            "fit, plots and reports: {} files in {}",
-            files.len(),
-            out.display()
-        ),
+        Ok((files, headline)) => {
+            eprintln!(
+                "fit, plots and reports: {} files in {}",
+                files.len(),
+                out.display()
+            );
+            // The result without opening a file (stdout stays pure JSON with --json).
+            if !args.json {
+                print!("\n{headline}");
+            }
+        }
         Err(e) => {
             eprintln!("warning: no fit, plots or report: {e} (evaluation results are stored)")
         }
