@@ -1,5 +1,6 @@
 //! What a run stores: how predictions are scored, and the results folder they are written to.
 
 pub mod evals;
+pub mod lock;
 pub mod scoring;
 pub mod store;

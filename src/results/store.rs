@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::preprocess::PreprocessSpec;
 use crate::error::{Error, Location, Result};
 pub use crate::results::evals::{self, EvalRow};
+use crate::results::lock::WriterLock;
 
 /// One row of `failures.csv`: an image that could not be scored, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -198,6 +199,17 @@ pub struct ResultsStore {
     pub evals: Vec<EvalRow>,
     pub failures: Vec<FailureRow>,
     pub run: RunInfo,
+    /// Held by a store opened to write (`open_to_write`), for as long as the store lives.
+    lock: Option<WriterLock>,
+}
+
+/// This machine's name, for provenance and the writer lock.
+pub fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 impl ResultsStore {
@@ -222,7 +234,18 @@ impl ResultsStore {
             },
             failures: read_csv(&dir.join("failures.csv"))?,
             run,
+            lock: None,
         })
+    }
+
+    /// Open a results folder to add results to it: take its writer lock (exit 2 naming the
+    /// holder if another run has it), delete the temporary files killed runs left, then load it.
+    pub fn open_to_write(dir: &Path) -> Result<ResultsStore> {
+        let lock = WriterLock::acquire(dir)?;
+        remove_orphans(dir);
+        let mut store = ResultsStore::open(dir)?;
+        store.lock = Some(lock);
+        Ok(store)
     }
 
     /// The stored evaluation of a pair, if its inputs are unchanged and all its rows are present,

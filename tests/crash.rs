@@ -1,0 +1,165 @@
+//! Crash consistency, proven by killing: the demo suite (8 real ONNX models, 4 datasets of real
+//! JPEG files, 32 pairs) is run into one folder again and again, each run killed with SIGKILL at
+//! a different moment spread over the whole run (start-up, evaluation, the writes after each
+//! pair, the analysis), until one run finishes. Every stored result must then be what one
+//! uninterrupted run stores, and no temporary file may be left behind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn run_command(out: &Path) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("robust-eval"));
+    cmd.args([
+        "run",
+        "--suite",
+        "demo",
+        "--provider",
+        "cpu",
+        "--progress",
+        "none",
+        "--out",
+    ])
+    .arg(out)
+    .env(
+        "ROBUST_EVAL_CACHE",
+        root().join("target").join("test-cache"),
+    )
+    .env_remove("CI")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    cmd
+}
+
+/// evals.csv without the columns that time the run (seconds, images per second).
+fn evals_without_timing(out: &Path) -> Vec<Vec<String>> {
+    let mut reader = csv::Reader::from_path(out.join("evals.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let keep: Vec<usize> = (0..headers.len())
+        .filter(|&i| !matches!(&headers[i], "seconds" | "images_per_s"))
+        .collect();
+    let mut rows: Vec<Vec<String>> = vec![keep.iter().map(|&i| headers[i].to_string()).collect()];
+    for record in reader.records() {
+        let record = record.unwrap();
+        rows.push(keep.iter().map(|&i| record[i].to_string()).collect());
+    }
+    rows
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                found.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// What each stored pair was computed from (run.json without its times and host).
+fn provenance(out: &Path) -> Vec<(String, String, String, String)> {
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let mut keys: Vec<_> = run["evaluations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].to_string();
+            (
+                s("model"),
+                s("dataset"),
+                s("model_sha256"),
+                s("manifest_sha256"),
+            )
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn killed_anywhere_a_run_resumes_to_what_an_uninterrupted_run_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
+    let start = Instant::now();
+    assert!(run_command(&whole).status().unwrap().success());
+    let span = start.elapsed().as_secs_f64();
+
+    // Kill moments spread evenly over the length of one whole run, in a shuffled order, so kills
+    // land early and late in the work that is left.
+    let kills = 24;
+    let mut moments: Vec<f64> = (0..kills)
+        .map(|i| span * (i as f64 + 0.5) / kills as f64)
+        .collect();
+    for i in (1..moments.len()).rev() {
+        moments.swap(i, (i * 7 + 3) % (i + 1));
+    }
+    let mut killed_runs = 0;
+    for moment in &moments {
+        let mut child = run_command(&killed).spawn().unwrap();
+        let until = Instant::now() + Duration::from_secs_f64(*moment);
+        while Instant::now() < until {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed_runs += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(
+        killed_runs >= kills / 2,
+        "only {killed_runs} runs were killed before finishing"
+    );
+    assert!(
+        run_command(&killed).status().unwrap().success(),
+        "the last run finishes"
+    );
+
+    assert_eq!(evals_without_timing(&killed), evals_without_timing(&whole));
+    assert_eq!(
+        std::fs::read(killed.join("failures.csv")).unwrap(),
+        std::fs::read(whole.join("failures.csv")).unwrap()
+    );
+    assert_eq!(provenance(&killed), provenance(&whole));
+    let predictions = files_under(&whole.join("predictions"));
+    assert_eq!(predictions.len(), 32);
+    assert_eq!(files_under(&killed.join("predictions")), predictions);
+    for p in &predictions {
+        let (a, b) = (
+            whole.join("predictions").join(p),
+            killed.join("predictions").join(p),
+        );
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "{}",
+            p.display()
+        );
+    }
+    let leftovers: Vec<_> = files_under(&killed)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".robust-eval-tmp-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    eprintln!("crash: {killed_runs} runs killed with SIGKILL over a {span:.1} s run; resumed results identical");
+}
