@@ -1,4 +1,5 @@
 //! What a run stores: how predictions are scored, and the results folder they are written to.
 
+pub mod hash_cache;
 pub mod scoring;
 pub mod store;
