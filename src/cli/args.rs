@@ -299,7 +299,9 @@ pub struct ManifestArgs {
     pub out: PathBuf,
 
     /// ImageNet val with flat files: a CSV of image id and label, such as LOC_val_solution.csv
-    /// (ImageId,PredictionString) or any `file,label` table (wnid or class index).
+    /// (ImageId,PredictionString) or any `file,label` table (wnid or class index), or the
+    /// devkit's ILSVRC2012_validation_ground_truth.txt (one ILSVRC2012_ID per line, line i
+    /// labelling ILSVRC2012_val_0000000i). The form is told by content and printed.
     #[arg(long, value_name = "FILE")]
     pub ground_truth: Option<PathBuf>,
 }

@@ -333,9 +333,12 @@ pub fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
 }
 
 pub fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {
-    let rows = manifest::scan(args.layout.into(), &args.root, args.ground_truth.as_deref())?;
-    manifest::write(&rows, &args.out)?;
-    eprintln!("wrote {} ({} images)", args.out.display(), rows.len());
+    let scan = manifest::scan(args.layout.into(), &args.root, args.ground_truth.as_deref())?;
+    if let (Some(form), Some(gt)) = (scan.form, &args.ground_truth) {
+        eprintln!("ground truth {}: read as {form}", gt.display());
+    }
+    manifest::write(&scan.rows, &args.out)?;
+    eprintln!("wrote {} ({} images)", args.out.display(), scan.rows.len());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,7 +3,7 @@
 //! pool, a bounded queue to inference) and every model in the group scores the same batches.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
@@ -14,11 +14,14 @@ use rayon::prelude::*;
 use crate::analysis::stats::clopper_pearson;
 use crate::engine::preprocess::{preprocess_file, PreprocessSpec};
 use crate::engine::progress::Progress;
-use crate::engine::runtime::{Classifier, OrtClassifier, ProviderChoice, SessionSettings};
+use crate::engine::runtime::{
+    Classifier, OrtClassifier, ProviderChoice, Runtime, SessionSettings, WorkerSessions,
+};
 use crate::error::{Error, Location, Result};
 use crate::input::card::ModelCard;
-use crate::input::manifest::{sha256_file, Manifest};
+use crate::input::manifest::Manifest;
 use crate::input::suite::{Dataset, Suite};
+use crate::results::hash_cache::HashCache;
 use crate::results::scoring::{LabelSpace, Scoring, Target};
 use crate::results::store::{EvalRow, Evaluation, FailureRow, Predictions, ResultsStore};
 
@@ -203,41 +206,85 @@ fn host() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Evaluate `models` on the suite, skipping pairs whose stored results are up to date.
-pub fn run(
-    suite: &Suite,
+/// How a run's inference is spread: workers, each with its own session of every model.
+#[derive(Debug, Clone, Copy)]
+struct Workers {
+    count: usize,
+    threads_each: usize,
+    on_cpu: bool,
+}
+
+impl Workers {
+    fn plan(settings: &RunSettings) -> Result<Workers> {
+        let on_cpu = crate::engine::runtime::runs_on_cpu(settings.session.provider)?;
+        // On the CPU, several single-threaded sessions inferring different batches use the cores
+        // better than one session splitting each operator across threads: no thread waits at an
+        // operator's barrier for one the decoders preempted, and the per-operator split costs ~8 %.
+        let count = if on_cpu {
+            cpu_workers(settings.inference_workers)
+        } else {
+            1
+        };
+        let threads_each = (crate::engine::runtime::inference_threads() / count).max(1);
+        Ok(Workers {
+            count,
+            threads_each,
+            on_cpu,
+        })
+    }
+}
+
+/// Every model's input and output are checked against its card before any image is read. On the
+/// CPU the checking session is the model's first worker session, kept for the run; with a GPU the
+/// check runs on the CPU (cheap, and the same graph whatever provider runs it later).
+fn check_models(
     models: &[ModelCard],
     settings: &RunSettings,
+    workers: Workers,
     progress: &dyn Progress,
-) -> Result<RunSummary> {
-    let plans = plan_datasets(suite, settings)?;
-    check_models_fit(models, &plans)?;
-    let rt = crate::engine::runtime::runtime()?;
-    crate::engine::runtime::check_provider(settings.session.provider)?;
-    // Every model's input and output are checked against its card before any image is read
-    // (on CPU: cheap, and the same graph whatever provider runs it later).
+) -> Result<Vec<Option<WorkerSessions>>> {
     let check = SessionSettings {
         provider: ProviderChoice::Cpu,
         trt_cache: settings.session.trt_cache.clone(),
     };
-    for model in models {
-        OrtClassifier::open(model, &check, &mut |_| {})?;
-    }
-    let model_hashes: Vec<String> = models
+    models
         .iter()
-        .map(|m| sha256_file(&m.onnx))
-        .collect::<Result<_>>()?;
-    let model_setups: Vec<String> = models
+        .map(|model| {
+            if workers.on_cpu {
+                let mut note = |line: String| progress.message(&format!("{}: {line}", model.name));
+                WorkerSessions::open_first(
+                    model,
+                    &settings.session,
+                    workers.count,
+                    workers.threads_each,
+                    &mut note,
+                )
+                .map(Some)
+            } else {
+                OrtClassifier::open(model, &check, &mut |_| {}).map(|_| None)
+            }
+        })
+        .collect()
+}
+
+/// Per model: the sha256 of its ONNX file and its setup key, hashes cached in the results folder.
+fn model_keys(models: &[ModelCard], out: &Path) -> Result<Vec<(String, String)>> {
+    let mut cache = HashCache::open(out);
+    let keys = models
         .iter()
         .map(|m| {
             let head_sha = match &m.head {
-                Some(head) => Some(sha256_file(&head.weights_file)?),
+                Some(head) => Some(cache.sha256(&head.weights_file)?),
                 None => None,
             };
-            Ok(m.setup_key(head_sha.as_deref()))
+            Ok((cache.sha256(&m.onnx)?, m.setup_key(head_sha.as_deref())))
         })
-        .collect::<Result<_>>()?;
+        .collect::<Result<Vec<_>>>()?;
+    cache.save()?;
+    Ok(keys)
+}
 
+fn open_store(suite: &Suite, settings: &RunSettings, rt: &Runtime) -> Result<ResultsStore> {
     let mut store = ResultsStore::open(&settings.out)?;
     store.run.tool = "robust-eval".into();
     store.run.tool_version = env!("CARGO_PKG_VERSION").into();
@@ -248,123 +295,177 @@ pub fn run(
     store.run.onnxruntime_library = rt.library.path.display().to_string();
     store.run.host = host();
     store.run.started = now();
+    Ok(store)
+}
 
+/// Per model and dataset: the evaluation to run, or `None` when stored results are up to date.
+fn pending_pairs(
+    models: &[ModelCard],
+    keys: &[(String, String)],
+    plans: &[DatasetPlan],
+    settings: &RunSettings,
+    store: &ResultsStore,
+    progress: &dyn Progress,
+    summary: &mut RunSummary,
+) -> Vec<Vec<Option<Evaluation>>> {
+    models
+        .iter()
+        .zip(keys)
+        .map(|(model, (sha256, setup))| {
+            plans
+                .iter()
+                .map(|plan| {
+                    let evaluation = Evaluation {
+                        model: model.name.clone(),
+                        dataset: plan.dataset.name.clone(),
+                        views: plan.views.iter().map(|v| v.name.clone()).collect(),
+                        scoring: plan.dataset.scoring.to_string(),
+                        model_file: model.onnx.clone(),
+                        model_sha256: sha256.clone(),
+                        model_setup: setup.clone(),
+                        manifest: plan.manifest.file.clone(),
+                        manifest_sha256: plan.manifest.sha256.clone(),
+                        preprocess: model.preprocess,
+                        border: plan.dataset.scoring.border(),
+                        provider: String::new(),
+                        batch_size: settings.batch_size,
+                        started: String::new(),
+                        finished: String::new(),
+                        seconds: 0.0,
+                        waiting_for_images: 0.0,
+                    };
+                    if settings.force || !store.up_to_date(&evaluation) {
+                        return Some(evaluation);
+                    }
+                    progress.message(&format!(
+                        "{} on {}: up to date, not evaluated again",
+                        model.name, plan.dataset.name
+                    ));
+                    summary
+                        .up_to_date
+                        .push((model.name.clone(), plan.dataset.name.clone()));
+                    None
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Models with work to do, grouped by preprocessing so each group decodes a dataset once.
+fn preprocessing_groups(
+    models: &[ModelCard],
+    pending: &[Vec<Option<Evaluation>>],
+) -> Vec<Vec<usize>> {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (m, model) in models.iter().enumerate() {
+        if pending[m].iter().any(Option::is_some) {
+            groups.entry(model.preprocess.key()).or_default().push(m);
+        }
+    }
+    groups.into_values().collect()
+}
+
+/// One session per worker for a model: the checking session if there is one, more as needed.
+fn worker_sessions(
+    model: &ModelCard,
+    checked: Option<WorkerSessions>,
+    settings: &RunSettings,
+    workers: Workers,
+    progress: &dyn Progress,
+) -> Result<WorkerSessions> {
+    let mut note = |line: String| progress.message(&format!("{}: {line}", model.name));
+    let mut set = match checked {
+        Some(set) => set,
+        None => WorkerSessions::open_first(
+            model,
+            &settings.session,
+            workers.count,
+            workers.threads_each,
+            &mut note,
+        )?,
+    };
+    set.fill(model, &settings.session, workers.count, &mut note)?;
+    if let Some(fixed) = set.sessions[0].fixed_batch() {
+        if fixed != settings.batch_size {
+            note(format!(
+                "its batch dimension is fixed at {fixed}, so it runs at batch size {fixed} \
+                 (not --batch-size {}; a short last batch is padded)",
+                settings.batch_size
+            ));
+        }
+    }
+    Ok(set)
+}
+
+/// Evaluate `models` on the suite, skipping pairs whose stored results are up to date. Each
+/// model's sessions are opened once and serve every dataset; one preprocessing group's sessions
+/// are held at a time.
+pub fn run(
+    suite: &Suite,
+    models: &[ModelCard],
+    settings: &RunSettings,
+    progress: &dyn Progress,
+) -> Result<RunSummary> {
+    let plans = plan_datasets(suite, settings)?;
+    check_models_fit(models, &plans)?;
+    let rt = crate::engine::runtime::runtime()?;
+    crate::engine::runtime::check_provider(settings.session.provider)?;
+    let workers = Workers::plan(settings)?;
+    let mut checked = check_models(models, settings, workers, progress)?;
+    let keys = model_keys(models, &settings.out)?;
+    let mut store = open_store(suite, settings, rt)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(settings.loader_threads.max(1))
         .thread_name(|i| format!("loader-{i}"))
         .build()
         .map_err(|e| Error::Other(e.to_string()))?;
-
-    // On the CPU, several single-threaded sessions inferring different batches use the cores
-    // better than one session splitting each operator across threads: no thread waits at an
-    // operator's barrier for one the decoders preempted, and the per-operator split costs ~8 %.
-    let worker_count = if crate::engine::runtime::runs_on_cpu(settings.session.provider)? {
-        cpu_workers(settings.inference_workers)
-    } else {
-        1
-    };
-    let threads_each = (crate::engine::runtime::inference_threads() / worker_count).max(1);
-
     let mut summary = RunSummary {
         out: settings.out.clone(),
         ..Default::default()
     };
-    for plan in &plans {
-        let border = plan.dataset.scoring.border();
-        // Pending models, grouped by preprocessing so each group decodes the dataset once.
-        let mut groups: BTreeMap<String, Vec<(usize, Evaluation)>> = BTreeMap::new();
-        for (m, model) in models.iter().enumerate() {
-            let evaluation = Evaluation {
-                model: model.name.clone(),
-                dataset: plan.dataset.name.clone(),
-                views: plan.views.iter().map(|v| v.name.clone()).collect(),
-                scoring: plan.dataset.scoring.to_string(),
-                model_file: model.onnx.clone(),
-                model_sha256: model_hashes[m].clone(),
-                model_setup: model_setups[m].clone(),
-                manifest: plan.manifest.file.clone(),
-                manifest_sha256: plan.manifest.sha256.clone(),
-                preprocess: model.preprocess,
-                border,
-                provider: String::new(),
-                batch_size: settings.batch_size,
-                started: String::new(),
-                finished: String::new(),
-                seconds: 0.0,
-                waiting_for_images: 0.0,
-            };
-            if !settings.force && store.up_to_date(&evaluation) {
-                progress.message(&format!(
-                    "{} on {}: up to date, not evaluated again",
-                    model.name, plan.dataset.name
-                ));
-                summary
-                    .up_to_date
-                    .push((model.name.clone(), plan.dataset.name.clone()));
-                continue;
-            }
-            groups
-                .entry(model.preprocess.key())
-                .or_default()
-                .push((m, evaluation));
-        }
-        for group in groups.into_values() {
-            let spec = models[group[0].0].preprocess;
-            // One session per worker and model: workers[w][k] runs member k's model.
-            let mut workers: Vec<Vec<OrtClassifier>> =
-                (0..worker_count).map(|_| Vec::new()).collect();
-            for (m, _) in &group {
-                let mut note =
-                    |line: String| progress.message(&format!("{}: {line}", models[*m].name));
-                let copies = if worker_count > 1 {
-                    OrtClassifier::open_copies(
-                        &models[*m],
-                        &settings.session,
-                        worker_count,
-                        threads_each,
-                        &mut note,
-                    )?
-                } else {
-                    vec![OrtClassifier::open(
-                        &models[*m],
-                        &settings.session,
-                        &mut note,
-                    )?]
+    let mut pending = pending_pairs(
+        models,
+        &keys,
+        &plans,
+        settings,
+        &store,
+        progress,
+        &mut summary,
+    );
+    for group in preprocessing_groups(models, &pending) {
+        let mut sets: Vec<WorkerSessions> = group
+            .iter()
+            .map(|&m| worker_sessions(&models[m], checked[m].take(), settings, workers, progress))
+            .collect::<Result<_>>()?;
+        for (p, plan) in plans.iter().enumerate() {
+            // This dataset's pending members and, per worker, their sessions.
+            let mut members: Vec<Member> = Vec::new();
+            let mut sessions: Vec<Vec<&mut OrtClassifier>> =
+                (0..workers.count).map(|_| Vec::new()).collect();
+            for (&m, set) in group.iter().zip(sets.iter_mut()) {
+                let Some(evaluation) = pending[m][p].take() else {
+                    continue;
                 };
-                if let Some(fixed) = copies[0].fixed_batch() {
-                    if fixed != settings.batch_size {
-                        note(format!(
-                            "its batch dimension is fixed at {fixed}, so it runs at batch size {fixed} \
-                             (not --batch-size {}; a short last batch is padded)",
-                            settings.batch_size
-                        ));
-                    }
-                }
-                for (w, classifier) in copies.into_iter().enumerate() {
-                    workers[w].push(classifier);
-                }
-            }
-            let mut members: Vec<Member> = group
-                .into_iter()
-                .enumerate()
-                .map(|(k, (m, evaluation))| Member {
+                members.push(Member {
                     card: &models[m],
                     evaluation,
-                    provider: workers[0][k].provider().to_string(),
-                })
-                .collect();
-            let failed = evaluate_group(
+                    provider: set.sessions[0].provider().to_string(),
+                });
+                for (w, session) in set.sessions.iter_mut().enumerate() {
+                    sessions[w].push(session);
+                }
+            }
+            if members.is_empty() {
+                continue;
+            }
+            let context = Context {
                 plan,
-                &spec,
-                border,
-                &mut members,
-                &mut workers,
                 settings,
-                &pool,
+                pool: &pool,
                 progress,
-                &mut store,
-            )?;
-            summary.failed_images += failed;
+            };
+            summary.failed_images +=
+                evaluate_group(&context, &mut members, &mut sessions, &mut store)?;
             for member in &members {
                 summary
                     .evaluated
@@ -375,6 +476,14 @@ pub fn run(
     store.run.finished = now();
     store.save_run()?;
     Ok(summary)
+}
+
+/// What a group's pass over a dataset reads from the run.
+struct Context<'a> {
+    plan: &'a DatasetPlan,
+    settings: &'a RunSettings,
+    pool: &'a rayon::ThreadPool,
+    progress: &'a dyn Progress,
 }
 
 struct Member<'a> {
@@ -415,54 +524,36 @@ struct Tally {
     predictions: Predictions,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn evaluate_group(
-    plan: &DatasetPlan,
-    spec: &PreprocessSpec,
-    border: u32,
-    members: &mut [Member<'_>],
-    workers: &mut [Vec<OrtClassifier>],
-    settings: &RunSettings,
-    pool: &rayon::ThreadPool,
-    progress: &dyn Progress,
-    store: &mut ResultsStore,
-) -> Result<u64> {
-    let per_image = spec.tensor_len();
-    let batch_size = settings.batch_size.max(1);
-    let started = now();
-    let clock = Instant::now();
-    // One progress task per group: its models advance together on the same decoded batches.
-    let label = match members {
-        [only] => format!("{} · {}", only.card.name, plan.dataset.name),
-        _ => format!("{} models · {}", members.len(), plan.dataset.name),
-    };
-    let mut task = progress.start(&label, plan.load.len() as u64);
-    let mut tallies: Vec<Vec<Tally>> = members
-        .iter()
-        .map(|_| plan.views.iter().map(|_| Tally::default()).collect())
-        .collect();
-    let mut failures: Vec<(usize, String)> = Vec::new();
-    let mut waited = 0.0f64;
+/// Where a worker's next batch comes from: the loader's queue, or decoded by the worker itself.
+enum Feed {
+    Queue(Arc<Mutex<std::sync::mpsc::Receiver<Batch>>>),
+    Own(Vec<f32>),
+}
 
-    let worker_count = workers.len().max(1);
-    // With several workers (the CPU), each decodes a batch on its own thread and then infers it:
-    // every core alternates between the two stages and no thread preempts another, where
-    // decoders on threads of their own would thrash the caches of inference running beside
-    // them. A single worker (a GPU, or --inference-workers 1) is fed by the loader pool through
-    // a bounded queue, so decoding overlaps inference.
-    let decode_in_workers = worker_count > 1;
-    let chunks: Vec<&[usize]> = plan.load.chunks(batch_size).collect();
-    let batches = chunks.len();
-    let next_chunk = AtomicUsize::new(0);
-    let read_batch = |seq: usize, mut pixels: Vec<f32>, parallel: bool| -> Batch {
-        let chunk = chunks[seq];
+/// One group's pass over a dataset: what every stage reads.
+struct Pass<'a> {
+    plan: &'a DatasetPlan,
+    spec: PreprocessSpec,
+    border: u32,
+    per_image: usize,
+    chunks: Vec<&'a [usize]>,
+    pool: &'a rayon::ThreadPool,
+    next_chunk: AtomicUsize,
+}
+
+impl Pass<'_> {
+    /// Decode and preprocess batch `seq` into `pixels` (reused), in parallel on the loader pool
+    /// or on the calling thread.
+    fn read_batch(&self, seq: usize, mut pixels: Vec<f32>, parallel: bool) -> Batch {
+        let chunk = self.chunks[seq];
+        let per_image = self.per_image;
         pixels.resize(chunk.len() * per_image, 0.0);
         let read = |(out, &row): (&mut [f32], &usize)| {
-            let path = plan.manifest.resolve(&plan.manifest.rows[row]);
-            preprocess_file(&path, spec, border, out).err()
+            let path = self.plan.manifest.resolve(&self.plan.manifest.rows[row]);
+            preprocess_file(&path, &self.spec, self.border, out).err()
         };
         let errors = if parallel {
-            pool.install(|| {
+            self.pool.install(|| {
                 pixels
                     .par_chunks_mut(per_image)
                     .zip(chunk.par_iter())
@@ -482,20 +573,106 @@ fn evaluate_group(
             pixels,
             errors,
         }
+    }
+
+    /// The next batch for a worker, and the seconds spent waiting for (or decoding) it.
+    fn next_batch(&self, feed: &mut Feed) -> (Option<Batch>, f64) {
+        // Time inference spends waiting for decoded images says which side bounds the run.
+        let waiting = Instant::now();
+        let next = match feed {
+            Feed::Queue(rx) => rx.lock().ok().and_then(|r| r.recv().ok()),
+            Feed::Own(pixels) => {
+                let seq = self.next_chunk.fetch_add(1, Ordering::Relaxed);
+                (seq < self.chunks.len())
+                    .then(|| self.read_batch(seq, std::mem::take(pixels), false))
+            }
+        };
+        (next, waiting.elapsed().as_secs_f64())
+    }
+
+    /// A worker: infer batches with its sessions (one per member) until there are none or one
+    /// fails. Returns the seconds it waited for batches.
+    fn work(
+        &self,
+        mut feed: Feed,
+        sessions: &mut [&mut OrtClassifier],
+        done: std::sync::mpsc::Sender<Result<Inferred>>,
+        free: std::sync::mpsc::Sender<Vec<f32>>,
+    ) -> f64 {
+        let mut waited = 0.0;
+        loop {
+            let (next, wait) = self.next_batch(&mut feed);
+            waited += wait;
+            let Some(batch) = next else { break };
+            let n = batch.rows.len();
+            let logits: Result<Vec<Vec<f32>>> = sessions
+                .iter_mut()
+                .map(|s| classify_chunked(&mut **s, &batch.pixels, n, self.per_image))
+                .collect();
+            match &mut feed {
+                Feed::Queue(_) => {
+                    let _ = free.send(batch.pixels);
+                }
+                Feed::Own(pixels) => *pixels = batch.pixels,
+            }
+            let inferred = logits.map(|logits| Inferred {
+                seq: batch.seq,
+                rows: batch.rows,
+                errors: batch.errors,
+                logits,
+            });
+            let failed = inferred.is_err();
+            if done.send(inferred).is_err() || failed {
+                break;
+            }
+        }
+        waited
+    }
+}
+
+/// What a pass produced: per member and view the tallies, the images that failed, and the mean
+/// seconds a worker waited for batches.
+struct Scored {
+    tallies: Vec<Vec<Tally>>,
+    failures: Vec<(usize, String)>,
+    waited: f64,
+}
+
+/// Decode, infer and score every batch of the pass. With several workers (the CPU), each decodes
+/// a batch on its own thread and then infers it: every core alternates between the two stages
+/// and no thread preempts another, where decoders on threads of their own would thrash the
+/// caches of inference running beside them. A single worker (a GPU, or --inference-workers 1) is
+/// fed by the loader pool through a bounded queue, so decoding overlaps inference.
+fn infer_and_score(
+    pass: &Pass<'_>,
+    members: &[Member<'_>],
+    workers: &mut [Vec<&mut OrtClassifier>],
+    prefetch: usize,
+    task: &mut dyn crate::engine::progress::Task,
+) -> Result<Scored> {
+    let plan = pass.plan;
+    let mut scored = Scored {
+        tallies: members
+            .iter()
+            .map(|_| plan.views.iter().map(|_| Tally::default()).collect())
+            .collect(),
+        failures: Vec::new(),
+        waited: 0.0,
     };
-    let result: Result<()> = std::thread::scope(|scope| {
+    let worker_count = workers.len().max(1);
+    let decode_in_workers = worker_count > 1;
+    std::thread::scope(|scope| {
         // Batch buffers are reused once inferred: at most prefetch + workers + 1 are ever
         // allocated, whatever the dataset's length, and none is faulted in afresh per batch.
         let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<f32>>();
-        let feed = if decode_in_workers {
+        let queue = if decode_in_workers {
             None
         } else {
-            let (tx, rx) = sync_channel::<Batch>(settings.prefetch.max(1));
-            let read_batch = &read_batch;
+            let (tx, rx) = sync_channel::<Batch>(prefetch.max(1));
             scope.spawn(move || {
-                for seq in 0..batches {
+                for seq in 0..pass.chunks.len() {
                     let pixels = free_rx.try_recv().unwrap_or_default();
-                    if tx.send(read_batch(seq, pixels, true)).is_err() {
+                    if tx.send(pass.read_batch(seq, pixels, true)).is_err() {
                         return; // inference stopped on an error
                     }
                 }
@@ -504,55 +681,18 @@ fn evaluate_group(
             Some(Arc::new(Mutex::new(rx)))
         };
         let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<Inferred>>();
-        let waited_by_workers = Arc::new(Mutex::new(0.0f64));
-        for sessions in workers.iter_mut() {
-            let (feed, done_tx, free_tx) = (feed.clone(), done_tx.clone(), free_tx.clone());
-            let waited_by_workers = Arc::clone(&waited_by_workers);
-            let (read_batch, next_chunk) = (&read_batch, &next_chunk);
-            scope.spawn(move || {
-                let mut waited = 0.0;
-                let mut own_pixels = Vec::new();
-                loop {
-                    // Time inference spends waiting for decoded images says which side bounds
-                    // the run.
-                    let waiting = Instant::now();
-                    let next = match &feed {
-                        Some(rx) => rx.lock().ok().and_then(|r| r.recv().ok()),
-                        None => {
-                            let seq = next_chunk.fetch_add(1, Ordering::Relaxed);
-                            (seq < batches)
-                                .then(|| read_batch(seq, std::mem::take(&mut own_pixels), false))
-                        }
-                    };
-                    waited += waiting.elapsed().as_secs_f64();
-                    let Some(batch) = next else { break };
-                    let n = batch.rows.len();
-                    let logits: Result<Vec<Vec<f32>>> = sessions
-                        .iter_mut()
-                        .map(|s| classify_chunked(s, &batch.pixels, n, per_image))
-                        .collect();
-                    if feed.is_some() {
-                        let _ = free_tx.send(batch.pixels);
-                    } else {
-                        own_pixels = batch.pixels;
-                    }
-                    let inferred = logits.map(|logits| Inferred {
-                        seq: batch.seq,
-                        rows: batch.rows,
-                        errors: batch.errors,
-                        logits,
-                    });
-                    let failed = inferred.is_err();
-                    if done_tx.send(inferred).is_err() || failed {
-                        break;
-                    }
-                }
-                if let Ok(mut total) = waited_by_workers.lock() {
-                    *total += waited;
-                }
-            });
-        }
-        drop((done_tx, free_tx, feed));
+        let handles: Vec<_> = workers
+            .iter_mut()
+            .map(|sessions| {
+                let feed = match &queue {
+                    Some(rx) => Feed::Queue(Arc::clone(rx)),
+                    None => Feed::Own(Vec::new()),
+                };
+                let (done, free) = (done_tx.clone(), free_tx.clone());
+                scope.spawn(move || pass.work(feed, sessions, done, free))
+            })
+            .collect();
+        drop((done_tx, free_tx, queue));
         // Scored in dataset order, whichever worker finished first.
         let mut ready: BTreeMap<usize, Inferred> = BTreeMap::new();
         let mut next_seq = 0;
@@ -561,97 +701,165 @@ fn evaluate_group(
             ready.insert(inferred.seq, inferred);
             while let Some(batch) = ready.remove(&next_seq) {
                 next_seq += 1;
-                score_batch(plan, members, &mut tallies, &mut failures, &batch);
+                score_batch(
+                    plan,
+                    members,
+                    &mut scored.tallies,
+                    &mut scored.failures,
+                    &batch,
+                );
                 task.inc(batch.rows.len() as u64);
             }
         }
-        waited = waited_by_workers.lock().map(|w| *w).unwrap_or(0.0) / worker_count as f64;
-        Ok(())
-    });
-    result?;
+        let waited: f64 = handles.into_iter().filter_map(|h| h.join().ok()).sum();
+        scored.waited = waited / worker_count as f64;
+        Ok(scored)
+    })
+}
+
+fn evaluate_group(
+    context: &Context<'_>,
+    members: &mut [Member<'_>],
+    workers: &mut [Vec<&mut OrtClassifier>],
+    store: &mut ResultsStore,
+) -> Result<u64> {
+    let plan = context.plan;
+    let spec = members[0].card.preprocess;
+    let batch_size = context.settings.batch_size.max(1);
+    let started = now();
+    let clock = Instant::now();
+    // One progress task per group: its models advance together on the same decoded batches.
+    let label = match &*members {
+        [only] => format!("{} · {}", only.card.name, plan.dataset.name),
+        _ => format!("{} models · {}", members.len(), plan.dataset.name),
+    };
+    let mut task = context.progress.start(&label, plan.load.len() as u64);
+    let pass = Pass {
+        plan,
+        spec,
+        border: plan.dataset.scoring.border(),
+        per_image: spec.tensor_len(),
+        chunks: plan.load.chunks(batch_size).collect(),
+        pool: context.pool,
+        next_chunk: AtomicUsize::new(0),
+    };
+    let scored = infer_and_score(
+        &pass,
+        members,
+        workers,
+        context.settings.prefetch,
+        task.as_mut(),
+    )?;
     let seconds = clock.elapsed().as_secs_f64();
-    let finished = now();
-    let loaded = plan.load.len() as u64;
+    let timing = Timing {
+        started,
+        finished: now(),
+        seconds,
+        bound: Boundedness::judge(scored.waited, seconds, workers.len() > 1),
+    };
     task.finish(&format!("{label}: done in {seconds:.1}s"));
-    let bound = Boundedness::judge(waited, seconds, decode_in_workers);
-    progress.message(&format!("{label}: {}", bound.describe()));
-    for (member, tally) in members.iter_mut().zip(tallies) {
-        let provider = member.provider.clone();
-        let mut rows = Vec::new();
-        let mut predictions = Vec::new();
-        for (view, mut t) in plan.views.iter().zip(tally) {
-            t.skipped = view.targets.iter().filter(|t| t.is_none()).count() as u64;
-            let (low, high) = clopper_pearson(t.correct, t.n, 0.95);
-            let pct = |k: u64| {
-                if t.n == 0 {
-                    0.0
-                } else {
-                    100.0 * k as f64 / t.n as f64
-                }
-            };
-            rows.push(EvalRow {
-                model: member.card.name.clone(),
-                group: member.card.group.clone(),
-                dataset: view.name.clone(),
-                n: t.n,
-                correct: t.correct,
-                top1: pct(t.correct),
-                top5: (view.space.len(member.card.num_classes) >= 5).then(|| pct(t.correct5)),
-                top1_ci_low: 100.0 * low,
-                top1_ci_high: 100.0 * high,
-                failed: t.failed,
-                skipped: t.skipped,
-                provider: provider.clone(),
-                seconds,
-                images_per_s: if seconds > 0.0 {
-                    loaded as f64 / seconds
-                } else {
-                    0.0
-                },
-            });
-            predictions.push((view.name.clone(), t.predictions));
-        }
-        let failure_rows: Vec<FailureRow> = failures
-            .iter()
-            .map(|(row, reason)| FailureRow {
-                model: member.card.name.clone(),
-                dataset: plan.dataset.name.clone(),
-                index: *row as u64,
-                path: plan.manifest.rows[*row].path.clone(),
-                reason: reason.clone(),
-            })
-            .collect();
-        let mut evaluation = member.evaluation.clone();
-        evaluation.provider = provider.clone();
-        evaluation.started = started.clone();
-        evaluation.finished = finished.clone();
-        evaluation.seconds = seconds;
-        evaluation.waiting_for_images = bound.waiting_fraction;
-        let first = &rows[0];
-        let summary = format!(
-            "{} · {}: top-1 {:.2}% of {} images{}{} [{:.1}s, {:.0} images/s, {}]",
-            member.card.name,
-            plan.dataset.name,
-            first.top1,
-            first.n,
-            if first.failed > 0 {
-                format!(", {} failed", first.failed)
-            } else {
-                String::new()
-            },
-            if first.skipped > 0 {
-                format!(", {} skipped (unmapped classes)", first.skipped)
-            } else {
-                String::new()
-            },
-            seconds,
-            first.images_per_s,
-            provider
-        );
-        store.record(evaluation, rows, failure_rows, predictions)?;
-        progress.message(&summary);
+    context
+        .progress
+        .message(&format!("{label}: {}", timing.bound.describe()));
+    for (member, tally) in members.iter_mut().zip(scored.tallies) {
+        let summary = record_member(plan, member, tally, &scored.failures, &timing, store)?;
+        context.progress.message(&summary);
     }
-    Ok(failures.len() as u64)
+    Ok(scored.failures.len() as u64)
+}
+
+/// When a pass ran and what bounded it.
+struct Timing {
+    started: String,
+    finished: String,
+    seconds: f64,
+    bound: Boundedness,
+}
+
+/// Store one member's results of a pass; returns the line that summarises them.
+fn record_member(
+    plan: &DatasetPlan,
+    member: &Member<'_>,
+    tally: Vec<Tally>,
+    failures: &[(usize, String)],
+    timing: &Timing,
+    store: &mut ResultsStore,
+) -> Result<String> {
+    let (seconds, loaded) = (timing.seconds, plan.load.len() as u64);
+    let provider = member.provider.clone();
+    let mut rows = Vec::new();
+    let mut predictions = Vec::new();
+    for (view, mut t) in plan.views.iter().zip(tally) {
+        t.skipped = view.targets.iter().filter(|t| t.is_none()).count() as u64;
+        let (low, high) = clopper_pearson(t.correct, t.n, 0.95);
+        let pct = |k: u64| {
+            if t.n == 0 {
+                0.0
+            } else {
+                100.0 * k as f64 / t.n as f64
+            }
+        };
+        rows.push(EvalRow {
+            model: member.card.name.clone(),
+            group: member.card.group.clone(),
+            dataset: view.name.clone(),
+            n: t.n,
+            correct: t.correct,
+            top1: pct(t.correct),
+            top5: (view.space.len(member.card.num_classes) >= 5).then(|| pct(t.correct5)),
+            top1_ci_low: 100.0 * low,
+            top1_ci_high: 100.0 * high,
+            failed: t.failed,
+            skipped: t.skipped,
+            provider: provider.clone(),
+            seconds,
+            images_per_s: if seconds > 0.0 {
+                loaded as f64 / seconds
+            } else {
+                0.0
+            },
+        });
+        predictions.push((view.name.clone(), t.predictions));
+    }
+    let failure_rows: Vec<FailureRow> = failures
+        .iter()
+        .map(|(row, reason)| FailureRow {
+            model: member.card.name.clone(),
+            dataset: plan.dataset.name.clone(),
+            index: *row as u64,
+            path: plan.manifest.rows[*row].path.clone(),
+            reason: reason.clone(),
+        })
+        .collect();
+    let mut evaluation = member.evaluation.clone();
+    evaluation.provider = provider.clone();
+    evaluation.started = timing.started.clone();
+    evaluation.finished = timing.finished.clone();
+    evaluation.seconds = seconds;
+    evaluation.waiting_for_images = timing.bound.waiting_fraction;
+    let first = &rows[0];
+    let summary = format!(
+        "{} · {}: top-1 {:.2}% of {} images{}{} [{:.1}s, {:.0} images/s, {}]",
+        member.card.name,
+        plan.dataset.name,
+        first.top1,
+        first.n,
+        if first.failed > 0 {
+            format!(", {} failed", first.failed)
+        } else {
+            String::new()
+        },
+        if first.skipped > 0 {
+            format!(", {} skipped (unmapped classes)", first.skipped)
+        } else {
+            String::new()
+        },
+        seconds,
+        first.images_per_s,
+        provider
+    );
+    store.record(evaluation, rows, failure_rows, predictions)?;
+    Ok(summary)
 }
 
 /// Add one inferred batch to every member's tallies.

@@ -504,6 +504,125 @@ fn try_session(
         .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", card.onnx.display())))
 }
 
+/// A session of the model on the chosen provider (with `auto`, the first of TensorRT, CUDA and
+/// the CPU that initialises), and that provider's name.
+fn start_session(
+    card: &ModelCard,
+    settings: &SessionSettings,
+    note: &mut dyn FnMut(String),
+    threading: &Threading<'_>,
+) -> Result<(Session, &'static str)> {
+    let available = available_providers()?;
+    let has = |name: &str| available.iter().any(|a| a == name);
+    let trt = || {
+        std::fs::create_dir_all(&settings.trt_cache).ok();
+        TensorRT::default()
+            .with_engine_cache(true)
+            .with_engine_cache_path(settings.trt_cache.display())
+            .with_timing_cache(true)
+            .with_timing_cache_path(settings.trt_cache.display())
+            .build()
+    };
+    let chosen = match settings.provider {
+        ProviderChoice::Cpu => (try_session(card, None, None, threading)?, CPU::NAME),
+        ProviderChoice::Cuda | ProviderChoice::Tensorrt => {
+            let name = if settings.provider == ProviderChoice::Cuda {
+                CUDA::NAME
+            } else {
+                TensorRT::NAME
+            };
+            check_provider(settings.provider)?;
+            let session = if settings.provider == ProviderChoice::Cuda {
+                try_session(card, Some(CUDA::default().build()), None, threading)
+            } else {
+                try_session(card, Some(trt()), Some(CUDA::default().build()), threading)
+            };
+            (
+                session.map_err(|e| Error::Runtime(format!("{name} did not initialise: {e}")))?,
+                name,
+            )
+        }
+        ProviderChoice::Auto => {
+            let mut chosen = None;
+            if has(TensorRT::NAME) {
+                match try_session(card, Some(trt()), Some(CUDA::default().build()), threading) {
+                    Ok(s) => chosen = Some((s, TensorRT::NAME)),
+                    Err(e) => note(format!("TensorRT did not initialise ({e}); trying CUDA")),
+                }
+            }
+            if chosen.is_none() && has(CUDA::NAME) {
+                match try_session(card, Some(CUDA::default().build()), None, threading) {
+                    Ok(s) => chosen = Some((s, CUDA::NAME)),
+                    Err(e) => note(format!("CUDA did not initialise ({e}); using the CPU")),
+                }
+            }
+            match chosen {
+                Some(c) => c,
+                None => (try_session(card, None, None, threading)?, CPU::NAME),
+            }
+        }
+    };
+    Ok(chosen)
+}
+
+/// The input tensor must take `[N, 3, crop, crop]` (or NHWC) images as the card describes them.
+fn check_input_shape(card: &ModelCard, at: &str, input: &str, in_dims: &[i64]) -> Result<()> {
+    let crop = card.preprocess.crop as i64;
+    let fits = |dim: i64, want: i64| dim == want || dim < 0;
+    let (expected, shape_ok) = match card.input.layout {
+        TensorLayout::Nchw => (
+            format!("[N, 3, {crop}, {crop}]"),
+            in_dims.len() == 4
+                && fits(in_dims[1], 3)
+                && fits(in_dims[2], crop)
+                && fits(in_dims[3], crop),
+        ),
+        TensorLayout::Nhwc => (
+            format!("[N, {crop}, {crop}, 3]"),
+            in_dims.len() == 4
+                && fits(in_dims[1], crop)
+                && fits(in_dims[2], crop)
+                && fits(in_dims[3], 3),
+        ),
+    };
+    if !shape_ok {
+        return Err(Error::Usage(format!(
+            "{at}: model `{}` takes input `{}` of shape {in_dims:?}, which does not fit the card \
+             (expected {expected} from preprocess.crop = {crop} and input.layout = {})",
+            card.name,
+            input,
+            format!("{:?}", card.input.layout).to_lowercase()
+        )));
+    }
+    Ok(())
+}
+
+/// The output must be `[N, width]` with the width the card implies (classes + offset, or the
+/// zero-shot head's embedding width).
+fn check_output_width(card: &ModelCard, at: &str, output: &str, out_dims: &[i64]) -> Result<()> {
+    let model_width = card.model_output_width();
+    let width_ok = out_dims.len() == 2 && (out_dims[1] < 0 || out_dims[1] as usize == model_width);
+    if !width_ok {
+        let from = match &card.head {
+            Some(head) => format!(
+                "the embedding width of the head's weights {}",
+                head.weights_file.display()
+            ),
+            None => format!(
+                "output.num_classes = {} and offset = {}",
+                card.num_classes + card.offset,
+                card.offset
+            ),
+        };
+        return Err(Error::Usage(format!(
+            "{at}: model `{}` output `{}` has shape {out_dims:?}, which does not fit the card \
+             (expected [N, {model_width}] from {from})",
+            card.name, output,
+        )));
+    }
+    Ok(())
+}
+
 impl OrtClassifier {
     /// Open a model with the chosen provider and check its input and output against the card.
     /// `note` receives fallbacks worth telling the user about.
@@ -541,57 +660,16 @@ impl OrtClassifier {
         note: &mut dyn FnMut(String),
         threading: &Threading<'_>,
     ) -> Result<OrtClassifier> {
-        let available = available_providers()?;
-        let has = |name: &str| available.iter().any(|a| a == name);
-        let trt = || {
-            std::fs::create_dir_all(&settings.trt_cache).ok();
-            TensorRT::default()
-                .with_engine_cache(true)
-                .with_engine_cache_path(settings.trt_cache.display())
-                .with_timing_cache(true)
-                .with_timing_cache_path(settings.trt_cache.display())
-                .build()
-        };
-        let (session, provider) = match settings.provider {
-            ProviderChoice::Cpu => (try_session(card, None, None, threading)?, CPU::NAME),
-            ProviderChoice::Cuda | ProviderChoice::Tensorrt => {
-                let name = if settings.provider == ProviderChoice::Cuda {
-                    CUDA::NAME
-                } else {
-                    TensorRT::NAME
-                };
-                check_provider(settings.provider)?;
-                let session = if settings.provider == ProviderChoice::Cuda {
-                    try_session(card, Some(CUDA::default().build()), None, threading)
-                } else {
-                    try_session(card, Some(trt()), Some(CUDA::default().build()), threading)
-                };
-                (
-                    session
-                        .map_err(|e| Error::Runtime(format!("{name} did not initialise: {e}")))?,
-                    name,
-                )
-            }
-            ProviderChoice::Auto => {
-                let mut chosen = None;
-                if has(TensorRT::NAME) {
-                    match try_session(card, Some(trt()), Some(CUDA::default().build()), threading) {
-                        Ok(s) => chosen = Some((s, TensorRT::NAME)),
-                        Err(e) => note(format!("TensorRT did not initialise ({e}); trying CUDA")),
-                    }
-                }
-                if chosen.is_none() && has(CUDA::NAME) {
-                    match try_session(card, Some(CUDA::default().build()), None, threading) {
-                        Ok(s) => chosen = Some((s, CUDA::NAME)),
-                        Err(e) => note(format!("CUDA did not initialise ({e}); using the CPU")),
-                    }
-                }
-                match chosen {
-                    Some(c) => c,
-                    None => (try_session(card, None, None, threading)?, CPU::NAME),
-                }
-            }
-        };
+        let (session, provider) = start_session(card, settings, note, threading)?;
+        Self::checked(card, session, provider)
+    }
+
+    /// Wrap a session, checking its input and output against the card.
+    fn checked(
+        card: &ModelCard,
+        session: Session,
+        provider: &'static str,
+    ) -> Result<OrtClassifier> {
         let at = card
             .card_file
             .as_ref()
@@ -614,55 +692,9 @@ impl OrtClassifier {
         let (input_f16, in_dims) = tensor_dims(&card.name, "input", input.name(), input.dtype())?;
         let (output_f16, out_dims) =
             tensor_dims(&card.name, "output", output.name(), output.dtype())?;
-        let crop = card.preprocess.crop as i64;
-        let fits = |dim: i64, want: i64| dim == want || dim < 0;
-        let (expected, shape_ok) = match card.input.layout {
-            TensorLayout::Nchw => (
-                format!("[N, 3, {crop}, {crop}]"),
-                in_dims.len() == 4
-                    && fits(in_dims[1], 3)
-                    && fits(in_dims[2], crop)
-                    && fits(in_dims[3], crop),
-            ),
-            TensorLayout::Nhwc => (
-                format!("[N, {crop}, {crop}, 3]"),
-                in_dims.len() == 4
-                    && fits(in_dims[1], crop)
-                    && fits(in_dims[2], crop)
-                    && fits(in_dims[3], 3),
-            ),
-        };
-        if !shape_ok {
-            return Err(Error::Usage(format!(
-                "{at}: model `{}` takes input `{}` of shape {in_dims:?}, which does not fit the card \
-                 (expected {expected} from preprocess.crop = {crop} and input.layout = {})",
-                card.name,
-                input.name(),
-                format!("{:?}", card.input.layout).to_lowercase()
-            )));
-        }
+        check_input_shape(card, &at, input.name(), &in_dims)?;
+        check_output_width(card, &at, output.name(), &out_dims)?;
         let model_width = card.model_output_width();
-        let width_ok =
-            out_dims.len() == 2 && (out_dims[1] < 0 || out_dims[1] as usize == model_width);
-        if !width_ok {
-            let from = match &card.head {
-                Some(head) => format!(
-                    "the embedding width of the head's weights {}",
-                    head.weights_file.display()
-                ),
-                None => format!(
-                    "output.num_classes = {} and offset = {}",
-                    card.num_classes + card.offset,
-                    card.offset
-                ),
-            };
-            return Err(Error::Usage(format!(
-                "{at}: model `{}` output `{}` has shape {out_dims:?}, which does not fit the card \
-                 (expected [N, {model_width}] from {from})",
-                card.name,
-                output.name(),
-            )));
-        }
         let fixed_batch = (in_dims[0] > 0).then_some(in_dims[0] as usize);
         let type_name = |f16: bool| if f16 { "float16" } else { "float32" };
         Ok(OrtClassifier {
@@ -689,6 +721,55 @@ impl OrtClassifier {
             scratch: Vec::new(),
             scratch_f16: Vec::new(),
         })
+    }
+}
+
+/// The sessions of one model for a run's inference workers, opened once and kept for every
+/// dataset. The first may be opened alone (the check before any image is read) and the rest added
+/// later with the same threading, sharing its prepacked weights.
+pub struct WorkerSessions {
+    pub sessions: Vec<OrtClassifier>,
+    /// Several workers: each session has `threads_each` threads of its own and shares these.
+    prepacked: Option<PrepackedWeights>,
+    threads_each: usize,
+}
+
+impl WorkerSessions {
+    /// One session, opened as worker 0 of `workers` will run it.
+    pub fn open_first(
+        card: &ModelCard,
+        settings: &SessionSettings,
+        workers: usize,
+        threads_each: usize,
+        note: &mut dyn FnMut(String),
+    ) -> Result<WorkerSessions> {
+        runtime()?; // before any ort call: without the library, ort panics
+        let mut set = WorkerSessions {
+            sessions: Vec::new(),
+            prepacked: (workers > 1).then(PrepackedWeights::new),
+            threads_each,
+        };
+        set.fill(card, settings, 1, note)?;
+        Ok(set)
+    }
+
+    /// Open sessions until there is one per worker.
+    pub fn fill(
+        &mut self,
+        card: &ModelCard,
+        settings: &SessionSettings,
+        workers: usize,
+        note: &mut dyn FnMut(String),
+    ) -> Result<()> {
+        while self.sessions.len() < workers.max(1) {
+            let threading = Threading {
+                own_threads: self.prepacked.is_some().then_some(self.threads_each),
+                prepacked: self.prepacked.as_ref(),
+            };
+            let session = OrtClassifier::open_with(card, settings, note, &threading)?;
+            self.sessions.push(session);
+        }
+        Ok(())
     }
 }
 

@@ -440,40 +440,14 @@ impl Found {
     }
 }
 
-/// What each `--models` path holds: a folder (every `*.toml` card, plus any `*.onnx` that no card
-/// in it names), one card, or one `.onnx` (its card beside it if present).
+/// What each `--models` path holds: a folder (every `*.toml` model card, plus any `*.onnx` that no
+/// card in it names), one card, or one `.onnx` (its card beside it if present). Other `.toml` files
+/// in a folder, such as provenance sidecars, are not cards (see `card_onnx`) and are passed over.
 pub fn find(paths: &[PathBuf]) -> Result<Vec<Found>> {
     let mut found = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| Error::io(path, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            entries.sort();
-            let mut covered = Vec::new();
-            for file in entries.iter().filter(|p| has_ext(p, "toml")) {
-                // The card's `onnx` key, read leniently: a broken card is reported when loaded.
-                if let Some(onnx) = std::fs::read_to_string(file)
-                    .ok()
-                    .and_then(|t| t.parse::<toml::Table>().ok())
-                    .and_then(|t| t.get("onnx").and_then(|v| v.as_str()).map(PathBuf::from))
-                {
-                    let onnx = if onnx.is_absolute() {
-                        onnx
-                    } else {
-                        path.join(onnx)
-                    };
-                    covered.push(std::fs::canonicalize(&onnx).unwrap_or(onnx));
-                }
-                found.push(Found::Card(file.clone()));
-            }
-            for onnx in entries.iter().filter(|p| has_ext(p, "onnx")) {
-                let canon = std::fs::canonicalize(onnx).unwrap_or(onnx.clone());
-                if !covered.contains(&canon) {
-                    found.push(Found::Bare(onnx.clone()));
-                }
-            }
+            found.extend(find_in_folder(path)?);
         } else if has_ext(path, "toml") {
             if !path.is_file() {
                 return Err(Error::Usage(format!(
@@ -490,7 +464,7 @@ pub fn find(paths: &[PathBuf]) -> Result<Vec<Found>> {
                 )));
             }
             let beside = path.with_extension("toml");
-            if beside.is_file() {
+            if beside.is_file() && card_onnx(&beside).is_some() {
                 found.push(Found::Card(beside));
             } else {
                 found.push(Found::Bare(path.clone()));
@@ -508,6 +482,64 @@ pub fn find(paths: &[PathBuf]) -> Result<Vec<Found>> {
         ));
     }
     Ok(found)
+}
+
+/// The cards in a folder, then the `.onnx` files no card names.
+fn find_in_folder(dir: &Path) -> Result<Vec<Found>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    let mut found = Vec::new();
+    let mut covered = Vec::new();
+    for file in entries.iter().filter(|p| has_ext(p, "toml")) {
+        let Some(onnx) = card_onnx(file) else {
+            continue;
+        };
+        if let Some(onnx) = onnx {
+            let onnx = if onnx.is_absolute() {
+                onnx
+            } else {
+                dir.join(onnx)
+            };
+            covered.push(std::fs::canonicalize(&onnx).unwrap_or(onnx));
+        }
+        found.push(Found::Card(file.clone()));
+    }
+    for onnx in entries.iter().filter(|p| has_ext(p, "onnx")) {
+        let canon = std::fs::canonicalize(onnx).unwrap_or(onnx.clone());
+        if !covered.contains(&canon) {
+            found.push(Found::Bare(onnx.clone()));
+        }
+    }
+    Ok(found)
+}
+
+/// Cards are small; a `.toml` larger than this is read as a card and reported when loaded.
+const CARD_SNIFF_BYTES: u64 = 1 << 20;
+
+/// Whether a `.toml` is a model card, and if so the `onnx` it names. A card has an `onnx` key or a
+/// table only cards have (`[preprocess]`, `[input]`, `[output]`, `[head]`); other TOML (a
+/// provenance sidecar, a tool's config) is not a card: `None`. A file that is not valid TOML counts
+/// as a (broken) card, `Some(None)`, so a typo in a card is reported rather than passed over.
+fn card_onnx(file: &Path) -> Option<Option<PathBuf>> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(file)
+        .and_then(|f| f.take(CARD_SNIFF_BYTES).read_to_string(&mut text))
+        .is_ok();
+    let Some(table) = read.then(|| text.parse::<toml::Table>().ok()).flatten() else {
+        return Some(None);
+    };
+    let onnx = table
+        .get("onnx")
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from);
+    let card_table = ["preprocess", "input", "output", "head"]
+        .iter()
+        .any(|key| table.get(*key).is_some_and(|v| v.is_table()));
+    (table.contains_key("onnx") || card_table).then_some(onnx)
 }
 
 /// Load what `find` found. Warnings say what was assumed for bare models.

@@ -1,6 +1,7 @@
 //! Manifests: one CSV per dataset with a `path,label` header, one row per image. Reading checks every
 //! row before any image is touched; `build` writes a manifest from a dataset's published layout.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -238,68 +239,53 @@ fn class_folders(
     Ok(rows)
 }
 
+/// Which ground-truth form labelled flat ImageNet val files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroundTruthForm {
+    /// `LOC_val_solution.csv` (`ImageId,PredictionString`) or any `file,label` CSV.
+    Csv,
+    /// The devkit's `ILSVRC2012_validation_ground_truth.txt`: one ILSVRC2012_ID per line.
+    Devkit,
+}
+
+impl std::fmt::Display for GroundTruthForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GroundTruthForm::Csv => "CSV of image id and label (LOC_val_solution.csv form)",
+            GroundTruthForm::Devkit => {
+                "devkit ground truth (one ILSVRC2012_ID per line, devkit synset order)"
+            }
+        })
+    }
+}
+
+/// What `scan` found: the rows (label, image path) and, for flat files, the ground truth's form.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    pub rows: Vec<(String, PathBuf)>,
+    pub form: Option<GroundTruthForm>,
+}
+
 /// Rows (label, image path) for a dataset on disk.
-pub fn scan(
-    layout: Layout,
-    root: &Path,
-    ground_truth: Option<&Path>,
-) -> Result<Vec<(String, PathBuf)>> {
+pub fn scan(layout: Layout, root: &Path, ground_truth: Option<&Path>) -> Result<Scan> {
     if !root.is_dir() {
         return Err(Error::Usage(format!(
             "--root {}: no such folder",
             root.display()
         )));
     }
-    let wnid_folder = |name: &str| -> Result<Option<String>> {
-        if labels::imagenet().index_of(name).is_some() {
-            Ok(Some(name.to_string()))
-        } else {
-            Err(Error::input(
-                Location::file(root.join(name)),
-                format!("folder `{name}` is not an ImageNet wnid"),
-            ))
-        }
-    };
-    let rows = match layout {
-        Layout::Imagenet => match ground_truth {
-            Some(gt) => flat_with_ground_truth(root, gt)?,
-            None => class_folders(root, wnid_folder)?,
-        },
-        Layout::ImagenetSketch | Layout::ImagenetR | Layout::ImagenetA => {
-            class_folders(root, wnid_folder)?
-        }
-        Layout::ImagenetV2 => {
-            // Folder names are class indices: parse them, never string-sort ("10" < "2" as text).
-            let mut rows = class_folders(root, |name| match name.parse::<usize>() {
-                Ok(i) if i < labels::IMAGENET_CLASSES => Ok(Some(i.to_string())),
-                _ => Err(Error::input(
-                    Location::file(root.join(name)),
-                    format!("folder `{name}` is not a class index 0–999"),
-                )),
-            })?;
-            rows.sort_by_key(|(label, path)| {
-                (label.parse::<usize>().unwrap_or(usize::MAX), path.clone())
-            });
+    let mut form = None;
+    let rows = match (layout, ground_truth) {
+        (Layout::Imagenet, Some(gt)) => {
+            let (rows, read) = flat_with_ground_truth(root, gt)?;
+            form = Some(read);
             rows
         }
-        Layout::Objectnet => {
-            let images = if root.join("images").is_dir() {
-                root.join("images")
-            } else {
-                root.to_path_buf()
-            };
-            // Every folder is listed; scoring skips the ones with no ImageNet counterpart.
-            class_folders(&images, |name| {
-                if labels::objectnet().is_known_folder(name) {
-                    Ok(Some(name.to_string()))
-                } else {
-                    Err(Error::input(
-                        Location::file(images.join(name)),
-                        format!("folder `{name}` is not an ObjectNet 1.0 class"),
-                    ))
-                }
-            })?
+        (Layout::Imagenet | Layout::ImagenetSketch | Layout::ImagenetR | Layout::ImagenetA, _) => {
+            class_folders(root, |name| wnid_folder(root, name))?
         }
+        (Layout::ImagenetV2, _) => v2_folders(root)?,
+        (Layout::Objectnet, _) => objectnet_folders(root)?,
     };
     if rows.is_empty() {
         return Err(Error::Usage(format!(
@@ -307,14 +293,119 @@ pub fn scan(
             root.display()
         )));
     }
+    Ok(Scan { rows, form })
+}
+
+fn wnid_folder(root: &Path, name: &str) -> Result<Option<String>> {
+    if labels::imagenet().index_of(name).is_some() {
+        Ok(Some(name.to_string()))
+    } else {
+        Err(Error::input(
+            Location::file(root.join(name)),
+            format!("folder `{name}` is not an ImageNet wnid"),
+        ))
+    }
+}
+
+fn v2_folders(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    // Folder names are class indices: parse them, never string-sort ("10" < "2" as text).
+    let mut rows = class_folders(root, |name| match name.parse::<usize>() {
+        Ok(i) if i < labels::IMAGENET_CLASSES => Ok(Some(i.to_string())),
+        _ => Err(Error::input(
+            Location::file(root.join(name)),
+            format!("folder `{name}` is not a class index 0–999"),
+        )),
+    })?;
+    rows.sort_by_key(|(label, path)| (label.parse::<usize>().unwrap_or(usize::MAX), path.clone()));
     Ok(rows)
 }
 
-/// Flat ImageNet val files labelled by a ground-truth CSV: either the `LOC_val_solution.csv` form
-/// (`ImageId,PredictionString` with the wnid first) or any `file,label` CSV.
-fn flat_with_ground_truth(root: &Path, gt: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let text = std::fs::read_to_string(gt).map_err(|e| Error::io(gt, e))?;
-    let mut labels_by_stem = std::collections::HashMap::new();
+fn objectnet_folders(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let images = if root.join("images").is_dir() {
+        root.join("images")
+    } else {
+        root.to_path_buf()
+    };
+    // Every folder is listed; scoring skips the ones with no ImageNet counterpart.
+    class_folders(&images, |name| {
+        if labels::objectnet().is_known_folder(name) {
+            Ok(Some(name.to_string()))
+        } else {
+            Err(Error::input(
+                Location::file(images.join(name)),
+                format!("folder `{name}` is not an ObjectNet 1.0 class"),
+            ))
+        }
+    })
+}
+
+/// The devkit's file name; a file so named, or one whose first line is a bare integer, is read as
+/// the devkit form.
+const DEVKIT_GROUND_TRUTH: &str = "ILSVRC2012_validation_ground_truth.txt";
+/// ILSVRC2012_ID → wnid from the devkit's meta.mat (see assets/labels/SOURCES.md).
+const DEVKIT_ID_WNID: &str = include_str!("../../assets/labels/ilsvrc2012_devkit_id_wnid.tsv");
+/// The ground truth of all 50,000 val images is a few MB; refuse anything far larger.
+const GROUND_TRUTH_MAX_BYTES: u64 = 64 << 20;
+
+/// wnids by ILSVRC2012_ID - 1 (the table's rows are in ID order; a unit test checks it).
+fn devkit_wnids() -> Vec<&'static str> {
+    DEVKIT_ID_WNID
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split('\t').nth(1))
+        .collect()
+}
+
+fn read_bounded(path: &Path, limit: u64) -> Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut text = String::new();
+    file.take(limit + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::io(path, e))?;
+    if text.len() as u64 > limit {
+        return Err(Error::input(
+            Location::file(path),
+            format!("larger than {} MiB: not a ground-truth file", limit >> 20),
+        ));
+    }
+    Ok(text)
+}
+
+fn is_devkit_form(gt: &Path, text: &str) -> bool {
+    let named = gt.file_name().and_then(|n| n.to_str()) == Some(DEVKIT_GROUND_TRUTH);
+    let first = text.lines().next().unwrap_or("").trim();
+    named || (!first.is_empty() && first.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Labels by file stem from the devkit form: line i labels `ILSVRC2012_val_{i:08}`.
+fn devkit_labels(gt: &Path, text: &str) -> Result<HashMap<String, String>> {
+    let wnids = devkit_wnids();
+    let mut labels_by_stem = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let id = line.trim();
+        let wnid = id
+            .parse::<usize>()
+            .ok()
+            .and_then(|id| id.checked_sub(1))
+            .and_then(|i| wnids.get(i));
+        let Some(wnid) = wnid else {
+            return Err(Error::input(
+                Location::file(gt).line(i + 1).field("ILSVRC2012_ID"),
+                format!(
+                    "`{id}` is not an ILSVRC2012_ID (1–{}): the devkit form has one per line",
+                    wnids.len()
+                ),
+            ));
+        };
+        labels_by_stem.insert(format!("ILSVRC2012_val_{:08}", i + 1), wnid.to_string());
+    }
+    Ok(labels_by_stem)
+}
+
+/// Labels by file stem from a CSV of image id and label (wnid first in `PredictionString`).
+fn csv_labels(gt: &Path, text: &str) -> Result<HashMap<String, String>> {
+    let mut labels_by_stem = HashMap::new();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(text.as_bytes());
@@ -342,6 +433,22 @@ fn flat_with_ground_truth(root: &Path, gt: &Path) -> Result<Vec<(String, PathBuf
             .to_string();
         labels_by_stem.insert(stem, label);
     }
+    Ok(labels_by_stem)
+}
+
+/// Flat ImageNet val files labelled by a ground-truth file: the `LOC_val_solution.csv` form
+/// (`ImageId,PredictionString` with the wnid first), any `file,label` CSV, or the devkit's
+/// `ILSVRC2012_validation_ground_truth.txt`. Returns the rows and the form read.
+fn flat_with_ground_truth(
+    root: &Path,
+    gt: &Path,
+) -> Result<(Vec<(String, PathBuf)>, GroundTruthForm)> {
+    let text = read_bounded(gt, GROUND_TRUTH_MAX_BYTES)?;
+    let (labels_by_stem, form) = if is_devkit_form(gt, &text) {
+        (devkit_labels(gt, &text)?, GroundTruthForm::Devkit)
+    } else {
+        (csv_labels(gt, &text)?, GroundTruthForm::Csv)
+    };
     let mut rows = Vec::new();
     for file in sorted_dir(root)? {
         if !(file.is_file() && is_image(&file)) {
@@ -361,7 +468,7 @@ fn flat_with_ground_truth(root: &Path, gt: &Path) -> Result<Vec<(String, PathBuf
             }
         }
     }
-    Ok(rows)
+    Ok((rows, form))
 }
 
 /// Write a manifest for `rows` to `out`, paths relative to `out`'s folder where the images lie below it.
@@ -458,8 +565,9 @@ mod tests {
         }
         let gt = dir.path().join("LOC_val_solution.csv");
         std::fs::write(&gt, "ImageId,PredictionString\nILSVRC2012_val_00000002,n15075141 1 2 3 4\nILSVRC2012_val_00000001,n01440764 5 6 7 8 n01440764 1 1 1 1\n").unwrap();
-        let rows = scan(Layout::Imagenet, &val, Some(&gt)).unwrap();
-        let labels: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        let scanned = scan(Layout::Imagenet, &val, Some(&gt)).unwrap();
+        assert_eq!(scanned.form, Some(GroundTruthForm::Csv));
+        let labels: Vec<&str> = scanned.rows.iter().map(|r| r.0.as_str()).collect();
         assert_eq!(labels, ["n01440764", "n15075141"]);
         std::fs::write(
             &gt,
@@ -482,8 +590,41 @@ mod tests {
             std::fs::create_dir(dir.path().join(class)).unwrap();
             std::fs::write(dir.path().join(class).join("x.jpeg"), b"").unwrap();
         }
-        let rows = scan(Layout::ImagenetV2, dir.path(), None).unwrap();
+        let rows = scan(Layout::ImagenetV2, dir.path(), None).unwrap().rows;
         let labels: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
         assert_eq!(labels, ["2", "10", "100"]);
+    }
+
+    #[test]
+    fn devkit_table_is_the_1000_classes_in_id_order() {
+        let mut ids = DEVKIT_ID_WNID
+            .lines()
+            .skip(1)
+            .map(|l| l.split('\t').next().unwrap());
+        assert!(ids.by_ref().zip(1..).all(|(id, n)| id == n.to_string()));
+        let wnids = devkit_wnids();
+        assert_eq!(wnids.len(), 1000);
+        assert_eq!(&wnids[..3], ["n02119789", "n02100735", "n02110185"]);
+        // ILSVRC2012_val_00000001 has ID 490, the sea snake.
+        assert_eq!(wnids[489], "n01751748");
+        let mut sorted = wnids.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, labels::imagenet().wnids);
+    }
+
+    #[test]
+    fn devkit_form_is_detected_by_content_and_bad_ids_name_the_line() {
+        assert!(is_devkit_form(Path::new("gt.txt"), "490\n361\n"));
+        assert!(!is_devkit_form(
+            Path::new("gt.csv"),
+            "ImageId,PredictionString\n"
+        ));
+        let gt = Path::new("gt.txt");
+        let labels = devkit_labels(gt, "490\n1\n").unwrap();
+        assert_eq!(labels["ILSVRC2012_val_00000002"], "n02119789");
+        for bad in ["490\n1001\n", "490\n0\n", "490\nn01440764\n", "490\n\n"] {
+            let err = devkit_labels(gt, bad).unwrap_err().to_string();
+            assert!(err.contains("gt.txt:2: field `ILSVRC2012_ID`"), "{err}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! What a run stores: how predictions are scored, and the results folder they are written to.
 
 pub mod evals;
+pub mod hash_cache;
 pub mod lock;
 pub mod scoring;
 pub mod store;
