@@ -92,51 +92,65 @@ fn provenance(out: &Path) -> Vec<(String, String, String, String)> {
 #[test]
 fn killed_anywhere_a_run_resumes_to_what_an_uninterrupted_run_stores() {
     let dir = tempfile::tempdir().unwrap();
-    let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
+    let whole = dir.path().join("whole");
     let start = Instant::now();
     assert!(run_command(&whole).status().unwrap().success());
     let span = start.elapsed().as_secs_f64();
 
-    // Kill moments spread evenly over the length of one whole run, in a shuffled order, so kills
-    // land early and late in the work that is left.
-    let kills = 24;
-    let mut moments: Vec<f64> = (0..kills)
-        .map(|i| span * (i as f64 + 0.5) / kills as f64)
-        .collect();
-    for i in (1..moments.len()).rev() {
-        moments.swap(i, (i * 7 + 3) % (i + 1));
-    }
+    // Trials at moments spread evenly over the length of one whole run: each starts a fresh
+    // folder, is killed at its moment, resumed and killed again half as far in, then resumed to
+    // the end; its results must equal the uninterrupted run's.
+    let trials = 12;
     let mut killed_runs = 0;
-    for moment in &moments {
-        let mut child = run_command(&killed).spawn().unwrap();
-        let until = Instant::now() + Duration::from_secs_f64(*moment);
-        while Instant::now() < until {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+    for trial in 0..trials {
+        let moment = span * (trial as f64 + 0.5) / trials as f64;
+        let killed = dir.path().join(format!("killed-{trial}"));
+        for at in [moment, moment / 2.0] {
+            killed_runs += kill_at(&killed, at) as usize;
         }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            killed_runs += 1;
-        }
-        child.wait().unwrap();
+        assert!(
+            run_command(&killed).status().unwrap().success(),
+            "trial {trial} finishes"
+        );
+        same_results(&whole, &killed);
     }
     assert!(
-        killed_runs >= kills / 2,
+        killed_runs >= trials,
         "only {killed_runs} runs were killed before finishing"
     );
-    assert!(
-        run_command(&killed).status().unwrap().success(),
-        "the last run finishes"
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "crash: {killed_runs} runs killed with SIGKILL in {trials} trials over a {span:.1} s run; \
+         every resumed folder identical"
     );
+}
 
-    assert_eq!(evals_without_timing(&killed), evals_without_timing(&whole));
+/// Start a run into `out` and kill it (SIGKILL) after `seconds`; whether it was still running.
+fn kill_at(out: &Path, seconds: f64) -> bool {
+    let mut child = run_command(out).spawn().unwrap();
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    while Instant::now() < until {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let running = child.try_wait().unwrap().is_none();
+    if running {
+        child.kill().unwrap(); // SIGKILL
+    }
+    child.wait().unwrap();
+    running
+}
+
+fn same_results(whole: &Path, killed: &Path) {
+    assert_eq!(evals_without_timing(killed), evals_without_timing(whole));
     assert_eq!(
         std::fs::read(killed.join("failures.csv")).unwrap(),
         std::fs::read(whole.join("failures.csv")).unwrap()
     );
-    assert_eq!(provenance(&killed), provenance(&whole));
+    assert_eq!(provenance(killed), provenance(whole));
     let predictions = files_under(&whole.join("predictions"));
     assert_eq!(predictions.len(), 32);
     assert_eq!(files_under(&killed.join("predictions")), predictions);
@@ -151,7 +165,7 @@ fn killed_anywhere_a_run_resumes_to_what_an_uninterrupted_run_stores() {
             p.display()
         );
     }
-    let leftovers: Vec<_> = files_under(&killed)
+    let leftovers: Vec<_> = files_under(killed)
         .into_iter()
         .filter(|p| {
             p.file_name()
@@ -161,5 +175,4 @@ fn killed_anywhere_a_run_resumes_to_what_an_uninterrupted_run_stores() {
         })
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
-    eprintln!("crash: {killed_runs} runs killed with SIGKILL over a {span:.1} s run; resumed results identical");
 }

@@ -207,7 +207,11 @@ fn models_lists_cards_not_the_sidecars_beside_them() {
 
 #[test]
 fn models_on_the_reference_folder_lists_no_sidecar() {
-    let models = common::reference().join("models");
+    let Some(reference) = common::reference("models_on_the_reference_folder_lists_no_sidecar")
+    else {
+        return;
+    };
+    let models = reference.join("models");
     let out = bin()
         .args(["models", "--json", "--models"])
         .arg(&models)

@@ -296,3 +296,42 @@ fn hostile_image_files_are_refused_and_listed() {
     let rows = evals(&d.join("out"));
     assert_eq!(row(&rows, "probe", "imagenet").n, 1);
 }
+
+/// Two runs into one folder used to rewrite evals.csv each from its own memory, losing the
+/// other's rows. Now a run takes the folder's writer lock: while another process holds it, a run
+/// exits 2 naming the holder; once the holder is gone (however it ended), the run proceeds.
+#[test]
+fn one_writer_per_results_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    probe_image(&d.join("img/a.png"), 3, 0);
+    write_manifest(&d.join("img/m.csv"), &[("a.png", "3")]);
+    let suite = probe_suite(d, "t", "img/m.csv");
+    std::fs::create_dir_all(d.join("out")).unwrap();
+    let mut holder = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(d.join("out/.lock"))
+        .unwrap();
+    holder.lock().unwrap();
+    std::io::Write::write_all(
+        &mut holder,
+        b"pid 4242 on elsewhere since 2026-12-04T00:00:00Z",
+    )
+    .unwrap();
+    probe_run(d, &suite)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "is in use by another robust-eval run (pid 4242 on elsewhere",
+        ));
+    assert!(
+        !d.join("out/evals.csv").exists(),
+        "nothing written while locked out"
+    );
+    drop(holder);
+    probe_run(d, &suite).assert().success();
+    let lock = std::fs::read_to_string(d.join("out/.lock")).unwrap();
+    assert!(lock.starts_with("pid ") && !lock.contains("4242"), "{lock}");
+}

@@ -198,14 +198,6 @@ fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 /// How a run's inference is spread: workers, each with its own session of every model.
 #[derive(Debug, Clone, Copy)]
 struct Workers {
@@ -285,7 +277,7 @@ fn model_keys(models: &[ModelCard], out: &Path) -> Result<Vec<(String, String)>>
 }
 
 fn open_store(suite: &Suite, settings: &RunSettings, rt: &Runtime) -> Result<ResultsStore> {
-    let mut store = ResultsStore::open(&settings.out)?;
+    let mut store = ResultsStore::open_to_write(&settings.out)?;
     store.run.tool = "robust-eval".into();
     store.run.tool_version = env!("CARGO_PKG_VERSION").into();
     store.run.suite = suite.name.clone();
@@ -293,7 +285,7 @@ fn open_store(suite: &Suite, settings: &RunSettings, rt: &Runtime) -> Result<Res
     store.run.baseline = suite.baseline.clone().unwrap_or_default();
     store.run.onnxruntime_version = rt.library.version.clone();
     store.run.onnxruntime_library = rt.library.path.display().to_string();
-    store.run.host = host();
+    store.run.host = crate::results::store::host();
     store.run.started = now();
     Ok(store)
 }
