@@ -115,16 +115,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let failed = |e: std::io::Error| {
-        let hint = match e.raw_os_error() {
-            Some(28) => " (the disk is full; nothing stored before was changed)",
-            Some(30) => " (the file system is read-only)",
+        let hint = match e.kind() {
+            std::io::ErrorKind::StorageFull => {
+                " (the disk is full; nothing stored before was changed)"
+            }
+            std::io::ErrorKind::ReadOnlyFilesystem => " (the file system is read-only)",
             _ => "",
         };
         Error::Other(format!("cannot write {}: {e}{hint}", path.display()))
     };
     std::fs::create_dir_all(dir).map_err(failed)?;
+    // Readable as any file the user writes (the umask applies), not tempfile's private 0600.
+    #[cfg(unix)]
+    let permissions = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666);
+    #[cfg(not(unix))]
+    let permissions = std::fs::metadata(dir).map_err(failed)?.permissions();
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
+        .permissions(permissions)
         .tempfile_in(dir)
         .map_err(failed)?;
     tmp.write_all(bytes).map_err(failed)?;
