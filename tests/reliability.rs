@@ -335,3 +335,61 @@ fn one_writer_per_results_folder() {
     let lock = std::fs::read_to_string(d.join("out/.lock")).unwrap();
     assert!(lock.starts_with("pid ") && !lock.contains("4242"), "{lock}");
 }
+
+/// Class restriction and ImageNet-A's flag follow a dataset's declared scoring, not its name:
+/// `imagenet-real` contains `imagenet-r` but is a 1000-class set, and used to be treated as R.
+#[test]
+fn a_dataset_is_not_restricted_because_of_its_name() {
+    let dir = folder_with(
+        "model,dataset,top1\na,imagenet,60\nb,imagenet,70\nc,imagenet,80\n\
+         a,imagenet-real,66\nb,imagenet-real,77\nc,imagenet-real,87\n\
+         a,imagenet-a,5\nb,imagenet-a,9\nc,imagenet-a,20\n",
+    );
+    let out = bin()
+        .args(["fit", "--json", "--bootstrap", "20", "--results"])
+        .arg(dir.path())
+        .timeout(LIMIT)
+        .assert()
+        .success();
+    let fit: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let shift = |name: &str| {
+        fit["shifts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["shift"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(shift("imagenet-real")["linear"], true);
+    assert_eq!(
+        shift("imagenet-a")["linear"],
+        false,
+        "as imagenet-shifts declares it"
+    );
+    let notes = fit["notes"].to_string();
+    assert!(!notes.contains("imagenet@imagenet-real"), "{notes}");
+    assert!(notes.contains("imagenet@imagenet-a"), "{notes}");
+}
+
+/// A corrupt run.json is one error for every command, naming the file (the analysis used to
+/// ignore it silently and fall back to other settings).
+#[test]
+fn a_corrupt_run_json_is_an_error_everywhere() {
+    let dir = folder_with(
+        "model,dataset,top1\na,imagenet,60\nb,imagenet,70\nc,imagenet,80\na,s,50\nb,s,55\nc,s,70\n",
+    );
+    std::fs::write(dir.path().join("run.json"), "{\"tool_version\": ").unwrap();
+    for step in ["fit", "plot", "report"] {
+        bin()
+            .args([step, "--results"])
+            .arg(dir.path())
+            .timeout(LIMIT)
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains("run.json:1")
+                    .and(predicate::str::contains("not a robust-eval run.json")),
+            );
+    }
+}

@@ -11,6 +11,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::error::{Error, Result};
 use crate::results::evals::{self, EvalRow};
+use crate::results::scoring::Scoring;
 
 /// Accuracies are clipped to [ε, 1 − ε] (as fractions) before transforming, so 0 % and 100 % stay finite.
 pub const EPSILON: f64 = 1e-4;
@@ -374,6 +375,8 @@ pub struct FitSettings {
     pub seed: u64,
     /// Fit ImageNet-A piecewise, split at this model's ID accuracy.
     pub split_a: Option<String>,
+    /// Each dataset's declared scoring (from run.json); empty for published numbers.
+    pub scorings: BTreeMap<String, Scoring>,
 }
 
 /// Everything a fit produces.
@@ -482,13 +485,14 @@ pub fn fit_all(
             )));
         }
         let (points, id_used) = points_for(rows, &settings.id, &shift);
-        if id_used == settings.id && restricted_shift(&shift) {
+        let scoring = settings.scorings.get(&shift).copied();
+        if id_used == settings.id && scoring.is_some_and(restricts_classes) {
             report.notes.push(format!(
                 "{shift}: no `{}@{shift}` rows, so the class-restricted ID accuracy is not known; using full `{}` accuracy",
                 settings.id, settings.id
             ));
         }
-        let fit = if shift.contains("imagenet-a") {
+        let fit = if scoring == Some(Scoring::ImageNetA) {
             fit_imagenet_a(&shift, &base_id, &base_points, &baseline, settings)?
         } else {
             fit_line(&shift, &base_id, &baseline, settings)?
@@ -647,11 +651,12 @@ fn average_robustness(robustness: &[Robustness], n_shifts: usize, id: &str) -> V
     averages
 }
 
-/// Whether a shift, by its name, is one that restricts classes (so its ID point should be too).
-fn restricted_shift(name: &str) -> bool {
-    ["imagenet-r", "imagenet-a", "objectnet"]
-        .iter()
-        .any(|s| name.contains(s))
+/// Whether a shift's scoring restricts classes (so its ID point should be restricted too).
+fn restricts_classes(scoring: Scoring) -> bool {
+    matches!(
+        scoring,
+        Scoring::ImageNetR | Scoring::ImageNetA | Scoring::ObjectNet
+    )
 }
 
 /// Published baseline clouds shipped with the tool (see assets/baselines/SOURCES.md).

@@ -9,6 +9,7 @@ pub mod plot;
 pub mod report;
 pub mod stats;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::analysis::fit::{
@@ -17,7 +18,8 @@ use crate::analysis::fit::{
 use crate::analysis::plot::ShiftChart;
 use crate::analysis::report::Format;
 use crate::error::{Error, Result};
-use crate::results::store::{write_atomic, RunInfo};
+use crate::results::scoring::Scoring;
+use crate::results::store::{read_run_info, write_atomic, RunInfo};
 
 /// Settings shared by fit, plot and report.
 #[derive(Debug, Clone)]
@@ -62,6 +64,29 @@ pub struct Analysis {
     pub robustness: Vec<Robustness>,
 }
 
+/// How each dataset was scored, as its suite declared it: from run.json; for a folder of
+/// published numbers (no run.json), as the shipped `imagenet-shifts` suite declares the datasets
+/// it names exactly. This decides class restriction and ImageNet-A's flag, never a name's look
+/// (`imagenet-real` is not `imagenet-r`).
+fn declared_scorings(run: Option<&RunInfo>) -> BTreeMap<String, Scoring> {
+    match run {
+        Some(r) => r
+            .evaluations
+            .iter()
+            .filter_map(|e| Some((e.dataset.clone(), e.scoring.parse().ok()?)))
+            .collect(),
+        None => crate::input::suite::Suite::find("imagenet-shifts")
+            .map(|suite| {
+                suite
+                    .datasets
+                    .into_iter()
+                    .map(|d| (d.name, d.scoring))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
 pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
     let evals_path = dir.join("evals.csv");
     if !evals_path.is_file() {
@@ -71,11 +96,7 @@ pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
         )));
     }
     let evals = fit::read_accuracies(&evals_path)?;
-    let run_path = dir.join("run.json");
-    let run: Option<RunInfo> = match std::fs::read_to_string(&run_path) {
-        Ok(text) => serde_json::from_str(&text).ok(),
-        Err(_) => None,
-    };
+    let run = read_run_info(dir)?;
     let id = settings
         .id
         .clone()
@@ -98,6 +119,7 @@ pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
         resamples: settings.resamples,
         seed: settings.seed,
         split_a: settings.split_a.clone(),
+        scorings: declared_scorings(run.as_ref()),
     };
     let (fit, robustness) = fit::fit_all(&evals, cloud.as_deref(), &fit_settings)?;
     Ok(Analysis {

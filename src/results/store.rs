@@ -211,6 +211,22 @@ pub struct ResultsStore {
     lock: Option<WriterLock>,
 }
 
+/// A results folder's run.json: None where there is none (a folder of published numbers); an
+/// error naming the file and line where it is not one, for every command alike.
+pub fn read_run_info(dir: &Path) -> Result<Option<RunInfo>> {
+    let path = dir.join("run.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = crate::input::read_text(&path, MAX_RUN_JSON_BYTES)?;
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        Error::input(
+            Location::file(&path).line(e.line()),
+            format!("not a robust-eval run.json: {e} (move it away to analyse evals.csv alone)"),
+        )
+    })
+}
+
 /// This machine's name, for provenance and the writer lock.
 pub fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -222,18 +238,7 @@ pub fn host() -> String {
 
 impl ResultsStore {
     pub fn open(dir: &Path) -> Result<ResultsStore> {
-        let run_path = dir.join("run.json");
-        let run = if run_path.exists() {
-            let text = crate::input::read_text(&run_path, MAX_RUN_JSON_BYTES)?;
-            serde_json::from_str(&text).map_err(|e| {
-                Error::input(
-                    Location::file(&run_path).line(e.line()),
-                    format!("not a robust-eval run.json: {e}"),
-                )
-            })?
-        } else {
-            RunInfo::default()
-        };
+        let run = read_run_info(dir)?.unwrap_or_default();
         Ok(ResultsStore {
             dir: dir.to_path_buf(),
             evals: match dir.join("evals.csv") {
