@@ -393,3 +393,93 @@ fn a_corrupt_run_json_is_an_error_everywhere() {
             );
     }
 }
+
+/// A model with its weights in an external-data file: copied into `dir` with a card, the
+/// location string in the graph replaced by `location` (same length, so the protobuf stays
+/// valid).
+fn external_model(dir: &std::path::Path, location: &str) -> std::path::PathBuf {
+    let fixtures = root().join("tests/fixtures");
+    std::fs::create_dir_all(dir).unwrap();
+    let original = "probe_external.weights";
+    assert_eq!(location.len(), original.len());
+    let graph = std::fs::read(fixtures.join("probe_external.onnx")).unwrap();
+    let text = unsafe { String::from_utf8_unchecked(graph) }.replace(original, location);
+    std::fs::write(dir.join("probe_external.onnx"), text.as_bytes()).unwrap();
+    std::fs::copy(fixtures.join(original), dir.join(original)).unwrap();
+    let card = dir.join("ext.toml");
+    std::fs::write(
+        &card,
+        "name = \"ext\"\nonnx = \"probe_external.onnx\"\n[preprocess]\nresize = 8\ncrop = 8\n\
+         interpolation = \"bilinear\"\nmean = [0.0, 0.0, 0.0]\nstd = [1.0, 1.0, 1.0]\n",
+    )
+    .unwrap();
+    card
+}
+
+fn run_model(dir: &std::path::Path, card: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = bin();
+    cmd.args(["run", "--progress", "plain", "--provider", "cpu", "--suite"])
+        .arg(dir.join("suite.toml"))
+        .arg("--models")
+        .arg(card)
+        .arg("--data-root")
+        .arg(dir)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .timeout(LIMIT);
+    cmd
+}
+
+/// External data is part of the model: new weights there are evaluated again (the resume key
+/// used to cover only the .onnx file). And a model is untrusted input: external data outside its
+/// folder (`..`, an absolute path, a symlink out) is refused before any weight is read.
+#[test]
+fn external_data_is_checked_and_keyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    probe_image(&d.join("img/a.png"), 3, 0);
+    write_manifest(&d.join("img/m.csv"), &[("a.png", "3")]);
+    probe_suite(d, "t", "img/m.csv");
+    let card = external_model(&d.join("models"), "probe_external.weights");
+    let evaluated = |out: &[u8]| String::from_utf8_lossy(out).contains("1 pairs evaluated");
+    let first = run_model(d, &card).assert().success();
+    assert!(evaluated(&first.get_output().stdout));
+    assert_eq!(row(&evals(&d.join("out")), "ext", "imagenet").correct, 1);
+    let again = run_model(d, &card).assert().success();
+    assert!(!evaluated(&again.get_output().stdout), "nothing changed");
+    // values_top (bytes 8..16) from [0, 2] to [0, 3]: same predictions, new weights.
+    let weights = d.join("models/probe_external.weights");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    bytes[12..16].copy_from_slice(&3.0f32.to_le_bytes());
+    std::fs::write(&weights, bytes).unwrap();
+    let changed = run_model(d, &card).assert().success();
+    assert!(
+        evaluated(&changed.get_output().stdout),
+        "new external weights"
+    );
+
+    std::fs::create_dir_all(d.join("outside")).unwrap();
+    std::fs::write(d.join("outside/weights.bin"), [0u8; 24]).unwrap();
+    for (name, location, why) in [
+        (
+            "dotdot",
+            "../outside/weights.bin",
+            "leaves the model's folder",
+        ),
+        ("absolute", "/tmp/xx/weights.binary", "is an absolute path"),
+    ] {
+        let card = external_model(&d.join(name), location);
+        run_model(d, &card).assert().code(2).stderr(
+            predicate::str::contains(format!("external data `{location}` {why}"))
+                .and(predicate::str::contains("probe_external.onnx")),
+        );
+    }
+    let card = external_model(&d.join("linked"), "probe_external.weights");
+    let link = d.join("linked/probe_external.weights");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(d.join("outside/weights.bin"), &link).unwrap();
+    run_model(d, &card)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("outside the model's folder"));
+}

@@ -269,7 +269,13 @@ fn model_keys(models: &[ModelCard], out: &Path) -> Result<Vec<(String, String)>>
                 Some(head) => Some(cache.sha256(&head.weights_file)?),
                 None => None,
             };
-            Ok((cache.sha256(&m.onnx)?, m.setup_key(head_sha.as_deref())))
+            let mut setup = m.setup_key(head_sha.as_deref());
+            // Weights in external-data files change predictions as much as the graph does.
+            for data in &m.external_data {
+                let name = data.file_name().unwrap_or_default().to_string_lossy();
+                setup.push_str(&format!(" data={name}:{}", cache.sha256(data)?));
+            }
+            Ok((cache.sha256(&m.onnx)?, setup))
         })
         .collect::<Result<Vec<_>>>()?;
     cache.save()?;

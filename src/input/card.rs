@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::preprocess::{Interpolation, PreprocessSpec};
 use crate::error::{Error, Location, Result};
 use crate::input::check_name;
+use crate::input::onnx::external_data;
 use crate::input::suite::{line_of_key, toml_error};
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +82,8 @@ pub struct ModelCard {
     pub output_name: Option<String>,
     /// A zero-shot head turning the model's image embedding into logits.
     pub head: Option<Head>,
+    /// The external-data files the ONNX file refers to, each inside its folder (`input::onnx`).
+    pub external_data: Vec<PathBuf>,
 }
 
 /// Memory layout of the image tensor a model takes.
@@ -173,6 +176,7 @@ impl ModelCard {
         };
         let head_rows = head.as_ref().map(|h| h.weights.nrows());
         let (num_classes, offset) = classes_of(&raw.output, head_rows, &at)?;
+        let external_data = external_data(&onnx)?;
         Ok(ModelCard {
             name,
             group: raw.group.unwrap_or_else(|| DEFAULT_GROUP.to_string()),
@@ -184,6 +188,7 @@ impl ModelCard {
             input,
             output_name: raw.output.name,
             head,
+            external_data,
         })
     }
 
@@ -206,6 +211,7 @@ impl ModelCard {
             input: InputSpec::default(),
             output_name: None,
             head: None,
+            external_data: external_data(onnx)?,
         })
     }
 
@@ -226,12 +232,13 @@ impl ModelCard {
     /// the resume key, so editing the card's input, output or head re-evaluates.
     pub fn setup_key(&self, head_sha256: Option<&str>) -> String {
         let mut key = format!(
-            "input={} layout={:?} channels={:?} output={} offset={}",
+            "input={} layout={:?} channels={:?} output={} offset={} classes={}",
             self.input.name.as_deref().unwrap_or("-"),
             self.input.layout,
             self.input.channels,
             self.output_name.as_deref().unwrap_or("-"),
-            self.offset
+            self.offset,
+            self.num_classes
         );
         if let (Some(head), Some(sha)) = (&self.head, head_sha256) {
             key.push_str(&format!(" head={sha} scale={}", head.scale));

@@ -4,6 +4,7 @@ pub mod card;
 pub mod demo;
 pub mod labels;
 pub mod manifest;
+pub mod onnx;
 pub mod suite;
 
 use std::io::Read;
