@@ -483,3 +483,43 @@ fn external_data_is_checked_and_keyed() {
         .code(2)
         .stderr(predicate::str::contains("outside the model's folder"));
 }
+
+/// A card's new group reaches evals.csv (and so the baseline) without a re-evaluation; it used
+/// to keep the old group for ever.
+#[test]
+fn a_new_group_reaches_stored_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    probe_image(&d.join("img/a.png"), 3, 0);
+    write_manifest(&d.join("img/m.csv"), &[("a.png", "3")]);
+    let suite = probe_suite(d, "t", "img/m.csv");
+    probe_run(d, &suite).assert().success();
+    assert!(std::fs::read_to_string(d.join("out/evals.csv"))
+        .unwrap()
+        .contains("probe,standard,"));
+    let card = d.join("models/probe.toml");
+    let text = std::fs::read_to_string(&card)
+        .unwrap()
+        .replace("group = \"standard\"", "group = \"robust\"");
+    let mut cmd = bin();
+    std::fs::write(&card, text).unwrap();
+    let out = cmd
+        .args(["run", "--progress", "plain", "--provider", "cpu", "--suite"])
+        .arg(&suite)
+        .arg("--models")
+        .arg(&card)
+        .arg("--data-root")
+        .arg(d)
+        .arg("--out")
+        .arg(d.join("out"))
+        .timeout(LIMIT)
+        .assert()
+        .success();
+    assert!(String::from_utf8_lossy(&out.get_output().stdout)
+        .contains("0 pairs evaluated, 1 up to date"));
+    let evals = std::fs::read_to_string(d.join("out/evals.csv")).unwrap();
+    assert!(
+        evals.contains("probe,robust,") && !evals.contains("probe,standard,"),
+        "{evals}"
+    );
+}

@@ -410,8 +410,11 @@ pub fn run(
     crate::engine::runtime::check_provider(settings.session.provider)?;
     let workers = Workers::plan(settings)?;
     let mut checked = check_models(models, settings, workers, progress)?;
-    let keys = model_keys(models, &settings.out)?;
     let mut store = open_store(suite, settings, rt)?;
+    let keys = model_keys(models, &settings.out)?;
+    // A card's group is no input to predictions, only to the baseline: stored rows take the
+    // card's current group without being evaluated again.
+    store.regroup(models.iter().map(|m| (m.name.as_str(), m.group.as_str())))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(settings.loader_threads.max(1))
         .thread_name(|i| format!("loader-{i}"))

@@ -261,6 +261,27 @@ impl ResultsStore {
         Ok(store)
     }
 
+    /// Give every stored row of each model the group its card has now; evals.csv is rewritten
+    /// only when one changed.
+    pub fn regroup<'a>(&mut self, groups: impl Iterator<Item = (&'a str, &'a str)>) -> Result<()> {
+        let mut changed = false;
+        for (model, group) in groups {
+            for row in self.evals.iter_mut().filter(|r| r.model == model) {
+                if row.group != group {
+                    row.group = group.to_string();
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            write_atomic(
+                &self.dir.join("evals.csv"),
+                &csv_bytes(&self.evals, evals::HEADER)?,
+            )?;
+        }
+        Ok(())
+    }
+
     /// The stored evaluation of a pair, if its inputs are unchanged and all its rows are present,
     /// each with at least one image scored and its predictions file whole.
     pub fn up_to_date(&self, wanted: &Evaluation) -> bool {
