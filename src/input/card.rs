@@ -603,7 +603,7 @@ mod tests {
 
     fn card(text: &str) -> Result<ModelCard> {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("m.onnx"), b"x").unwrap();
+        std::fs::write(dir.path().join("m.onnx"), b"").unwrap();
         let file = dir.path().join("m.toml");
         std::fs::write(&file, text).unwrap();
         ModelCard::load(&file)
