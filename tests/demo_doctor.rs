@@ -37,7 +37,8 @@ fn demo_suite_runs_with_no_datasets_and_tells_the_story() {
         .fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
     assert!(hi - lo > 20.0, "ID accuracies {id:?}");
     // Second run: everything is up to date, and no result changes by a byte (run.json and the
-    // reports record this run's start and end: they are the provenance, rewritten every run).
+    // reports record this run's start and end: they are the provenance, rewritten every run; .lock
+    // names the run holding the folder).
     let before = snapshot(out.path());
     assert!(before.len() >= 40, "{:?}", before.keys());
     bin()
@@ -69,7 +70,7 @@ fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::Path
             let path = entry.unwrap().path();
             if path.is_dir() {
                 pending.push(path);
-            } else if !["run.json", "report.html", "report.md"]
+            } else if !["run.json", "report.html", "report.md", ".lock"]
                 .iter()
                 .any(|name| path.file_name().is_some_and(|f| f == *name))
             {
