@@ -32,27 +32,40 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
     });
     let suite = Suite::find(&args.suite)?;
     let progress = progress::make(args.progress.into());
-    let model_paths = if args.models.is_empty() {
-        match &suite.models {
-            Some(p) => vec![p.clone()],
-            None => {
-                return Err(Error::Usage(format!(
-                    "suite `{}` brings no models: pass --models PATH",
-                    suite.name
-                )))
-            }
+    let model_paths = match (&args.models[..], &suite.models) {
+        ([], Some(p)) => vec![p.clone()],
+        ([], None) => {
+            return Err(Error::Usage(format!(
+                "suite `{}` brings no models: pass --models PATH",
+                suite.name
+            )))
         }
-    } else {
-        args.models.clone()
+        (given, _) => given.to_vec(),
     };
     let models = card::discover(&model_paths, &mut |w| {
         progress.message(&format!("warning: {w}"))
     })?;
+    let settings = run_settings(&args, &suite);
+    let summary = evaluate::run(&suite, &models, &settings, progress.as_ref())?;
+    print_evaluation(&args, &settings.out, &models, &summary)?;
+    analyse_after_run(&args, &settings.out);
+    if summary.failed_images > args.allow_failures {
+        eprintln!(
+            "error: {} images could not be read (listed in {}); pass --allow-failures N to accept up to N",
+            summary.failed_images,
+            settings.out.join("failures.csv").display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_settings(args: &RunArgs, suite: &Suite) -> RunSettings {
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| std::path::Path::new("results").join(&suite.name));
-    let settings = RunSettings {
+    RunSettings {
         data_root: args.data_root.clone(),
         datasets: args.datasets.clone(),
         batch_size: args.batch_size as usize,
@@ -69,10 +82,18 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
                 .unwrap_or_else(|| out.join("tensorrt-cache")),
         },
         force: args.force,
-        out: out.clone(),
-    };
-    let summary = evaluate::run(&suite, &models, &settings, progress.as_ref())?;
-    let store = ResultsStore::open(&out)?;
+        out,
+    }
+}
+
+/// The run's models' rows of evals.csv: a table, or JSON with the run's summary.
+fn print_evaluation(
+    args: &RunArgs,
+    out: &std::path::Path,
+    models: &[card::ModelCard],
+    summary: &evaluate::RunSummary,
+) -> Result<(), Error> {
+    let store = ResultsStore::open(out)?;
     let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
     let rows: Vec<_> = store
         .evals
@@ -82,27 +103,32 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
     if args.json {
         let json = serde_json::json!({ "summary": summary, "evals": rows });
         println!("{}", to_json(&json)?);
-    } else {
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<28} {:>8} {:>8} {:>8}",
+        "model", "dataset", "top1 %", "n", "failed"
+    );
+    for r in &rows {
         println!(
-            "{:<24} {:<28} {:>8} {:>8} {:>8}",
-            "model", "dataset", "top1 %", "n", "failed"
-        );
-        for r in &rows {
-            println!(
-                "{:<24} {:<28} {:>8.2} {:>8} {:>8}",
-                r.model, r.dataset, r.top1, r.n, r.failed
-            );
-        }
-        println!(
-            "\n{} pairs evaluated, {} up to date; results in {}",
-            summary.evaluated.len(),
-            summary.up_to_date.len(),
-            out.display()
+            "{:<24} {:<28} {:>8.2} {:>8} {:>8}",
+            r.model, r.dataset, r.top1, r.n, r.failed
         );
     }
-    // The evaluation is stored; the analysis can be redone with `fit`/`plot`/`report`, so a fit that
-    // cannot be made (too few models, say) is reported without failing the run.
-    match analysis::analyse(&out, &settings_of(&args.fit)).and_then(|a| {
+    println!(
+        "\n{} pairs evaluated, {} up to date; results in {}",
+        summary.evaluated.len(),
+        summary.up_to_date.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Fit, plots and reports after a run, then the headline. The evaluation is stored and the
+/// analysis can be redone with `fit`/`plot`/`report`, so one that cannot be made (too few
+/// models, say) is a warning, not a failed run.
+fn analyse_after_run(args: &RunArgs, out: &std::path::Path) {
+    match analysis::analyse(out, &settings_of(&args.fit)).and_then(|a| {
         let mut files = a.write_fit()?;
         files.extend(a.write_plots(args.fit.labels)?);
         files.extend(a.write_reports()?);
@@ -126,15 +152,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
             eprintln!("warning: no fit, plots or report: {e} (evaluation results are stored)")
         }
     }
-    if summary.failed_images > args.allow_failures {
-        eprintln!(
-            "error: {} images could not be read (listed in {}); pass --allow-failures N to accept up to N",
-            summary.failed_images,
-            out.join("failures.csv").display()
-        );
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn settings_of(args: &FitArgs) -> AnalysisSettings {
