@@ -120,18 +120,27 @@ fn probe_suite(dir: &std::path::Path, name: &str, manifest: &str) -> std::path::
     file
 }
 
-fn probe_run(dir: &std::path::Path, suite: &std::path::Path) -> assert_cmd::Command {
+/// `run` of `suite` with the models at `models`, into `dir/out`, under the timeout.
+fn run_in(
+    dir: &std::path::Path,
+    suite: &std::path::Path,
+    models: &std::path::Path,
+) -> assert_cmd::Command {
     let mut cmd = bin();
     cmd.args(["run", "--progress", "plain", "--provider", "cpu", "--suite"])
         .arg(suite)
         .arg("--models")
-        .arg(probe_card(&dir.join("models"), "probe"))
+        .arg(models)
         .arg("--data-root")
         .arg(dir)
         .arg("--out")
         .arg(dir.join("out"))
         .timeout(LIMIT);
     cmd
+}
+
+fn probe_run(dir: &std::path::Path, suite: &std::path::Path) -> assert_cmd::Command {
+    run_in(dir, suite, &probe_card(&dir.join("models"), "probe"))
 }
 
 /// A suite's name becomes the default results folder (`results/<name>`): one that could leave it
@@ -417,17 +426,7 @@ fn external_model(dir: &std::path::Path, location: &str) -> std::path::PathBuf {
 }
 
 fn run_model(dir: &std::path::Path, card: &std::path::Path) -> assert_cmd::Command {
-    let mut cmd = bin();
-    cmd.args(["run", "--progress", "plain", "--provider", "cpu", "--suite"])
-        .arg(dir.join("suite.toml"))
-        .arg("--models")
-        .arg(card)
-        .arg("--data-root")
-        .arg(dir)
-        .arg("--out")
-        .arg(dir.join("out"))
-        .timeout(LIMIT);
-    cmd
+    run_in(dir, &dir.join("suite.toml"), card)
 }
 
 /// External data is part of the model: new weights there are evaluated again (the resume key
@@ -501,20 +500,8 @@ fn a_new_group_reaches_stored_rows() {
     let text = std::fs::read_to_string(&card)
         .unwrap()
         .replace("group = \"standard\"", "group = \"robust\"");
-    let mut cmd = bin();
     std::fs::write(&card, text).unwrap();
-    let out = cmd
-        .args(["run", "--progress", "plain", "--provider", "cpu", "--suite"])
-        .arg(&suite)
-        .arg("--models")
-        .arg(&card)
-        .arg("--data-root")
-        .arg(d)
-        .arg("--out")
-        .arg(d.join("out"))
-        .timeout(LIMIT)
-        .assert()
-        .success();
+    let out = run_in(d, &suite, &card).assert().success();
     assert!(String::from_utf8_lossy(&out.get_output().stdout)
         .contains("0 pairs evaluated, 1 up to date"));
     let evals = std::fs::read_to_string(d.join("out/evals.csv")).unwrap();
