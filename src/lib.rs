@@ -8,7 +8,9 @@
 //!   evaluation loop that drives them, progress, the benchmark and the environment check;
 //! - [`results`]: what a run stores: scoring of predictions and the results folder;
 //! - [`analysis`]: what is computed from stored results: the trend fit, effective robustness,
-//!   plots, reports and the release gate.
+//!   plots, reports and the release gate;
+//! - [`scale`]: running a suite as shards on a scheduler: Slurm array scripts and Kubernetes
+//!   Indexed Jobs, each followed by a merge.
 //!
 //! The command line is the binary's own (`src/cli/`); nothing here depends on it.
 
@@ -17,5 +19,6 @@ pub mod engine;
 pub mod error;
 pub mod input;
 pub mod results;
+pub mod scale;
 
 pub use error::{Error, Result};

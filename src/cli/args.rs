@@ -77,6 +77,37 @@ report says so. Effective robustness is fitted on each side as `fit` would; an E
 significant when the OOD accuracy change on that shift is. A check fails when its drop is larger \
 than the threshold and significant at --alpha.";
 
+const SLURM_ABOUT: &str = "Write the Slurm jobs that run a suite as N shards and merge them.\n\n\
+<out>/slurm/shards.sbatch is an array job (--array=0-(N-1)): task I runs `robust-eval run <RUN ARGS> \
+--shard auto`, which reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT and writes \
+<out>/shards/I-of-N; its log is <out>/slurm/shard-I.out. <out>/slurm/merge.sbatch runs \
+`robust-eval merge <out>`, which writes what one run would have written. Submit the merge with \
+--dependency=afterok:<array job id> so it starts once every task succeeded; --submit does both \
+and prints the two job ids. Tasks are --requeue'd: one preempted or retried resumes its shard, \
+evaluating only the pairs its folder lacks. The jobs run in the current folder (--chdir), so \
+relative paths in RUN ARGS mean what they mean here; <out> is --out of RUN ARGS, else \
+results/<suite name>.\n\nExample:\n    robust-eval slurm --shards 8 --partition gpu --gpus-per-task 1 \
+--cpus-per-task 8 --time 2:00:00 --submit -- --suite imagenet-shifts --models models/ --threads 8";
+
+const KUBERNETES_ABOUT: &str = "Write the Kubernetes Jobs that run a suite as N shards and merge them.\n\n\
+<DIR>/shards.yaml is an Indexed Job (completionMode: Indexed, completions = parallelism = N): pod \
+I runs `robust-eval run <RUN ARGS> --shard auto --shard-count N`, which reads \
+JOB_COMPLETION_INDEX and writes <out>/shards/I-of-N on the volume claim mounted at --mount (also \
+the working folder, so relative paths in RUN ARGS, and the default results/<suite name>, lie on \
+the volume). Each index is retried on its own (--retries), and a pod evicted or preempted is \
+started again without counting as a failure; it resumes its shard. <DIR>/merge.yaml is a Job \
+running `robust-eval merge <out>`. Apply the shards, wait for the Job to complete, then apply the \
+merge: the exact commands are printed. Nothing is sent to a cluster.\n\nExample:\n    \
+robust-eval kubernetes --shards 8 --image registry.example/robust-eval:1 --volume-claim evals \
+--gpus 1 -- --suite imagenet-shifts --models models/ --out results/shifts";
+
+const SCHEDULER_EXIT_STATUS: &str = "\
+EXIT STATUS:
+    0   The files were written (and with --submit, both jobs were submitted).
+    2   Nothing was submitted, or only the shards' array (the message says which and how to
+        finish by hand): bad run arguments, a value the files cannot hold, sbatch missing or
+        failing.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "robust-eval",
@@ -122,6 +153,12 @@ pub enum Command {
     /// Report which ONNX Runtime library is found and which execution providers initialise.
     #[command(after_long_help = EXIT_STATUS)]
     Doctor(DoctorArgs),
+    /// Write (and with --submit, submit) Slurm jobs running a suite as N shards, then a merge.
+    #[command(long_about = SLURM_ABOUT, after_long_help = SCHEDULER_EXIT_STATUS)]
+    Slurm(SlurmArgs),
+    /// Write Kubernetes Jobs running a suite as N shards (an Indexed Job), then a merge.
+    #[command(long_about = KUBERNETES_ABOUT, after_long_help = SCHEDULER_EXIT_STATUS)]
+    Kubernetes(KubernetesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -396,4 +433,103 @@ pub struct DoctorArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmArgs {
+    /// Number of shards: array tasks 0 to N-1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub shards: u32,
+    /// Partition (queue) for both jobs. Default: the cluster's.
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<String>,
+    /// Time limit of each task and of the merge, as sbatch takes it (e.g. 2:00:00).
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// GPUs for each shard (the merge gets none).
+    #[arg(long, value_name = "N")]
+    pub gpus_per_task: Option<u32>,
+    /// CPU cores for each task. Pass --threads with the same number in RUN ARGS so the run uses
+    /// what it was given.
+    #[arg(long, value_name = "N")]
+    pub cpus_per_task: Option<u32>,
+    /// Memory for each task, as sbatch takes it (e.g. 16G).
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// Account to charge.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// Job name; the merge job is NAME-merge.
+    #[arg(long, value_name = "NAME", default_value = "robust-eval")]
+    pub job_name: String,
+    /// Any other sbatch option for both scripts, written as one word (e.g. --sbatch=--qos=high).
+    /// Repeatable.
+    #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch: Vec<String>,
+    /// The robust-eval the jobs run. Default: this one (its absolute path, which the compute
+    /// nodes must see).
+    #[arg(long, value_name = "PATH")]
+    pub program: Option<PathBuf>,
+    /// Submit both scripts with sbatch: the array, then the merge with --dependency=afterok.
+    #[arg(long)]
+    pub submit: bool,
+    /// Print the scripts' paths, the commands and the job ids as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The arguments of `robust-eval run`, after `--` (without --shard).
+    #[arg(last = true, required = true, value_name = "RUN ARGS")]
+    pub run: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    /// Number of shards: completion indexes 0 to N-1, all running at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub shards: u32,
+    /// Container image with robust-eval (and ONNX Runtime) installed.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: String,
+    /// PersistentVolumeClaim (ReadWriteMany) that holds the results, and the models and data
+    /// if they are not in the image.
+    #[arg(long, value_name = "PVC")]
+    pub volume_claim: String,
+    /// Where the claim is mounted in the pods; also their working folder.
+    #[arg(long, value_name = "PATH", default_value = "/results")]
+    pub mount: String,
+    /// GPUs for each shard's pod (nvidia.com/gpu).
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u32>,
+    /// CPUs requested for each pod (e.g. 8 or 500m).
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<String>,
+    /// Memory requested and limited for each pod (e.g. 16Gi).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Job name; the merge Job is NAME-merge.
+    #[arg(long, value_name = "NAME", default_value = "robust-eval")]
+    pub name: String,
+    /// Failed attempts allowed per shard (backoffLimitPerIndex) and for the merge.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retries: u32,
+    /// The robust-eval in the image.
+    #[arg(long, value_name = "PATH", default_value = "robust-eval")]
+    pub program: String,
+    /// Folder the manifests are written to. Default: <out>/kubernetes, <out> as seen from here.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print the manifests' paths and the commands as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The arguments of `robust-eval run`, after `--` (without --shard); paths as the pods see
+    /// them.
+    #[arg(last = true, required = true, value_name = "RUN ARGS")]
+    pub run: Vec<String>,
+}
+
+/// `robust-eval run` alone, to check the arguments a scheduler's script will pass to it.
+#[derive(Debug, Parser)]
+#[command(name = "robust-eval run")]
+pub struct RunCommandLine {
+    #[command(flatten)]
+    pub run: RunArgs,
 }

@@ -2,9 +2,11 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 use super::args::{
-    BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, ManifestArgs, ModelsArgs, PlotCommand,
-    ReportCommand, RunArgs,
+    BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, KubernetesArgs, ManifestArgs, ModelsArgs,
+    PlotCommand, ReportCommand, RunArgs, RunCommandLine, SlurmArgs,
 };
 use robust_eval::analysis::gate;
 use robust_eval::analysis::report::Format;
@@ -16,6 +18,9 @@ use robust_eval::engine::{doctor, progress};
 use robust_eval::input::suite::Suite;
 use robust_eval::input::{card, manifest};
 use robust_eval::results::store::ResultsStore;
+use robust_eval::scale::kubernetes::{self, KubernetesOptions};
+use robust_eval::scale::slurm::{self, SlurmOptions};
+use robust_eval::scale::{self, ShardedRun};
 use robust_eval::Error;
 
 fn to_json(value: &impl serde::Serialize) -> Result<String, Error> {
@@ -60,11 +65,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_settings(args: &RunArgs, suite: &Suite) -> RunSettings {
-    let out = args
-        .out
+/// The results folder: --out, else results/<suite name>.
+fn out_of(args: &RunArgs, suite_name: &str) -> std::path::PathBuf {
+    args.out
         .clone()
-        .unwrap_or_else(|| std::path::Path::new("results").join(&suite.name));
+        .unwrap_or_else(|| std::path::Path::new("results").join(suite_name))
+}
+
+fn run_settings(args: &RunArgs, suite: &Suite) -> RunSettings {
+    let out = out_of(args, &suite.name);
     RunSettings {
         data_root: args.data_root.clone(),
         datasets: args.datasets.clone(),
@@ -385,4 +394,115 @@ pub fn run_doctor(args: DoctorArgs) -> Result<ExitCode, Error> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// The `run` arguments a scheduler's tasks will pass, checked as `run` parses them (a typo fails
+/// here, not in N tasks on the cluster), and the results folder they name.
+fn sharded_run(shards: u32, program: String, run: &[String]) -> Result<ShardedRun, Error> {
+    scale::refuse_shard_flags(run)?;
+    let line = std::iter::once("robust-eval run").chain(run.iter().map(String::as_str));
+    let parsed = RunCommandLine::try_parse_from(line).map_err(|e| {
+        Error::Usage(format!(
+            "the run arguments after `--`: {}",
+            e.render().to_string().trim_start_matches("error: ")
+        ))
+    })?;
+    let out = match &parsed.run.out {
+        Some(out) => out.clone(),
+        None => {
+            let suite = Suite::find(&parsed.run.suite).map_err(|e| {
+                Error::Usage(format!(
+                    "{e} (read to name the default results folder; or pass --out in the run arguments)"
+                ))
+            })?;
+            out_of(&parsed.run, &suite.name)
+        }
+    };
+    ShardedRun::new(shards, program, run.to_vec(), out)
+}
+
+fn absolute(path: &std::path::Path) -> Result<std::path::PathBuf, Error> {
+    std::path::absolute(path).map_err(|e| Error::io(path, e))
+}
+
+pub fn run_slurm(args: SlurmArgs) -> Result<ExitCode, Error> {
+    let program = match &args.program {
+        Some(p) => absolute(p)?,
+        None => std::env::current_exe().map_err(|e| Error::io("robust-eval", e))?,
+    };
+    let workdir = absolute(std::path::Path::new("."))?;
+    let mut run = sharded_run(args.shards, program.display().to_string(), &args.run)?;
+    run.out = absolute(&run.out)?;
+    let options = SlurmOptions {
+        job_name: args.job_name,
+        partition: args.partition,
+        time: args.time,
+        gpus_per_task: args.gpus_per_task,
+        cpus_per_task: args.cpus_per_task,
+        mem: args.mem,
+        account: args.account,
+        extra: args.sbatch,
+    };
+    let scripts = slurm::write(&run, &options, &workdir)?;
+    let commands = slurm::commands(&scripts);
+    let submitted = if args.submit {
+        Some(slurm::submit(&scripts)?)
+    } else {
+        None
+    };
+    if args.json {
+        let json = serde_json::json!({
+            "scripts": scripts, "commands": commands, "submitted": submitted, "out": run.out
+        });
+        println!("{}", to_json(&json)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "wrote {} ({} array tasks) and {}",
+        scripts.shards.display(),
+        run.shards,
+        scripts.merge.display()
+    );
+    match submitted {
+        Some(s) => println!(
+            "submitted the shards as array job {} (logs {}/shard-<task>.out) and the merge as job {}, \
+             which starts when every task has succeeded; results in {}",
+            s.array_job,
+            slurm::dir(&run).display(),
+            s.merge_job,
+            run.out.display()
+        ),
+        None => println!("submit them with:\n  {}", commands.join("\n  ")),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_kubernetes(args: KubernetesArgs) -> Result<ExitCode, Error> {
+    let run = sharded_run(args.shards, args.program.clone(), &args.run)?;
+    let dir = args.dir.clone().unwrap_or_else(|| run.out.join("kubernetes"));
+    let options = KubernetesOptions {
+        name: args.name,
+        image: args.image,
+        volume_claim: args.volume_claim,
+        mount: args.mount,
+        gpus: args.gpus,
+        cpus: args.cpus,
+        memory: args.memory,
+        retries: args.retries,
+    };
+    let manifests = kubernetes::write(&run, &options, &dir)?;
+    let commands = kubernetes::commands(&manifests, &options);
+    if args.json {
+        let json = serde_json::json!({ "manifests": manifests, "commands": commands });
+        println!("{}", to_json(&json)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "wrote {} ({} indexed completions) and {}\nrun them with:\n  {}",
+        manifests.shards.display(),
+        run.shards,
+        manifests.merge.display(),
+        commands.join(" &&\n  ")
+    );
+    Ok(ExitCode::SUCCESS)
 }

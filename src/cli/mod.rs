@@ -49,6 +49,8 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Models(args) => commands::run_models(args),
         Command::Bench(args) => commands::run_bench(args),
         Command::Doctor(args) => commands::run_doctor(args),
+        Command::Slurm(args) => commands::run_slurm(args),
+        Command::Kubernetes(args) => commands::run_kubernetes(args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# The Slurm tier: a real single-node Slurm (Debian's slurm-wlm and munge, installed with apt-get
+# when missing) started by this script in a temporary folder, with its own config, ports and munge
+# socket (nothing under /etc is changed). The demo suite is submitted as a 3-task array plus the
+# dependent merge through `robust-eval slurm --submit`; once both jobs have left the queue, the
+# merged folder must equal a single run's: evals.csv (without the timing columns seconds and
+# images_per_s), every predictions file byte for byte, and fit.json.
+# When it cannot run (not root, no apt-get, the daemons do not start), it prints
+# "slurm tier SKIPPED: <why>" and exits 0. A failure prints the jobs' logs and exits 1.
+# Uses ROBUST_EVAL_BIN as the binary under test when set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+skip() {
+  echo "slurm tier SKIPPED: $1"
+  exit 0
+}
+
+if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 || skip "no Slurm and no apt-get to install it"
+  [ "$(id -u)" = 0 ] || skip "no Slurm, and installing it needs root"
+  echo "test_slurm: installing Debian's slurm-wlm and munge (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || skip "apt-get update failed"
+  apt-get install -y -qq -o DPkg::Lock::Timeout=300 slurm-wlm munge >/dev/null \
+    || skip "apt-get install slurm-wlm munge failed"
+fi
+# slurmd runs jobs as their submitter; as anyone but root it could not run them for us.
+[ "$(id -u)" = 0 ] || skip "slurmd must run as root to start jobs"
+
+bin=${ROBUST_EVAL_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release --quiet
+  bin=$root/target/release/robust-eval
+fi
+
+tmp=$(mktemp -d /tmp/robust-eval-slurm.XXXXXX)
+chmod 755 "$tmp"
+state=$tmp/slurm
+mkdir -p "$state/ctld" "$state/spool" "$state/munge"
+chmod 711 "$state/munge"
+pids=()
+stop() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$tmp"
+}
+trap stop EXIT
+
+# munge: a key of our own, a socket of our own.
+dd if=/dev/urandom bs=1 count=1024 of="$state/munge/munge.key" status=none
+chmod 400 "$state/munge/munge.key"
+socket=$state/munge/munge.socket
+munged --foreground --force --key-file="$state/munge/munge.key" --socket="$socket" \
+  --pid-file="$state/munge/munged.pid" --log-file="$state/munge/munged.log" \
+  --seed-file="$state/munge/munged.seed" >"$state/munge/stdout.log" 2>&1 &
+pids+=($!)
+
+host=$(hostname -s)
+cpus=$(nproc)
+memory=$(free -m | awk '/^Mem:/ { m = $2 - 512; print (m > 256 ? m : 256) }')
+export SLURM_CONF=$state/slurm.conf
+cat >"$SLURM_CONF" <<EOF
+ClusterName=robusteval
+SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=16817
+SlurmdPort=16818
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$socket
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+StateSaveLocation=$state/ctld
+SlurmdSpoolDir=$state/spool
+SlurmctldPidFile=$state/slurmctld.pid
+SlurmdPidFile=$state/slurmd.pid
+SlurmctldLogFile=$state/slurmctld.log
+SlurmdLogFile=$state/slurmd.log
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+EOF
+
+logs() {
+  local f
+  for f in "$state"/*.log "$state"/munge/*.log "$tmp"/sharded\ out/slurm/*.out; do
+    [ -f "$f" ] || continue
+    echo "----- $f"
+    tail -n 60 "$f"
+  done
+}
+fail() {
+  echo "slurm tier FAILED: $1" >&2
+  logs >&2
+  exit 1
+}
+
+for _ in $(seq 50); do [ -S "$socket" ] && break; sleep 0.2; done
+[ -S "$socket" ] || { logs; skip "munged did not start (its log is above)"; }
+slurmctld -D -c -f "$SLURM_CONF" >"$state/slurmctld.stdout" 2>&1 &
+pids+=($!)
+slurmd -D -f "$SLURM_CONF" >"$state/slurmd.stdout" 2>&1 &
+pids+=($!)
+node=""
+for _ in $(seq 60); do
+  node=$(sinfo -h -n "$host" -o %t 2>/dev/null || true)
+  [ "$node" = idle ] && break
+  sleep 1
+done
+[ "$node" = idle ] || { logs; skip "the Slurm daemons did not bring node $host up (state '${node:-none}'; logs above)"; }
+echo "test_slurm: Slurm $(sinfo -V | awk '{ print $2 }') is up: node $host, $cpus CPUs"
+
+# The same run arguments for the shards and for the single run; the demo is extracted into this
+# test's own cache, by three tasks at once.
+export ROBUST_EVAL_CACHE=$tmp/cache
+run_args=(--suite demo --threads 1 --loader-threads 1 --progress none)
+"$bin" slurm --shards 3 --cpus-per-task 1 --job-name "robust-eval test" --submit --json \
+  -- "${run_args[@]}" --out "$tmp/sharded out" >"$tmp/submitted.json" || fail "robust-eval slurm --submit failed"
+jobs=$(python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))["submitted"]; print(s["array_job"], s["merge_job"])' "$tmp/submitted.json")
+read -r array merge <<<"$jobs"
+echo "test_slurm: submitted array job $array and merge job $merge"
+
+for _ in $(seq 600); do
+  [ -z "$(squeue -h -j "$array,$merge" -o %i 2>/dev/null)" ] && break
+  sleep 1
+done
+[ -z "$(squeue -h -j "$array,$merge" -o %i)" ] || fail "the jobs were still queued after 10 minutes"
+states=$(scontrol -o show job "$array" | grep -o 'JobState=[A-Z_]*' | sort | uniq -c)
+echo "test_slurm: array tasks: $(echo $states)"
+[ "$(scontrol -o show job "$array" | grep -c 'JobState=COMPLETED')" = 3 ] || fail "not every array task completed"
+scontrol -o show job "$merge" | grep -q 'JobState=COMPLETED' || fail "the merge job did not complete"
+
+"$bin" run "${run_args[@]}" --out "$tmp/single" >"$tmp/single.log" 2>&1 || { cat "$tmp/single.log"; fail "the single run failed"; }
+python3 - "$tmp/single/evals.csv" "$tmp/sharded out/evals.csv" <<'EOF' || fail "evals.csv differs"
+import csv, sys
+def rows(path):
+    with open(path, newline="") as f:
+        table = list(csv.reader(f))
+    keep = [i for i, name in enumerate(table[0]) if name not in ("seconds", "images_per_s")]
+    return [[r[i] for i in keep] for r in table]
+single, merged = rows(sys.argv[1]), rows(sys.argv[2])
+if single != merged:
+    for a, b in zip(single, merged):
+        if a != b:
+            print("single:", a, "\nmerged:", b, file=sys.stderr)
+    sys.exit(f"{len(single)} rows in one run, {len(merged)} merged")
+print(f"test_slurm: evals.csv: {len(single) - 1} rows equal (timings aside)")
+EOF
+diff -r "$tmp/single/predictions" "$tmp/sharded out/predictions" || fail "the predictions differ"
+echo "test_slurm: predictions: $(find "$tmp/single/predictions" -type f | wc -l) files byte-identical"
+cmp "$tmp/single/fit.json" "$tmp/sharded out/fit.json" || fail "fit.json differs"
+echo "test_slurm: fit.json identical"
+echo "slurm tier: passed"

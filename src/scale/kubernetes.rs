@@ -1,0 +1,258 @@
+//! Kubernetes: an Indexed Job (completion index I runs `run --shard auto`, which reads
+//! JOB_COMPLETION_INDEX, with the count in --shard-count and ROBUST_EVAL_SHARD_COUNT) and a merge
+//! Job, both mounting one PersistentVolumeClaim that holds the results.
+//!
+//! The manifests are built as JSON values and written as block YAML whose every string is a JSON
+//! string (valid YAML, so no name or argument can change the document's structure).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::{shell_quote, ShardedRun};
+use crate::error::{Error, Result};
+use crate::results::store::write_atomic;
+
+/// What the pods get: the image, the claim and the resources of each shard's pod.
+#[derive(Debug, Clone)]
+pub struct KubernetesOptions {
+    pub name: String,
+    pub image: String,
+    pub volume_claim: String,
+    pub mount: String,
+    pub gpus: Option<u32>,
+    pub cpus: Option<String>,
+    pub memory: Option<String>,
+    /// Failed attempts allowed per index before the Job gives that index up.
+    pub retries: u32,
+}
+
+/// The two manifests.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifests {
+    pub shards: PathBuf,
+    pub merge: PathBuf,
+}
+
+/// Writes `shards.yaml` and `merge.yaml` into `dir`.
+pub fn write(run: &ShardedRun, options: &KubernetesOptions, dir: &Path) -> Result<Manifests> {
+    check_name(&options.name)?;
+    let manifests = Manifests {
+        shards: dir.join("shards.yaml"),
+        merge: dir.join("merge.yaml"),
+    };
+    write_atomic(&manifests.shards, yaml(&shards_job(run, options)).as_bytes())?;
+    write_atomic(&manifests.merge, yaml(&merge_job(run, options)).as_bytes())?;
+    Ok(manifests)
+}
+
+/// Job names become pod names and labels: DNS labels (RFC 1123) short enough for Kubernetes to
+/// append the index and a suffix.
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "--name {name:?}: a Job name must be lower-case letters, digits and `-`, start and end \
+             with a letter or digit, and be at most 40 characters"
+        )))
+    }
+}
+
+/// The Indexed Job: N completions, all N at once, each index retried on its own.
+pub fn shards_job(run: &ShardedRun, options: &KubernetesOptions) -> Value {
+    let mut command = run.shard_command();
+    command.extend(["--shard-count".to_string(), run.shards.to_string()]);
+    let mut container = container("shard", options, command, true);
+    container["env"] = json!([
+        { "name": "ROBUST_EVAL_SHARD_COUNT", "value": run.shards.to_string() }
+    ]);
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": options.name, "labels": labels(options, "shards") },
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": run.shards,
+            "parallelism": run.shards,
+            "backoffLimitPerIndex": options.retries,
+            // A pod evicted or preempted is no failure of the shard: it is started again, and
+            // resumes from the pairs its folder holds.
+            "podFailurePolicy": { "rules": [
+                { "action": "Ignore", "onPodConditions": [{ "type": "DisruptionTarget" }] }
+            ] },
+            "template": pod(options, "shards", container),
+        }
+    })
+}
+
+/// The merge Job: one pod running `merge <out>` on the same volume.
+pub fn merge_job(run: &ShardedRun, options: &KubernetesOptions) -> Value {
+    let container = container("merge", options, run.merge_command(), false);
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": format!("{}-merge", options.name), "labels": labels(options, "merge") },
+        "spec": {
+            "completions": 1,
+            "backoffLimit": options.retries,
+            "template": pod(options, "merge", container),
+        }
+    })
+}
+
+fn labels(options: &KubernetesOptions, component: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": "robust-eval",
+        "app.kubernetes.io/instance": options.name,
+        "app.kubernetes.io/component": component,
+    })
+}
+
+fn pod(options: &KubernetesOptions, component: &str, container: Value) -> Value {
+    json!({
+        "metadata": { "labels": labels(options, component) },
+        "spec": {
+            // Never, not OnFailure: per-index retries and the pod failure policy need it.
+            "restartPolicy": "Never",
+            "containers": [container],
+            "volumes": [{
+                "name": "results",
+                "persistentVolumeClaim": { "claimName": options.volume_claim }
+            }]
+        }
+    })
+}
+
+/// The container: the image, the command, relative paths resolved on the volume.
+fn container(name: &str, options: &KubernetesOptions, command: Vec<String>, shard: bool) -> Value {
+    let mut c = json!({
+        "name": name,
+        "image": options.image,
+        "command": command,
+        "workingDir": options.mount,
+        "volumeMounts": [{ "name": "results", "mountPath": options.mount }],
+    });
+    let mut requests = Map::new();
+    let mut limits = Map::new();
+    if let Some(cpus) = &options.cpus {
+        requests.insert("cpu".into(), json!(cpus));
+    }
+    if let Some(memory) = &options.memory {
+        requests.insert("memory".into(), json!(memory));
+        limits.insert("memory".into(), json!(memory));
+    }
+    if let (Some(g), true) = (options.gpus, shard) {
+        limits.insert("nvidia.com/gpu".into(), json!(g));
+    }
+    if !requests.is_empty() || !limits.is_empty() {
+        c["resources"] = json!({ "requests": requests, "limits": limits });
+    }
+    c
+}
+
+/// The commands that start the shards, wait for all of them, then merge.
+pub fn commands(manifests: &Manifests, options: &KubernetesOptions) -> Vec<String> {
+    let shards = shell_quote(&manifests.shards.display().to_string());
+    let merge = shell_quote(&manifests.merge.display().to_string());
+    vec![
+        format!("kubectl apply -f {shards}"),
+        format!(
+            "kubectl wait --for=condition=complete --timeout=-1s job/{}",
+            options.name
+        ),
+        format!("kubectl apply -f {merge}"),
+    ]
+}
+
+/// Block YAML for a JSON value: keys and strings as JSON strings, which YAML reads as its
+/// double-quoted scalars.
+pub fn yaml(value: &Value) -> String {
+    let mut out = String::new();
+    block(value, 0, &mut out);
+    out
+}
+
+fn block(value: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, v) in map {
+                out.push_str(&format!("{pad}{}:", scalar(&Value::String(key.clone()))));
+                nested(v, indent + 2, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for item in items {
+                // The item's block, its first line's indent replaced by the dash.
+                let mut inner = String::new();
+                block(item, indent + 2, &mut inner);
+                out.push_str(&pad);
+                out.push_str("- ");
+                out.push_str(&inner[indent + 2..]);
+            }
+        }
+        other => {
+            out.push_str(&pad);
+            out.push_str(&scalar(other));
+            out.push('\n');
+        }
+    }
+}
+
+/// After `key:`: a scalar on the same line, a collection below.
+fn nested(value: &Value, indent: usize, out: &mut String) {
+    match value {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            block(value, indent, out);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            block(value, indent, out);
+        }
+        other => {
+            out.push(' ');
+            out.push_str(&scalar(other));
+            out.push('\n');
+        }
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        // Plain keys such as `apiVersion` read better bare, and YAML reads them the same.
+        Value::String(s)
+            if !s.is_empty()
+                && s.chars().all(|c| c.is_ascii_alphanumeric())
+                && s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && !["true", "false", "null", "yes", "no", "on", "off", "y", "n"]
+                    .contains(&s.to_ascii_lowercase().as_str()) =>
+        {
+            s.clone()
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_nests_maps_and_lists() {
+        let v = json!({ "a": { "b": [1, { "c": "x y", "d": [] }] }, "e": {} });
+        assert_eq!(
+            yaml(&v),
+            "a:\n  b:\n    - 1\n    - c: \"x y\"\n      d: []\ne: {}\n"
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! Scaling out: front ends that write what a scheduler needs to run one suite as N shards
+//! (`run --shard auto` in each task) followed by one `merge` of their folders.
+//!
+//! - [`slurm`]: an sbatch array script and a merge script that depends on the array (afterok);
+//! - [`kubernetes`]: an Indexed Job and a merge Job sharing a volume for the results.
+//!
+//! Nothing here schedules or retries anything itself: the scheduler does, and a retried shard
+//! resumes because `run` skips the pairs its folder already holds.
+
+pub mod kubernetes;
+pub mod slurm;
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// One suite run split into shards, as the scheduler's scripts will start it.
+#[derive(Debug, Clone)]
+pub struct ShardedRun {
+    /// How many shards (array tasks, Job completions).
+    pub shards: u32,
+    /// The robust-eval the tasks run (an absolute path for Slurm, a name on the image's PATH for
+    /// Kubernetes).
+    pub program: String,
+    /// The user's `run` arguments, without `--shard`: the front end adds its own.
+    pub run_args: Vec<String>,
+    /// The results folder the shards write under (`<out>/shards/I-of-N`) and `merge` fills.
+    pub out: PathBuf,
+}
+
+impl ShardedRun {
+    /// Checks what the front ends rely on: at least one shard, and no shard flags of the user's
+    /// own (the scripts pass `--shard auto`, and two would contradict each other).
+    pub fn new(shards: u32, program: String, run_args: Vec<String>, out: PathBuf) -> Result<Self> {
+        if shards == 0 {
+            return Err(Error::Usage("--shards must be at least 1".into()));
+        }
+        refuse_shard_flags(&run_args)?;
+        Ok(ShardedRun {
+            shards,
+            program,
+            run_args,
+            out,
+        })
+    }
+
+    /// The command each task runs.
+    pub fn shard_command(&self) -> Vec<String> {
+        let mut command = vec![self.program.clone(), "run".to_string()];
+        command.extend(self.run_args.iter().cloned());
+        command.extend(["--shard".to_string(), "auto".to_string()]);
+        command
+    }
+
+    /// The command the merge job runs.
+    pub fn merge_command(&self) -> Vec<String> {
+        vec![
+            self.program.clone(),
+            "merge".to_string(),
+            self.out.display().to_string(),
+        ]
+    }
+}
+
+/// The scripts pass `--shard auto` themselves; one of the user's would contradict it.
+pub fn refuse_shard_flags(run_args: &[String]) -> Result<()> {
+    let is_shard_flag = |arg: &&String| {
+        ["--shard", "--shard-count"]
+            .iter()
+            .any(|f| *arg == f || arg.starts_with(&format!("{f}=")))
+    };
+    match run_args.iter().find(is_shard_flag) {
+        Some(flag) => Err(Error::Usage(format!(
+            "`{flag}` in the run arguments: the scheduler's scripts pass `--shard auto` themselves; \
+             leave it out and give the number of shards with --shards"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// One word for a POSIX shell, whatever it holds: bare when it is made of characters no shell
+/// treats specially, otherwise in single quotes (a quote inside becomes `'\''`).
+pub fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// A command line for a POSIX shell, every word quoted as needed.
+pub fn shell_line(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("--out=/a/b_c.d"), "--out=/a/b_c.d");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's $HOME"), r"'it'\''s $HOME'");
+        assert_eq!(shell_quote("*"), "'*'");
+    }
+
+    #[test]
+    fn the_users_shard_flags_are_refused() {
+        for flag in ["--shard", "--shard=1/2", "--shard-count", "--shard-count=3"] {
+            let args = vec!["--suite".into(), "demo".into(), flag.into()];
+            let e = ShardedRun::new(2, "robust-eval".into(), args, "out".into()).unwrap_err();
+            assert!(e.to_string().contains(flag), "{e}");
+        }
+        assert!(ShardedRun::new(0, "x".into(), vec![], "out".into()).is_err());
+    }
+}

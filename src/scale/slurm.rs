@@ -1,0 +1,309 @@
+//! Slurm: an sbatch array script (task I runs `run --shard auto`, which reads
+//! SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT) and a merge script submitted with
+//! `--dependency=afterok:<array job>`, so it starts once every task has succeeded.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+use super::{shell_line, shell_quote, ShardedRun};
+use crate::error::{Error, Result};
+use crate::results::store::write_atomic;
+
+/// sbatch options the user chose; `None` leaves the cluster's default.
+#[derive(Debug, Clone, Default)]
+pub struct SlurmOptions {
+    pub job_name: String,
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    pub gpus_per_task: Option<u32>,
+    pub cpus_per_task: Option<u32>,
+    pub mem: Option<String>,
+    pub account: Option<String>,
+    /// More options for both scripts, each as sbatch takes it (`--qos=high`).
+    pub extra: Vec<String>,
+}
+
+/// The two scripts, written under `<out>/slurm/`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scripts {
+    pub shards: PathBuf,
+    pub merge: PathBuf,
+}
+
+/// Job ids sbatch gave.
+#[derive(Debug, Clone, Serialize)]
+pub struct Submitted {
+    pub array_job: String,
+    pub merge_job: String,
+}
+
+/// The folder the scripts and the jobs' logs go to.
+pub fn dir(run: &ShardedRun) -> PathBuf {
+    run.out.join("slurm")
+}
+
+/// Writes `<out>/slurm/shards.sbatch` and `<out>/slurm/merge.sbatch`. `workdir` becomes each
+/// job's `--chdir`, so relative paths in the run arguments mean what they meant here.
+pub fn write(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -> Result<Scripts> {
+    let dir = dir(run);
+    let scripts = Scripts {
+        shards: dir.join("shards.sbatch"),
+        merge: dir.join("merge.sbatch"),
+    };
+    write_atomic(
+        &scripts.shards,
+        shards_script(run, options, workdir)?.as_bytes(),
+    )?;
+    write_atomic(
+        &scripts.merge,
+        merge_script(run, options, workdir)?.as_bytes(),
+    )?;
+    Ok(scripts)
+}
+
+/// The array script: one task per shard.
+pub fn shards_script(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -> Result<String> {
+    let log = format!("{}/shard-%a.out", path_text(&dir(run))?);
+    let mut lines = vec![
+        directive("--job-name", &options.job_name)?,
+        directive("--array", &format!("0-{}", run.shards - 1))?,
+        directive("--output", &log)?,
+        // A requeued task (preemption, node failure) appends to its log instead of truncating it.
+        directive("--open-mode", "append")?,
+        directive("--requeue", "")?,
+    ];
+    lines.extend(common(options, workdir)?);
+    if let Some(g) = options.gpus_per_task {
+        lines.push(directive("--gpus-per-task", &g.to_string())?);
+    }
+    Ok(script(
+        &lines,
+        "Task I of the array runs shard I of the suite (`run --shard auto` reads\n\
+         # SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT) into <out>/shards/I-of-N. A retried or\n\
+         # requeued task resumes: the pairs its folder already holds are not evaluated again.",
+        "echo \"robust-eval shard ${SLURM_ARRAY_TASK_ID}: job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}, \
+         attempt $(( ${SLURM_RESTART_COUNT:-0} + 1 )), host $(hostname)\" >&2",
+        &run.shard_command(),
+    ))
+}
+
+/// The merge script: submitted to start after every array task succeeded.
+pub fn merge_script(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -> Result<String> {
+    let log = format!("{}/merge-%j.out", path_text(&dir(run))?);
+    let mut lines = vec![
+        directive("--job-name", &format!("{}-merge", options.job_name))?,
+        directive("--output", &log)?,
+        // A shard that failed for good leaves the dependency unsatisfiable: cancel the merge then
+        // instead of leaving it pending forever.
+        directive("--kill-on-invalid-dep", "yes")?,
+    ];
+    lines.extend(common(options, workdir)?);
+    Ok(script(
+        &lines,
+        "Runs once every task of the shards' array has succeeded (submitted with\n\
+         # --dependency=afterok:<array job>): checks the shards are complete and consistent, and\n\
+         # writes into <out> what one run would have written.",
+        "",
+        &run.merge_command(),
+    ))
+}
+
+/// The options both scripts carry.
+fn common(options: &SlurmOptions, workdir: &Path) -> Result<Vec<String>> {
+    let mut lines = vec![directive("--chdir", &path_text(workdir)?)?];
+    let optional = [
+        ("--partition", &options.partition),
+        ("--account", &options.account),
+        ("--time", &options.time),
+        ("--mem", &options.mem),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            lines.push(directive(name, v)?);
+        }
+    }
+    if let Some(c) = options.cpus_per_task {
+        lines.push(directive("--cpus-per-task", &c.to_string())?);
+    }
+    for extra in &options.extra {
+        if !extra.starts_with('-') {
+            return Err(Error::Usage(format!(
+                "--sbatch `{extra}`: expected an sbatch option such as --qos=high"
+            )));
+        }
+        lines.push(format!("#SBATCH {}", sbatch_word(extra, "--sbatch")?));
+    }
+    Ok(lines)
+}
+
+fn script(directives: &[String], comment: &str, before: &str, command: &[String]) -> String {
+    let mut text = String::from("#!/bin/bash\n");
+    for d in directives {
+        text.push_str(d);
+        text.push('\n');
+    }
+    text.push_str("# Written by `robust-eval slurm`.\n# ");
+    text.push_str(comment);
+    text.push_str("\nset -euo pipefail\n");
+    if !before.is_empty() {
+        text.push_str(before);
+        text.push('\n');
+    }
+    text.push_str("exec ");
+    text.push_str(&shell_line(command));
+    text.push('\n');
+    text
+}
+
+/// `#SBATCH --name=value` (or `#SBATCH --name` for a flag).
+fn directive(name: &str, value: &str) -> Result<String> {
+    if value.is_empty() {
+        return Ok(format!("#SBATCH {name}"));
+    }
+    Ok(format!("#SBATCH {name}={}", sbatch_word(value, name)?))
+}
+
+/// sbatch reads `#SBATCH` lines with its own rules, not a shell's: words split at blanks,
+/// double quotes group, and nothing escapes. So a value with blanks is put in double quotes, and
+/// one that cannot be written safely is refused.
+fn sbatch_word(value: &str, option: &str) -> Result<String> {
+    if let Some(c) = value.chars().find(|c| c.is_control() || *c == '"') {
+        return Err(Error::Usage(format!(
+            "{option} {value:?}: an sbatch script line cannot hold the character {c:?}"
+        )));
+    }
+    Ok(if value.chars().any(char::is_whitespace) {
+        format!("\"{value}\"")
+    } else {
+        value.to_string()
+    })
+}
+
+/// A path as text for an `#SBATCH` line: Slurm replaces `%x` patterns in log names, and a
+/// backslash turns them all off, so neither may come from the user's path.
+fn path_text(path: &Path) -> Result<String> {
+    let text = path.to_str().ok_or_else(|| {
+        Error::Usage(format!("{}: not valid UTF-8, which sbatch cannot be given", path.display()))
+    })?;
+    if text.contains('%') || text.contains('\\') {
+        return Err(Error::Usage(format!(
+            "{text}: Slurm reads `%` and `\\` in job paths as patterns; choose a folder without them"
+        )));
+    }
+    Ok(text.to_string())
+}
+
+/// The commands that submit the scripts by hand, as `--submit` would.
+pub fn commands(scripts: &Scripts) -> Vec<String> {
+    let shards = shell_quote(&scripts.shards.display().to_string());
+    let merge = shell_quote(&scripts.merge.display().to_string());
+    vec![
+        format!("array=$(sbatch --parsable {shards})"),
+        format!("sbatch --parsable --dependency=afterok:${{array%%;*}} {merge}"),
+    ]
+}
+
+/// Submits the array, then the merge depending on it.
+pub fn submit(scripts: &Scripts) -> Result<Submitted> {
+    let array_job = sbatch(&[], &scripts.shards)?;
+    let dependency = format!("--dependency=afterok:{array_job}");
+    let merge_job = sbatch(&[&dependency], &scripts.merge).map_err(|e| {
+        Error::Other(format!(
+            "{e}\nthe shards' array job {array_job} was submitted: submit the merge by hand with \
+             `sbatch {dependency} {}`, or cancel the array with `scancel {array_job}`",
+            shell_quote(&scripts.merge.display().to_string())
+        ))
+    })?;
+    Ok(Submitted {
+        array_job,
+        merge_job,
+    })
+}
+
+/// `sbatch --parsable [options] script`: the job id it prints (`id` or `id;cluster`).
+fn sbatch(options: &[&str], script: &Path) -> Result<String> {
+    let output = Command::new("sbatch")
+        .arg("--parsable")
+        .args(options)
+        .arg(script)
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::Usage(
+                "--submit: `sbatch` is not on PATH; run this on a Slurm login node, or leave out \
+                 --submit and run the printed sbatch commands where Slurm is"
+                    .into(),
+            ),
+            _ => Error::Other(format!("could not start sbatch: {e}")),
+        })?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(Error::Other(format!(
+            "sbatch {} failed ({}): {}",
+            script.display(),
+            output.status,
+            stderr.trim()
+        )));
+    }
+    let id = stdout.trim().split(';').next().unwrap_or("");
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(Error::Other(format!(
+            "sbatch {} printed {:?}, not a job id",
+            script.display(),
+            stdout.trim()
+        )));
+    }
+    Ok(id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> ShardedRun {
+        let args = vec!["--suite".into(), "demo".into(), "--out".into(), "/r/x".into()];
+        ShardedRun::new(3, "/bin/robust-eval".into(), args, "/r/x".into()).unwrap()
+    }
+
+    #[test]
+    fn the_array_covers_every_shard_and_logs_per_task() {
+        let options = SlurmOptions {
+            job_name: "eval".into(),
+            partition: Some("gpu".into()),
+            gpus_per_task: Some(1),
+            ..Default::default()
+        };
+        let text = shards_script(&run(), &options, Path::new("/home/u")).unwrap();
+        for line in [
+            "#SBATCH --array=0-2",
+            "#SBATCH --output=/r/x/slurm/shard-%a.out",
+            "#SBATCH --chdir=/home/u",
+            "#SBATCH --partition=gpu",
+            "#SBATCH --gpus-per-task=1",
+            "exec /bin/robust-eval run --suite demo --out /r/x --shard auto",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        let merge = merge_script(&run(), &options, Path::new("/home/u")).unwrap();
+        assert!(merge.contains("exec /bin/robust-eval merge /r/x\n"), "{merge}");
+        assert!(!merge.contains("--gpus-per-task"), "{merge}");
+    }
+
+    #[test]
+    fn values_sbatch_cannot_hold_are_refused() {
+        let bad = SlurmOptions {
+            job_name: "a\"b".into(),
+            ..Default::default()
+        };
+        assert!(shards_script(&run(), &bad, Path::new("/w")).is_err());
+        let spaced = SlurmOptions {
+            job_name: "my eval".into(),
+            ..Default::default()
+        };
+        let text = shards_script(&run(), &spaced, Path::new("/w")).unwrap();
+        assert!(text.contains("#SBATCH --job-name=\"my eval\"\n"), "{text}");
+        assert!(shards_script(&run(), &spaced, Path::new("/w/50%")).is_err());
+    }
+}
