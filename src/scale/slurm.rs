@@ -52,14 +52,13 @@ pub fn write(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -> Result
         shards: dir.join("shards.sbatch"),
         merge: dir.join("merge.sbatch"),
     };
-    write_atomic(
-        &scripts.shards,
-        shards_script(run, options, workdir)?.as_bytes(),
-    )?;
-    write_atomic(
-        &scripts.merge,
-        merge_script(run, options, workdir)?.as_bytes(),
-    )?;
+    // Both made before either is written: a refused value leaves no half pair behind.
+    let (shards, merge) = (
+        shards_script(run, options, workdir)?,
+        merge_script(run, options, workdir)?,
+    );
+    write_atomic(&scripts.shards, shards.as_bytes())?;
+    write_atomic(&scripts.merge, merge.as_bytes())?;
     Ok(scripts)
 }
 

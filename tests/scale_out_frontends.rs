@@ -1,0 +1,339 @@
+//! `robust-eval slurm` and `robust-eval kubernetes` without a scheduler: the scripts and manifests
+//! they write (read back by bash and by PyYAML), the commands `--submit` runs (a stand-in sbatch
+//! on PATH records them), and the refusals. The real Slurm run is scripts/test_slurm.sh.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use predicates::prelude::*;
+
+/// An argument no shell, sbatch line or YAML document may reinterpret.
+const AWKWARD: &str = "it's $HOME \"quoted\" `date` ; # x: [y]\nsecond line";
+
+fn executable(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A stand-in robust-eval that writes the arguments it was given, NUL-separated, to $ARGS_FILE.
+fn recorder(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("recorder");
+    executable(&path, "#!/bin/sh\nprintf '%s\\0' \"$@\" > \"$ARGS_FILE\"\n");
+    path
+}
+
+fn recorded(file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.split_terminator('\0').map(str::to_string).collect()
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn bash_n(script: &Path) {
+    let status = Command::new("bash").arg("-n").arg(script).status().unwrap();
+    assert!(status.success(), "bash -n {}", script.display());
+}
+
+#[test]
+fn slurm_scripts_hold_the_array_and_pass_every_argument_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results here");
+    let program = recorder(dir.path());
+    bin()
+        .current_dir(dir.path())
+        .args(["slurm", "--shards", "4", "--partition", "gpu", "--time", "1:00:00"])
+        .args(["--gpus-per-task", "1", "--cpus-per-task", "8", "--mem", "16G"])
+        .args(["--job-name", "nightly eval", "--sbatch=--qos=high"])
+        .arg("--program")
+        .arg(&program)
+        .args(["--", "--suite", "demo", "--threads", "8", "--baseline", AWKWARD])
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("sbatch --parsable --dependency=afterok:"));
+
+    let shards = out.join("slurm").join("shards.sbatch");
+    let merge = out.join("slurm").join("merge.sbatch");
+    let text = lines(&shards);
+    let slurm_dir = out.join("slurm");
+    for expected in [
+        "#!/bin/bash".to_string(),
+        "#SBATCH --array=0-3".into(),
+        format!("#SBATCH --output=\"{}/shard-%a.out\"", slurm_dir.display()),
+        "#SBATCH --job-name=\"nightly eval\"".into(),
+        "#SBATCH --partition=gpu".into(),
+        "#SBATCH --time=1:00:00".into(),
+        "#SBATCH --gpus-per-task=1".into(),
+        "#SBATCH --cpus-per-task=8".into(),
+        "#SBATCH --mem=16G".into(),
+        "#SBATCH --qos=high".into(),
+        "#SBATCH --requeue".into(),
+        format!("#SBATCH --chdir={}", dir.path().canonicalize().unwrap().display()),
+    ] {
+        assert!(text.contains(&expected), "no {expected:?} in {text:#?}");
+    }
+    let merge_text = lines(&merge);
+    assert!(merge_text.contains(&"#SBATCH --job-name=\"nightly eval-merge\"".to_string()));
+    assert!(merge_text.contains(&"#SBATCH --kill-on-invalid-dep=yes".to_string()));
+    assert!(!merge_text.iter().any(|l| l.contains("--array") || l.contains("--gpus")));
+    bash_n(&shards);
+    bash_n(&merge);
+
+    // Run both scripts as Slurm would (bash, the array variables set): the program must receive
+    // exactly the words given, the awkward one included.
+    let args_file = dir.path().join("args");
+    let run_script = |script: &Path| {
+        let status = Command::new("bash")
+            .arg(script)
+            .env("ARGS_FILE", &args_file)
+            .env("SLURM_ARRAY_TASK_ID", "2")
+            .env("SLURM_ARRAY_JOB_ID", "77")
+            .status()
+            .unwrap();
+        assert!(status.success(), "bash {}", script.display());
+        recorded(&args_file)
+    };
+    let out_text = out.display().to_string();
+    let expected: Vec<String> = [
+        "run", "--suite", "demo", "--threads", "8", "--baseline", AWKWARD, "--out", &out_text,
+        "--shard", "auto",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    assert_eq!(run_script(&shards), expected);
+    assert_eq!(run_script(&merge), vec!["merge".to_string(), out_text]);
+}
+
+#[test]
+fn slurm_out_defaults_to_the_suites_folder_made_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    bin()
+        .current_dir(dir.path())
+        .args(["slurm", "--shards", "2", "--", "--suite", "demo"])
+        .assert()
+        .success();
+    let out = dir.path().canonicalize().unwrap().join("results").join("demo");
+    let merge = lines(&out.join("slurm").join("merge.sbatch"));
+    let last = merge.last().unwrap();
+    assert!(
+        last.ends_with(&format!(" merge {}", out.display())),
+        "{last}"
+    );
+    assert!(lines(&out.join("slurm").join("shards.sbatch")).contains(&"#SBATCH --array=0-1".into()));
+}
+
+/// A stand-in sbatch: records each call's arguments (one call per line) and prints the next id.
+fn fake_sbatch(dir: &Path, ids: &[&str], fail_on_call: Option<usize>) -> std::path::PathBuf {
+    let bin_dir = dir.join("fake-bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let calls = dir.join("sbatch-calls");
+    let mut script = format!(
+        "#!/bin/sh\nPATH=/usr/bin:/bin\necho \"$*\" >> '{}'\nn=$(wc -l < '{}')\n",
+        calls.display(),
+        calls.display()
+    );
+    if let Some(k) = fail_on_call {
+        script.push_str(&format!(
+            "if [ \"$n\" = {k} ]; then echo 'sbatch: error: Invalid partition name specified' >&2; exit 1; fi\n"
+        ));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        script.push_str(&format!("if [ \"$n\" = {} ]; then echo '{id}'; fi\n", i + 1));
+    }
+    executable(&bin_dir.join("sbatch"), &script);
+    bin_dir
+}
+
+#[test]
+fn submit_sends_the_array_then_the_merge_depending_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let path = fake_sbatch(dir.path(), &["41;cluster", "42"], None);
+    let assert = bin()
+        .env("PATH", &path)
+        .args(["slurm", "--shards", "3", "--submit", "--json", "--", "--suite", "demo"])
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(json["submitted"]["array_job"], "41");
+    assert_eq!(json["submitted"]["merge_job"], "42");
+    let slurm = out.join("slurm");
+    assert_eq!(
+        lines(&dir.path().join("sbatch-calls")),
+        vec![
+            format!("--parsable {}", slurm.join("shards.sbatch").display()),
+            format!(
+                "--parsable --dependency=afterok:41 {}",
+                slurm.join("merge.sbatch").display()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_failed_merge_submission_names_the_array_job_and_how_to_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fake_sbatch(dir.path(), &["41"], Some(2));
+    bin()
+        .env("PATH", &path)
+        .args(["slurm", "--shards", "3", "--submit", "--", "--suite", "demo", "--out"])
+        .arg(dir.path().join("out"))
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("Invalid partition name")
+                .and(predicate::str::contains("array job 41 was submitted"))
+                .and(predicate::str::contains("scancel 41")),
+        );
+}
+
+#[test]
+fn submit_without_sbatch_is_exit_2_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    bin()
+        .env("PATH", &empty)
+        .args(["slurm", "--shards", "3", "--submit", "--", "--suite", "demo", "--out"])
+        .arg(dir.path().join("out"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("`sbatch` is not on PATH").and(
+            predicate::str::contains("leave out --submit"),
+        ));
+}
+
+#[test]
+fn run_arguments_are_checked_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for (args, message) in [
+        (vec!["--suite", "demo", "--shard", "1/3"], "`--shard` in the run arguments"),
+        (vec!["--suite", "demo", "--shard-count=3"], "`--shard-count=3`"),
+        (vec!["--suite", "demo", "--bogus"], "unexpected argument '--bogus'"),
+        (vec!["--out", "x"], "--suite"),
+    ] {
+        for front in [&["slurm"][..], &["kubernetes", "--image", "i", "--volume-claim", "v"]] {
+            bin()
+                .current_dir(dir.path())
+                .args(front)
+                .args(["--shards", "3", "--"])
+                .args(&args)
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains(message));
+        }
+    }
+    bin()
+        .args(["slurm", "--shards", "2", "--job-name", "a\"b", "--", "--suite", "demo", "--out"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot hold the character '\"'"));
+    assert!(!out.exists() && std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
+
+/// The manifest as PyYAML reads it, as JSON.
+fn yaml_as_json(path: &Path) -> serde_json::Value {
+    let output = Command::new(python())
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "PyYAML could not read {} (scripts/setup.sh --test installs it): {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn kubernetes_manifests_are_an_indexed_job_and_a_merge_on_one_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("k8s");
+    bin()
+        .args(["kubernetes", "--shards", "5", "--image", "registry.example/robust-eval:1"])
+        .args(["--volume-claim", "evals", "--mount", "/data", "--gpus", "1"])
+        .args(["--cpus", "8", "--memory", "16Gi", "--name", "nightly"])
+        .arg("--dir")
+        .arg(&manifests)
+        .args(["--", "--suite", "imagenet-shifts", "--out", "results/x", "--baseline", AWKWARD])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "kubectl wait --for=condition=complete --timeout=-1s job/nightly",
+        ));
+
+    let job = yaml_as_json(&manifests.join("shards.yaml"));
+    assert_eq!(job["apiVersion"], "batch/v1");
+    assert_eq!(job["kind"], "Job");
+    assert_eq!(job["metadata"]["name"], "nightly");
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"], "Indexed");
+    assert_eq!(spec["completions"], 5);
+    assert_eq!(spec["parallelism"], 5);
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(pod["volumes"][0]["persistentVolumeClaim"]["claimName"], "evals");
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], "registry.example/robust-eval:1");
+    assert_eq!(c["workingDir"], "/data");
+    assert_eq!(c["volumeMounts"][0]["mountPath"], "/data");
+    assert_eq!(c["volumeMounts"][0]["name"], pod["volumes"][0]["name"]);
+    assert_eq!(c["resources"]["limits"]["nvidia.com/gpu"], 1);
+    assert_eq!(c["resources"]["requests"]["cpu"], "8");
+    assert_eq!(c["env"][0]["name"], "ROBUST_EVAL_SHARD_COUNT");
+    assert_eq!(c["env"][0]["value"], "5");
+    let command: Vec<&str> = c["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        command,
+        [
+            "robust-eval", "run", "--suite", "imagenet-shifts", "--out", "results/x",
+            "--baseline", AWKWARD, "--shard", "auto", "--shard-count", "5"
+        ]
+    );
+
+    let merge = yaml_as_json(&manifests.join("merge.yaml"));
+    assert_eq!(merge["metadata"]["name"], "nightly-merge");
+    assert_eq!(merge["spec"]["completions"], 1);
+    let mc = &merge["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(mc["command"], serde_json::json!(["robust-eval", "merge", "results/x"]));
+    assert_eq!(mc["workingDir"], "/data");
+    assert!(mc["resources"]["limits"].get("nvidia.com/gpu").is_none());
+}
+
+#[test]
+fn kubernetes_refuses_a_name_pods_cannot_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    bin()
+        .args(["kubernetes", "--shards", "2", "--image", "i", "--volume-claim", "v"])
+        .args(["--name", "Nightly_Eval", "--dir"])
+        .arg(dir.path())
+        .args(["--", "--suite", "demo", "--out", "r"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--name \"Nightly_Eval\""));
+}
