@@ -51,17 +51,42 @@ fn slurm_scripts_hold_the_array_and_pass_every_argument_unchanged() {
     let program = recorder(dir.path());
     bin()
         .current_dir(dir.path())
-        .args(["slurm", "--shards", "4", "--partition", "gpu", "--time", "1:00:00"])
-        .args(["--gpus-per-task", "1", "--cpus-per-task", "8", "--mem", "16G"])
+        .args([
+            "slurm",
+            "--shards",
+            "4",
+            "--partition",
+            "gpu",
+            "--time",
+            "1:00:00",
+        ])
+        .args([
+            "--gpus-per-task",
+            "1",
+            "--cpus-per-task",
+            "8",
+            "--mem",
+            "16G",
+        ])
         .args(["--job-name", "nightly eval", "--sbatch=--qos=high"])
         .arg("--program")
         .arg(&program)
-        .args(["--", "--suite", "demo", "--threads", "8", "--baseline", AWKWARD])
+        .args([
+            "--",
+            "--suite",
+            "demo",
+            "--threads",
+            "8",
+            "--baseline",
+            AWKWARD,
+        ])
         .arg("--out")
         .arg(&out)
         .assert()
         .success()
-        .stdout(predicate::str::contains("sbatch --parsable --dependency=afterok:"));
+        .stdout(predicate::str::contains(
+            "sbatch --parsable --dependency=afterok:",
+        ));
 
     let shards = out.join("slurm").join("shards.sbatch");
     let merge = out.join("slurm").join("merge.sbatch");
@@ -79,14 +104,19 @@ fn slurm_scripts_hold_the_array_and_pass_every_argument_unchanged() {
         "#SBATCH --mem=16G".into(),
         "#SBATCH --qos=high".into(),
         "#SBATCH --requeue".into(),
-        format!("#SBATCH --chdir={}", dir.path().canonicalize().unwrap().display()),
+        format!(
+            "#SBATCH --chdir={}",
+            dir.path().canonicalize().unwrap().display()
+        ),
     ] {
         assert!(text.contains(&expected), "no {expected:?} in {text:#?}");
     }
     let merge_text = lines(&merge);
     assert!(merge_text.contains(&"#SBATCH --job-name=\"nightly eval-merge\"".to_string()));
     assert!(merge_text.contains(&"#SBATCH --kill-on-invalid-dep=yes".to_string()));
-    assert!(!merge_text.iter().any(|l| l.contains("--array") || l.contains("--gpus")));
+    assert!(!merge_text
+        .iter()
+        .any(|l| l.contains("--array") || l.contains("--gpus")));
     bash_n(&shards);
     bash_n(&merge);
 
@@ -106,8 +136,17 @@ fn slurm_scripts_hold_the_array_and_pass_every_argument_unchanged() {
     };
     let out_text = out.display().to_string();
     let expected: Vec<String> = [
-        "run", "--suite", "demo", "--threads", "8", "--baseline", AWKWARD, "--out", &out_text,
-        "--shard", "auto",
+        "run",
+        "--suite",
+        "demo",
+        "--threads",
+        "8",
+        "--baseline",
+        AWKWARD,
+        "--out",
+        &out_text,
+        "--shard",
+        "auto",
     ]
     .map(str::to_string)
     .to_vec();
@@ -123,7 +162,12 @@ fn slurm_out_defaults_to_the_suites_folder_made_absolute() {
         .args(["slurm", "--shards", "2", "--", "--suite", "demo"])
         .assert()
         .success();
-    let out = dir.path().canonicalize().unwrap().join("results").join("demo");
+    let out = dir
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("results")
+        .join("demo");
     let merge = lines(&out.join("slurm").join("merge.sbatch"));
     let last = merge.last().unwrap();
     assert!(
@@ -149,7 +193,10 @@ fn fake_sbatch(dir: &Path, ids: &[&str], fail_on_call: Option<usize>) -> std::pa
         ));
     }
     for (i, id) in ids.iter().enumerate() {
-        script.push_str(&format!("if [ \"$n\" = {} ]; then echo '{id}'; fi\n", i + 1));
+        script.push_str(&format!(
+            "if [ \"$n\" = {} ]; then echo '{id}'; fi\n",
+            i + 1
+        ));
     }
     executable(&bin_dir.join("sbatch"), &script);
     bin_dir
@@ -162,7 +209,9 @@ fn submit_sends_the_array_then_the_merge_depending_on_it() {
     let path = fake_sbatch(dir.path(), &["41;cluster", "42"], None);
     let assert = bin()
         .env("PATH", &path)
-        .args(["slurm", "--shards", "3", "--submit", "--json", "--", "--suite", "demo"])
+        .args([
+            "slurm", "--shards", "3", "--submit", "--json", "--", "--suite", "demo",
+        ])
         .arg("--out")
         .arg(&out)
         .assert()
@@ -189,7 +238,9 @@ fn a_failed_merge_submission_names_the_array_job_and_how_to_finish() {
     let path = fake_sbatch(dir.path(), &["41"], Some(2));
     bin()
         .env("PATH", &path)
-        .args(["slurm", "--shards", "3", "--submit", "--", "--suite", "demo", "--out"])
+        .args([
+            "slurm", "--shards", "3", "--submit", "--", "--suite", "demo", "--out",
+        ])
         .arg(dir.path().join("out"))
         .assert()
         .code(2)
@@ -207,13 +258,16 @@ fn submit_without_sbatch_is_exit_2_with_a_hint() {
     std::fs::create_dir(&empty).unwrap();
     bin()
         .env("PATH", &empty)
-        .args(["slurm", "--shards", "3", "--submit", "--", "--suite", "demo", "--out"])
+        .args([
+            "slurm", "--shards", "3", "--submit", "--", "--suite", "demo", "--out",
+        ])
         .arg(dir.path().join("out"))
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("`sbatch` is not on PATH").and(
-            predicate::str::contains("leave out --submit"),
-        ));
+        .stderr(
+            predicate::str::contains("`sbatch` is not on PATH")
+                .and(predicate::str::contains("leave out --submit")),
+        );
 }
 
 #[test]
@@ -221,12 +275,24 @@ fn run_arguments_are_checked_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     for (args, message) in [
-        (vec!["--suite", "demo", "--shard", "1/3"], "`--shard` in the run arguments"),
-        (vec!["--suite", "demo", "--shard-count=3"], "`--shard-count=3`"),
-        (vec!["--suite", "demo", "--bogus"], "unexpected argument '--bogus'"),
+        (
+            vec!["--suite", "demo", "--shard", "1/3"],
+            "`--shard` in the run arguments",
+        ),
+        (
+            vec!["--suite", "demo", "--shard-count=3"],
+            "`--shard-count=3`",
+        ),
+        (
+            vec!["--suite", "demo", "--bogus"],
+            "unexpected argument '--bogus'",
+        ),
         (vec!["--out", "x"], "--suite"),
     ] {
-        for front in [&["slurm"][..], &["kubernetes", "--image", "i", "--volume-claim", "v"]] {
+        for front in [
+            &["slurm"][..],
+            &["kubernetes", "--image", "i", "--volume-claim", "v"],
+        ] {
             bin()
                 .current_dir(dir.path())
                 .args(front)
@@ -238,7 +304,17 @@ fn run_arguments_are_checked_before_anything_is_written() {
         }
     }
     bin()
-        .args(["slurm", "--shards", "2", "--job-name", "a\"b", "--", "--suite", "demo", "--out"])
+        .args([
+            "slurm",
+            "--shards",
+            "2",
+            "--job-name",
+            "a\"b",
+            "--",
+            "--suite",
+            "demo",
+            "--out",
+        ])
         .arg(&out)
         .assert()
         .code(2)
@@ -270,12 +346,26 @@ fn kubernetes_manifests_are_an_indexed_job_and_a_merge_on_one_volume() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("k8s");
     bin()
-        .args(["kubernetes", "--shards", "5", "--image", "registry.example/robust-eval:1"])
+        .args([
+            "kubernetes",
+            "--shards",
+            "5",
+            "--image",
+            "registry.example/robust-eval:1",
+        ])
         .args(["--volume-claim", "evals", "--mount", "/data", "--gpus", "1"])
         .args(["--cpus", "8", "--memory", "16Gi", "--name", "nightly"])
         .arg("--dir")
         .arg(&manifests)
-        .args(["--", "--suite", "imagenet-shifts", "--out", "results/x", "--baseline", AWKWARD])
+        .args([
+            "--",
+            "--suite",
+            "imagenet-shifts",
+            "--out",
+            "results/x",
+            "--baseline",
+            AWKWARD,
+        ])
         .assert()
         .success()
         .stdout(predicate::str::contains(
@@ -292,7 +382,10 @@ fn kubernetes_manifests_are_an_indexed_job_and_a_merge_on_one_volume() {
     assert_eq!(spec["parallelism"], 5);
     let pod = &spec["template"]["spec"];
     assert_eq!(pod["restartPolicy"], "Never");
-    assert_eq!(pod["volumes"][0]["persistentVolumeClaim"]["claimName"], "evals");
+    assert_eq!(
+        pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "evals"
+    );
     let c = &pod["containers"][0];
     assert_eq!(c["image"], "registry.example/robust-eval:1");
     assert_eq!(c["workingDir"], "/data");
@@ -311,8 +404,18 @@ fn kubernetes_manifests_are_an_indexed_job_and_a_merge_on_one_volume() {
     assert_eq!(
         command,
         [
-            "robust-eval", "run", "--suite", "imagenet-shifts", "--out", "results/x",
-            "--baseline", AWKWARD, "--shard", "auto", "--shard-count", "5"
+            "robust-eval",
+            "run",
+            "--suite",
+            "imagenet-shifts",
+            "--out",
+            "results/x",
+            "--baseline",
+            AWKWARD,
+            "--shard",
+            "auto",
+            "--shard-count",
+            "5"
         ]
     );
 
@@ -320,7 +423,10 @@ fn kubernetes_manifests_are_an_indexed_job_and_a_merge_on_one_volume() {
     assert_eq!(merge["metadata"]["name"], "nightly-merge");
     assert_eq!(merge["spec"]["completions"], 1);
     let mc = &merge["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(mc["command"], serde_json::json!(["robust-eval", "merge", "results/x"]));
+    assert_eq!(
+        mc["command"],
+        serde_json::json!(["robust-eval", "merge", "results/x"])
+    );
     assert_eq!(mc["workingDir"], "/data");
     assert!(mc["resources"]["limits"].get("nvidia.com/gpu").is_none());
 }
@@ -329,7 +435,15 @@ fn kubernetes_manifests_are_an_indexed_job_and_a_merge_on_one_volume() {
 fn kubernetes_refuses_a_name_pods_cannot_carry() {
     let dir = tempfile::tempdir().unwrap();
     bin()
-        .args(["kubernetes", "--shards", "2", "--image", "i", "--volume-claim", "v"])
+        .args([
+            "kubernetes",
+            "--shards",
+            "2",
+            "--image",
+            "i",
+            "--volume-claim",
+            "v",
+        ])
         .args(["--name", "Nightly_Eval", "--dir"])
         .arg(dir.path())
         .args(["--", "--suite", "demo", "--out", "r"])

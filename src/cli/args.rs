@@ -89,7 +89,8 @@ relative paths in RUN ARGS mean what they mean here; <out> is --out of RUN ARGS,
 results/<suite name>.\n\nExample:\n    robust-eval slurm --shards 8 --partition gpu --gpus-per-task 1 \
 --cpus-per-task 8 --time 2:00:00 --submit -- --suite imagenet-shifts --models models/ --threads 8";
 
-const KUBERNETES_ABOUT: &str = "Write the Kubernetes Jobs that run a suite as N shards and merge them.\n\n\
+const KUBERNETES_ABOUT: &str =
+    "Write the Kubernetes Jobs that run a suite as N shards and merge them.\n\n\
 <DIR>/shards.yaml is an Indexed Job (completionMode: Indexed, completions = parallelism = N): pod \
 I runs `robust-eval run <RUN ARGS> --shard auto --shard-count N`, which reads \
 JOB_COMPLETION_INDEX and writes <out>/shards/I-of-N on the volume claim mounted at --mount (also \

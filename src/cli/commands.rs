@@ -479,7 +479,10 @@ pub fn run_slurm(args: SlurmArgs) -> Result<ExitCode, Error> {
 
 pub fn run_kubernetes(args: KubernetesArgs) -> Result<ExitCode, Error> {
     let run = sharded_run(args.shards, args.program.clone(), &args.run)?;
-    let dir = args.dir.clone().unwrap_or_else(|| run.out.join("kubernetes"));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| run.out.join("kubernetes"));
     let options = KubernetesOptions {
         name: args.name,
         image: args.image,

@@ -42,7 +42,10 @@ pub fn write(run: &ShardedRun, options: &KubernetesOptions, dir: &Path) -> Resul
         shards: dir.join("shards.yaml"),
         merge: dir.join("merge.yaml"),
     };
-    write_atomic(&manifests.shards, yaml(&shards_job(run, options)).as_bytes())?;
+    write_atomic(
+        &manifests.shards,
+        yaml(&shards_job(run, options)).as_bytes(),
+    )?;
     write_atomic(&manifests.merge, yaml(&merge_job(run, options)).as_bytes())?;
     Ok(manifests)
 }

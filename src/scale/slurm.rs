@@ -184,7 +184,10 @@ fn sbatch_word(value: &str, option: &str) -> Result<String> {
 /// backslash turns them all off, so neither may come from the user's path.
 fn path_text(path: &Path) -> Result<String> {
     let text = path.to_str().ok_or_else(|| {
-        Error::Usage(format!("{}: not valid UTF-8, which sbatch cannot be given", path.display()))
+        Error::Usage(format!(
+            "{}: not valid UTF-8, which sbatch cannot be given",
+            path.display()
+        ))
     })?;
     if text.contains('%') || text.contains('\\') {
         return Err(Error::Usage(format!(
@@ -262,7 +265,12 @@ mod tests {
     use super::*;
 
     fn run() -> ShardedRun {
-        let args = vec!["--suite".into(), "demo".into(), "--out".into(), "/r/x".into()];
+        let args = vec![
+            "--suite".into(),
+            "demo".into(),
+            "--out".into(),
+            "/r/x".into(),
+        ];
         ShardedRun::new(3, "/bin/robust-eval".into(), args, "/r/x".into()).unwrap()
     }
 
@@ -286,7 +294,10 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
         let merge = merge_script(&run(), &options, Path::new("/home/u")).unwrap();
-        assert!(merge.contains("exec /bin/robust-eval merge /r/x\n"), "{merge}");
+        assert!(
+            merge.contains("exec /bin/robust-eval merge /r/x\n"),
+            "{merge}"
+        );
         assert!(!merge.contains("--gpus-per-task"), "{merge}");
     }
 
