@@ -86,8 +86,9 @@ const SLURM_ABOUT: &str = "Write the Slurm jobs that run a suite as N shards and
 and prints the two job ids. Tasks are --requeue'd: one preempted or retried resumes its shard, \
 evaluating only the pairs its folder lacks. The jobs run in the current folder (--chdir), so \
 relative paths in RUN ARGS mean what they mean here; <out> is --out of RUN ARGS, else \
-results/<suite name>.\n\nExample:\n    robust-eval slurm --shards 8 --partition gpu --gpus-per-task 1 \
---cpus-per-task 8 --time 2:00:00 --submit -- --suite imagenet-shifts --models models/ --threads 8";
+results/<suite name>.\n\nExample:\n    robust-eval slurm --shards 8 --partition gpu --gpus-per-task 1 \\\n        \
+--cpus-per-task 8 --time 2:00:00 --submit \\\n        \
+-- --suite imagenet-shifts --models models/ --threads 8";
 
 const KUBERNETES_ABOUT: &str =
     "Write the Kubernetes Jobs that run a suite as N shards and merge them.\n\n\
@@ -99,8 +100,9 @@ the volume). Each index is retried on its own (--retries), and a pod evicted or 
 started again without counting as a failure; it resumes its shard. <DIR>/merge.yaml is a Job \
 running `robust-eval merge <out>`. Apply the shards, wait for the Job to complete, then apply the \
 merge: the exact commands are printed. Nothing is sent to a cluster.\n\nExample:\n    \
-robust-eval kubernetes --shards 8 --image registry.example/robust-eval:1 --volume-claim evals \
---gpus 1 -- --suite imagenet-shifts --models models/ --out results/shifts";
+robust-eval kubernetes --shards 8 --image registry.example/robust-eval:1 \\\n        \
+--volume-claim evals --gpus 1 \\\n        \
+-- --suite imagenet-shifts --models models/ --out results/shifts";
 
 const SCHEDULER_EXIT_STATUS: &str = "\
 EXIT STATUS:
