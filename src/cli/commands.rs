@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use super::args::{
-    BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, ManifestArgs, ModelsArgs, PlotCommand,
-    ReportCommand, RunArgs,
+    BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, ManifestArgs, MergeArgs, ModelsArgs,
+    PlotCommand, ReportCommand, RunArgs,
 };
 use robust_eval::analysis::gate;
 use robust_eval::analysis::report::Format;
@@ -12,6 +12,7 @@ use robust_eval::analysis::{self, AnalysisSettings};
 use robust_eval::engine::evaluate::{self, RunSettings};
 use robust_eval::engine::pixels::ImageLimits;
 use robust_eval::engine::runtime::SessionSettings;
+use robust_eval::engine::shard::Shard;
 use robust_eval::engine::{doctor, progress};
 use robust_eval::input::suite::Suite;
 use robust_eval::input::{card, manifest};
@@ -45,10 +46,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
     let models = card::discover(&model_paths, &mut |w| {
         progress.message(&format!("warning: {w}"))
     })?;
-    let settings = run_settings(&args, &suite);
+    let settings = run_settings(&args, &suite)?;
     let summary = evaluate::run(&suite, &models, &settings, progress.as_ref())?;
     print_evaluation(&args, &settings.out, &models, &summary)?;
-    analyse_after_run(&args, &settings.out);
+    match settings.shard {
+        // A shard's results are a part: the fit and reports come from the merged folder.
+        Some(shard) => eprintln!(
+            "shard {} of {} stored in {}; when every shard is done: robust-eval merge {}",
+            shard.index,
+            shard.count,
+            settings.out.display(),
+            results_folder(&args, &suite).display()
+        ),
+        None => analyse_after_run(&args.fit, args.json, &settings.out),
+    }
     if summary.failed_images > args.allow_failures {
         eprintln!(
             "error: {} images could not be read (listed in {}); pass --allow-failures N to accept up to N",
@@ -60,12 +71,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_settings(args: &RunArgs, suite: &Suite) -> RunSettings {
-    let out = args
-        .out
+/// The run's results folder (a shard writes a folder inside it).
+fn results_folder(args: &RunArgs, suite: &Suite) -> std::path::PathBuf {
+    args.out
         .clone()
-        .unwrap_or_else(|| std::path::Path::new("results").join(&suite.name));
-    RunSettings {
+        .unwrap_or_else(|| std::path::Path::new("results").join(&suite.name))
+}
+
+fn run_settings(args: &RunArgs, suite: &Suite) -> Result<RunSettings, Error> {
+    let out = results_folder(args, suite);
+    let shard = match &args.shard {
+        Some(text) => Some(Shard::parse(text, args.shard_count)?),
+        None => None,
+    };
+    Ok(RunSettings {
         data_root: args.data_root.clone(),
         datasets: args.datasets.clone(),
         batch_size: args.batch_size as usize,
@@ -82,8 +101,12 @@ fn run_settings(args: &RunArgs, suite: &Suite) -> RunSettings {
                 .unwrap_or_else(|| out.join("tensorrt-cache")),
         },
         force: args.force,
-        out,
-    }
+        out: match shard {
+            Some(shard) => shard.folder(&out),
+            None => out,
+        },
+        shard,
+    })
 }
 
 /// The run's models' rows of evals.csv: a table, or JSON with the run's summary.
@@ -127,10 +150,10 @@ fn print_evaluation(
 /// Fit, plots and reports after a run, then the headline. The evaluation is stored and the
 /// analysis can be redone with `fit`/`plot`/`report`, so one that cannot be made (too few
 /// models, say) is a warning, not a failed run.
-fn analyse_after_run(args: &RunArgs, out: &std::path::Path) {
-    match analysis::analyse(out, &settings_of(&args.fit)).and_then(|a| {
+fn analyse_after_run(fit: &FitArgs, json: bool, out: &std::path::Path) {
+    match analysis::analyse(out, &settings_of(fit)).and_then(|a| {
         let mut files = a.write_fit()?;
-        files.extend(a.write_plots(args.fit.labels)?);
+        files.extend(a.write_plots(fit.labels)?);
         files.extend(a.write_reports()?);
         for note in &a.fit.notes {
             eprintln!("note: {note}");
@@ -144,7 +167,7 @@ fn analyse_after_run(args: &RunArgs, out: &std::path::Path) {
                 out.display()
             );
             // The result without opening a file (stdout stays pure JSON with --json).
-            if !args.json {
+            if !json {
                 print!("\n{headline}");
             }
         }
@@ -152,6 +175,24 @@ fn analyse_after_run(args: &RunArgs, out: &std::path::Path) {
             eprintln!("warning: no fit, plots or report: {e} (evaluation results are stored)")
         }
     }
+}
+
+pub fn run_merge(args: MergeArgs) -> Result<ExitCode, Error> {
+    let dirs = (!args.shards.is_empty()).then_some(&args.shards[..]);
+    let summary = robust_eval::results::merge::merge(&args.out, dirs)?;
+    if args.json {
+        println!("{}", to_json(&summary)?);
+    } else {
+        println!(
+            "merged {} shards: {} pairs, {} rows of evals.csv, in {}",
+            summary.shards,
+            summary.pairs,
+            summary.rows,
+            summary.out.display()
+        );
+    }
+    analyse_after_run(&args.fit, args.json, &args.out);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn settings_of(args: &FitArgs) -> AnalysisSettings {
