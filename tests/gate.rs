@@ -60,6 +60,7 @@ fn folder(dir: &Path, model: &str, dataset: &str, manifest_sha256: &str, outcome
         finished: String::new(),
         seconds: 1.0,
         waiting_for_images: 0.0,
+        rows: None,
     };
     store
         .record(

@@ -8,76 +8,8 @@ use std::path::Path;
 
 use common::*;
 
-/// A suite with an ImageNet-style ID set and R, A and ObjectNet shifts, all built from probe images.
 fn build_suite(dir: &Path) {
-    let data = dir.join("data");
-    // (file, encoded class, label)
-    let id = [
-        ("i1.png", 0, "0"),
-        ("i2.png", 1, "1"),
-        ("i3.png", 0, "1"),
-        ("i4.png", 6, "6"),
-        ("i5.png", 409, "409"),
-        ("i6.png", 2, "3"),
-        ("i7.png", 529, "530"),
-    ];
-    for (f, c, _) in id {
-        probe_image(&data.join("id").join(f), c, 0);
-    }
-    write_manifest(&data.join("id/manifest.csv"), &id.map(|(f, _, l)| (f, l)));
-
-    let r = [
-        ("r1.png", 0, "n01443537"),
-        ("r2.png", 1, "n01443537"),
-        ("r3.png", 4, "n01484850"),
-    ];
-    for (f, c, _) in r {
-        probe_image(&data.join("r").join(f), c, 0);
-    }
-    write_manifest(&data.join("r/manifest.csv"), &r.map(|(f, _, l)| (f, l)));
-
-    let a = [
-        ("a1.png", 5, "n01498041"),
-        ("a2.png", 6, "n01498041"),
-        ("a3.png", 11, "6"),
-    ];
-    for (f, c, _) in a {
-        probe_image(&data.join("a").join(f), c, 0);
-    }
-    write_manifest(&data.join("a/manifest.csv"), &a.map(|(f, _, l)| (f, l)));
-
-    // ObjectNet images carry a 2-pixel white frame: only with the border cropped do they read true.
-    let on = [
-        ("alarm_clock/o1.png", 409),
-        ("alarm_clock/o2.png", 530),
-        ("backpack/o3.png", 409),
-    ];
-    for (f, c) in on {
-        probe_image(&data.join("objectnet").join(f), c, 2);
-    }
-    // An unmapped folder's image is never read: a corrupt file there must not count as failed.
-    std::fs::create_dir_all(data.join("objectnet/squeegee")).unwrap();
-    std::fs::write(data.join("objectnet/squeegee/o4.png"), b"not an image").unwrap();
-    write_manifest(
-        &data.join("objectnet/manifest.csv"),
-        &[
-            ("alarm_clock/o1.png", "alarm_clock"),
-            ("alarm_clock/o2.png", "alarm_clock"),
-            ("backpack/o3.png", "backpack"),
-            ("squeegee/o4.png", "squeegee"),
-        ],
-    );
-
-    std::fs::write(
-        dir.join("suite.toml"),
-        "name = \"probe\"\nid = \"imagenet\"\n\
-         [datasets.imagenet]\nmanifest = \"id/manifest.csv\"\nscoring = \"imagenet-1k\"\n\
-         [datasets.imagenet-r]\nmanifest = \"r/manifest.csv\"\nscoring = \"imagenet-r\"\n\
-         [datasets.imagenet-a]\nmanifest = \"a/manifest.csv\"\nscoring = \"imagenet-a\"\n\
-         [datasets.objectnet]\nmanifest = \"objectnet/manifest.csv\"\nscoring = \"objectnet\"\n",
-    )
-    .unwrap();
-    probe_card(&dir.join("models"), "probe");
+    scoring_suite(dir);
 }
 
 fn run(dir: &Path, out: &Path) -> assert_cmd::assert::Assert {

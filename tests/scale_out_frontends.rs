@@ -151,7 +151,9 @@ fn slurm_scripts_hold_the_array_and_pass_every_argument_unchanged() {
     .map(str::to_string)
     .to_vec();
     assert_eq!(run_script(&shards), expected);
-    assert_eq!(run_script(&merge), vec!["merge".to_string(), out_text]);
+    // The merge gets the run's analysis flags, so its fit is the one one run would make.
+    let merge_expected = ["merge", &out_text, "--baseline", AWKWARD].map(str::to_string);
+    assert_eq!(run_script(&merge), merge_expected);
 }
 
 #[test]
@@ -425,7 +427,7 @@ fn kubernetes_manifests_are_an_indexed_job_and_a_merge_on_one_volume() {
     let mc = &merge["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
         mc["command"],
-        serde_json::json!(["robust-eval", "merge", "results/x"])
+        serde_json::json!(["robust-eval", "merge", "results/x", "--baseline", AWKWARD])
     );
     assert_eq!(mc["workingDir"], "/data");
     assert!(mc["resources"]["limits"].get("nvidia.com/gpu").is_none());

@@ -51,6 +51,19 @@ failures.csv, predictions/<model>/<dataset>.parquet and run.json, written atomic
 A pair whose model file, manifest and preprocessing are unchanged is not evaluated again, so an \
 interrupted run resumes where it stopped and adding a model evaluates only that model.";
 
+const MERGE_ABOUT: &str = "Put the shards of a sharded run together: read every \
+<out>/shards/I-of-N folder (or those given with --shards), check that they are the N parts of one run \
+(the same suite, models and datasets; every pair's parts from the same model, manifest and \
+preprocessing files by sha256; every row in exactly one shard; every shard finished) and write into \
+<out> what one run would have written: evals.csv with counts added and top-1, top-5 and \
+Clopper–Pearson intervals computed from the merged counts, failures.csv, per-image predictions in \
+manifest order, and run.json with each shard's host and times; then the fit, plots and reports, as \
+`run` does. Rows are identical to one run's except the timings: seconds is the sum of the parts' \
+seconds and images_per_s the rows over it. A shard that is missing or unfinished is named, with \
+the command that finishes it (a shard run again resumes).\n\n\
+EXAMPLE:\n    for i in 0 1 2; do robust-eval run --suite demo --out results/demo --shard $i/3; done\n    \
+robust-eval merge results/demo";
+
 const MANIFEST_ABOUT: &str = "Build a manifest from a dataset's published on-disk layout.\n\n\
   imagenet          wnid folders (n01440764/...), or flat files with --ground-truth\n\
   imagenet-v2       folders 0..999 named by class index (parsed as integers, never string-sorted)\n\
@@ -153,6 +166,9 @@ pub enum Command {
     /// Measure decode, preprocessing, inference and end-to-end throughput on real images.
     #[command(after_long_help = EXIT_STATUS)]
     Bench(BenchArgs),
+    /// Put the shards of a sharded run (run --shard I/N) together into one results folder.
+    #[command(long_about = MERGE_ABOUT, after_long_help = EXIT_STATUS)]
+    Merge(MergeArgs),
     /// Report which ONNX Runtime library is found and which execution providers initialise.
     #[command(after_long_help = EXIT_STATUS)]
     Doctor(DoctorArgs),
@@ -240,6 +256,19 @@ pub struct RunArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Evaluate only shard I of N (0 ≤ I < N) of the work, into <out>/shards/I-of-N; `merge`
+    /// puts the shards together. The split is deterministic: the pairs of models and datasets,
+    /// and the rows of large datasets, cut into N equal shares of model-images. `auto` reads the
+    /// scheduler's variables: SLURM_ARRAY_TASK_ID (with SLURM_ARRAY_TASK_COUNT) in an sbatch
+    /// array, JOB_COMPLETION_INDEX in a Kubernetes Indexed Job (with --shard-count).
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<String>,
+
+    /// The number of shards, for --shard auto where the scheduler does not say it (a Kubernetes
+    /// Indexed Job's completions). Also read from ROBUST_EVAL_SHARD_COUNT.
+    #[arg(long, value_name = "N", requires = "shard")]
+    pub shard_count: Option<usize>,
+
     /// Progress display.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
@@ -289,6 +318,24 @@ pub struct FitArgs {
     /// above this baseline model's ID accuracy (e.g. resnet50, which ImageNet-A was filtered against).
     #[arg(long, value_name = "MODEL")]
     pub split_a: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The sharded run's results folder (the --out of its shards); the merged results go here.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+
+    /// The shard folders to merge, instead of every I-of-N folder in <OUT>/shards.
+    #[arg(long, value_name = "DIR", num_args = 1..)]
+    pub shards: Vec<PathBuf>,
+
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub fit: FitArgs,
 }
 
 #[derive(Debug, Args)]

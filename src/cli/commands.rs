@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use super::args::{
-    BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, KubernetesArgs, ManifestArgs, ModelsArgs,
-    PlotCommand, ReportCommand, RunArgs, RunCommandLine, SlurmArgs,
+    BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, KubernetesArgs, ManifestArgs, MergeArgs,
+    ModelsArgs, PlotCommand, ReportCommand, RunArgs, RunCommandLine, SlurmArgs,
 };
 use robust_eval::analysis::gate;
 use robust_eval::analysis::report::Format;
@@ -14,6 +14,7 @@ use robust_eval::analysis::{self, AnalysisSettings};
 use robust_eval::engine::evaluate::{self, RunSettings};
 use robust_eval::engine::pixels::ImageLimits;
 use robust_eval::engine::runtime::SessionSettings;
+use robust_eval::engine::shard::Shard;
 use robust_eval::engine::{doctor, progress};
 use robust_eval::input::suite::Suite;
 use robust_eval::input::{card, manifest};
@@ -50,10 +51,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
     let models = card::discover(&model_paths, &mut |w| {
         progress.message(&format!("warning: {w}"))
     })?;
-    let settings = run_settings(&args, &suite);
+    let settings = run_settings(&args, &suite)?;
     let summary = evaluate::run(&suite, &models, &settings, progress.as_ref())?;
     print_evaluation(&args, &settings.out, &models, &summary)?;
-    analyse_after_run(&args, &settings.out);
+    match settings.shard {
+        // A shard's results are a part: the fit and reports come from the merged folder.
+        Some(shard) => eprintln!(
+            "shard {} of {} stored in {}; when every shard is done: robust-eval merge {}",
+            shard.index,
+            shard.count,
+            settings.out.display(),
+            results_folder(&args, &suite).display()
+        ),
+        None => analyse_after_run(&args.fit, args.json, &settings.out),
+    }
     if summary.failed_images > args.allow_failures {
         eprintln!(
             "error: {} images could not be read (listed in {}); pass --allow-failures N to accept up to N",
@@ -65,16 +76,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The results folder: --out, else results/<suite name>.
-fn out_of(args: &RunArgs, suite_name: &str) -> std::path::PathBuf {
+/// The run's results folder (a shard writes a folder inside it).
+fn results_folder(args: &RunArgs, suite: &Suite) -> std::path::PathBuf {
     args.out
         .clone()
-        .unwrap_or_else(|| std::path::Path::new("results").join(suite_name))
+        .unwrap_or_else(|| std::path::Path::new("results").join(&suite.name))
 }
 
-fn run_settings(args: &RunArgs, suite: &Suite) -> RunSettings {
-    let out = out_of(args, &suite.name);
-    RunSettings {
+fn run_settings(args: &RunArgs, suite: &Suite) -> Result<RunSettings, Error> {
+    let out = results_folder(args, suite);
+    let shard = match &args.shard {
+        Some(text) => Some(Shard::parse(text, args.shard_count)?),
+        None => None,
+    };
+    Ok(RunSettings {
         data_root: args.data_root.clone(),
         datasets: args.datasets.clone(),
         batch_size: args.batch_size as usize,
@@ -91,8 +106,12 @@ fn run_settings(args: &RunArgs, suite: &Suite) -> RunSettings {
                 .unwrap_or_else(|| out.join("tensorrt-cache")),
         },
         force: args.force,
-        out,
-    }
+        out: match shard {
+            Some(shard) => shard.folder(&out),
+            None => out,
+        },
+        shard,
+    })
 }
 
 /// The run's models' rows of evals.csv: a table, or JSON with the run's summary.
@@ -136,10 +155,10 @@ fn print_evaluation(
 /// Fit, plots and reports after a run, then the headline. The evaluation is stored and the
 /// analysis can be redone with `fit`/`plot`/`report`, so one that cannot be made (too few
 /// models, say) is a warning, not a failed run.
-fn analyse_after_run(args: &RunArgs, out: &std::path::Path) {
-    match analysis::analyse(out, &settings_of(&args.fit)).and_then(|a| {
+fn analyse_after_run(fit: &FitArgs, json: bool, out: &std::path::Path) {
+    match analysis::analyse(out, &settings_of(fit)).and_then(|a| {
         let mut files = a.write_fit()?;
-        files.extend(a.write_plots(args.fit.labels)?);
+        files.extend(a.write_plots(fit.labels)?);
         files.extend(a.write_reports()?);
         for note in &a.fit.notes {
             eprintln!("note: {note}");
@@ -153,7 +172,7 @@ fn analyse_after_run(args: &RunArgs, out: &std::path::Path) {
                 out.display()
             );
             // The result without opening a file (stdout stays pure JSON with --json).
-            if !args.json {
+            if !json {
                 print!("\n{headline}");
             }
         }
@@ -161,6 +180,24 @@ fn analyse_after_run(args: &RunArgs, out: &std::path::Path) {
             eprintln!("warning: no fit, plots or report: {e} (evaluation results are stored)")
         }
     }
+}
+
+pub fn run_merge(args: MergeArgs) -> Result<ExitCode, Error> {
+    let dirs = (!args.shards.is_empty()).then_some(&args.shards[..]);
+    let summary = robust_eval::results::merge::merge(&args.out, dirs)?;
+    if args.json {
+        println!("{}", to_json(&summary)?);
+    } else {
+        println!(
+            "merged {} shards: {} pairs, {} rows of evals.csv, in {}",
+            summary.shards,
+            summary.pairs,
+            summary.rows,
+            summary.out.display()
+        );
+    }
+    analyse_after_run(&args.fit, args.json, &args.out);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn settings_of(args: &FitArgs) -> AnalysisSettings {
@@ -415,10 +452,49 @@ fn sharded_run(shards: u32, program: String, run: &[String]) -> Result<ShardedRu
                     "{e} (read to name the default results folder; or pass --out in the run arguments)"
                 ))
             })?;
-            out_of(&parsed.run, &suite.name)
+            results_folder(&parsed.run, &suite)
         }
     };
-    ShardedRun::new(shards, program, run.to_vec(), out)
+    let mut sharded = ShardedRun::new(shards, program, run.to_vec(), out)?;
+    sharded.merge_args = fit_flags(run);
+    Ok(sharded)
+}
+
+/// The analysis flags (FitArgs's) among `run` arguments, with their values. Which flags exist
+/// and which take a value is read from clap's own definitions, so a flag added later is not missed.
+fn fit_flags(run: &[String]) -> Vec<String> {
+    use clap::Args;
+    let longs = |cmd: clap::Command| -> Vec<(String, bool)> {
+        cmd.get_arguments()
+            .filter_map(|a| {
+                let takes_value = a.get_action().takes_values();
+                a.get_long().map(|l| (format!("--{l}"), takes_value))
+            })
+            .collect()
+    };
+    let fit = longs(FitArgs::augment_args(clap::Command::new("fit")));
+    let all = longs(RunArgs::augment_args(clap::Command::new("run")));
+    let mut kept = Vec::new();
+    let mut words = run.iter();
+    while let Some(word) = words.next() {
+        let (flag, inline) = match word.split_once('=') {
+            Some((flag, _)) => (flag, true),
+            None => (word.as_str(), false),
+        };
+        let Some((_, takes_value)) = all.iter().find(|(l, _)| l == flag) else {
+            continue;
+        };
+        let value = if *takes_value && !inline {
+            words.next()
+        } else {
+            None
+        };
+        if fit.iter().any(|(l, _)| l == flag) {
+            kept.push(word.clone());
+            kept.extend(value.cloned());
+        }
+    }
+    kept
 }
 
 fn absolute(path: &std::path::Path) -> Result<std::path::PathBuf, Error> {

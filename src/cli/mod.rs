@@ -48,6 +48,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Gate(args) => commands::run_gate(args),
         Command::Models(args) => commands::run_models(args),
         Command::Bench(args) => commands::run_bench(args),
+        Command::Merge(args) => commands::run_merge(args),
         Command::Doctor(args) => commands::run_doctor(args),
         Command::Slurm(args) => commands::run_slurm(args),
         Command::Kubernetes(args) => commands::run_kubernetes(args),

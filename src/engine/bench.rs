@@ -281,6 +281,7 @@ impl Pipeline {
                 trt_cache: work.join("trt"),
             },
             force: true,
+            shard: None,
         };
         Ok(Pipeline {
             suite: Suite::load(&suite_file)?,

@@ -3,6 +3,7 @@
 //! pool, a bounded queue to inference) and every model in the group scores the same batches.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
@@ -11,19 +12,21 @@ use std::time::{Instant, SystemTime};
 
 use rayon::prelude::*;
 
-use crate::analysis::stats::clopper_pearson;
 use crate::engine::preprocess::{preprocess_file, PreprocessSpec};
 use crate::engine::progress::Progress;
 use crate::engine::runtime::{
     Classifier, OrtClassifier, ProviderChoice, Runtime, SessionSettings, WorkerSessions,
 };
+use crate::engine::shard::{self, Shard};
 use crate::error::{Error, Location, Result};
 use crate::input::card::ModelCard;
 use crate::input::manifest::Manifest;
 use crate::input::suite::{Dataset, Suite};
 use crate::results::hash_cache::HashCache;
 use crate::results::scoring::{LabelSpace, Scoring, Target};
-use crate::results::store::{EvalRow, Evaluation, FailureRow, Predictions, ResultsStore};
+use crate::results::store::{
+    EvalRow, Evaluation, FailureRow, Predictions, ResultsStore, RowRange, ShardPlan,
+};
 
 /// Settings of a run, checked by the CLI.
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub struct RunSettings {
     pub session: SessionSettings,
     /// Re-evaluate pairs even if their stored results are up to date.
     pub force: bool,
+    /// Evaluate only this shard's part of the work (`out` is then the shard's own folder).
+    pub shard: Option<Shard>,
 }
 
 /// One row of evals.csv's worth of scoring: a label space and which images count.
@@ -296,11 +301,84 @@ fn open_store(suite: &Suite, settings: &RunSettings, rt: &Runtime) -> Result<Res
     Ok(store)
 }
 
-/// Per model and dataset: the evaluation to run, or `None` when stored results are up to date.
+/// The models grouped by preprocessing (in a fixed order: the group's key, then the models'
+/// order), so each group decodes a dataset once; the order is the order results are stored in.
+fn preprocessing_groups(models: &[ModelCard]) -> Vec<Vec<usize>> {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (m, model) in models.iter().enumerate() {
+        groups.entry(model.preprocess.key()).or_default().push(m);
+    }
+    groups.into_values().collect()
+}
+
+/// Per group and dataset, the loaded rows this process evaluates: all of them, or, in a
+/// shard, its part (none where the cell is other shards' work).
+fn cell_rows(
+    groups: &[Vec<usize>],
+    plans: &[DatasetPlan],
+    shard: Option<Shard>,
+) -> Vec<Vec<Option<Range<usize>>>> {
+    let Some(shard) = shard else {
+        return groups
+            .iter()
+            .map(|_| plans.iter().map(|p| Some(0..p.load.len())).collect())
+            .collect();
+    };
+    let cells: Vec<(usize, usize)> = groups
+        .iter()
+        .flat_map(|g| plans.iter().map(move |p| (g.len(), p.load.len())))
+        .collect();
+    let assigned = shard::assign(&cells, shard);
+    assigned
+        .chunks(plans.len().max(1))
+        .map(<[Option<Range<usize>>]>::to_vec)
+        .collect()
+}
+
+/// A shard's run.json entry: every pair of the whole run in stored order, and its own part.
+fn shard_plan(
+    shard: Shard,
+    models: &[ModelCard],
+    groups: &[Vec<usize>],
+    plans: &[DatasetPlan],
+    rows: &[Vec<Option<Range<usize>>>],
+) -> ShardPlan {
+    let mut plan = ShardPlan {
+        index: shard.index,
+        count: shard.count,
+        ..Default::default()
+    };
+    for (g, group) in groups.iter().enumerate() {
+        for (p, dataset) in plans.iter().enumerate() {
+            for &m in group {
+                let pair = (models[m].name.clone(), dataset.dataset.name.clone());
+                if let Some(r) = &rows[g][p] {
+                    let range = row_range(r, dataset);
+                    plan.assigned.push((pair.0.clone(), pair.1.clone(), range));
+                }
+                plan.pairs.push(pair);
+            }
+        }
+    }
+    plan
+}
+
+fn row_range(rows: &Range<usize>, plan: &DatasetPlan) -> RowRange {
+    RowRange {
+        start: rows.start,
+        end: rows.end,
+        of: plan.load.len(),
+    }
+}
+
+/// Per model and dataset: the evaluation to run, or `None` when stored results are up to date
+/// or the pair is another shard's work.
+#[allow(clippy::too_many_arguments)]
 fn pending_pairs(
     models: &[ModelCard],
     keys: &[(String, String)],
     plans: &[DatasetPlan],
+    rows_of: &dyn Fn(usize, usize) -> Option<Range<usize>>,
     settings: &RunSettings,
     store: &ResultsStore,
     progress: &dyn Progress,
@@ -309,10 +387,13 @@ fn pending_pairs(
     models
         .iter()
         .zip(keys)
-        .map(|(model, (sha256, setup))| {
+        .enumerate()
+        .map(|(m, (model, (sha256, setup)))| {
             plans
                 .iter()
-                .map(|plan| {
+                .enumerate()
+                .map(|(p, plan)| {
+                    let rows = rows_of(m, p)?;
                     let evaluation = Evaluation {
                         model: model.name.clone(),
                         dataset: plan.dataset.name.clone(),
@@ -331,6 +412,7 @@ fn pending_pairs(
                         finished: String::new(),
                         seconds: 0.0,
                         waiting_for_images: 0.0,
+                        rows: settings.shard.map(|_| row_range(&rows, plan)),
                     };
                     if settings.force || !store.up_to_date(&evaluation) {
                         return Some(evaluation);
@@ -347,20 +429,6 @@ fn pending_pairs(
                 .collect()
         })
         .collect()
-}
-
-/// Models with work to do, grouped by preprocessing so each group decodes a dataset once.
-fn preprocessing_groups(
-    models: &[ModelCard],
-    pending: &[Vec<Option<Evaluation>>],
-) -> Vec<Vec<usize>> {
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (m, model) in models.iter().enumerate() {
-        if pending[m].iter().any(Option::is_some) {
-            groups.entry(model.preprocess.key()).or_default().push(m);
-        }
-    }
-    groups.into_values().collect()
 }
 
 /// One session per worker for a model: the checking session if there is one, more as needed.
@@ -424,16 +492,32 @@ pub fn run(
         out: settings.out.clone(),
         ..Default::default()
     };
+    let groups = preprocessing_groups(models);
+    let rows = cell_rows(&groups, &plans, settings.shard);
+    let group_of: Vec<usize> = (0..models.len())
+        .map(|m| groups.iter().position(|g| g.contains(&m)).unwrap_or(0))
+        .collect();
+    if let Some(shard) = settings.shard {
+        store.run.shard = Some(shard_plan(shard, models, &groups, &plans, &rows));
+        store.save_run()?;
+    }
     let mut pending = pending_pairs(
         models,
         &keys,
         &plans,
+        &|m, p| rows[group_of[m]][p].clone(),
         settings,
         &store,
         progress,
         &mut summary,
     );
-    for group in preprocessing_groups(models, &pending) {
+    for (g, group) in groups.iter().enumerate() {
+        // Sessions only for the models with work here.
+        let group: Vec<usize> = group
+            .iter()
+            .copied()
+            .filter(|&m| pending[m].iter().any(Option::is_some))
+            .collect();
         let mut sets: Vec<WorkerSessions> = group
             .iter()
             .map(|&m| worker_sessions(&models[m], checked[m].take(), settings, workers, progress))
@@ -456,11 +540,12 @@ pub fn run(
                     sessions[w].push(session);
                 }
             }
-            if members.is_empty() {
+            let Some(range) = rows[g][p].clone().filter(|_| !members.is_empty()) else {
                 continue;
-            }
+            };
             let context = Context {
                 plan,
+                rows: range,
                 settings,
                 pool: &pool,
                 progress,
@@ -482,6 +567,8 @@ pub fn run(
 /// What a group's pass over a dataset reads from the run.
 struct Context<'a> {
     plan: &'a DatasetPlan,
+    /// The loaded rows (indices into `plan.load`) this pass reads: all, or a shard's part.
+    rows: Range<usize>,
     settings: &'a RunSettings,
     pool: &'a rayon::ThreadPool,
     progress: &'a dyn Progress,
@@ -734,13 +821,14 @@ fn evaluate_group(
         [only] => format!("{} · {}", only.card.name, plan.dataset.name),
         _ => format!("{} models · {}", members.len(), plan.dataset.name),
     };
-    let mut task = context.progress.start(&label, plan.load.len() as u64);
+    let load = &plan.load[context.rows.clone()];
+    let mut task = context.progress.start(&label, load.len() as u64);
     let pass = Pass {
         plan,
         spec,
         border: plan.dataset.scoring.border(),
         per_image: spec.tensor_len(),
-        chunks: plan.load.chunks(batch_size).collect(),
+        chunks: load.chunks(batch_size).collect(),
         pool: context.pool,
         next_chunk: AtomicUsize::new(0),
     };
@@ -763,7 +851,15 @@ fn evaluate_group(
         .progress
         .message(&format!("{label}: {}", timing.bound.describe()));
     for (member, tally) in members.iter_mut().zip(scored.tallies) {
-        let summary = record_member(plan, member, tally, &scored.failures, &timing, store)?;
+        let summary = record_member(
+            plan,
+            &context.rows,
+            member,
+            tally,
+            &scored.failures,
+            &timing,
+            store,
+        )?;
         context.progress.message(&summary);
     }
     Ok(scored.failures.len() as u64)
@@ -780,36 +876,33 @@ struct Timing {
 /// Store one member's results of a pass; returns the line that summarises them.
 fn record_member(
     plan: &DatasetPlan,
+    rows_read: &Range<usize>,
     member: &Member<'_>,
     tally: Vec<Tally>,
     failures: &[(usize, String)],
     timing: &Timing,
     store: &mut ResultsStore,
 ) -> Result<String> {
-    let (seconds, loaded) = (timing.seconds, plan.load.len() as u64);
+    let (seconds, loaded) = (timing.seconds, rows_read.len() as u64);
+    let manifest_rows = manifest_span(plan, rows_read);
     let provider = member.provider.clone();
     let mut rows = Vec::new();
     let mut predictions = Vec::new();
     for (view, mut t) in plan.views.iter().zip(tally) {
-        t.skipped = view.targets.iter().filter(|t| t.is_none()).count() as u64;
-        let (low, high) = clopper_pearson(t.correct, t.n, 0.95);
-        let pct = |k: u64| {
-            if t.n == 0 {
-                0.0
-            } else {
-                100.0 * k as f64 / t.n as f64
-            }
-        };
-        rows.push(EvalRow {
+        t.skipped = view.targets[manifest_rows.clone()]
+            .iter()
+            .filter(|t| t.is_none())
+            .count() as u64;
+        let mut row = EvalRow {
             model: member.card.name.clone(),
             group: member.card.group.clone(),
             dataset: view.name.clone(),
-            n: t.n,
-            correct: t.correct,
-            top1: pct(t.correct),
-            top5: (view.space.len(member.card.num_classes) >= 5).then(|| pct(t.correct5)),
-            top1_ci_low: 100.0 * low,
-            top1_ci_high: 100.0 * high,
+            n: 0,
+            correct: 0,
+            top1: 0.0,
+            top5: None,
+            top1_ci_low: 0.0,
+            top1_ci_high: 0.0,
             failed: t.failed,
             skipped: t.skipped,
             provider: provider.clone(),
@@ -819,7 +912,10 @@ fn record_member(
             } else {
                 0.0
             },
-        });
+        };
+        let top5 = view.space.len(member.card.num_classes) >= 5;
+        row.set_counts(t.n, t.correct, top5.then_some(t.correct5));
+        rows.push(row);
         predictions.push((view.name.clone(), t.predictions));
     }
     let failure_rows: Vec<FailureRow> = failures
@@ -861,6 +957,18 @@ fn record_member(
     );
     store.record(evaluation, rows, failure_rows, predictions)?;
     Ok(summary)
+}
+
+/// The manifest rows a range of loaded rows spans, so that the skipped rows between them are
+/// counted by exactly one shard: from the first loaded row (the manifest's start for the first
+/// range) to the next range's first row (the manifest's end for the last).
+fn manifest_span(plan: &DatasetPlan, rows: &Range<usize>) -> Range<usize> {
+    let at = |i: usize| match i {
+        0 => 0,
+        i if i >= plan.load.len() => plan.manifest.rows.len(),
+        i => plan.load[i],
+    };
+    at(rows.start)..at(rows.end)
 }
 
 /// Add one inferred batch to every member's tallies.

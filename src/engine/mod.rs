@@ -10,6 +10,7 @@ pub mod pixels;
 pub mod preprocess;
 pub mod progress;
 pub mod runtime;
+pub mod shard;
 
 /// The cores this process may use: the default for every thread count (decoding, inference).
 pub fn cores() -> usize {

@@ -37,6 +37,28 @@ pub struct EvalRow {
     pub images_per_s: f64,
 }
 
+impl EvalRow {
+    /// Set the counts and everything computed from them: top-1 and top-5 in percent (top-5 only
+    /// where `correct5` is given) and the 95 % Clopper–Pearson interval. One place, so a merged
+    /// row's numbers are bit for bit those of a row one run wrote.
+    pub fn set_counts(&mut self, n: u64, correct: u64, correct5: Option<u64>) {
+        let percent = |k: u64| {
+            if n == 0 {
+                0.0
+            } else {
+                100.0 * k as f64 / n as f64
+            }
+        };
+        let (low, high) = crate::analysis::stats::clopper_pearson(correct, n, 0.95);
+        self.n = n;
+        self.correct = correct;
+        self.top1 = percent(correct);
+        self.top5 = correct5.map(percent);
+        self.top1_ci_low = 100.0 * low;
+        self.top1_ci_high = 100.0 * high;
+    }
+}
+
 /// The columns `run` writes, in order.
 pub const HEADER: &[&str] = &[
     "model",

@@ -3,5 +3,6 @@
 pub mod evals;
 pub mod hash_cache;
 pub mod lock;
+pub mod merge;
 pub mod scoring;
 pub mod store;

@@ -51,6 +51,39 @@ pub struct Evaluation {
     /// with several CPU workers decoding their own batches, the share of their time decoding.
     #[serde(default)]
     pub waiting_for_images: f64,
+    /// A shard's part of the pair: which of the dataset's loaded rows it scored (none: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<RowRange>,
+}
+
+/// Rows `start..end` of the `of` rows of a dataset that a run reads (those some view scores).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RowRange {
+    pub start: usize,
+    pub end: usize,
+    pub of: usize,
+}
+
+/// What a shard's run.json says of the whole sharded run, so `merge` can check the shards
+/// against each other and order the merged rows as one run would.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ShardPlan {
+    pub index: usize,
+    pub count: usize,
+    /// Every (model, dataset) pair of the whole run, in the order one run stores them.
+    pub pairs: Vec<(String, String)>,
+    /// This shard's part: per pair it works on, its rows.
+    pub assigned: Vec<(String, String, RowRange)>,
+}
+
+/// Where and when one shard ran: kept in the merged run.json.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ShardProvenance {
+    pub shard: String,
+    pub host: String,
+    pub started: String,
+    pub finished: String,
+    pub onnxruntime_version: String,
 }
 
 impl Evaluation {
@@ -65,6 +98,7 @@ impl Evaluation {
             && self.manifest_sha256 == other.manifest_sha256
             && self.preprocess.key() == other.preprocess.key()
             && self.border == other.border
+            && self.rows == other.rows
     }
 }
 
@@ -86,6 +120,12 @@ pub struct RunInfo {
     pub started: String,
     pub finished: String,
     pub evaluations: Vec<Evaluation>,
+    /// In a shard's folder: the shard and the plan of the whole sharded run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardPlan>,
+    /// In a merged folder: each shard's host and times.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardProvenance>,
 }
 
 /// Per-image predictions for one dataset view, written as Parquet.
@@ -163,7 +203,7 @@ pub fn remove_orphans(dir: &Path) {
     }
 }
 
-fn csv_bytes<T: Serialize>(rows: &[T], header: &[&str]) -> Result<Vec<u8>> {
+pub(crate) fn csv_bytes<T: Serialize>(rows: &[T], header: &[&str]) -> Result<Vec<u8>> {
     let mut writer = csv::WriterBuilder::new()
         .has_headers(true)
         .from_writer(Vec::new());
@@ -196,7 +236,7 @@ fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     Ok(rows)
 }
 
-const FAILURES_HEADER: &[&str] = &["model", "dataset", "index", "path", "reason"];
+pub(crate) const FAILURES_HEADER: &[&str] = &["model", "dataset", "index", "path", "reason"];
 
 /// Largest run.json read: a few KB per (model, dataset) pair, so room for a hundred thousand.
 const MAX_RUN_JSON_BYTES: u64 = 512 << 20;
@@ -287,10 +327,9 @@ impl ResultsStore {
     pub fn up_to_date(&self, wanted: &Evaluation) -> bool {
         self.run.evaluations.iter().any(|e| e.same_inputs(wanted))
             && wanted.views.iter().all(|v| {
-                self.evals
-                    .iter()
-                    .any(|r| r.model == wanted.model && &r.dataset == v && r.n > 0)
-                    && is_whole_parquet(&self.predictions_path(&wanted.model, v))
+                self.evals.iter().any(|r| {
+                    r.model == wanted.model && &r.dataset == v && (r.n > 0 || wanted.rows.is_some())
+                }) && is_whole_parquet(&self.predictions_path(&wanted.model, v))
             })
     }
 
@@ -313,7 +352,9 @@ impl ResultsStore {
         // A pair that scored no image at all (every one failed) is no result: its failures are
         // listed, but no row of 0 % is stored and nothing marks it done, so the next run tries
         // it again and the fit never sees it.
-        if rows.iter().all(|r| r.n == 0) {
+        // A shard's part is kept whatever it scored: its rows may be all failures or hold none
+        // of a restricted view's classes, and the merge adds it to the other parts.
+        if rows.iter().all(|r| r.n == 0) && evaluation.rows.is_none() {
             self.failures
                 .retain(|f| !(f.model == evaluation.model && f.dataset == evaluation.dataset));
             self.failures.extend(failures);
@@ -377,7 +418,7 @@ fn is_whole_parquet(path: &Path) -> bool {
         && &tail == b"PAR1"
 }
 
-fn predictions_parquet(p: Predictions) -> Result<Vec<u8>> {
+pub(crate) fn predictions_parquet(p: Predictions) -> Result<Vec<u8>> {
     let polars_err = |e: PolarsError| Error::Other(format!("writing predictions: {e}"));
     let top5: Vec<Series> = p
         .top5

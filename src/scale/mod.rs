@@ -26,6 +26,9 @@ pub struct ShardedRun {
     pub run_args: Vec<String>,
     /// The results folder the shards write under (`<out>/shards/I-of-N`) and `merge` fills.
     pub out: PathBuf,
+    /// The analysis flags among the run arguments (--baseline, --transform, ...): `merge` is
+    /// given them so its fit, plots and reports are the ones one run would have made.
+    pub merge_args: Vec<String>,
 }
 
 impl ShardedRun {
@@ -41,6 +44,7 @@ impl ShardedRun {
             program,
             run_args,
             out,
+            merge_args: Vec::new(),
         })
     }
 
@@ -54,11 +58,13 @@ impl ShardedRun {
 
     /// The command the merge job runs.
     pub fn merge_command(&self) -> Vec<String> {
-        vec![
+        let mut command = vec![
             self.program.clone(),
             "merge".to_string(),
             self.out.display().to_string(),
-        ]
+        ];
+        command.extend(self.merge_args.iter().cloned());
+        command
     }
 }
 

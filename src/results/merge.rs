@@ -1,0 +1,570 @@
+//! `merge`: put the folders of a sharded run (`<out>/shards/I-of-N/`) back together into the
+//! folder one run would have written: every pair's parts checked (all there, from the same model,
+//! manifest and preprocessing, rows neither missing nor twice), counts added, accuracies and
+//! intervals computed again from the merged counts, predictions and failures concatenated in
+//! manifest order, rows in the order one run stores them.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::engine::shard::MAX_SHARDS;
+use crate::error::{Error, Location, Result};
+use crate::results::evals;
+use crate::results::store::{
+    csv_bytes, predictions_parquet, read_predictions, write_atomic, EvalRow, Evaluation,
+    FailureRow, Predictions, ResultsStore, RowRange, RunInfo, ShardProvenance, FAILURES_HEADER,
+};
+
+/// What a merge did.
+#[derive(Debug, serde::Serialize)]
+pub struct MergeSummary {
+    pub out: PathBuf,
+    pub shards: usize,
+    pub pairs: usize,
+    pub rows: usize,
+}
+
+/// One shard's folder, loaded.
+struct ShardFolder {
+    name: String,
+    store: ResultsStore,
+}
+
+/// The shard folders in `<out>/shards/`: every `I-of-N` folder, all of one N.
+pub fn find_shards(out: &Path) -> Result<Vec<PathBuf>> {
+    let root = out.join("shards");
+    let entries = std::fs::read_dir(&root).map_err(|e| {
+        Error::input(
+            Location::file(&root),
+            format!("no shards to merge ({e}): run `robust-eval run ... --shard I/N` for each shard first"),
+        )
+    })?;
+    let pattern = regex::Regex::new(r"^(\d{1,6})-of-(\d{1,6})$").expect("a valid pattern");
+    let mut found: Vec<(usize, PathBuf)> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(c) = pattern.captures(&name) {
+            found.push((c[2].parse().unwrap_or(0), entry.path()));
+        }
+    }
+    let mut counts: Vec<usize> = found.iter().map(|(n, _)| *n).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    match counts[..] {
+        [] => Err(Error::input(
+            Location::file(&root),
+            "no shard folders (I-of-N) in it: run `robust-eval run ... --shard I/N` first",
+        )),
+        [_] => {
+            let mut dirs: Vec<PathBuf> = found.into_iter().map(|(_, p)| p).collect();
+            dirs.sort();
+            Ok(dirs)
+        }
+        _ => {
+            Err(Error::input(
+                Location::file(&root),
+                format!(
+                "holds shards of runs split {} ways: delete the stale ones, or name the shards \
+                 to merge with --shards",
+                counts.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" and ")
+            ),
+            ))
+        }
+    }
+}
+
+fn load_shards(dirs: &[PathBuf]) -> Result<Vec<ShardFolder>> {
+    let mut shards = Vec::new();
+    for dir in dirs {
+        let store = ResultsStore::open(dir)?;
+        let Some(plan) = &store.run.shard else {
+            return Err(Error::input(
+                Location::file(dir.join("run.json")),
+                "not a shard's results (no `shard` entry): was this shard run with --shard I/N, \
+                 and did it start?",
+            ));
+        };
+        let name = format!("{}-of-{}", plan.index, plan.count);
+        shards.push(ShardFolder { name, store });
+    }
+    let count = shards
+        .first()
+        .and_then(|s| s.store.run.shard.as_ref())
+        .map_or(0, |p| p.count);
+    if count == 0 || count > MAX_SHARDS {
+        return Err(Error::Usage("no shards to merge".into()));
+    }
+    let mut seen = vec![None::<&Path>; count];
+    for (shard, dir) in shards.iter().zip(dirs) {
+        let plan = shard.store.run.shard.as_ref().expect("checked above");
+        if plan.count != count {
+            return Err(Error::input(
+                Location::file(dir.join("run.json")),
+                format!(
+                    "shard {} is one of {} shards, the others of {count}",
+                    shard.name, plan.count
+                ),
+            ));
+        }
+        if let Some(other) = seen[plan.index].replace(dir) {
+            return Err(Error::input(
+                Location::file(dir.join("run.json")),
+                format!(
+                    "is shard {} again (also in {})",
+                    shard.name,
+                    other.display()
+                ),
+            ));
+        }
+    }
+    if let Some(missing) = seen.iter().position(Option::is_none) {
+        let parent = dirs[0].parent().unwrap_or(Path::new("."));
+        return Err(Error::input(
+            Location::file(parent.join(format!("{missing}-of-{count}"))),
+            format!(
+                "shard {missing} of {count} is missing: run it (`robust-eval run ... --shard {missing}/{count}`; \
+                 a shard run again resumes), then merge again"
+            ),
+        ));
+    }
+    shards.sort_by_key(|s| s.store.run.shard.as_ref().map_or(0, |p| p.index));
+    Ok(shards)
+}
+
+/// The shards must be parts of one run: the same suite and the same pairs, in the same order.
+fn check_same_run(shards: &[ShardFolder]) -> Result<()> {
+    let first = &shards[0];
+    let plan0 = first
+        .store
+        .run
+        .shard
+        .as_ref()
+        .expect("loaded shards have a plan");
+    for shard in &shards[1..] {
+        let plan = shard
+            .store
+            .run
+            .shard
+            .as_ref()
+            .expect("loaded shards have a plan");
+        let differs = if shard.store.run.suite != first.store.run.suite {
+            Some("suite")
+        } else if shard.store.run.id != first.store.run.id {
+            Some("in-distribution dataset")
+        } else if plan.pairs != plan0.pairs {
+            Some("models or datasets")
+        } else {
+            None
+        };
+        if let Some(what) = differs {
+            return Err(Error::input(
+                Location::file(shard.store.dir.join("run.json")),
+                format!(
+                    "shard {} and shard {} differ in their {what}: every shard must be run with the \
+                     same suite, models and datasets",
+                    shard.name, first.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One shard's part of a pair.
+struct Part<'a> {
+    shard: &'a ShardFolder,
+    rows: RowRange,
+    evaluation: &'a Evaluation,
+}
+
+/// Every part of one pair, in row order, checked to tile the dataset's rows and to come from
+/// the same inputs.
+fn parts_of<'a>(shards: &'a [ShardFolder], model: &str, dataset: &str) -> Result<Vec<Part<'a>>> {
+    let mut parts = Vec::new();
+    for shard in shards {
+        let plan = shard
+            .store
+            .run
+            .shard
+            .as_ref()
+            .expect("loaded shards have a plan");
+        for (_, _, rows) in plan
+            .assigned
+            .iter()
+            .filter(|(m, d, _)| m == model && d == dataset)
+        {
+            let evaluation = shard
+                .store
+                .run
+                .evaluations
+                .iter()
+                .find(|e| e.model == model && e.dataset == dataset && e.rows.as_ref() == Some(rows))
+                .ok_or_else(|| {
+                    Error::input(
+                        Location::file(shard.store.dir.join("run.json")),
+                        format!(
+                            "shard {} has not finished `{model}` on `{dataset}` (rows {}..{} of {}): \
+                             run the shard again (it resumes), then merge again",
+                            shard.name, rows.start, rows.end, rows.of
+                        ),
+                    )
+                })?;
+            parts.push(Part {
+                shard,
+                rows: *rows,
+                evaluation,
+            });
+        }
+    }
+    parts.sort_by_key(|p| p.rows.start);
+    let mut next = 0;
+    let of = parts.first().map_or(0, |p| p.rows.of);
+    for part in &parts {
+        let at = Location::file(part.shard.store.dir.join("run.json"));
+        if part.rows.of != of || part.rows.start != next {
+            return Err(Error::input(
+                at,
+                format!(
+                    "`{model}` on `{dataset}`: rows {}..{} of {} in shard {} do not follow rows ..{next} \
+                     of {of}: the shards were not split the same way",
+                    part.rows.start, part.rows.end, part.rows.of, part.shard.name
+                ),
+            ));
+        }
+        if let Some(field) = different_input(parts[0].evaluation, part.evaluation) {
+            return Err(Error::input(
+                at,
+                format!(
+                    "`{model}` on `{dataset}`: shard {} and shard {} scored different {field}: run \
+                     every shard on the same files",
+                    part.shard.name, parts[0].shard.name
+                ),
+            ));
+        }
+        next = part.rows.end;
+    }
+    if next != of {
+        return Err(Error::Usage(format!(
+            "`{model}` on `{dataset}`: rows {next}..{of} are in no shard: the shards were not split the same way"
+        )));
+    }
+    Ok(parts)
+}
+
+/// The first input two parts of a pair disagree on, if any.
+fn different_input(a: &Evaluation, b: &Evaluation) -> Option<&'static str> {
+    if a.model_sha256 != b.model_sha256 || a.model_setup != b.model_setup {
+        Some("model files (sha256 or card settings)")
+    } else if a.manifest_sha256 != b.manifest_sha256 {
+        Some("manifests (sha256)")
+    } else if a.preprocess.key() != b.preprocess.key() || a.border != b.border {
+        Some("preprocessing")
+    } else if a.scoring != b.scoring || a.views != b.views {
+        Some("scoring")
+    } else {
+        None
+    }
+}
+
+/// Read a predictions file back into columns, to be written again as one.
+fn read_columns(path: &Path) -> Result<Predictions> {
+    let df = read_predictions(path)?;
+    let bad = |e: PolarsError| Error::input(Location::file(path), format!("predictions: {e}"));
+    let height = df.height();
+    if height == 0 {
+        // A view that scored no row of this part: an empty file, whose list column has no type.
+        return Ok(Predictions::default());
+    }
+    let missing = |name: &str| {
+        Error::input(
+            Location::file(path),
+            format!("predictions: a null in `{name}`"),
+        )
+    };
+    let u32s = |name: &str| -> Result<Vec<u32>> {
+        let column = df.column(name).map_err(bad)?.u32().map_err(bad)?.clone();
+        (0..height)
+            .map(|i| column.get(i).ok_or_else(|| missing(name)))
+            .collect()
+    };
+    let strings = |name: &str| -> Result<Vec<String>> {
+        let column = df.column(name).map_err(bad)?.str().map_err(bad)?.clone();
+        (0..height)
+            .map(|i| {
+                column
+                    .get(i)
+                    .map(str::to_string)
+                    .ok_or_else(|| missing(name))
+            })
+            .collect()
+    };
+    let bools = |name: &str| -> Result<Vec<bool>> {
+        let column = df.column(name).map_err(bad)?.bool().map_err(bad)?.clone();
+        (0..height)
+            .map(|i| column.get(i).ok_or_else(|| missing(name)))
+            .collect()
+    };
+    let lists = df.column("top5").map_err(bad)?.list().map_err(bad)?.clone();
+    let mut top5 = Vec::with_capacity(height);
+    for i in 0..height {
+        let ids = lists.get_as_series(i).ok_or_else(|| missing("top5"))?;
+        let ids = ids.u32().map_err(bad)?;
+        top5.push((0..ids.len()).filter_map(|k| ids.get(k)).collect());
+    }
+    Ok(Predictions {
+        index: u32s("index")?,
+        path: strings("path")?,
+        label: strings("label")?,
+        target: u32s("target")?,
+        top5,
+        correct: bools("correct")?,
+        correct_top5: bools("correct_top5")?,
+    })
+}
+
+fn append(all: &mut Predictions, part: Predictions) {
+    all.index.extend(part.index);
+    all.path.extend(part.path);
+    all.label.extend(part.label);
+    all.target.extend(part.target);
+    all.top5.extend(part.top5);
+    all.correct.extend(part.correct);
+    all.correct_top5.extend(part.correct_top5);
+}
+
+/// A pair merged: its rows of evals.csv, predictions per view, failures and provenance.
+struct MergedPair {
+    rows: Vec<EvalRow>,
+    predictions: Vec<(String, Predictions)>,
+    failures: Vec<FailureRow>,
+    evaluation: Evaluation,
+}
+
+fn merge_pair(parts: &[Part<'_>]) -> Result<MergedPair> {
+    let first = parts[0].evaluation;
+    let mut evaluation = first.clone();
+    evaluation.rows = None;
+    evaluation.seconds = parts.iter().map(|p| p.evaluation.seconds).sum();
+    evaluation.started = parts
+        .iter()
+        .map(|p| p.evaluation.started.clone())
+        .min()
+        .unwrap_or_default();
+    evaluation.finished = parts
+        .iter()
+        .map(|p| p.evaluation.finished.clone())
+        .max()
+        .unwrap_or_default();
+    evaluation.provider = joined(parts.iter().map(|p| p.evaluation.provider.as_str()));
+    evaluation.waiting_for_images = if evaluation.seconds > 0.0 {
+        parts
+            .iter()
+            .map(|p| p.evaluation.waiting_for_images * p.evaluation.seconds)
+            .sum::<f64>()
+            / evaluation.seconds
+    } else {
+        0.0
+    };
+    let mut merged = MergedPair {
+        rows: Vec::new(),
+        predictions: Vec::new(),
+        failures: Vec::new(),
+        evaluation,
+    };
+    for view in &first.views {
+        let (row, predictions) = merge_view(parts, &first.model, view)?;
+        merged.rows.push(row);
+        merged.predictions.push((view.clone(), predictions));
+    }
+    for part in parts {
+        let store = &part.shard.store;
+        merged.failures.extend(
+            store
+                .failures
+                .iter()
+                .filter(|f| f.model == first.model && f.dataset == first.dataset)
+                .cloned(),
+        );
+    }
+    Ok(merged)
+}
+
+/// One view's row: counts added over the parts, numbers computed from them as one run does.
+fn merge_view(parts: &[Part<'_>], model: &str, view: &str) -> Result<(EvalRow, Predictions)> {
+    let mut all = Predictions::default();
+    let mut merged: Option<EvalRow> = None;
+    let mut has_top5 = false;
+    let (mut n, mut correct, mut loaded) = (0u64, 0u64, 0usize);
+    for part in parts {
+        let store = &part.shard.store;
+        let row = store
+            .evals
+            .iter()
+            .find(|r| r.model == model && r.dataset == view)
+            .ok_or_else(|| {
+                Error::input(
+                    Location::file(store.dir.join("evals.csv")),
+                    format!("has no row for `{model}` on `{view}`, which its run.json lists: run the shard again"),
+                )
+            })?;
+        let path = store.predictions_path(model, view);
+        let predictions = read_columns(&path)?;
+        if predictions.index.len() as u64 != row.n {
+            return Err(Error::input(
+                Location::file(&path),
+                format!(
+                    "holds {} predictions where evals.csv counts {}: run the shard again",
+                    predictions.index.len(),
+                    row.n
+                ),
+            ));
+        }
+        append(&mut all, predictions);
+        n += row.n;
+        correct += row.correct;
+        loaded += part.rows.end - part.rows.start;
+        has_top5 |= row.top5.is_some();
+        match &mut merged {
+            None => merged = Some(row.clone()),
+            Some(m) => {
+                m.failed += row.failed;
+                m.skipped += row.skipped;
+                m.seconds += row.seconds;
+                if !m.provider.split(',').any(|p| p == row.provider) {
+                    m.provider = format!("{},{}", m.provider, row.provider);
+                }
+            }
+        }
+    }
+    let mut row = merged.ok_or_else(|| Error::Other(format!("`{model}` on `{view}`: no parts")))?;
+    let correct5 = all.correct_top5.iter().filter(|&&c| c).count() as u64;
+    row.set_counts(n, correct, has_top5.then_some(correct5));
+    row.images_per_s = if row.seconds > 0.0 {
+        loaded as f64 / row.seconds
+    } else {
+        0.0
+    };
+    Ok((row, all))
+}
+
+fn joined<'a>(values: impl Iterator<Item = &'a str>) -> String {
+    let mut unique: Vec<&str> = Vec::new();
+    for v in values {
+        if !unique.contains(&v) {
+            unique.push(v);
+        }
+    }
+    unique.join(",")
+}
+
+/// Merge the shards in `dirs` (every `I-of-N` under `<out>/shards` when `None`) into `out`.
+pub fn merge(out: &Path, dirs: Option<&[PathBuf]>) -> Result<MergeSummary> {
+    let dirs = match dirs {
+        Some(d) => d.to_vec(),
+        None => find_shards(out)?,
+    };
+    let shards = load_shards(&dirs)?;
+    check_same_run(&shards)?;
+    let plan = shards[0]
+        .store
+        .run
+        .shard
+        .clone()
+        .expect("loaded shards have a plan");
+    let mut merged = Vec::new();
+    for (model, dataset) in &plan.pairs {
+        let parts = parts_of(&shards, model, dataset)?;
+        if parts.is_empty() {
+            continue; // a dataset with no row to read: one run stores nothing for it either
+        }
+        merged.push(merge_pair(&parts)?);
+    }
+    write_merged(out, &shards, merged)
+}
+
+/// Write the merged folder in the order `record` keeps: predictions, then the tables, then
+/// run.json, so a merge killed half-way leaves nothing run.json vouches for that is not there.
+fn write_merged(
+    out: &Path,
+    shards: &[ShardFolder],
+    merged: Vec<MergedPair>,
+) -> Result<MergeSummary> {
+    let mut store = ResultsStore::open_to_write(out)?;
+    let mut evals_rows = Vec::new();
+    let mut failures = Vec::new();
+    let mut evaluations = Vec::new();
+    for pair in merged {
+        failures.extend(pair.failures);
+        // As in `record`: a pair that scored no image at all is no result.
+        if pair.rows.iter().all(|r| r.n == 0) {
+            continue;
+        }
+        for (view, predictions) in pair.predictions {
+            let path = store.predictions_path(&pair.evaluation.model, &view);
+            write_atomic(&path, &predictions_parquet(predictions)?)?;
+        }
+        evals_rows.extend(pair.rows);
+        evaluations.push(pair.evaluation);
+    }
+    write_atomic(
+        &out.join("evals.csv"),
+        &csv_bytes(&evals_rows, evals::HEADER)?,
+    )?;
+    write_atomic(
+        &out.join("failures.csv"),
+        &csv_bytes(&failures, FAILURES_HEADER)?,
+    )?;
+    let rows = evals_rows.len();
+    let pairs = evaluations.len();
+    store.evals = evals_rows;
+    store.failures = failures;
+    store.run = merged_run_info(shards, evaluations);
+    store.save_run()?;
+    Ok(MergeSummary {
+        out: out.to_path_buf(),
+        shards: shards.len(),
+        pairs,
+        rows,
+    })
+}
+
+fn merged_run_info(shards: &[ShardFolder], evaluations: Vec<Evaluation>) -> RunInfo {
+    let first = &shards[0].store.run;
+    RunInfo {
+        tool: first.tool.clone(),
+        tool_version: first.tool_version.clone(),
+        suite: first.suite.clone(),
+        id: first.id.clone(),
+        baseline: first.baseline.clone(),
+        onnxruntime_version: joined(
+            shards
+                .iter()
+                .map(|s| s.store.run.onnxruntime_version.as_str()),
+        ),
+        onnxruntime_library: first.onnxruntime_library.clone(),
+        host: crate::results::store::host(),
+        started: shards
+            .iter()
+            .map(|s| s.store.run.started.clone())
+            .min()
+            .unwrap_or_default(),
+        finished: shards
+            .iter()
+            .map(|s| s.store.run.finished.clone())
+            .max()
+            .unwrap_or_default(),
+        evaluations,
+        shard: None,
+        shards: shards
+            .iter()
+            .map(|s| ShardProvenance {
+                shard: s.name.clone(),
+                host: s.store.run.host.clone(),
+                started: s.store.run.started.clone(),
+                finished: s.store.run.finished.clone(),
+                onnxruntime_version: s.store.run.onnxruntime_version.clone(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,387 @@
+//! `run --shard I/N` and `merge` through the real binary: the merged folder is the folder one run
+//! writes, bit for bit but for the timings, for N = 1, 2, 3 and 7 (more shards than pairs on the
+//! probe suite), on the demo, on a suite with every scoring rule, a broken image and skipped rows,
+//! and on real ImageNet JPEGs where the reference material is present.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use predicates::prelude::*;
+
+/// evals.csv's timing columns: the only ones that differ between any two runs.
+const TIMINGS: [&str; 2] = ["seconds", "images_per_s"];
+
+fn evals_without_timings(out: &Path) -> String {
+    let text = std::fs::read_to_string(out.join("evals.csv")).expect("evals.csv");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| !TIMINGS.contains(&header[i]))
+        .collect();
+    assert_eq!(
+        keep.len(),
+        header.len() - 2,
+        "timing columns present: {header:?}"
+    );
+    let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let mut kept = vec![keep
+        .iter()
+        .map(|&i| header[i])
+        .collect::<Vec<_>>()
+        .join(",")];
+    for record in reader.records() {
+        let record = record.unwrap();
+        kept.push(
+            keep.iter()
+                .map(|&i| &record[i])
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    kept.join("\n")
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// run.json's evaluations with the fields that record when and how fast left out.
+fn evaluations(out: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(out.join("run.json")).unwrap();
+    let run: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut evaluations = run["evaluations"].as_array().unwrap().clone();
+    for e in &mut evaluations {
+        let e = e.as_object_mut().unwrap();
+        for timing in ["started", "finished", "seconds", "waiting_for_images"] {
+            assert!(e.remove(timing).is_some(), "{timing} missing");
+        }
+    }
+    evaluations
+}
+
+/// The merged folder holds what the single run's does: evals.csv (timings aside), failures,
+/// every predictions file byte for byte, the fit, the robustness table and run.json's pairs.
+fn assert_same_results(single: &Path, merged: &Path, what: &str) {
+    assert_eq!(
+        evals_without_timings(single),
+        evals_without_timings(merged),
+        "{what}: evals.csv"
+    );
+    for file in ["failures.csv", "fit.json", "robustness.csv"] {
+        let (a, b) = (single.join(file), merged.join(file));
+        if a.exists() || b.exists() {
+            assert_eq!(
+                std::fs::read(&a).ok(),
+                std::fs::read(&b).ok(),
+                "{what}: {file}"
+            );
+        }
+    }
+    let predictions = files_under(&single.join("predictions"));
+    assert!(
+        !predictions.is_empty(),
+        "{what}: the single run stored no predictions"
+    );
+    assert_eq!(
+        predictions,
+        files_under(&merged.join("predictions")),
+        "{what}: predictions files"
+    );
+    for file in &predictions {
+        let (a, b) = (
+            std::fs::read(single.join("predictions").join(file)).unwrap(),
+            std::fs::read(merged.join("predictions").join(file)).unwrap(),
+        );
+        assert!(a == b, "{what}: predictions/{} differs", file.display());
+    }
+    assert_eq!(
+        evaluations(single),
+        evaluations(merged),
+        "{what}: run.json evaluations"
+    );
+}
+
+/// Every shard of N run one after the other, then merged.
+fn run_sharded(run: &dyn Fn() -> assert_cmd::Command, out: &Path, count: usize) {
+    for i in 0..count {
+        run()
+            .arg("--out")
+            .arg(out)
+            .args(["--shard", &format!("{i}/{count}")])
+            .assert()
+            .success();
+        assert!(out
+            .join(format!("shards/{i}-of-{count}/run.json"))
+            .is_file());
+    }
+    // No analysis in a shard: its results are a part.
+    assert!(!out.join(format!("shards/0-of-{count}/fit.json")).exists());
+    merge(out).success();
+}
+
+fn merge(out: &Path) -> assert_cmd::assert::Assert {
+    bin().arg("merge").arg(out).assert()
+}
+
+fn demo_run() -> assert_cmd::Command {
+    let mut cmd = bin();
+    cmd.args([
+        "run",
+        "--suite",
+        "demo",
+        "--provider",
+        "cpu",
+        "--progress",
+        "plain",
+    ]);
+    cmd
+}
+
+#[test]
+fn demo_merged_from_1_2_3_and_7_shards_is_one_run() {
+    let work = tempfile::tempdir().unwrap();
+    let single = work.path().join("single");
+    demo_run().arg("--out").arg(&single).assert().success();
+    for count in [1, 2, 3, 7] {
+        let out = work.path().join(format!("sharded-{count}"));
+        run_sharded(&demo_run, &out, count);
+        assert_same_results(&single, &out, &format!("demo in {count} shards"));
+        let run: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+        assert_eq!(
+            run["shards"].as_array().unwrap().len(),
+            count,
+            "per-shard provenance"
+        );
+        assert!(out.join("report.md").is_file() && out.join("plots").is_dir());
+    }
+}
+
+/// The scoring suite (ImageNet with R, A and ObjectNet restricted views, unmapped ObjectNet rows),
+/// a second model sharing the preprocessing, and a broken image: 2 models × 4 datasets, so 7
+/// shards are more than the probe model's pairs and several shards get parts of one pair.
+fn scoring_suite_with_failure(dir: &Path) {
+    scoring_suite(dir);
+    probe_card(&dir.join("models"), "probe-twin");
+    std::fs::write(dir.join("data/id/broken.png"), b"\x89PNG not really").unwrap();
+    let manifest = dir.join("data/id/manifest.csv");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("broken.png,5\n");
+    std::fs::write(&manifest, text).unwrap();
+}
+
+fn scoring_run(dir: &Path) -> assert_cmd::Command {
+    let mut cmd = bin();
+    cmd.args(["run", "--suite"])
+        .arg(dir.join("suite.toml"))
+        .arg("--models")
+        .arg(dir.join("models"))
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .args([
+            "--provider",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--progress",
+            "plain",
+        ])
+        .args(["--allow-failures", "9"]);
+    cmd
+}
+
+#[test]
+fn every_scoring_rule_merged_from_shards_is_one_run() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    scoring_suite_with_failure(dir);
+    let single = dir.join("single");
+    scoring_run(dir)
+        .arg("--out")
+        .arg(&single)
+        .assert()
+        .success();
+    let failures = std::fs::read_to_string(single.join("failures.csv")).unwrap();
+    assert_eq!(failures.matches("broken.png").count(), 2, "{failures}");
+    for count in [1, 2, 3, 7] {
+        let out = dir.join(format!("sharded-{count}"));
+        run_sharded(&|| scoring_run(dir), &out, count);
+        assert_same_results(&single, &out, &format!("scoring suite in {count} shards"));
+    }
+}
+
+/// A missing shard, an unfinished one and one run on other datasets are each refused with exit 2
+/// naming it; the unfinished one, run again, resumes its own part only, and the merge then holds.
+#[test]
+fn incomplete_or_mismatched_shards_are_named_and_a_rerun_shard_completes_the_merge() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    scoring_suite_with_failure(dir);
+    let out = dir.join("sharded");
+    let shard = |i: usize, extra: &[&str]| {
+        scoring_run(dir)
+            .arg("--out")
+            .arg(&out)
+            .args(["--shard", &format!("{i}/3")])
+            .args(extra)
+            .assert()
+    };
+    shard(0, &[]).success();
+    shard(2, &[]).success();
+    merge(&out).code(2).stderr(
+        predicate::str::contains("shard 1 of 3 is missing")
+            .and(predicate::str::contains("--shard 1/3")),
+    );
+
+    shard(1, &["--datasets", "imagenet-r"]).success();
+    merge(&out).code(2).stderr(predicate::str::contains(
+        "differ in their models or datasets",
+    ));
+
+    // Shard 1 run right, then its last pair taken back out of run.json, as a shard killed before
+    // recording it leaves it.
+    shard(1, &[]).success();
+    let run_json = out.join("shards/1-of-3/run.json");
+    let mut run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&run_json).unwrap()).unwrap();
+    let lost = run["evaluations"].as_array_mut().unwrap().pop().unwrap();
+    std::fs::write(&run_json, serde_json::to_string_pretty(&run).unwrap()).unwrap();
+    merge(&out).code(2).stderr(
+        predicate::str::contains("shard 1-of-3 has not finished")
+            .and(predicate::str::contains(lost["model"].as_str().unwrap())),
+    );
+    shard(1, &[])
+        .success()
+        .stdout(predicate::str::contains("1 pairs evaluated"));
+    merge(&out).success();
+    let single = dir.join("single");
+    scoring_run(dir)
+        .arg("--out")
+        .arg(&single)
+        .assert()
+        .success();
+    assert_same_results(&single, &out, "after the resumed shard");
+}
+
+#[test]
+fn shard_auto_reads_the_schedulers_variables() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    demo_run()
+        .arg("--out")
+        .arg(&out)
+        .args(["--shard", "auto"])
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .env("SLURM_ARRAY_TASK_COUNT", "2")
+        .assert()
+        .success();
+    assert!(out.join("shards/1-of-2/run.json").is_file());
+    demo_run()
+        .arg("--out")
+        .arg(&out)
+        .args(["--shard", "auto", "--shard-count", "2"])
+        .env("JOB_COMPLETION_INDEX", "0")
+        .assert()
+        .success();
+    assert!(out.join("shards/0-of-2/run.json").is_file());
+    merge(&out).success();
+    demo_run()
+        .arg("--out")
+        .arg(&out)
+        .args(["--shard", "auto"])
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("SLURM_ARRAY_TASK_ID")
+                .and(predicate::str::contains("--shard I/N")),
+        );
+}
+
+/// One model on real ImageNet JPEGs: one pair, cut into row ranges, still one run's results.
+#[test]
+fn real_images_one_model_cut_into_row_ranges() {
+    let Some(reference) = reference("real_images_one_model_cut_into_row_ranges") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let sample = reference.join("imagenet-sample");
+    let mut files: Vec<String> = std::fs::read_dir(&sample)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".JPEG"))
+        .collect();
+    files.sort();
+    let mut writer = csv::Writer::from_path(w.join("sample.csv")).unwrap();
+    writer.write_record(["path", "label"]).unwrap();
+    for f in files.iter().take(300) {
+        writer
+            .write_record([sample.join(f).display().to_string(), f[..9].to_string()])
+            .unwrap();
+    }
+    writer.flush().unwrap();
+    std::fs::write(
+        w.join("suite.toml"),
+        "name = \"sample\"\nid = \"sample\"\n[datasets.sample]\nmanifest = \"sample.csv\"\nscoring = \"imagenet-1k\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        w.join("lite0.toml"),
+        format!(
+            "name = \"efficientnet_lite0\"\nonnx = \"{}\"\n[preprocess]\nresize = 224\ncrop = 224\n\
+             interpolation = \"bicubic\"\nmean = [0.498, 0.498, 0.498]\nstd = [0.502, 0.502, 0.502]\n",
+            reference.join("models/efficientnet_lite0.onnx").display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let mut cmd = bin();
+        // The sample holds a few files no decoder reads: they are failures in every shard.
+        cmd.args([
+            "run",
+            "--provider",
+            "cpu",
+            "--progress",
+            "plain",
+            "--allow-failures",
+            "10",
+        ])
+        .arg("--suite")
+        .arg(w.join("suite.toml"))
+        .arg("--models")
+        .arg(w.join("lite0.toml"))
+        .arg("--data-root")
+        .arg(w);
+        cmd
+    };
+    let single = w.join("single");
+    run().arg("--out").arg(&single).assert().success();
+    let out = w.join("sharded");
+    run_sharded(&run, &out, 3);
+    assert_same_results(&single, &out, "real images in 3 shards");
+    for i in 0..3 {
+        let rows = evals(&out.join(format!("shards/{i}-of-3")));
+        assert_eq!(
+            rows[0].n + rows[0].failed,
+            100,
+            "shard {i} reads a third of the 300 images"
+        );
+    }
+}
