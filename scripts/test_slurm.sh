@@ -143,6 +143,8 @@ states=$(scontrol -o show job "$array" | grep -o 'JobState=[A-Z_]*' | sort | uni
 echo "test_slurm: array tasks: $(echo $states)"
 [ "$(scontrol -o show job "$array" | grep -c 'JobState=COMPLETED')" = 3 ] || fail "not every array task completed"
 scontrol -o show job "$merge" | grep -q 'JobState=COMPLETED' || fail "the merge job did not complete"
+shards=$(cd "$tmp/sharded out/shards" && echo *)
+[ "$shards" = "0-of-3 1-of-3 2-of-3" ] || fail "expected shard folders 0-of-3 1-of-3 2-of-3, found: $shards"
 
 "$bin" run "${run_args[@]}" --out "$tmp/single" >"$tmp/single.log" 2>&1 || { cat "$tmp/single.log"; fail "the single run failed"; }
 python3 - "$tmp/single/evals.csv" "$tmp/sharded out/evals.csv" <<'EOF' || fail "evals.csv differs"
