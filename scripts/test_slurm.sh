@@ -2,9 +2,11 @@
 # The Slurm tier: a real single-node Slurm (Debian's slurm-wlm and munge, installed with apt-get
 # when missing) started by this script in a temporary folder, with its own config, ports and munge
 # socket (nothing under /etc is changed). The demo suite is submitted as a 3-task array plus the
-# dependent merge through `robust-eval slurm --submit`; once both jobs have left the queue, the
-# merged folder must equal a single run's: evals.csv (without the timing columns seconds and
-# images_per_s), every predictions file byte for byte, and fit.json.
+# dependent merge through `robust-eval slurm --submit`; once both jobs have left the queue, one
+# task is run again by Slurm (`scontrol requeue`, as after preemption) and must resume its shard
+# without evaluating anything; then the merged folder must equal a single run's: evals.csv
+# (without the timing columns seconds and images_per_s), every predictions file byte for byte,
+# and fit.json. About 15 seconds once Slurm is installed.
 # When it cannot run (not root, no apt-get, the daemons do not start), it prints
 # "slurm tier SKIPPED: <why>" and exits 0. A failure prints the jobs' logs and exits 1.
 # Uses ROBUST_EVAL_BIN as the binary under test when set.
@@ -145,6 +147,25 @@ echo "test_slurm: array tasks: $(echo $states)"
 scontrol -o show job "$merge" | grep -q 'JobState=COMPLETED' || fail "the merge job did not complete"
 shards=$(cd "$tmp/sharded out/shards" && echo *)
 [ "$shards" = "0-of-3 1-of-3 2-of-3" ] || fail "expected shard folders 0-of-3 1-of-3 2-of-3, found: $shards"
+
+# A task the scheduler runs again (as after preemption: `scontrol requeue`) resumes its shard:
+# every pair up to date, nothing evaluated, the shard's files unchanged.
+shard1=$tmp/sharded\ out/shards/1-of-3
+cp -r "$shard1" "$tmp/shard1-before"
+scontrol requeue "${array}_1" || fail "scontrol requeue ${array}_1 failed"
+for _ in $(seq 300); do
+  [ -z "$(squeue -h -j "$array" -o %i 2>/dev/null)" ] && break
+  sleep 1
+done
+scontrol -o show job "${array}_1" | grep -q 'JobState=COMPLETED' || fail "the requeued task did not complete"
+log1=$tmp/sharded\ out/slurm/shard-1.out
+grep -q 'attempt 2' "$log1" || fail "shard 1's log has no second attempt"
+resumed=$(grep 'pairs evaluated' "$log1" | tail -n 1)
+[[ "$resumed" =~ ^0\ pairs\ evaluated,\ [1-9][0-9]*\ up\ to\ date ]] \
+  || fail "the requeued shard evaluated pairs again: '$resumed'"
+diff -r "$tmp/shard1-before/predictions" "$shard1/predictions" || fail "the requeued shard changed its predictions"
+cmp "$tmp/shard1-before/evals.csv" "$shard1/evals.csv" || fail "the requeued shard changed its evals.csv"
+echo "test_slurm: requeued task ${array}_1 resumed its shard: ${resumed%%;*}"
 
 "$bin" run "${run_args[@]}" --out "$tmp/single" >"$tmp/single.log" 2>&1 || { cat "$tmp/single.log"; fail "the single run failed"; }
 python3 - "$tmp/single/evals.csv" "$tmp/sharded out/evals.csv" <<'EOF' || fail "evals.csv differs"
