@@ -49,6 +49,8 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Models(args) => commands::run_models(args),
         Command::Bench(args) => commands::run_bench(args),
         Command::Doctor(args) => commands::run_doctor(args),
+        Command::Interpolate(args) => commands::run_interpolate(args),
+        Command::Soup(args) => commands::run_soup(args),
     };
     match outcome {
         Ok(code) => code,
