@@ -70,22 +70,35 @@ impl Ingredient {
 pub fn check_compatible(first: &Ingredient, other: &Ingredient) -> Result<()> {
     weights::check_same_graph(&first.model, &other.model)?;
     let (a, b) = (&first.card, &other.card);
-    let differs = if a.preprocess != b.preprocess {
-        Some(format!(
-            "preprocess ({:?} vs {:?})",
-            a.preprocess, b.preprocess
-        ))
+    let (pa, pb) = (&a.preprocess, &b.preprocess);
+    let differs = if pa != pb {
+        let fields = [
+            ("resize", pa.resize.to_string(), pb.resize.to_string()),
+            ("crop", pa.crop.to_string(), pb.crop.to_string()),
+            (
+                "interpolation",
+                format!("{:?}", pa.interpolation),
+                format!("{:?}", pb.interpolation),
+            ),
+            ("mean", format!("{:?}", pa.mean), format!("{:?}", pb.mean)),
+            ("std", format!("{:?}", pa.std), format!("{:?}", pb.std)),
+        ];
+        fields
+            .into_iter()
+            .find(|(_, x, y)| x != y)
+            .map(|(key, x, y)| format!("preprocess.{key}` ({x} vs {y})"))
+            .or(Some("preprocess`".into()))
     } else if a.input != b.input {
-        Some("input".to_string())
+        Some("input`".to_string())
     } else if (&a.output_name, a.num_classes, a.offset) != (&b.output_name, b.num_classes, b.offset)
     {
-        Some("output".to_string())
+        Some("output`".to_string())
     } else {
         None
     };
     if let Some(field) = differs {
         return Err(Error::Usage(format!(
-            "{} and {} differ in `{field}`: mixed weights are evaluated with one card's settings, \
+            "{} and {} differ in `{field}: mixed weights are evaluated with one card's settings, \
              so both models must be preprocessed and read the same way",
             first.label(),
             other.label()
