@@ -81,7 +81,10 @@ fn interpolated_initializers_match_an_independent_reference() {
     }
     // The written cards are valid cards, [intervention] table included.
     let loaded = robust_eval::input::card::ModelCard::load(&out.join("ab-a0.30.toml")).unwrap();
-    assert_eq!((loaded.name.as_str(), loaded.group.as_str()), ("ab-a0.30", "wise-ft"));
+    assert_eq!(
+        (loaded.name.as_str(), loaded.group.as_str()),
+        ("ab-a0.30", "wise-ft")
+    );
 }
 
 #[test]
