@@ -8,7 +8,9 @@
 //!   evaluation loop that drives them, progress, the benchmark and the environment check;
 //! - [`results`]: what a run stores: scoring of predictions and the results folder;
 //! - [`analysis`]: what is computed from stored results: the trend fit, effective robustness,
-//!   plots, reports and the release gate.
+//!   plots, reports and the release gate;
+//! - [`interventions`]: new models made from exported ones: WiSE-FT weight interpolation and
+//!   model soups.
 //!
 //! The command line is the binary's own (`src/cli/`); nothing here depends on it.
 
@@ -16,6 +18,7 @@ pub mod analysis;
 pub mod engine;
 pub mod error;
 pub mod input;
+pub mod interventions;
 pub mod results;
 
 pub use error::{Error, Result};

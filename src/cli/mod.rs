@@ -50,6 +50,8 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Bench(args) => commands::run_bench(args),
         Command::Merge(args) => commands::run_merge(args),
         Command::Doctor(args) => commands::run_doctor(args),
+        Command::Interpolate(args) => commands::run_interpolate(args),
+        Command::Soup(args) => commands::run_soup(args),
     };
     match outcome {
         Ok(code) => code,

@@ -27,6 +27,9 @@ struct RawCard {
     #[serde(default)]
     output: RawOutput,
     head: Option<RawHead>,
+    /// How `interpolate` or `soup` made the model (src/interventions); accepted, not read here.
+    #[allow(dead_code)]
+    intervention: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize, Default)]
