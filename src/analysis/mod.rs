@@ -120,6 +120,10 @@ pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
         seed: settings.seed,
         split_a: settings.split_a.clone(),
         scorings: declared_scorings(run.as_ref()),
+        interventions: run
+            .as_ref()
+            .map(|r| r.models.keys().cloned().collect())
+            .unwrap_or_default(),
     };
     let (fit, robustness) = fit::fit_all(&evals, cloud.as_deref(), &fit_settings)?;
     Ok(Analysis {

@@ -762,16 +762,16 @@ mod tests {
     #[test]
     fn bad_intervention_fields_are_named() {
         let cases = [
-            (WISE.replace("\"wise-ft\"\nfamily", "\"mixup\"\nfamily"), "m.toml:5: field `intervention.kind`"),
-            (WISE.replace("0.3", "nan"), "m.toml:7: field `intervention.alpha`"),
+            (WISE.replace("\"wise-ft\"\nfamily", "\"mixup\"\nfamily"), "m.toml:4: field `intervention.kind`"),
+            (WISE.replace("0.3", "nan"), "m.toml:6: field `intervention.alpha`"),
             (WISE.replace("alpha = 0.3\n", ""), "field `intervention.alpha`"),
-            (WISE.replace("\"clip\"", "\"../x\""), "m.toml:6: field `intervention.family`"),
-            (WISE.replace("[\"zs\", \"ft\"]", "[\"zs\"]"), "m.toml:8: field `intervention.endpoints`"),
+            (WISE.replace("\"clip\"", "\"../x\""), "m.toml:5: field `intervention.family`"),
+            (WISE.replace("[\"zs\", \"ft\"]", "[\"zs\"]"), "m.toml:7: field `intervention.endpoints`"),
             (WISE.replace("\"ft\"]", "\"a/b\"]"), "field `intervention.endpoints`"),
             (WISE.replace("alpha = 0.3", "weight = 0.3"), "weight"),
             (
                 "onnx = \"m.onnx\"\n[intervention]\nkind = \"soup\"\nmembers = [\"a\"]\nrecipe = \"best\"\n".to_string(),
-                "m.toml:6: field `intervention.recipe`",
+                "m.toml:5: field `intervention.recipe`",
             ),
             ("onnx = \"m.onnx\"\n[intervention]\nkind = \"soup\"\n".to_string(), "field `intervention.members`"),
         ];
