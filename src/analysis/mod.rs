@@ -198,6 +198,8 @@ impl Analysis {
     /// Calls `draw` with one chart per shift.
     fn with_charts<T>(&self, label_points: bool, draw: impl FnOnce(&[ShiftChart]) -> T) -> T {
         let points = self.chart_points();
+        let none = BTreeMap::new();
+        let interventions = self.run.as_ref().map_or(&none, |r| &r.models);
         let charts: Vec<ShiftChart> = self
             .fit
             .shifts
@@ -208,6 +210,7 @@ impl Analysis {
                 points,
                 cloud,
                 label_points,
+                interventions,
             })
             .collect();
         draw(&charts)
