@@ -403,7 +403,9 @@ impl FitSettings {
         let left: BTreeSet<&str> = rows
             .iter()
             .filter(|r| self.interventions.contains(&r.model))
-            .filter(|r| self.baseline.admits(&r.model, &r.group) && !self.in_baseline(&r.model, &r.group))
+            .filter(|r| {
+                self.baseline.admits(&r.model, &r.group) && !self.in_baseline(&r.model, &r.group)
+            })
             .map(|r| r.model.as_str())
             .collect();
         (!left.is_empty()).then(|| {
@@ -796,11 +798,19 @@ mod tests {
         };
         let (models, notes) = baseline_of(BaselineSpec::All);
         assert_eq!(models, ["a", "b", "c"]);
-        assert!(notes.iter().any(|n| n.contains("left out of the baseline") && n.contains(": w;")), "{notes:?}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("left out of the baseline") && n.contains(": w;")),
+            "{notes:?}"
+        );
         let (models, _) = baseline_of(BaselineSpec::parse(".*").unwrap());
         assert_eq!(models, ["a", "b", "c"]);
         let names = BaselineSpec::Names(["a", "b", "w"].iter().map(|s| s.to_string()).collect());
         let (models, notes) = baseline_of(names);
-        assert_eq!((models, notes), (vec!["a".to_string(), "b".into(), "w".into()], vec![]));
+        assert_eq!(
+            (models, notes),
+            (vec!["a".to_string(), "b".into(), "w".into()], vec![])
+        );
     }
 }

@@ -9,8 +9,8 @@ use std::sync::Once;
 
 use plotters::coord::ranged1d::{KeyPointHint, NoDefaultFormatting, Ranged, ValueFormatter};
 use plotters::coord::Shift;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use std::collections::BTreeMap;
 
@@ -160,11 +160,17 @@ pub struct Curve<'a> {
 }
 
 /// The WiSE-FT families among a chart's points, each sorted by α.
-pub fn curves<'a>(points: &'a [Point], interventions: &BTreeMap<String, ModelInfo>) -> Vec<Curve<'a>> {
+pub fn curves<'a>(
+    points: &'a [Point],
+    interventions: &BTreeMap<String, ModelInfo>,
+) -> Vec<Curve<'a>> {
     let mut families: BTreeMap<&str, Curve> = BTreeMap::new();
     for p in points {
-        let Some(Intervention::WiseFt { family, alpha, endpoints }) =
-            interventions.get(&p.model).map(|m| &m.intervention)
+        let Some(Intervention::WiseFt {
+            family,
+            alpha,
+            endpoints,
+        }) = interventions.get(&p.model).map(|m| &m.intervention)
         else {
             continue;
         };
@@ -374,7 +380,10 @@ fn draw_points<DB: DrawingBackend>(
     }
     let radius = if big { 5 } else { 4 };
     let is_soup = |p: &Point| {
-        matches!(chart.interventions.get(&p.model).map(|m| &m.intervention), Some(Intervention::Soup { .. }))
+        matches!(
+            chart.interventions.get(&p.model).map(|m| &m.intervention),
+            Some(Intervention::Soup { .. })
+        )
     };
     for group in groups {
         let members: Vec<&Point> = chart
@@ -419,7 +428,13 @@ fn draw_points<DB: DrawingBackend>(
             let corners = diamond(6).into_iter().map(|(dx, dy)| (x + 8 + dx, y + dy));
             Polygon::new(corners.collect::<Vec<_>>(), colour.filled())
         });
-        markers.push(point_marker(c.backend_coord(&at(p)), size, p, chart.fit, " (soup)"));
+        markers.push(point_marker(
+            c.backend_coord(&at(p)),
+            size,
+            p,
+            chart.fit,
+            " (soup)",
+        ));
     }
     Ok(markers)
 }
@@ -441,10 +456,13 @@ fn draw_curves<DB: DrawingBackend>(
     let at = |p: &Point| (t.forward(p.id), t.forward(p.ood));
     for curve in curves {
         let colour = group_colour("wise-ft", groups);
-        c.draw_series(LineSeries::new(curve.points.iter().map(|(_, p)| at(p)), colour.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("WiSE-FT {} (α 0 → 1)", curve.family))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+        c.draw_series(LineSeries::new(
+            curve.points.iter().map(|(_, p)| at(p)),
+            colour.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(format!("WiSE-FT {} (α 0 → 1)", curve.family))
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
         let ends = [(0.0, "zero-shot"), (1.0, "fine-tuned")];
         c.draw_series(ends.iter().filter_map(|&(alpha, label)| {
             let (_, p) = curve.points.iter().find(|(a, _)| *a == alpha)?;
@@ -839,4 +857,119 @@ pub fn svg_charts(
         svgs.push((caption, render_svg(size, &figure, &groups)?));
     }
     Ok(svgs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::fit::fit_shift;
+
+    fn point(model: &str, group: &str, id: f64, ood: f64) -> Point {
+        Point {
+            model: model.into(),
+            group: group.into(),
+            id,
+            ood,
+            ood_ci: None,
+        }
+    }
+
+    fn wise_ft(alpha: f64) -> ModelInfo {
+        ModelInfo {
+            intervention: Intervention::WiseFt {
+                family: "clip".into(),
+                alpha,
+                endpoints: ["zs".into(), "ft".into()],
+            },
+        }
+    }
+
+    /// The pixel centre of a model's marker, from the tooltip layer.
+    fn centre(svg: &str, model: &str) -> (i32, i32) {
+        let tag = &svg[svg.find(&format!("data-model=\"{model}\"")).unwrap()..];
+        let tag = &svg[svg[..svg.len() - tag.len()].rfind('<').unwrap()..];
+        let attr = |name: &str| -> i32 {
+            let from = &tag[tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2..];
+            from[..from.find('"').unwrap()].parse().unwrap()
+        };
+        (attr("cx"), attr("cy"))
+    }
+
+    #[test]
+    fn a_wise_ft_family_is_one_line_through_its_points_in_alpha_order_and_a_soup_a_diamond() {
+        let base = [
+            point("a", "standard", 40.0, 30.0),
+            point("b", "standard", 60.0, 48.0),
+            point("c", "standard", 80.0, 68.0),
+        ];
+        let fit = fit_shift(
+            "v2",
+            "id",
+            &base.iter().collect::<Vec<_>>(),
+            Transform::Probit,
+            20,
+            1,
+        )
+        .unwrap();
+        // α order differs from ID order and from the order of the points: the line must follow α.
+        let mut points = base.to_vec();
+        points.extend([
+            point("w-0.5", "wise-ft", 78.0, 70.0),
+            point("ft", "fine-tuned", 82.0, 62.0),
+            point("w-0.8", "wise-ft", 83.0, 66.0),
+            point("zs", "zero-shot", 70.0, 65.0),
+            point("w-0.2", "wise-ft", 79.0, 71.0),
+            point("s", "soup", 81.0, 64.0),
+        ]);
+        let mut interventions: BTreeMap<String, ModelInfo> =
+            [("w-0.5", 0.5), ("w-0.8", 0.8), ("w-0.2", 0.2)]
+                .map(|(m, a)| (m.to_string(), wise_ft(a)))
+                .into();
+        let soup = Intervention::Soup {
+            family: "s".into(),
+            members: vec!["ft".into()],
+            recipe: "uniform".into(),
+        };
+        interventions.insert("s".into(), ModelInfo { intervention: soup });
+        let chart = ShiftChart {
+            fit: &fit,
+            points: &points,
+            cloud: &[],
+            label_points: false,
+            interventions: &interventions,
+        };
+        let groups = groups_of(std::slice::from_ref(&chart), &[]);
+        let svg = render_svg((900, 760), &Figure::Shift(&chart), &groups).unwrap();
+        let expected: String = ["zs", "w-0.2", "w-0.5", "w-0.8", "ft"]
+            .iter()
+            .map(|m| {
+                let (x, y) = centre(&svg, m);
+                format!("{x},{y} ")
+            })
+            .collect();
+        assert!(
+            svg.contains(&format!("points=\"{expected}\"")),
+            "no polyline through {expected} in\n{svg}"
+        );
+        for text in [
+            "WiSE-FT clip (α 0 → 1)",
+            "zero-shot (α = 0)",
+            "fine-tuned (α = 1)",
+            "soup: s (uniform)",
+        ] {
+            assert!(svg.contains(text), "{text}");
+        }
+        // The soup is a filled diamond (a polygon of 4 corners) centred on its marker.
+        let (x, y) = centre(&svg, "s");
+        let r = 12; // big chart: radius 5, so half-width 5 * 2 + 2
+        assert!(
+            svg.contains(&format!(
+                "points=\"{x},{} {},{y} {x},{} ",
+                y - r,
+                x + r,
+                y + r
+            )),
+            "no diamond at {x},{y}"
+        );
+    }
 }

@@ -420,7 +420,12 @@ pub fn run(
     // Each model's [intervention] as its card says now (kept for models not in this run).
     for m in models {
         match &m.intervention {
-            Some(i) => store.run.models.insert(m.name.clone(), ModelInfo { intervention: i.clone() }),
+            Some(i) => store.run.models.insert(
+                m.name.clone(),
+                ModelInfo {
+                    intervention: i.clone(),
+                },
+            ),
             None => store.run.models.remove(&m.name),
         };
     }

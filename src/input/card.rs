@@ -468,27 +468,55 @@ fn intervention_of(raw: RawIntervention, model: &str, at: &KeyLocator) -> Result
     };
     match raw.kind.as_str() {
         "wise-ft" => {
-            let alpha = raw
-                .alpha
-                .ok_or_else(|| Error::input(field("alpha"), "missing `alpha` (the weight of the fine-tuned side)"))?;
+            let alpha = raw.alpha.ok_or_else(|| {
+                Error::input(
+                    field("alpha"),
+                    "missing `alpha` (the weight of the fine-tuned side)",
+                )
+            })?;
             if !alpha.is_finite() {
-                return Err(Error::input(field("alpha"), format!("alpha must be a finite number (0: zero-shot, 1: fine-tuned), not {alpha}")));
+                return Err(Error::input(
+                    field("alpha"),
+                    format!(
+                        "alpha must be a finite number (0: zero-shot, 1: fine-tuned), not {alpha}"
+                    ),
+                ));
             }
-            let endpoints: [String; 2] = names("endpoints", raw.endpoints)?.try_into().map_err(
-                |v: Vec<String>| Error::input(field("endpoints"), format!("expected 2 names (zero-shot, fine-tuned), got {}", v.len())),
-            )?;
-            Ok(Intervention::WiseFt { family, alpha, endpoints })
+            let endpoints: [String; 2] =
+                names("endpoints", raw.endpoints)?
+                    .try_into()
+                    .map_err(|v: Vec<String>| {
+                        Error::input(
+                            field("endpoints"),
+                            format!("expected 2 names (zero-shot, fine-tuned), got {}", v.len()),
+                        )
+                    })?;
+            Ok(Intervention::WiseFt {
+                family,
+                alpha,
+                endpoints,
+            })
         }
         "soup" => {
             let members = names("members", raw.members)?;
             if members.is_empty() {
-                return Err(Error::input(field("members"), "a soup needs at least one member"));
+                return Err(Error::input(
+                    field("members"),
+                    "a soup needs at least one member",
+                ));
             }
             let recipe = raw.recipe.unwrap_or_else(|| "uniform".into());
             if !matches!(recipe.as_str(), "uniform" | "greedy") {
-                return Err(Error::input(field("recipe"), format!("unknown recipe `{recipe}`; expected uniform or greedy")));
+                return Err(Error::input(
+                    field("recipe"),
+                    format!("unknown recipe `{recipe}`; expected uniform or greedy"),
+                ));
             }
-            Ok(Intervention::Soup { family, members, recipe })
+            Ok(Intervention::Soup {
+                family,
+                members,
+                recipe,
+            })
         }
         other => Err(Error::input(
             field("kind"),
@@ -750,10 +778,18 @@ mod tests {
             })
         );
         let soup = card("onnx = \"m.onnx\"\n[intervention]\nkind = \"soup\"\nmembers = [\"a\", \"b\"]\nrecipe = \"greedy\"\n").unwrap();
-        let Some(Intervention::Soup { family, members, recipe }) = soup.intervention else {
+        let Some(Intervention::Soup {
+            family,
+            members,
+            recipe,
+        }) = soup.intervention
+        else {
             panic!("{:?}", soup.intervention)
         };
-        assert_eq!((family.as_str(), members.len(), recipe.as_str()), ("m", 2, "greedy"));
+        assert_eq!(
+            (family.as_str(), members.len(), recipe.as_str()),
+            ("m", 2, "greedy")
+        );
         // The table is no input to predictions: the resume key is the same without it.
         let plain = card("onnx = \"m.onnx\"\n").unwrap();
         assert_eq!(c.setup_key(None), plain.setup_key(None));
