@@ -23,9 +23,7 @@ use crate::input::manifest::Manifest;
 use crate::input::suite::{Dataset, Suite};
 use crate::results::hash_cache::HashCache;
 use crate::results::scoring::{LabelSpace, Scoring, Target};
-use crate::results::store::{
-    EvalRow, Evaluation, FailureRow, ModelInfo, Predictions, ResultsStore,
-};
+use crate::results::store::{EvalRow, Evaluation, FailureRow, Predictions, ResultsStore};
 
 /// Settings of a run, checked by the CLI.
 #[derive(Debug, Clone)]
@@ -417,18 +415,11 @@ pub fn run(
     // A card's group is no input to predictions, only to the baseline: stored rows take the
     // card's current group without being evaluated again.
     store.regroup(models.iter().map(|m| (m.name.as_str(), m.group.as_str())))?;
-    // Each model's [intervention] as its card says now (kept for models not in this run).
-    for m in models {
-        match &m.intervention {
-            Some(i) => store.run.models.insert(
-                m.name.clone(),
-                ModelInfo {
-                    intervention: i.clone(),
-                },
-            ),
-            None => store.run.models.remove(&m.name),
-        };
-    }
+    store.set_interventions(
+        models
+            .iter()
+            .map(|m| (m.name.as_str(), m.intervention.as_ref())),
+    );
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(settings.loader_threads.max(1))
         .thread_name(|i| format!("loader-{i}"))

@@ -294,6 +294,27 @@ impl ResultsStore {
         Ok(())
     }
 
+    /// Keep each model's `[intervention]` as its card says now in run.json's `models` (saved
+    /// with run.json); models not in this run keep theirs.
+    pub fn set_interventions<'a>(
+        &mut self,
+        models: impl Iterator<Item = (&'a str, Option<&'a Intervention>)>,
+    ) {
+        for (model, intervention) in models {
+            match intervention {
+                Some(i) => {
+                    let info = ModelInfo {
+                        intervention: i.clone(),
+                    };
+                    self.run.models.insert(model.to_string(), info);
+                }
+                None => {
+                    self.run.models.remove(model);
+                }
+            }
+        }
+    }
+
     /// The stored evaluation of a pair, if its inputs are unchanged and all its rows are present,
     /// each with at least one image scored and its predictions file whole.
     pub fn up_to_date(&self, wanted: &Evaluation) -> bool {
