@@ -17,6 +17,10 @@ robustness-testbed story ("accuracy on the line"):
   accuracies rise with their ID accuracy along a line (probit scale); the
   augmented models sit above that line on sketch and rendition, i.e. they have
   positive *effective robustness*.
+* A broadly trained "zero-shot" model, three siblings fine-tuned from it on ID
+  images, WiSE-FT interpolations of it with the first sibling and the
+  siblings' uniform soup (cards with an ``[intervention]`` table): the
+  WiSE-FT curve bulges above the line.
 
 Every model is ``Conv(fixed random 5x5 filters) -> Relu -> AveragePool ->
 Flatten -> Gemm``; only the Gemm is trained (softmax regression with Adam, in
@@ -30,7 +34,7 @@ images go through the same encode (JPEG q90) / decode / resize path.
 
 Usage::
 
-    .venv/bin/python scripts/make_demo.py [--out demo] [--seed 3]
+    .venv/bin/python scripts/make_demo.py [--out demo] [--seed 3] [--only-interventions]
 
 Output is deterministic for a given seed (and Pillow / numpy / onnxruntime
 versions).  Runs in about a minute on two CPU cores.  The default seed (3) was
