@@ -152,7 +152,7 @@ fn same_results(whole: &Path, killed: &Path) {
     );
     assert_eq!(provenance(killed), provenance(whole));
     let predictions = files_under(&whole.join("predictions"));
-    assert_eq!(predictions.len(), 32);
+    assert_eq!(predictions.len(), 72); // 18 models × 4 datasets
     assert_eq!(files_under(&killed.join("predictions")), predictions);
     for p in &predictions {
         let (a, b) = (
