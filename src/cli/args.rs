@@ -293,6 +293,8 @@ pub struct RunArgs {
 pub struct FitArgs {
     /// Baseline models the line is fitted on: all, group:NAME, file:PATH (one name per line),
     /// or a regular expression on model names. Default: the suite's `baseline`, else all.
+    /// WiSE-FT and soup models (a card's [intervention]) join only when group:NAME or file:PATH
+    /// names them.
     #[arg(long, value_name = "SPEC")]
     pub baseline: Option<String>,
 

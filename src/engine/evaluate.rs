@@ -502,6 +502,11 @@ pub fn run(
     // A card's group is no input to predictions, only to the baseline: stored rows take the
     // card's current group without being evaluated again.
     store.regroup(models.iter().map(|m| (m.name.as_str(), m.group.as_str())))?;
+    store.set_interventions(
+        models
+            .iter()
+            .map(|m| (m.name.as_str(), m.intervention.as_ref())),
+    );
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(settings.loader_threads.max(1))
         .thread_name(|i| format!("loader-{i}"))
