@@ -382,3 +382,40 @@ fn greedy_soup_records_its_choices_and_warns_when_chosen_on_id() {
     let second: serde_json::Value = serde_json::from_slice(&again.get_output().stdout).unwrap();
     assert_eq!(second["kept"], record["kept"]);
 }
+
+/// The demo's WiSE-FT curve (made by scripts/make_demo.py in numpy) is what `interpolate` writes
+/// from the demo's zero-shot and fine-tuned models: both checked against the reference formula,
+/// and the tool's models against the demo's, initializer by initializer.
+#[test]
+fn the_demos_curve_is_what_interpolate_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("wise");
+    let alphas = ["0.20", "0.40", "0.50", "0.60", "0.80"];
+    interpolate(
+        &demo_model("zeroshot"),
+        &demo_model("finetuned"),
+        &alphas.join(","),
+        &out,
+        "wiseft",
+    );
+    let models = root().join("demo/models");
+    let (zs, ft) = (models.join("zeroshot.onnx"), models.join("finetuned.onnx"));
+    for alpha in alphas {
+        let shipped = models.join(format!("wiseft-a{alpha}.onnx"));
+        let ours = out.join(format!("wiseft-a{alpha}.onnx"));
+        for model in [&shipped, &ours] {
+            reference(&[
+                "interp".as_ref(),
+                zs.as_os_str(),
+                ft.as_os_str(),
+                model.as_os_str(),
+                alpha.as_ref(),
+            ]);
+        }
+        let card = std::fs::read_to_string(out.join(format!("wiseft-a{alpha}.toml"))).unwrap();
+        let demo_card =
+            std::fs::read_to_string(models.join(format!("wiseft-a{alpha}.toml"))).unwrap();
+        let intervention = |c: &str| c[c.find("[intervention]").unwrap()..].trim().to_string();
+        assert_eq!(intervention(&card), intervention(&demo_card), "α = {alpha}");
+    }
+}

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use super::args::{
-    BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, InterpolateArgs, ManifestArgs,
-    MergeArgs, ModelsArgs, PlotCommand, ReportCommand, RunArgs, SoupArgs,
+    BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, InterpolateArgs, ManifestArgs, MergeArgs,
+    ModelsArgs, PlotCommand, ReportCommand, RunArgs, SoupArgs,
 };
 use robust_eval::analysis::gate;
 use robust_eval::analysis::report::Format;
