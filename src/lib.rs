@@ -10,7 +10,9 @@
 //! - [`analysis`]: what is computed from stored results: the trend fit, effective robustness,
 //!   plots, reports and the release gate;
 //! - [`scale`]: running a suite as shards on a scheduler: Slurm array scripts and Kubernetes
-//!   Indexed Jobs, each followed by a merge.
+//!   Indexed Jobs, each followed by a merge;
+//! - [`interventions`]: new models made from exported ones: WiSE-FT weight interpolation and
+//!   model soups.
 //!
 //! The command line is the binary's own (`src/cli/`); nothing here depends on it.
 
@@ -18,6 +20,7 @@ pub mod analysis;
 pub mod engine;
 pub mod error;
 pub mod input;
+pub mod interventions;
 pub mod results;
 pub mod scale;
 

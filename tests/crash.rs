@@ -1,5 +1,5 @@
-//! Crash consistency, proven by killing: the demo suite (8 real ONNX models, 4 datasets of real
-//! JPEG files, 32 pairs) is run into one folder again and again, each run killed with SIGKILL at
+//! Crash consistency, proven by killing: the demo suite (18 real ONNX models, 4 datasets of real
+//! JPEG files, 72 pairs) is run into one folder again and again, each run killed with SIGKILL at
 //! a different moment spread over the whole run (start-up, evaluation, the writes after each
 //! pair, the analysis), until one run finishes. Every stored result must then be what one
 //! uninterrupted run stores, and no temporary file may be left behind.
@@ -152,7 +152,7 @@ fn same_results(whole: &Path, killed: &Path) {
     );
     assert_eq!(provenance(killed), provenance(whole));
     let predictions = files_under(&whole.join("predictions"));
-    assert_eq!(predictions.len(), 32);
+    assert_eq!(predictions.len(), 72); // 18 models × 4 datasets
     assert_eq!(files_under(&killed.join("predictions")), predictions);
     for p in &predictions {
         let (a, b) = (

@@ -362,6 +362,13 @@ impl BaselineSpec {
             BaselineSpec::Names(n) => n.contains(model),
         }
     }
+
+    /// Whether a model made from other models' weights (a WiSE-FT point, a soup) is in the
+    /// baseline: only when named, by its group or in a file of names; `all` and a regex leave it
+    /// out, since it is a point on a curve between models, not another model of the cloud.
+    fn admits_intervention(&self, model: &str, group: &str) -> bool {
+        matches!(self, BaselineSpec::Group(_) | BaselineSpec::Names(_)) && self.admits(model, group)
+    }
 }
 
 /// Settings of a fit.
@@ -377,6 +384,39 @@ pub struct FitSettings {
     pub split_a: Option<String>,
     /// Each dataset's declared scoring (from run.json); empty for published numbers.
     pub scorings: BTreeMap<String, Scoring>,
+    /// Models made from other models' weights (run.json's `models`), out of the baseline unless
+    /// named (`BaselineSpec::admits_intervention`).
+    pub interventions: BTreeSet<String>,
+}
+
+impl FitSettings {
+    fn in_baseline(&self, model: &str, group: &str) -> bool {
+        if self.interventions.contains(model) {
+            self.baseline.admits_intervention(model, group)
+        } else {
+            self.baseline.admits(model, group)
+        }
+    }
+
+    /// A note naming the WiSE-FT and soup models the selector would have taken but left out.
+    fn interventions_left_out(&self, rows: &[Accuracy]) -> Option<String> {
+        let left: BTreeSet<&str> = rows
+            .iter()
+            .filter(|r| self.interventions.contains(&r.model))
+            .filter(|r| {
+                self.baseline.admits(&r.model, &r.group) && !self.in_baseline(&r.model, &r.group)
+            })
+            .map(|r| r.model.as_str())
+            .collect();
+        (!left.is_empty()).then(|| {
+            format!(
+                "left out of the baseline: {} model(s) made from other models' weights (WiSE-FT, soups): {}; \
+                 name them with --baseline group:NAME or file:PATH to fit on them",
+                left.len(),
+                left.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
 }
 
 /// Everything a fit produces.
@@ -476,7 +516,7 @@ pub fn fit_all(
         let (base_points, base_id) = points_for(base_rows, &settings.id, &shift);
         let baseline: Vec<&Point> = base_points
             .iter()
-            .filter(|p| settings.baseline.admits(&p.model, &p.group))
+            .filter(|p| settings.in_baseline(&p.model, &p.group))
             .collect();
         if baseline.len() < 3 {
             return Err(Error::Usage(format!(
@@ -503,6 +543,9 @@ pub fn fit_all(
                 .map(|p| robustness_of(p, &fit, &shift, &id_used)),
         );
         report.shifts.push(fit);
+    }
+    if let Some(note) = settings.interventions_left_out(base_rows) {
+        report.notes.push(note);
     }
     let averages = average_robustness(&robustness, report.shifts.len(), &settings.id);
     robustness.extend(averages);
@@ -717,6 +760,57 @@ mod tests {
         assert!(
             err.contains("evals.csv:2: field `top1`") && err.contains("0–100"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn interventions_stay_out_of_an_all_models_baseline_unless_named() {
+        let mut rows = Vec::new();
+        for (model, group, id, ood) in [
+            ("a", "standard", 50.0, 40.0),
+            ("b", "standard", 60.0, 50.0),
+            ("c", "standard", 70.0, 61.0),
+            ("w", "wise-ft", 65.0, 64.0),
+        ] {
+            for (dataset, top1) in [("imagenet", id), ("v2", ood)] {
+                rows.push(Accuracy {
+                    model: model.into(),
+                    group: group.into(),
+                    dataset: dataset.into(),
+                    top1,
+                    ci: None,
+                });
+            }
+        }
+        let settings = |baseline: BaselineSpec| FitSettings {
+            transform: Transform::Probit,
+            id: "imagenet".into(),
+            baseline,
+            resamples: 10,
+            seed: 1,
+            split_a: None,
+            scorings: BTreeMap::new(),
+            interventions: ["w".to_string()].into(),
+        };
+        let baseline_of = |spec: BaselineSpec| {
+            let (report, _) = fit_all(&rows, None, &settings(spec)).unwrap();
+            (report.shifts[0].baseline_models.clone(), report.notes)
+        };
+        let (models, notes) = baseline_of(BaselineSpec::All);
+        assert_eq!(models, ["a", "b", "c"]);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("left out of the baseline") && n.contains(": w;")),
+            "{notes:?}"
+        );
+        let (models, _) = baseline_of(BaselineSpec::parse(".*").unwrap());
+        assert_eq!(models, ["a", "b", "c"]);
+        let names = BaselineSpec::Names(["a", "b", "w"].iter().map(|s| s.to_string()).collect());
+        let (models, notes) = baseline_of(names);
+        assert_eq!(
+            (models, notes),
+            (vec!["a".to_string(), "b".into(), "w".into()], vec![])
         );
     }
 }

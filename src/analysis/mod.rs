@@ -120,6 +120,10 @@ pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
         seed: settings.seed,
         split_a: settings.split_a.clone(),
         scorings: declared_scorings(run.as_ref()),
+        interventions: run
+            .as_ref()
+            .map(|r| r.models.keys().cloned().collect())
+            .unwrap_or_default(),
     };
     let (fit, robustness) = fit::fit_all(&evals, cloud.as_deref(), &fit_settings)?;
     Ok(Analysis {
@@ -194,6 +198,8 @@ impl Analysis {
     /// Calls `draw` with one chart per shift.
     fn with_charts<T>(&self, label_points: bool, draw: impl FnOnce(&[ShiftChart]) -> T) -> T {
         let points = self.chart_points();
+        let none = BTreeMap::new();
+        let interventions = self.run.as_ref().map_or(&none, |r| &r.models);
         let charts: Vec<ShiftChart> = self
             .fit
             .shifts
@@ -204,6 +210,7 @@ impl Analysis {
                 points,
                 cloud,
                 label_points,
+                interventions,
             })
             .collect();
         draw(&charts)

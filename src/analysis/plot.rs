@@ -10,11 +10,15 @@ use std::sync::Once;
 use plotters::coord::ranged1d::{KeyPointHint, NoDefaultFormatting, Ranged, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use std::collections::BTreeMap;
 
 use crate::analysis::fit::{Point, Robustness, ShiftFit, Transform};
 use crate::analysis::markup::escape_xml;
 use crate::error::{Error, Result};
-use crate::results::store::write_atomic;
+use crate::input::card::Intervention;
+use crate::results::store::{write_atomic, ModelInfo};
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
@@ -37,6 +41,9 @@ fn group_colour(group: &str, groups: &[String]) -> RGBColor {
         "robust-intervention" | "robust-augmented" => RGBColor(214, 39, 40),
         "more-data" => RGBColor(44, 160, 44),
         "zero-shot" => RGBColor(148, 103, 189),
+        "wise-ft" => RGBColor(255, 127, 14),
+        "fine-tuned" => RGBColor(23, 190, 207),
+        "soup" => RGBColor(140, 86, 75),
         _ => {
             let i = groups.iter().position(|g| g == group).unwrap_or(0);
             let c = Palette99::pick(i + 5).to_rgba();
@@ -139,6 +146,52 @@ pub struct ShiftChart<'a> {
     pub points: &'a [Point],
     pub cloud: &'a [Point],
     pub label_points: bool,
+    /// run.json's `models`: which points are WiSE-FT interpolations or soups.
+    pub interventions: &'a BTreeMap<String, ModelInfo>,
+}
+
+/// One WiSE-FT family on a chart: its points in α order, the endpoint models (at α = 0 and 1)
+/// included where the results have them and the family has no point of its own there.
+#[derive(Debug)]
+pub struct Curve<'a> {
+    pub family: String,
+    pub points: Vec<(f64, &'a Point)>,
+    pub endpoints: [String; 2],
+}
+
+/// The WiSE-FT families among a chart's points, each sorted by α.
+pub fn curves<'a>(
+    points: &'a [Point],
+    interventions: &BTreeMap<String, ModelInfo>,
+) -> Vec<Curve<'a>> {
+    let mut families: BTreeMap<&str, Curve> = BTreeMap::new();
+    for p in points {
+        let Some(Intervention::WiseFt {
+            family,
+            alpha,
+            endpoints,
+        }) = interventions.get(&p.model).map(|m| &m.intervention)
+        else {
+            continue;
+        };
+        let curve = families.entry(family).or_insert_with(|| Curve {
+            family: family.clone(),
+            points: Vec::new(),
+            endpoints: endpoints.clone(),
+        });
+        curve.points.push((*alpha, p));
+    }
+    let mut curves: Vec<Curve> = families.into_values().collect();
+    for curve in &mut curves {
+        for (alpha, name) in [(0.0, &curve.endpoints[0]), (1.0, &curve.endpoints[1])] {
+            let present = curve.points.iter().any(|(a, _)| *a == alpha);
+            if let (false, Some(p)) = (present, points.iter().find(|p| &p.model == name)) {
+                curve.points.push((alpha, p));
+            }
+        }
+        curve.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    curves
 }
 
 /// Where a model landed on a chart, in the backend's pixels, and what its tooltip says: the SVG
@@ -169,6 +222,8 @@ fn draw_shift<DB: DrawingBackend>(
     let label_size = if big { 16 } else { 13 };
     let mut c = shift_axes(area, chart.fit, (zlo, zhi), big)?;
     draw_fit_lines(&mut c, chart.fit, zlo, zhi)?;
+    let curves = curves(chart.points, chart.interventions);
+    draw_curves(&mut c, chart.fit.transform, &curves, groups, label_size)?;
     let markers = draw_points(&mut c, chart, groups, big)?;
     if chart.label_points {
         let t = chart.fit.transform;
@@ -324,8 +379,18 @@ fn draw_points<DB: DrawingBackend>(
         );
     }
     let radius = if big { 5 } else { 4 };
+    let is_soup = |p: &Point| {
+        matches!(
+            chart.interventions.get(&p.model).map(|m| &m.intervention),
+            Some(Intervention::Soup { .. })
+        )
+    };
     for group in groups {
-        let members: Vec<&Point> = chart.points.iter().filter(|p| &p.group == group).collect();
+        let members: Vec<&Point> = chart
+            .points
+            .iter()
+            .filter(|p| &p.group == group && !is_soup(p))
+            .collect();
         if members.is_empty() {
             continue;
         }
@@ -344,7 +409,78 @@ fn draw_points<DB: DrawingBackend>(
                 .map(|p| point_marker(c.backend_coord(&at(p)), radius + 2, p, chart.fit, "")),
         );
     }
+    let soups: Vec<&Point> = chart.points.iter().filter(|p| is_soup(p)).collect();
+    for p in soups {
+        let colour = group_colour(&p.group, groups);
+        let size = radius * 2 + 2;
+        let recipe = match chart.interventions.get(&p.model).map(|m| &m.intervention) {
+            Some(Intervention::Soup { recipe, .. }) => recipe.as_str(),
+            _ => "",
+        };
+        c.draw_series(std::iter::once(
+            EmptyElement::at(at(p))
+                + Polygon::new(diamond(size), colour.filled())
+                + PathElement::new(diamond(size), BLACK.stroke_width(1)),
+        ))
+        .map_err(err)?
+        .label(format!("soup: {} ({recipe})", p.model))
+        .legend(move |(x, y)| {
+            let corners = diamond(6).into_iter().map(|(dx, dy)| (x + 8 + dx, y + dy));
+            Polygon::new(corners.collect::<Vec<_>>(), colour.filled())
+        });
+        markers.push(point_marker(
+            c.backend_coord(&at(p)),
+            size,
+            p,
+            chart.fit,
+            " (soup)",
+        ));
+    }
     Ok(markers)
+}
+
+/// The corners of a diamond of half-width `size` pixels, closed: a soup's marker.
+fn diamond(size: i32) -> Vec<(i32, i32)> {
+    vec![(0, -size), (size, 0), (0, size), (-size, 0), (0, -size)]
+}
+
+/// Each WiSE-FT family as a line through its points in α order, the zero-shot (α = 0) and
+/// fine-tuned (α = 1) ends ringed and labelled.
+fn draw_curves<DB: DrawingBackend>(
+    c: &mut ShiftContext<DB>,
+    t: Transform,
+    curves: &[Curve],
+    groups: &[String],
+    label_size: i32,
+) -> Result<()> {
+    let at = |p: &Point| (t.forward(p.id), t.forward(p.ood));
+    for curve in curves {
+        let colour = group_colour("wise-ft", groups);
+        c.draw_series(LineSeries::new(
+            curve.points.iter().map(|(_, p)| at(p)),
+            colour.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(format!("WiSE-FT {} (α 0 → 1)", curve.family))
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+        let ends = [(0.0, "zero-shot"), (1.0, "fine-tuned")];
+        c.draw_series(ends.iter().filter_map(|&(alpha, label)| {
+            let (_, p) = curve.points.iter().find(|(a, _)| *a == alpha)?;
+            Some(
+                EmptyElement::at(at(p))
+                    + Circle::new((0, 0), 9, BLACK.stroke_width(2))
+                    // Left of the ring, right-aligned: the curve runs off to the right.
+                    + Text::new(
+                        format!("{label} (α = {alpha:.0})"),
+                        (-12, 0),
+                        TextStyle::from(("sans-serif", label_size).into_font())
+                            .pos(Pos::new(HPos::Right, VPos::Center)),
+                    ),
+            )
+        }))
+        .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// A point's marker: model, group, ID and OOD top-1, effective robustness against the fit.
@@ -624,6 +760,9 @@ pub fn group_order(points: impl Iterator<Item = String>) -> Vec<String> {
             "robust-augmented",
             "more-data",
             "zero-shot",
+            "fine-tuned",
+            "wise-ft",
+            "soup",
         ]
         .iter()
         .position(|x| x == g)
@@ -718,4 +857,119 @@ pub fn svg_charts(
         svgs.push((caption, render_svg(size, &figure, &groups)?));
     }
     Ok(svgs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::fit::fit_shift;
+
+    fn point(model: &str, group: &str, id: f64, ood: f64) -> Point {
+        Point {
+            model: model.into(),
+            group: group.into(),
+            id,
+            ood,
+            ood_ci: None,
+        }
+    }
+
+    fn wise_ft(alpha: f64) -> ModelInfo {
+        ModelInfo {
+            intervention: Intervention::WiseFt {
+                family: "clip".into(),
+                alpha,
+                endpoints: ["zs".into(), "ft".into()],
+            },
+        }
+    }
+
+    /// The pixel centre of a model's marker, from the tooltip layer.
+    fn centre(svg: &str, model: &str) -> (i32, i32) {
+        let tag = &svg[svg.find(&format!("data-model=\"{model}\"")).unwrap()..];
+        let tag = &svg[svg[..svg.len() - tag.len()].rfind('<').unwrap()..];
+        let attr = |name: &str| -> i32 {
+            let from = &tag[tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2..];
+            from[..from.find('"').unwrap()].parse().unwrap()
+        };
+        (attr("cx"), attr("cy"))
+    }
+
+    #[test]
+    fn a_wise_ft_family_is_one_line_through_its_points_in_alpha_order_and_a_soup_a_diamond() {
+        let base = [
+            point("a", "standard", 40.0, 30.0),
+            point("b", "standard", 60.0, 48.0),
+            point("c", "standard", 80.0, 68.0),
+        ];
+        let fit = fit_shift(
+            "v2",
+            "id",
+            &base.iter().collect::<Vec<_>>(),
+            Transform::Probit,
+            20,
+            1,
+        )
+        .unwrap();
+        // α order differs from ID order and from the order of the points: the line must follow α.
+        let mut points = base.to_vec();
+        points.extend([
+            point("w-0.5", "wise-ft", 78.0, 70.0),
+            point("ft", "fine-tuned", 82.0, 62.0),
+            point("w-0.8", "wise-ft", 83.0, 66.0),
+            point("zs", "zero-shot", 70.0, 65.0),
+            point("w-0.2", "wise-ft", 79.0, 71.0),
+            point("s", "soup", 81.0, 64.0),
+        ]);
+        let mut interventions: BTreeMap<String, ModelInfo> =
+            [("w-0.5", 0.5), ("w-0.8", 0.8), ("w-0.2", 0.2)]
+                .map(|(m, a)| (m.to_string(), wise_ft(a)))
+                .into();
+        let soup = Intervention::Soup {
+            family: "s".into(),
+            members: vec!["ft".into()],
+            recipe: "uniform".into(),
+        };
+        interventions.insert("s".into(), ModelInfo { intervention: soup });
+        let chart = ShiftChart {
+            fit: &fit,
+            points: &points,
+            cloud: &[],
+            label_points: false,
+            interventions: &interventions,
+        };
+        let groups = groups_of(std::slice::from_ref(&chart), &[]);
+        let svg = render_svg((900, 760), &Figure::Shift(&chart), &groups).unwrap();
+        let expected: String = ["zs", "w-0.2", "w-0.5", "w-0.8", "ft"]
+            .iter()
+            .map(|m| {
+                let (x, y) = centre(&svg, m);
+                format!("{x},{y} ")
+            })
+            .collect();
+        assert!(
+            svg.contains(&format!("points=\"{expected}\"")),
+            "no polyline through {expected} in\n{svg}"
+        );
+        for text in [
+            "WiSE-FT clip (α 0 → 1)",
+            "zero-shot (α = 0)",
+            "fine-tuned (α = 1)",
+            "soup: s (uniform)",
+        ] {
+            assert!(svg.contains(text), "{text}");
+        }
+        // The soup is a filled diamond (a polygon of 4 corners) centred on its marker.
+        let (x, y) = centre(&svg, "s");
+        let r = 12; // big chart: radius 5, so half-width 5 * 2 + 2
+        assert!(
+            svg.contains(&format!(
+                "points=\"{x},{} {},{y} {x},{} ",
+                y - r,
+                x + r,
+                y + r
+            )),
+            "no diamond at {x},{y}"
+        );
+    }
 }

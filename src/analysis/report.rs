@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::analysis::fit::{Accuracy, FitReport, Robustness};
 use crate::analysis::markup::{escape_markdown, escape_xml};
+use crate::input::card::Intervention;
 use crate::results::store::RunInfo;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,11 @@ pub struct ReportData {
     pub fits: Vec<FitRow>,
     pub notes: Vec<String>,
     pub provenance: Option<Provenance>,
+    /// WiSE-FT families (run.json's `models`), each with its best α; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wise_ft: Vec<FamilyRow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub soups: Vec<SoupRow>,
     /// Inline SVG charts (HTML only).
     #[serde(skip)]
     pub charts: Vec<(String, String)>,
@@ -62,6 +68,36 @@ pub struct FitRow {
     pub r2: f64,
     pub linear: bool,
     pub note: Option<String>,
+}
+
+/// A WiSE-FT family: its points in α order (the endpoint models at α = 0 and 1 where the results
+/// have them and the family has no point there), and the α with the best average effective
+/// robustness and the best ID top-1.
+#[derive(Debug, Serialize)]
+pub struct FamilyRow {
+    pub family: String,
+    /// The zero-shot side (α = 0), then the fine-tuned side (α = 1).
+    pub endpoints: [String; 2],
+    pub points: Vec<CurvePoint>,
+    pub best_effective_robustness: Option<CurvePoint>,
+    pub best_id_top1: Option<CurvePoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    pub alpha: f64,
+    pub model: String,
+    pub id_top1: Option<f64>,
+    pub average_effective_robustness: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SoupRow {
+    pub model: String,
+    pub recipe: String,
+    pub members: Vec<String>,
+    pub id_top1: Option<f64>,
+    pub average_effective_robustness: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +157,72 @@ fn model_rows(evals: &[Accuracy], fit: &FitReport, robustness: &[Robustness]) ->
     models
 }
 
+/// The WiSE-FT families and soups among the models, from run.json's `models`.
+fn interventions(models: &[ModelRow], run: Option<&RunInfo>) -> (Vec<FamilyRow>, Vec<SoupRow>) {
+    let Some(run) = run else {
+        return (Vec::new(), Vec::new());
+    };
+    let row = |name: &str| models.iter().find(|m| m.model == name);
+    let point = |alpha: f64, m: &ModelRow| CurvePoint {
+        alpha,
+        model: m.model.clone(),
+        id_top1: m.id_top1,
+        average_effective_robustness: m.average_effective_robustness,
+    };
+    let mut families: BTreeMap<&str, FamilyRow> = BTreeMap::new();
+    let mut soups = Vec::new();
+    for (name, info) in &run.models {
+        let Some(m) = row(name) else { continue };
+        match &info.intervention {
+            Intervention::WiseFt {
+                family,
+                alpha,
+                endpoints,
+            } => {
+                let f = families.entry(family).or_insert_with(|| FamilyRow {
+                    family: family.clone(),
+                    endpoints: endpoints.clone(),
+                    points: Vec::new(),
+                    best_effective_robustness: None,
+                    best_id_top1: None,
+                });
+                f.points.push(point(*alpha, m));
+            }
+            Intervention::Soup {
+                members, recipe, ..
+            } => soups.push(SoupRow {
+                model: name.clone(),
+                recipe: recipe.clone(),
+                members: members.clone(),
+                id_top1: m.id_top1,
+                average_effective_robustness: m.average_effective_robustness,
+            }),
+        }
+    }
+    let mut families: Vec<FamilyRow> = families.into_values().collect();
+    for f in &mut families {
+        for (alpha, end) in [(0.0, f.endpoints[0].clone()), (1.0, f.endpoints[1].clone())] {
+            if let (false, Some(m)) = (f.points.iter().any(|p| p.alpha == alpha), row(&end)) {
+                f.points.push(point(alpha, m));
+            }
+        }
+        f.points.sort_by(|a, b| a.alpha.total_cmp(&b.alpha));
+        let best = |key: &dyn Fn(&CurvePoint) -> Option<f64>| {
+            // The first (smallest α) of equals: the one nearer the zero-shot end.
+            let mut best: Option<&CurvePoint> = None;
+            for p in &f.points {
+                if key(p).is_some_and(|v| best.is_none_or(|b| v > key(b).unwrap_or(f64::MIN))) {
+                    best = Some(p);
+                }
+            }
+            best.cloned()
+        };
+        f.best_effective_robustness = best(&|p| p.average_effective_robustness);
+        f.best_id_top1 = best(&|p| p.id_top1);
+    }
+    (families, soups)
+}
+
 pub fn gather(
     title: &str,
     evals: &[Accuracy],
@@ -157,7 +259,10 @@ pub fn gather(
             providers,
         }
     });
+    let (wise_ft, soups) = interventions(&models, run);
     ReportData {
+        wise_ft,
+        soups,
         title: title.to_string(),
         id_dataset: fit.id_dataset.clone(),
         transform: format!("{:?}", fit.transform).to_lowercase(),
@@ -250,6 +355,69 @@ fn fit_table(data: &ReportData) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
+type Table = (Vec<String>, Vec<Vec<String>>);
+
+fn or_dash(v: Option<f64>, f: fn(f64) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "–".into())
+}
+
+/// Per WiSE-FT family and for the soups: a heading, a sentence (best α, endpoints) and a table
+/// whose second column holds model names. Shared by Markdown and HTML, which escape them.
+fn intervention_sections(data: &ReportData) -> Vec<(String, String, Table)> {
+    let describe = |p: &Option<CurvePoint>, v: fn(&CurvePoint) -> String| match p {
+        Some(p) => format!("α = {:.2} ({}, {})", p.alpha, p.model, v(p)),
+        None => "–".into(),
+    };
+    let mut sections = Vec::new();
+    for f in &data.wise_ft {
+        let text = format!(
+            "θ(α) = (1 − α)·θ({}) + α·θ({}). Best average effective robustness: {}. Best {} top-1: {}.",
+            f.endpoints[0],
+            f.endpoints[1],
+            describe(&f.best_effective_robustness, |p| format!("{} pp", or_dash(p.average_effective_robustness, signed))),
+            data.id_dataset,
+            describe(&f.best_id_top1, |p| format!("{} %", pct(p.id_top1))),
+        );
+        let header = ["α", "model", "ID top-1", "average ER"]
+            .map(String::from)
+            .to_vec();
+        let rows = f
+            .points
+            .iter()
+            .map(|p| {
+                vec![
+                    format!("{:.2}", p.alpha),
+                    p.model.clone(),
+                    pct(p.id_top1),
+                    or_dash(p.average_effective_robustness, signed),
+                ]
+            })
+            .collect();
+        sections.push((format!("WiSE-FT: {}", f.family), text, (header, rows)));
+    }
+    if !data.soups.is_empty() {
+        let header = ["recipe", "soup", "members", "ID top-1", "average ER"]
+            .map(String::from)
+            .to_vec();
+        let rows = data
+            .soups
+            .iter()
+            .map(|s| {
+                vec![
+                    s.recipe.clone(),
+                    s.model.clone(),
+                    s.members.join(", "),
+                    pct(s.id_top1),
+                    or_dash(s.average_effective_robustness, signed),
+                ]
+            })
+            .collect();
+        let text = "Each soup's weights are the mean of its members' (uniform), or of those kept one by one while held-out accuracy did not drop (greedy).".to_string();
+        sections.push(("Model soups".to_string(), text, (header, rows)));
+    }
+    sections
+}
+
 pub fn markdown(data: &ReportData) -> String {
     // Names from data (header and the `names` columns) are escaped; numbers are ours.
     let table = |(header, rows): (Vec<String>, Vec<Vec<String>>), names: &[usize]| {
@@ -283,6 +451,14 @@ pub fn markdown(data: &ReportData) -> String {
     );
     s += "## Models\n\n";
     s += &table(model_table(data), &[0, 1]);
+    for (heading, text, t) in intervention_sections(data) {
+        s += &format!(
+            "\n## {}\n\n{}\n\n",
+            escape_markdown(&heading),
+            escape_markdown(&text)
+        );
+        s += &table(t, &[1, 2]);
+    }
     s += "\n## Fits\n\n";
     s += &table(fit_table(data), &[0, 1, 6]);
     for n in &data.notes {
@@ -443,6 +619,14 @@ pub fn html(data: &ReportData) -> String {
         .map(|m| (m.model.as_str(), m.group.as_str()))
         .collect();
     body += &html_table("models", model_table(data), &keys);
+    for (i, (heading, text, t)) in intervention_sections(data).into_iter().enumerate() {
+        body += &format!(
+            "<h2>{}</h2><p>{}</p>",
+            escape_xml(&heading),
+            escape_xml(&text)
+        );
+        body += &html_table(&format!("intervention-{i}"), t, &[]);
+    }
     body += "<h2>Fits</h2>";
     body += &html_table("fits", fit_table(data), &[]);
     for n in &data.notes {
@@ -588,5 +772,88 @@ impl std::fmt::Display for Headline {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::store::ModelInfo;
+
+    fn row(model: &str, id: f64, er: f64) -> ModelRow {
+        ModelRow {
+            model: model.into(),
+            group: "g".into(),
+            id_top1: Some(id),
+            shifts: BTreeMap::new(),
+            average_effective_robustness: Some(er),
+        }
+    }
+
+    #[test]
+    fn each_family_names_its_best_alpha_and_names_are_escaped() {
+        let models = vec![
+            row("zs", 70.0, 9.0),
+            row("ft", 85.0, 1.0),
+            row("w*0.3", 84.0, 7.0),
+            row("w*0.7", 86.0, 4.0),
+            row("w*0.9", 86.0, 2.0),
+            row("soup", 86.5, 3.0),
+        ];
+        let mut run = RunInfo::default();
+        for (m, alpha) in [("w*0.7", 0.7), ("w*0.3", 0.3), ("w*0.9", 0.9)] {
+            let intervention = Intervention::WiseFt {
+                family: "f".into(),
+                alpha,
+                endpoints: ["zs".into(), "ft".into()],
+            };
+            run.models.insert(m.into(), ModelInfo { intervention });
+        }
+        let soup = Intervention::Soup {
+            family: "soup".into(),
+            members: vec!["ft".into(), "<x>".into()],
+            recipe: "greedy".into(),
+        };
+        run.models
+            .insert("soup".into(), ModelInfo { intervention: soup });
+        let (families, soups) = interventions(&models, Some(&run));
+        let f = &families[0];
+        let alphas: Vec<f64> = f.points.iter().map(|p| p.alpha).collect();
+        assert_eq!(
+            alphas,
+            [0.0, 0.3, 0.7, 0.9, 1.0],
+            "endpoints folded in, α order"
+        );
+        let best_er = f.best_effective_robustness.as_ref().unwrap();
+        assert_eq!((best_er.alpha, best_er.model.as_str()), (0.0, "zs"));
+        // 86.0 at α 0.7 and 0.9: the first, nearer the zero-shot end.
+        let best_id = f.best_id_top1.as_ref().unwrap();
+        assert_eq!((best_id.alpha, best_id.model.as_str()), (0.7, "w*0.7"));
+        let data = ReportData {
+            title: "t".into(),
+            id_dataset: "id".into(),
+            transform: "probit".into(),
+            shifts: Vec::new(),
+            models,
+            fits: Vec::new(),
+            notes: Vec::new(),
+            provenance: None,
+            wise_ft: families,
+            soups,
+            charts: Vec::new(),
+        };
+        let md = markdown(&data);
+        assert!(
+            md.contains("Best id top-1: α = 0.70 (w\\*0.7, 86.00 %)"),
+            "{md}"
+        );
+        assert!(md.contains("| 0.30 | w\\*0.3 | 84.00 | +7.00 |"), "{md}");
+        assert!(!md.contains("<x>") && !html(&data).contains("<x>"), "{md}");
+        let json: serde_json::Value = serde_json::from_str(&json(&data)).unwrap();
+        assert_eq!(
+            json["wise_ft"][0]["best_effective_robustness"]["alpha"],
+            0.0
+        );
+        assert_eq!(json["soups"][0]["recipe"], "greedy");
     }
 }

@@ -123,6 +123,46 @@ EXIT STATUS:
     2   Nothing was submitted, or only the shards' array (the message says which and how to
         finish by hand): bad run arguments, a value the files cannot hold, sbatch missing or
         failing.";
+const INTERVENTION_EXIT_STATUS: &str = "\
+EXIT STATUS:
+    0   The models were written.
+    2   Nothing or only part was written: the models are not the same graph (the message names
+        both files and the first difference), their cards' settings differ, an integer weight
+        differs, a file cannot be read or written, or (soup --greedy) the evaluation failed.";
+
+const INTERPOLATE_ABOUT: &str = "WiSE-FT (Wortsman et al., \"Robust fine-tuning of zero-shot models\", \
+CVPR 2022): for each α write a model with weights θ(α) = (1 − α)·θ_A + α·θ_B, A the zero-shot model \
+and B its fine-tuned version, so that `run` can place the whole curve on the accuracy-on-the-line \
+chart.\n\n\
+A and B (model cards, or .onnx files) must be the same graph: the same nodes in order (names may \
+differ), graph inputs and outputs, opsets, and initializers of the same names, shapes and types; \
+the first difference is named otherwise. Float32, float16 and bfloat16 initializers are mixed in \
+float32 arithmetic (f32(1 − α)·a + f32(α)·b, float16/bfloat16 rounded back to nearest-even), \
+float64 in float64; α = 0 and α = 1 copy A's and B's values bit for bit. Integer initializers must \
+be equal. The output is A's file with only the weight payloads replaced; external data is written \
+beside it as <name>.data. A zero-shot [head] is mixed too when both cards have one of one shape \
+(rows L2-normalised again); one-sided heads are refused.\n\n\
+Each model is written to --out as <family>-a<α>.onnx with a card <family>-a<α>.toml: A's \
+[preprocess], [input], [output] and [head] (the cards must agree), --group, and an [intervention] \
+table (kind = \"wise-ft\", family, alpha, endpoints). Existing files of those names are replaced.\n\n\
+Example:\n  robust-eval interpolate zs/clip-b32.toml ft/clip-b32-ft.toml --alphas 0:1:0.1 --out wise/\n  \
+robust-eval run --suite imagenet-shifts --models wise/ --models zs/ --models ft/";
+
+const SOUP_ABOUT: &str = "Model soups (Wortsman et al., \"Model soups\", ICML 2022), from fine-tuned \
+models of one architecture (same graph and card settings, checked as `interpolate` checks them).\n\n\
+Uniform soup (default): θ = (1/k)·Σ θ_i, each element summed in float64 in the order given, divided \
+by k and rounded to the tensor's type.\n\n\
+Greedy soup (--greedy): each model is evaluated on --held-out (a dataset of --suite); then, best \
+first, each is added to the soup when the soup's held-out top-1 does not drop. The evaluations go \
+to <out>/greedy-results (reused on a second run), the tried soups to <out>/greedy-results/soups, \
+and the order, each model's and each step's held-out top-1 and which were kept to \
+<out>/<name>.soup.json. The paper chooses on a held-out part of the training set: choosing on the \
+ID test set and reporting ID accuracy there is biased, and the command warns when --held-out is the \
+suite's ID dataset.\n\n\
+The soup is written as <out>/<name>.onnx with a card (the first model's settings, --group, and \
+[intervention] kind = \"soup\", members, recipe).\n\n\
+Example:\n  robust-eval soup ft/run1.toml ft/run2.toml ft/run3.toml --out soups/\n  \
+robust-eval soup ft/*.toml --greedy --suite my-suite.toml --held-out train-heldout --out soups/";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -178,6 +218,12 @@ pub enum Command {
     /// Write Kubernetes Jobs running a suite as N shards (an Indexed Job), then a merge.
     #[command(long_about = KUBERNETES_ABOUT, after_long_help = SCHEDULER_EXIT_STATUS)]
     Kubernetes(KubernetesArgs),
+    /// WiSE-FT: write models whose weights interpolate a zero-shot and a fine-tuned model.
+    #[command(long_about = INTERPOLATE_ABOUT, after_long_help = INTERVENTION_EXIT_STATUS)]
+    Interpolate(InterpolateArgs),
+    /// Model soups: average the weights of fine-tuned models (uniform, or greedy on held-out data).
+    #[command(long_about = SOUP_ABOUT, after_long_help = INTERVENTION_EXIT_STATUS)]
+    Soup(SoupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +332,8 @@ pub struct RunArgs {
 pub struct FitArgs {
     /// Baseline models the line is fitted on: all, group:NAME, file:PATH (one name per line),
     /// or a regular expression on model names. Default: the suite's `baseline`, else all.
+    /// WiSE-FT and soup models (a card's [intervention]) join only when group:NAME or file:PATH
+    /// names them.
     #[arg(long, value_name = "SPEC")]
     pub baseline: Option<String>,
 
@@ -582,4 +630,73 @@ pub struct KubernetesArgs {
 pub struct RunCommandLine {
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InterpolateArgs {
+    /// The zero-shot model (α = 0): a model card or .onnx.
+    #[arg(value_name = "A")]
+    pub zero_shot: PathBuf,
+    /// The fine-tuned model (α = 1), the same graph as A.
+    #[arg(value_name = "B")]
+    pub fine_tuned: PathBuf,
+    /// Weights of B: a list (0,0.25,0.5) or a range START:END:STEP with END included
+    /// (0:1:0.1). Each in [0, 1].
+    #[arg(long, value_name = "LIST|RANGE", default_value = "0:1:0.1")]
+    pub alphas: String,
+    /// Folder the models and cards are written to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Name prefix of the outputs (<family>-a0.30). Default: <A name>+<B name>.
+    #[arg(long, value_name = "NAME")]
+    pub family: Option<String>,
+    /// Group written into the cards (what `--baseline group:NAME` selects).
+    #[arg(long, value_name = "NAME", default_value = "wise-ft")]
+    pub group: String,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SoupArgs {
+    /// The fine-tuned models (model cards or .onnx), at least two, all the same graph.
+    #[arg(value_name = "MODELS", num_args = 2.., required = true)]
+    pub models: Vec<PathBuf>,
+    /// Folder the soup (and, with --greedy, its record and evaluations) is written to.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Name of the soup model. Default: uniform-soup, or greedy-soup with --greedy.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Group written into the card.
+    #[arg(long, value_name = "NAME", default_value = "soup")]
+    pub group: String,
+    /// Greedy soup: add models best first while held-out top-1 does not drop.
+    #[arg(long, requires_all = ["held_out", "suite"])]
+    pub greedy: bool,
+    /// Dataset of --suite that chooses the greedy soup's models (not the test set you report).
+    #[arg(long, value_name = "DATASET", requires = "greedy")]
+    pub held_out: Option<String>,
+    /// Suite holding the held-out dataset: a built-in name or a suite file.
+    #[arg(long, value_name = "NAME|PATH", requires = "greedy")]
+    pub suite: Option<String>,
+    /// Folder the suite's relative manifest paths are resolved against.
+    #[arg(long, value_name = "DIR")]
+    pub data_root: Option<PathBuf>,
+    /// Execution provider for the held-out evaluation, as `run --provider`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub provider: ProviderArg,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch_size: u32,
+    /// Threads for ONNX Runtime inference. Default: the number of CPU cores.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Progress display of the held-out evaluation.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressArg,
+    /// Print what was written (with --greedy, the soup record) as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

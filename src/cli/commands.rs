@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use super::args::{
-    BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, KubernetesArgs, ManifestArgs, MergeArgs,
-    ModelsArgs, PlotCommand, ReportCommand, RunArgs, RunCommandLine, SlurmArgs,
+    BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, InterpolateArgs, KubernetesArgs,
+    ManifestArgs, MergeArgs, ModelsArgs, PlotCommand, ReportCommand, RunArgs, RunCommandLine,
+    SlurmArgs, SoupArgs,
 };
 use robust_eval::analysis::gate;
 use robust_eval::analysis::report::Format;
@@ -18,6 +19,7 @@ use robust_eval::engine::shard::Shard;
 use robust_eval::engine::{doctor, progress};
 use robust_eval::input::suite::Suite;
 use robust_eval::input::{card, manifest};
+use robust_eval::interventions::{self, soup, Ingredient};
 use robust_eval::results::store::ResultsStore;
 use robust_eval::scale::kubernetes::{self, KubernetesOptions};
 use robust_eval::scale::slurm::{self, SlurmOptions};
@@ -431,6 +433,140 @@ pub fn run_doctor(args: DoctorArgs) -> Result<ExitCode, Error> {
     } else {
         ExitCode::from(2)
     })
+}
+
+fn ingredient(path: &std::path::Path) -> Result<Ingredient, Error> {
+    Ingredient::load(path, &mut |w| eprintln!("warning: {w}"))
+}
+
+pub fn run_interpolate(args: InterpolateArgs) -> Result<ExitCode, Error> {
+    let settings = interventions::InterpolateSettings {
+        alphas: interventions::parse_alphas(&args.alphas).map_err(Error::Usage)?,
+        out: args.out.clone(),
+        family: args.family.clone(),
+        group: args.group.clone(),
+    };
+    let (a, b) = (ingredient(&args.zero_shot)?, ingredient(&args.fine_tuned)?);
+    let written = interventions::interpolate(&a, &b, &settings)?;
+    if args.json {
+        println!("{}", to_json(&written)?);
+    } else {
+        println!("{:>8}  {:<40} card", "alpha", "model");
+        for w in &written {
+            println!(
+                "{:>8}  {:<40} {}",
+                w.alpha.map(interventions::alpha_label).unwrap_or_default(),
+                w.name,
+                w.card.display()
+            );
+        }
+        eprintln!(
+            "wrote {} models to {}; evaluate them with `robust-eval run --models {}`",
+            written.len(),
+            args.out.display(),
+            args.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_soup(args: SoupArgs) -> Result<ExitCode, Error> {
+    let parts = args
+        .models
+        .iter()
+        .map(|p| ingredient(p))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let default_name = if args.greedy {
+        "greedy-soup"
+    } else {
+        "uniform-soup"
+    };
+    let settings = soup::SoupSettings {
+        out: args.out.clone(),
+        name: args.name.clone().unwrap_or_else(|| default_name.into()),
+        group: args.group.clone(),
+    };
+    let (Some(suite), Some(held_out)) = (&args.suite, &args.held_out) else {
+        let written = soup::uniform(&parts, &settings)?;
+        if args.json {
+            println!("{}", to_json(&written)?);
+        } else {
+            println!(
+                "{} ({} models averaged)",
+                written.card.display(),
+                parts.len()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    if let Some(threads) = args.threads {
+        robust_eval::engine::runtime::set_inference_threads(threads);
+    }
+    let suite = Suite::find(suite)?;
+    if let Some(w) = soup::id_warning(&suite, held_out) {
+        eprintln!("warning: {w}");
+    }
+    let progress = progress::make(args.progress.into());
+    let greedy = soup::Greedy {
+        suite: &suite,
+        held_out: held_out.clone(),
+        run: soup_run_settings(&args),
+        progress: progress.as_ref(),
+    };
+    let record = soup::greedy(&parts, &settings, &greedy)?;
+    if args.json {
+        println!("{}", to_json(&record)?);
+    } else {
+        print_greedy(&record);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn soup_run_settings(args: &SoupArgs) -> RunSettings {
+    let out = args.out.join("greedy-results");
+    RunSettings {
+        data_root: args.data_root.clone(),
+        datasets: Vec::new(),
+        batch_size: args.batch_size as usize,
+        loader_threads: robust_eval::engine::cores(),
+        prefetch: 2,
+        inference_workers: 0,
+        session: SessionSettings {
+            provider: args.provider.into(),
+            trt_cache: out.join("tensorrt-cache"),
+        },
+        force: false,
+        out,
+        shard: None,
+    }
+}
+
+fn print_greedy(r: &soup::GreedyRecord) {
+    println!("held-out top-1 on `{}` (suite {}):", r.held_out, r.suite);
+    for c in &r.candidates {
+        println!("  {:<40} {:>7.2} %", c.model, c.held_out_top1);
+    }
+    println!("greedy steps (best first; kept when the soup's top-1 does not drop):");
+    for s in &r.steps {
+        println!(
+            "  + {:<38} soup of {} {:>7.2} %  {}",
+            s.candidate,
+            s.soup.len(),
+            s.soup_top1,
+            if s.kept { "kept" } else { "dropped" }
+        );
+    }
+    println!(
+        "soup: {} ({} of {} models, held-out top-1 {:.2} %) -> {}",
+        r.name,
+        r.kept.len(),
+        r.candidates.len(),
+        r.held_out_top1,
+        r.model.card.display()
+    );
+    if let Some(w) = &r.warning {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// The `run` arguments a scheduler's tasks will pass, checked as `run` parses them (a typo fails

@@ -52,6 +52,8 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Doctor(args) => commands::run_doctor(args),
         Command::Slurm(args) => commands::run_slurm(args),
         Command::Kubernetes(args) => commands::run_kubernetes(args),
+        Command::Interpolate(args) => commands::run_interpolate(args),
+        Command::Soup(args) => commands::run_soup(args),
     };
     match outcome {
         Ok(code) => code,

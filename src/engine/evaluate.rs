@@ -236,6 +236,7 @@ impl Workers {
 /// check runs on the CPU (cheap, and the same graph whatever provider runs it later).
 fn check_models(
     models: &[ModelCard],
+    works: &[bool],
     settings: &RunSettings,
     workers: Workers,
     progress: &dyn Progress,
@@ -246,8 +247,11 @@ fn check_models(
     };
     models
         .iter()
-        .map(|model| {
-            if workers.on_cpu {
+        .zip(works)
+        .map(|(model, &works)| {
+            if !works {
+                Ok(None)
+            } else if workers.on_cpu {
                 let mut note = |line: String| progress.message(&format!("{}: {line}", model.name));
                 WorkerSessions::open_first(
                     model,
@@ -265,11 +269,15 @@ fn check_models(
 }
 
 /// Per model: the sha256 of its ONNX file and its setup key, hashes cached in the results folder.
-fn model_keys(models: &[ModelCard], out: &Path) -> Result<Vec<(String, String)>> {
+fn model_keys(models: &[ModelCard], works: &[bool], out: &Path) -> Result<Vec<(String, String)>> {
     let mut cache = HashCache::open(out);
     let keys = models
         .iter()
-        .map(|m| {
+        .zip(works)
+        .map(|(m, &works)| {
+            if !works {
+                return Ok((String::new(), String::new()));
+            }
             let head_sha = match &m.head {
                 Some(head) => Some(cache.sha256(&head.weights_file)?),
                 None => None,
@@ -477,12 +485,28 @@ pub fn run(
     let rt = crate::engine::runtime::runtime()?;
     crate::engine::runtime::check_provider(settings.session.provider)?;
     let workers = Workers::plan(settings)?;
-    let mut checked = check_models(models, settings, workers, progress)?;
+    let groups = preprocessing_groups(models);
+    let rows = cell_rows(&groups, &plans, settings.shard);
+    let group_of: Vec<usize> = (0..models.len())
+        .map(|m| groups.iter().position(|g| g.contains(&m)).unwrap_or(0))
+        .collect();
+    // A shard opens and hashes only the models it has work for: with many shards these fixed
+    // costs, paid once per model in every shard, would come to dominate.
+    let works: Vec<bool> = group_of
+        .iter()
+        .map(|&g| rows[g].iter().any(Option::is_some))
+        .collect();
+    let mut checked = check_models(models, &works, settings, workers, progress)?;
     let mut store = open_store(suite, settings, rt)?;
-    let keys = model_keys(models, &settings.out)?;
+    let keys = model_keys(models, &works, &settings.out)?;
     // A card's group is no input to predictions, only to the baseline: stored rows take the
     // card's current group without being evaluated again.
     store.regroup(models.iter().map(|m| (m.name.as_str(), m.group.as_str())))?;
+    store.set_interventions(
+        models
+            .iter()
+            .map(|m| (m.name.as_str(), m.intervention.as_ref())),
+    );
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(settings.loader_threads.max(1))
         .thread_name(|i| format!("loader-{i}"))
@@ -492,11 +516,6 @@ pub fn run(
         out: settings.out.clone(),
         ..Default::default()
     };
-    let groups = preprocessing_groups(models);
-    let rows = cell_rows(&groups, &plans, settings.shard);
-    let group_of: Vec<usize> = (0..models.len())
-        .map(|m| groups.iter().position(|g| g.contains(&m)).unwrap_or(0))
-        .collect();
     if let Some(shard) = settings.shard {
         store.run.shard = Some(shard_plan(shard, models, &groups, &plans, &rows));
         store.save_run()?;

@@ -161,7 +161,10 @@ mod tests {
             .collect();
         for (c, &(models, rows)) in cells.iter().enumerate() {
             if models == 0 || rows == 0 {
-                assert!(shards.iter().all(|s| s[c].is_none()), "cell {c} has no work");
+                assert!(
+                    shards.iter().all(|s| s[c].is_none()),
+                    "cell {c} has no work"
+                );
                 continue;
             }
             let mut pieces: Vec<Range<usize>> =

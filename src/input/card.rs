@@ -27,6 +27,18 @@ struct RawCard {
     #[serde(default)]
     output: RawOutput,
     head: Option<RawHead>,
+    intervention: Option<RawIntervention>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntervention {
+    kind: String,
+    family: Option<String>,
+    alpha: Option<f64>,
+    endpoints: Option<Vec<String>>,
+    members: Option<Vec<String>>,
+    recipe: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -84,6 +96,39 @@ pub struct ModelCard {
     pub head: Option<Head>,
     /// The external-data files the ONNX file refers to, each inside its folder (`input::onnx`).
     pub external_data: Vec<PathBuf>,
+    /// How the weights were made from other models (WiSE-FT, soup), if they were: analysis draws
+    /// such models as curves and keeps them out of the baseline. No input to predictions.
+    pub intervention: Option<Intervention>,
+}
+
+/// A card's `[intervention]`: the model's weights are made from other models' weights.
+/// `run` copies it into run.json's `models`, so analysis needs no cards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Intervention {
+    /// WiSE-FT (Wortsman et al., CVPR 2022): θ = (1 − α)·θ_A + α·θ_B, A the zero-shot model and
+    /// B its fine-tuned version; one family is one (A, B) pair over several α.
+    WiseFt {
+        family: String,
+        alpha: f64,
+        /// The zero-shot side (α = 0), then the fine-tuned side (α = 1).
+        endpoints: [String; 2],
+    },
+    /// A model soup (Wortsman et al., ICML 2022): the members' weights averaged.
+    Soup {
+        family: String,
+        members: Vec<String>,
+        /// `uniform` or `greedy`.
+        recipe: String,
+    },
+}
+
+impl Intervention {
+    pub fn family(&self) -> &str {
+        match self {
+            Intervention::WiseFt { family, .. } | Intervention::Soup { family, .. } => family,
+        }
+    }
 }
 
 /// Memory layout of the image tensor a model takes.
@@ -177,7 +222,12 @@ impl ModelCard {
         let head_rows = head.as_ref().map(|h| h.weights.nrows());
         let (num_classes, offset) = classes_of(&raw.output, head_rows, &at)?;
         let external_data = external_data(&onnx)?;
+        let intervention = match raw.intervention {
+            None => None,
+            Some(i) => Some(intervention_of(i, &name, &at)?),
+        };
         Ok(ModelCard {
+            intervention,
             name,
             group: raw.group.unwrap_or_else(|| DEFAULT_GROUP.to_string()),
             onnx,
@@ -212,6 +262,7 @@ impl ModelCard {
             output_name: None,
             head: None,
             external_data: external_data(onnx)?,
+            intervention: None,
         })
     }
 
@@ -400,6 +451,78 @@ fn load_head(raw: RawHead, base: &Path, at: &KeyLocator) -> Result<Head> {
         scale,
         weights: Arc::new(weights),
     })
+}
+
+/// The card's `[intervention]`, checked: a known kind, a finite α, names that are
+/// safe (they become model names on charts and in reports, and may be looked up as models).
+fn intervention_of(raw: RawIntervention, model: &str, at: &KeyLocator) -> Result<Intervention> {
+    let field = |key: &str| at(Some("intervention"), key);
+    let family = raw.family.unwrap_or_else(|| model.to_string());
+    check_name("family", &family).map_err(|m| Error::input(field("family"), m))?;
+    let names = |key: &str, list: Option<Vec<String>>| -> Result<Vec<String>> {
+        let list = list.ok_or_else(|| Error::input(field(key), format!("missing `{key}`")))?;
+        for n in &list {
+            check_name("model", n).map_err(|m| Error::input(field(key), m))?;
+        }
+        Ok(list)
+    };
+    match raw.kind.as_str() {
+        "wise-ft" => {
+            let alpha = raw.alpha.ok_or_else(|| {
+                Error::input(
+                    field("alpha"),
+                    "missing `alpha` (the weight of the fine-tuned side)",
+                )
+            })?;
+            if !alpha.is_finite() {
+                return Err(Error::input(
+                    field("alpha"),
+                    format!(
+                        "alpha must be a finite number (0: zero-shot, 1: fine-tuned), not {alpha}"
+                    ),
+                ));
+            }
+            let endpoints: [String; 2] =
+                names("endpoints", raw.endpoints)?
+                    .try_into()
+                    .map_err(|v: Vec<String>| {
+                        Error::input(
+                            field("endpoints"),
+                            format!("expected 2 names (zero-shot, fine-tuned), got {}", v.len()),
+                        )
+                    })?;
+            Ok(Intervention::WiseFt {
+                family,
+                alpha,
+                endpoints,
+            })
+        }
+        "soup" => {
+            let members = names("members", raw.members)?;
+            if members.is_empty() {
+                return Err(Error::input(
+                    field("members"),
+                    "a soup needs at least one member",
+                ));
+            }
+            let recipe = raw.recipe.unwrap_or_else(|| "uniform".into());
+            if !matches!(recipe.as_str(), "uniform" | "greedy") {
+                return Err(Error::input(
+                    field("recipe"),
+                    format!("unknown recipe `{recipe}`; expected uniform or greedy"),
+                ));
+            }
+            Ok(Intervention::Soup {
+                family,
+                members,
+                recipe,
+            })
+        }
+        other => Err(Error::input(
+            field("kind"),
+            format!("unknown intervention kind `{other}`; expected wise-ft or soup"),
+        )),
+    }
 }
 
 /// A `.npy` float32 matrix of class embeddings, rows L2-normalised.
@@ -639,5 +762,58 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("m.toml:2") && err.contains("layers"), "{err}");
+    }
+
+    const WISE: &str = "onnx = \"m.onnx\"\ngroup = \"wise-ft\"\n[intervention]\nkind = \"wise-ft\"\nfamily = \"clip\"\nalpha = 0.3\nendpoints = [\"zs\", \"ft\"]\n";
+
+    #[test]
+    fn intervention_tables_are_read() {
+        let c = card(WISE).unwrap();
+        assert_eq!(
+            c.intervention,
+            Some(Intervention::WiseFt {
+                family: "clip".into(),
+                alpha: 0.3,
+                endpoints: ["zs".into(), "ft".into()],
+            })
+        );
+        let soup = card("onnx = \"m.onnx\"\n[intervention]\nkind = \"soup\"\nmembers = [\"a\", \"b\"]\nrecipe = \"greedy\"\n").unwrap();
+        let Some(Intervention::Soup {
+            family,
+            members,
+            recipe,
+        }) = soup.intervention
+        else {
+            panic!("{:?}", soup.intervention)
+        };
+        assert_eq!(
+            (family.as_str(), members.len(), recipe.as_str()),
+            ("m", 2, "greedy")
+        );
+        // The table is no input to predictions: the resume key is the same without it.
+        let plain = card("onnx = \"m.onnx\"\n").unwrap();
+        assert_eq!(c.setup_key(None), plain.setup_key(None));
+    }
+
+    #[test]
+    fn bad_intervention_fields_are_named() {
+        let cases = [
+            (WISE.replace("\"wise-ft\"\nfamily", "\"mixup\"\nfamily"), "m.toml:4: field `intervention.kind`"),
+            (WISE.replace("0.3", "nan"), "m.toml:6: field `intervention.alpha`"),
+            (WISE.replace("alpha = 0.3\n", ""), "field `intervention.alpha`"),
+            (WISE.replace("\"clip\"", "\"../x\""), "m.toml:5: field `intervention.family`"),
+            (WISE.replace("[\"zs\", \"ft\"]", "[\"zs\"]"), "m.toml:7: field `intervention.endpoints`"),
+            (WISE.replace("\"ft\"]", "\"a/b\"]"), "field `intervention.endpoints`"),
+            (WISE.replace("alpha = 0.3", "weight = 0.3"), "weight"),
+            (
+                "onnx = \"m.onnx\"\n[intervention]\nkind = \"soup\"\nmembers = [\"a\"]\nrecipe = \"best\"\n".to_string(),
+                "m.toml:5: field `intervention.recipe`",
+            ),
+            ("onnx = \"m.onnx\"\n[intervention]\nkind = \"soup\"\n".to_string(), "field `intervention.members`"),
+        ];
+        for (text, want) in cases {
+            let err = card(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{want} not in: {err}\n{text}");
+        }
     }
 }

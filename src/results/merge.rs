@@ -555,6 +555,11 @@ fn merged_run_info(shards: &[ShardFolder], evaluations: Vec<Evaluation>) -> RunI
             .max()
             .unwrap_or_default(),
         evaluations,
+        // What the cards say of the models (WiSE-FT, soups), from every shard.
+        models: shards
+            .iter()
+            .flat_map(|s| s.store.run.models.clone())
+            .collect(),
         shard: None,
         shards: shards
             .iter()

@@ -2,6 +2,7 @@
 //! and `run.json`, each written atomically (temporary file + rename) after every (model, dataset)
 //! pair, so an interrupted run loses at most the pair in flight and never leaves a half-written file.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::preprocess::PreprocessSpec;
 use crate::error::{Error, Location, Result};
+use crate::input::card::Intervention;
 pub use crate::results::evals::{self, EvalRow};
 use crate::results::lock::WriterLock;
 
@@ -126,6 +128,16 @@ pub struct RunInfo {
     /// In a merged folder: each shard's host and times.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardProvenance>,
+    /// Per model made from other models' weights (WiSE-FT, soups): its card's `[intervention]`.
+    /// Absent when there are none, so such runs' run.json is as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, ModelInfo>,
+}
+
+/// What run.json keeps of a model's card for analysis: its `[intervention]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    pub intervention: Intervention,
 }
 
 /// Per-image predictions for one dataset view, written as Parquet.
@@ -320,6 +332,27 @@ impl ResultsStore {
             )?;
         }
         Ok(())
+    }
+
+    /// Keep each model's `[intervention]` as its card says now in run.json's `models` (saved
+    /// with run.json); models not in this run keep theirs.
+    pub fn set_interventions<'a>(
+        &mut self,
+        models: impl Iterator<Item = (&'a str, Option<&'a Intervention>)>,
+    ) {
+        for (model, intervention) in models {
+            match intervention {
+                Some(i) => {
+                    let info = ModelInfo {
+                        intervention: i.clone(),
+                    };
+                    self.run.models.insert(model.to_string(), info);
+                }
+                None => {
+                    self.run.models.remove(model);
+                }
+            }
+        }
     }
 
     /// The stored evaluation of a pair, if its inputs are unchanged and all its rows are present,

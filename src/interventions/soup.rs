@@ -1,0 +1,243 @@
+//! Model soups (Wortsman et al., ICML 2022): the uniform soup averages the weights of several
+//! fine-tuned models; the greedy soup adds them one at a time in order of held-out accuracy,
+//! keeping each only if the soup's held-out accuracy does not drop. The held-out accuracies are
+//! measured by the tool itself (`engine::evaluate::run`), into a results folder under the output
+//! folder so a second run reuses them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::weights::Recipe;
+use super::{check_compatible, write_model, Ingredient, Intervention, Written};
+use crate::engine::evaluate::{self, RunSettings};
+use crate::engine::progress::Progress;
+use crate::error::{Error, Result};
+use crate::input::card::ModelCard;
+use crate::input::suite::Suite;
+use crate::results::store::{write_atomic, ResultsStore};
+
+pub struct SoupSettings {
+    pub out: PathBuf,
+    pub name: String,
+    pub group: String,
+}
+
+fn check_all(parts: &[Ingredient]) -> Result<()> {
+    if parts.len() < 2 {
+        return Err(Error::Usage("a soup needs at least two models".into()));
+    }
+    let mut names: Vec<&str> = parts.iter().map(|p| p.card.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::Usage(format!("two models are named `{}`", w[0])));
+    }
+    parts[1..]
+        .iter()
+        .try_for_each(|p| check_compatible(&parts[0], p))
+}
+
+fn soup_intervention(members: &[&Ingredient], recipe: &str) -> Intervention {
+    let names: Vec<&str> = members.iter().map(|m| m.card.name.as_str()).collect();
+    vec![
+        ("kind", "soup".into()),
+        ("members", names.into()),
+        ("recipe", recipe.into()),
+    ]
+}
+
+/// The uniform soup of all `parts` (the first one's layout and card settings).
+pub fn uniform(parts: &[Ingredient], settings: &SoupSettings) -> Result<Written> {
+    check_all(parts)?;
+    let members: Vec<&Ingredient> = parts.iter().collect();
+    write_model(
+        &settings.out,
+        &settings.name,
+        &settings.group,
+        &members,
+        Recipe::Mean,
+        &soup_intervention(&members, "uniform"),
+    )
+}
+
+/// Where and how the greedy soup's candidates are evaluated.
+pub struct Greedy<'a> {
+    pub suite: &'a Suite,
+    pub held_out: String,
+    /// Evaluation settings; `out` and `datasets` are set here.
+    pub run: RunSettings,
+    pub progress: &'a dyn Progress,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Candidate {
+    pub model: String,
+    pub held_out_top1: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Step {
+    pub candidate: String,
+    /// The soup tried: the models kept so far and the candidate.
+    pub soup: Vec<String>,
+    pub soup_top1: f64,
+    pub kept: bool,
+}
+
+/// What `<name>.soup.json` records.
+#[derive(Debug, Serialize)]
+pub struct GreedyRecord {
+    pub name: String,
+    pub recipe: &'static str,
+    pub suite: String,
+    pub held_out: String,
+    pub id_dataset: String,
+    /// Set when the held-out dataset is the suite's ID dataset.
+    pub warning: Option<String>,
+    /// Candidates by held-out top-1, best first (the order they are tried in).
+    pub candidates: Vec<Candidate>,
+    pub steps: Vec<Step>,
+    pub kept: Vec<String>,
+    pub held_out_top1: f64,
+    pub results: PathBuf,
+    pub model: Written,
+}
+
+/// The warning when the soup is chosen on the ID dataset it will be reported on.
+pub fn id_warning(suite: &Suite, held_out: &str) -> Option<String> {
+    (suite.id == held_out).then(|| {
+        format!(
+            "the held-out dataset `{held_out}` is suite `{}`'s in-distribution dataset: the soup \
+             was chosen on it, so its accuracy there is biased upward and is not an unbiased ID \
+             result. The paper holds out part of the training set; give such a split its own \
+             dataset in the suite and pass it as --held-out",
+            suite.name
+        )
+    })
+}
+
+/// The greedy soup: candidates ranked by held-out top-1, then added one at a time while the
+/// soup's held-out top-1 does not drop (ties kept, as the paper's "does not decrease").
+pub fn greedy(parts: &[Ingredient], settings: &SoupSettings, g: &Greedy) -> Result<GreedyRecord> {
+    check_all(parts)?;
+    let results = settings.out.join("greedy-results");
+    let steps_dir = results.join("soups");
+    let cards: Vec<ModelCard> = parts.iter().map(|p| p.card.clone()).collect();
+    let scores = evaluate_on(&cards, g, &results)?;
+    let mut order: Vec<&Ingredient> = parts.iter().collect();
+    order.sort_by(|a, b| scores[&b.card.name].total_cmp(&scores[&a.card.name]));
+    let candidates: Vec<Candidate> = order
+        .iter()
+        .map(|p| Candidate {
+            model: p.card.name.clone(),
+            held_out_top1: scores[&p.card.name],
+        })
+        .collect();
+    let mut kept = vec![order[0]];
+    let mut best = candidates[0].held_out_top1;
+    let mut steps = Vec::new();
+    for (k, candidate) in order.iter().enumerate().skip(1) {
+        let mut trial = kept.clone();
+        trial.push(candidate);
+        let name = format!("{}-step{}", settings.name, k + 1);
+        let written = write_model(
+            &steps_dir,
+            &name,
+            &settings.group,
+            &trial,
+            Recipe::Mean,
+            &soup_intervention(&trial, "uniform"),
+        )?;
+        let card = ModelCard::load(&written.card)?;
+        let top1 = evaluate_on(std::slice::from_ref(&card), g, &results)?[&name];
+        let keep = top1 >= best;
+        steps.push(Step {
+            candidate: candidate.card.name.clone(),
+            soup: trial.iter().map(|p| p.card.name.clone()).collect(),
+            soup_top1: top1,
+            kept: keep,
+        });
+        if keep {
+            kept = trial;
+            best = top1;
+        }
+    }
+    // One model kept is its own soup: the written model is then a copy of it.
+    let model = write_model(
+        &settings.out,
+        &settings.name,
+        &settings.group,
+        &kept,
+        Recipe::Mean,
+        &soup_intervention(&kept, "greedy"),
+    )?;
+    let record = GreedyRecord {
+        name: settings.name.clone(),
+        recipe: "greedy",
+        suite: g.suite.name.clone(),
+        held_out: g.held_out.clone(),
+        id_dataset: g.suite.id.clone(),
+        warning: id_warning(g.suite, &g.held_out),
+        candidates,
+        steps,
+        kept: kept.iter().map(|p| p.card.name.clone()).collect(),
+        held_out_top1: best,
+        results,
+        model,
+    };
+    let json = serde_json::to_string_pretty(&record).map_err(|e| Error::Other(e.to_string()))?;
+    write_atomic(
+        &settings.out.join(format!("{}.soup.json", settings.name)),
+        json.as_bytes(),
+    )?;
+    Ok(record)
+}
+
+/// Held-out top-1 (percent) of each of `cards`, evaluated into `results` (reused when up to date).
+fn evaluate_on(cards: &[ModelCard], g: &Greedy, results: &Path) -> Result<HashMap<String, f64>> {
+    let dataset = g
+        .suite
+        .datasets
+        .iter()
+        .find(|d| d.name == g.held_out)
+        .ok_or_else(|| {
+            let known: Vec<&str> = g.suite.datasets.iter().map(|d| d.name.as_str()).collect();
+            Error::Usage(format!(
+                "--held-out: suite `{}` has no dataset `{}` (it has: {})",
+                g.suite.name,
+                g.held_out,
+                known.join(", ")
+            ))
+        })?;
+    // A suite of the held-out dataset alone, so no other dataset is evaluated.
+    let suite = Suite {
+        id: dataset.name.clone(),
+        datasets: vec![dataset.clone()],
+        ..g.suite.clone()
+    };
+    let settings = RunSettings {
+        out: results.to_path_buf(),
+        datasets: Vec::new(),
+        ..g.run.clone()
+    };
+    evaluate::run(&suite, cards, &settings, g.progress)?;
+    let store = ResultsStore::open(results)?;
+    cards
+        .iter()
+        .map(|c| {
+            store
+                .evals
+                .iter()
+                .find(|r| r.model == c.name && r.dataset == g.held_out)
+                .map(|r| (c.name.clone(), r.top1))
+                .ok_or_else(|| {
+                    Error::Other(format!(
+                        "no held-out result for `{}` in {}",
+                        c.name,
+                        results.display()
+                    ))
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,421 @@
+//! `interpolate` (WiSE-FT) and `soup` through the real binary: the written initializers against an
+//! independent numpy reference (tests/fixtures/interventions.py, using the `onnx` package), the
+//! endpoints' predictions on real images against the endpoints', the greedy soup's record, and
+//! the refusals.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{bin, python, root};
+
+fn reference(args: &[&std::ffi::OsStr]) {
+    let out = std::process::Command::new(python())
+        .arg(root().join("tests/fixtures/interventions.py"))
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "reference {:?} failed:\n{}{}",
+        args,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The reference's models (see interventions.py `make`) in a fresh folder.
+fn models() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    reference(&["make".as_ref(), m.as_os_str()]);
+    (dir, m)
+}
+
+fn interpolate(a: &Path, b: &Path, alphas: &str, out: &Path, family: &str) {
+    bin()
+        .args(["interpolate".as_ref(), a.as_os_str(), b.as_os_str()])
+        .args(["--alphas", alphas, "--family", family, "--out"])
+        .arg(out)
+        .assert()
+        .success();
+}
+
+#[test]
+fn interpolated_initializers_match_an_independent_reference() {
+    let (dir, m) = models();
+    let out = dir.path().join("wise");
+    interpolate(
+        &m.join("a.toml"),
+        &m.join("b.toml"),
+        "0,0.3,0.5,0.7,1",
+        &out,
+        "ab",
+    );
+    for alpha in ["0.00", "0.30", "0.50", "0.70", "1.00"] {
+        let model = out.join(format!("ab-a{alpha}.onnx"));
+        let (a, b) = (m.join("a.onnx"), m.join("b.onnx"));
+        reference(&[
+            "interp".as_ref(),
+            a.as_os_str(),
+            b.as_os_str(),
+            model.as_os_str(),
+            alpha.as_ref(),
+        ]);
+    }
+    // α = 0 is A, byte for byte: A's file with A's payloads.
+    assert_eq!(
+        std::fs::read(out.join("ab-a0.00.onnx")).unwrap(),
+        std::fs::read(m.join("a.onnx")).unwrap()
+    );
+    let card = std::fs::read_to_string(out.join("ab-a0.30.toml")).unwrap();
+    for line in [
+        "name = \"ab-a0.30\"",
+        "onnx = \"ab-a0.30.onnx\"",
+        "group = \"wise-ft\"",
+        "crop = 32",
+        "num_classes = 4",
+        "[intervention]\nkind = \"wise-ft\"\nfamily = \"ab\"\nalpha = 0.3\nendpoints = [\"a\", \"b\"]",
+    ] {
+        assert!(card.contains(line), "{line:?} not in\n{card}");
+    }
+    // The written cards are valid cards, [intervention] table included.
+    let loaded = robust_eval::input::card::ModelCard::load(&out.join("ab-a0.30.toml")).unwrap();
+    assert_eq!(
+        (loaded.name.as_str(), loaded.group.as_str()),
+        ("ab-a0.30", "wise-ft")
+    );
+}
+
+#[test]
+fn external_data_models_get_their_own_data_file() {
+    let (dir, m) = models();
+    let out = dir.path().join("wise");
+    interpolate(
+        &m.join("a_ext.toml"),
+        &m.join("b_ext.toml"),
+        "0:1:0.25",
+        &out,
+        "ext",
+    );
+    for alpha in ["0.00", "0.25", "0.50", "0.75", "1.00"] {
+        let name = format!("ext-a{alpha}");
+        assert!(out.join(format!("{name}.data")).is_file(), "{name}.data");
+        let onnx = std::fs::read(out.join(format!("{name}.onnx"))).unwrap();
+        let text = String::from_utf8_lossy(&onnx);
+        assert!(!text.contains("a_ext.weights") && text.contains(&format!("{name}.data")));
+        let (a, b, model) = (
+            m.join("a_ext.onnx"),
+            m.join("b_ext.onnx"),
+            out.join(format!("{name}.onnx")),
+        );
+        reference(&[
+            "interp".as_ref(),
+            a.as_os_str(),
+            b.as_os_str(),
+            model.as_os_str(),
+            alpha.as_ref(),
+        ]);
+    }
+    // Inline and external models mix too (the same graph, the weights stored differently).
+    interpolate(
+        &m.join("a.toml"),
+        &m.join("b_ext.toml"),
+        "0.6",
+        &out,
+        "mixed",
+    );
+    let (a, b, model) = (
+        m.join("a.onnx"),
+        m.join("b_ext.onnx"),
+        out.join("mixed-a0.60.onnx"),
+    );
+    reference(&[
+        "interp".as_ref(),
+        a.as_os_str(),
+        b.as_os_str(),
+        model.as_os_str(),
+        "0.6".as_ref(),
+    ]);
+}
+
+#[test]
+fn uniform_soup_is_the_mean() {
+    let (dir, m) = models();
+    let out = dir.path().join("soup");
+    bin()
+        .arg("soup")
+        .args([m.join("a.toml"), m.join("b_ext.toml"), m.join("b.toml")])
+        .args(["--name", "s3", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let model = out.join("s3.onnx");
+    let members = [m.join("a.onnx"), m.join("b_ext.onnx"), m.join("b.onnx")];
+    let mut args: Vec<&std::ffi::OsStr> = vec!["soup".as_ref(), model.as_os_str()];
+    args.extend(members.iter().map(|p| p.as_os_str()));
+    reference(&args);
+    let card = std::fs::read_to_string(out.join("s3.toml")).unwrap();
+    assert!(card.contains("group = \"soup\""), "{card}");
+    assert!(
+        card.contains("kind = \"soup\"\nmembers = [\"a\", \"b_ext\", \"b\"]\nrecipe = \"uniform\""),
+        "{card}"
+    );
+}
+
+/// Runs `robust-eval interpolate a <other>` and returns stderr, asserting exit status 2.
+fn refused(m: &Path, other: &str) -> String {
+    let out = bin()
+        .args([
+            "interpolate".as_ref(),
+            m.join("a.toml").as_os_str(),
+            m.join(other).as_os_str(),
+        ])
+        .args(["--alphas", "0.5", "--out"])
+        .arg(m.join("out"))
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(!m.join("out").exists(), "nothing written when refused");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn mismatches_are_refused_naming_the_files() {
+    let (_dir, m) = models();
+    let a = m.join("a.onnx").display().to_string();
+    let cases = [
+        ("other_graph.onnx", "node 1: Relu in A, Sigmoid in B"),
+        ("int_differs.onnx", "initializer `shape`"),
+        ("b_crop.toml", "`preprocess.crop` (32 vs 28)"),
+        (
+            "b_head.toml",
+            "one has a zero-shot [head] and the other not",
+        ),
+    ];
+    for (other, why) in cases {
+        let err = refused(&m, other);
+        let other_file = m.join(other).display().to_string();
+        assert!(err.contains(why), "{other}: {err}");
+        assert!(err.contains(&other_file), "{other}: {err}");
+        assert!(
+            err.contains(&a) || err.contains(&m.join("a.toml").display().to_string()),
+            "{other}: {err}"
+        );
+    }
+    let err = refused(&m, "int_differs.onnx");
+    assert!(
+        err.contains("integer weights cannot be interpolated"),
+        "{err}"
+    );
+}
+
+fn demo_model(name: &str) -> PathBuf {
+    root().join("demo/models").join(format!("{name}.toml"))
+}
+
+/// Top-5 predictions of each model on `dataset` of a results folder.
+fn predictions(results: &Path, model: &str, dataset: &str) -> polars::prelude::DataFrame {
+    let file = results
+        .join("predictions")
+        .join(model)
+        .join(format!("{dataset}.parquet"));
+    robust_eval::results::store::read_predictions(&file).unwrap()
+}
+
+#[test]
+fn endpoints_predict_what_the_endpoint_models_predict_on_real_images() {
+    // std-xl and robust-l: one architecture, trained differently (the demo's "fine-tuned" model).
+    let dir = tempfile::tempdir().unwrap();
+    let wise = dir.path().join("wise");
+    interpolate(
+        &demo_model("std-xl"),
+        &demo_model("robust-l"),
+        "0,0.5,1",
+        &wise,
+        "w",
+    );
+    let results = dir.path().join("results");
+    bin()
+        .args([
+            "run",
+            "--suite",
+            "demo",
+            "--datasets",
+            "shapes-v2",
+            "--progress",
+            "none",
+        ])
+        .args(["--models".as_ref(), wise.as_os_str()])
+        .args(["--models".as_ref(), demo_model("std-xl").as_os_str()])
+        .args(["--models".as_ref(), demo_model("robust-l").as_os_str()])
+        .arg("--out")
+        .arg(&results)
+        .assert()
+        .success();
+    for dataset in ["shapes", "shapes-v2"] {
+        let (a, b) = (
+            predictions(&results, "std-xl", dataset),
+            predictions(&results, "robust-l", dataset),
+        );
+        assert!(
+            !a.equals(&b),
+            "the endpoints must differ for this test to mean anything"
+        );
+        assert!(
+            predictions(&results, "w-a0.00", dataset).equals(&a),
+            "{dataset}: α = 0 is A"
+        );
+        assert!(
+            predictions(&results, "w-a1.00", dataset).equals(&b),
+            "{dataset}: α = 1 is B"
+        );
+        let half = predictions(&results, "w-a0.50", dataset);
+        assert!(
+            !half.equals(&a) && !half.equals(&b),
+            "{dataset}: α = 0.5 is neither"
+        );
+    }
+}
+
+#[test]
+fn greedy_soup_records_its_choices_and_warns_when_chosen_on_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let wise = dir.path().join("wise");
+    interpolate(
+        &demo_model("std-xl"),
+        &demo_model("robust-l"),
+        "0.5",
+        &wise,
+        "w",
+    );
+    let out = dir.path().join("soup");
+    let assert = bin()
+        .arg("soup")
+        .args([
+            demo_model("std-xl"),
+            demo_model("robust-l"),
+            wise.join("w-a0.50.toml"),
+        ])
+        .args([
+            "--greedy",
+            "--suite",
+            "demo",
+            "--held-out",
+            "shapes",
+            "--progress",
+            "none",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr);
+    assert!(
+        stderr.contains("in-distribution dataset") && stderr.contains("biased upward"),
+        "{stderr}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("greedy-soup.soup.json")).unwrap()).unwrap();
+    assert_eq!(record["held_out"], "shapes");
+    assert!(record["warning"]
+        .as_str()
+        .unwrap()
+        .contains("biased upward"));
+    let candidates = record["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 3);
+    let top1: Vec<f64> = candidates
+        .iter()
+        .map(|c| c["held_out_top1"].as_f64().unwrap())
+        .collect();
+    assert!(
+        top1.windows(2).all(|w| w[0] >= w[1]),
+        "best first: {top1:?}"
+    );
+    let steps = record["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    // Kept: the best candidate, then each step whose soup did not drop below the best so far.
+    let mut best = top1[0];
+    let mut kept = vec![candidates[0]["model"].as_str().unwrap()];
+    for step in steps {
+        let acc = step["soup_top1"].as_f64().unwrap();
+        assert_eq!(step["kept"].as_bool().unwrap(), acc >= best, "{step}");
+        if acc >= best {
+            best = acc;
+            kept.push(step["candidate"].as_str().unwrap());
+        }
+    }
+    let recorded: Vec<&str> = record["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(recorded, kept);
+    let card = std::fs::read_to_string(out.join("greedy-soup.toml")).unwrap();
+    assert!(card.contains("recipe = \"greedy\""), "{card}");
+    let members = format!("members = {kept:?}");
+    assert!(card.contains(&members), "{members} not in {card}");
+    // The held-out evaluations are stored and reused: a second run evaluates nothing again.
+    let again = bin()
+        .arg("soup")
+        .args([
+            demo_model("std-xl"),
+            demo_model("robust-l"),
+            wise.join("w-a0.50.toml"),
+        ])
+        .args([
+            "--greedy",
+            "--suite",
+            "demo",
+            "--held-out",
+            "shapes",
+            "--progress",
+            "none",
+            "--json",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let second: serde_json::Value = serde_json::from_slice(&again.get_output().stdout).unwrap();
+    assert_eq!(second["kept"], record["kept"]);
+}
+
+/// The demo's WiSE-FT curve (made by scripts/make_demo.py in numpy) is what `interpolate` writes
+/// from the demo's zero-shot and fine-tuned models: both checked against the reference formula,
+/// and the tool's models against the demo's, initializer by initializer.
+#[test]
+fn the_demos_curve_is_what_interpolate_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("wise");
+    let alphas = ["0.20", "0.40", "0.50", "0.60", "0.80"];
+    interpolate(
+        &demo_model("zeroshot"),
+        &demo_model("finetuned"),
+        &alphas.join(","),
+        &out,
+        "wiseft",
+    );
+    let models = root().join("demo/models");
+    let (zs, ft) = (models.join("zeroshot.onnx"), models.join("finetuned.onnx"));
+    for alpha in alphas {
+        let shipped = models.join(format!("wiseft-a{alpha}.onnx"));
+        let ours = out.join(format!("wiseft-a{alpha}.onnx"));
+        for model in [&shipped, &ours] {
+            reference(&[
+                "interp".as_ref(),
+                zs.as_os_str(),
+                ft.as_os_str(),
+                model.as_os_str(),
+                alpha.as_ref(),
+            ]);
+        }
+        let card = std::fs::read_to_string(out.join(format!("wiseft-a{alpha}.toml"))).unwrap();
+        let demo_card =
+            std::fs::read_to_string(models.join(format!("wiseft-a{alpha}.toml"))).unwrap();
+        let intervention = |c: &str| c[c.find("[intervention]").unwrap()..].trim().to_string();
+        assert_eq!(intervention(&card), intervention(&demo_card), "α = {alpha}");
+    }
+}

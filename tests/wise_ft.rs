@@ -1,0 +1,133 @@
+//! WiSE-FT curves and soups out of the box: the demo suite's zero-shot / fine-tuned pair, its
+//! WiSE-FT family and uniform soup, through the real binary: run.json keeps each card's
+//! `[intervention]`, the fit leaves them out of the baseline, the charts draw the curve and the
+//! soup, and the reports name each family's best α.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
+
+/// Average effective robustness per model, from robustness.csv.
+fn average_er(dir: &Path) -> BTreeMap<String, f64> {
+    let mut reader = csv::Reader::from_path(dir.join("robustness.csv")).unwrap();
+    reader
+        .deserialize::<BTreeMap<String, String>>()
+        .map(|r| r.unwrap())
+        .filter(|r| r["shift"] == "average")
+        .map(|r| {
+            (
+                r["model"].clone(),
+                r["effective_robustness"].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_demo_draws_a_wise_ft_curve_above_the_line_and_a_soup() {
+    let out = tempfile::tempdir().unwrap();
+    bin()
+        .args(["run", "--suite", "demo", "--progress", "none", "--out"])
+        .arg(out.path())
+        .assert()
+        .success();
+    let dir = out.path();
+
+    // run.json carries the cards' tables; the baseline is the standard models alone.
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let models = run["models"].as_object().unwrap();
+    assert_eq!(models["wiseft-a0.50"]["intervention"]["alpha"], 0.5);
+    assert_eq!(models["soup-uniform"]["intervention"]["kind"], "soup");
+    assert!(!models.contains_key("std-l") && !models.contains_key("zeroshot"));
+    let fit: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("fit.json")).unwrap()).unwrap();
+    for s in fit["shifts"].as_array().unwrap() {
+        let names = s["baseline_models"].as_array().unwrap();
+        assert!(
+            names
+                .iter()
+                .all(|n| n.as_str().unwrap().starts_with("std-")),
+            "{names:?}"
+        );
+    }
+
+    // The curve bulges: its middle is more effectively robust than the endpoints' mean, and
+    // above the line.
+    let er = average_er(dir);
+    let ends = (er["zeroshot"] + er["finetuned"]) / 2.0;
+    assert!(
+        er["wiseft-a0.50"] > ends,
+        "α 0.5: {} vs endpoints' mean {ends}",
+        er["wiseft-a0.50"]
+    );
+    assert!(
+        er["wiseft-a0.50"] > 0.0 && er["soup-uniform"] > 0.0,
+        "{er:?}"
+    );
+
+    // Reports: the family with its best α, and the soup.
+    let report: serde_json::Value = serde_json::from_slice(
+        &bin()
+            .args(["report", "--format", "json", "--results"])
+            .arg(dir)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .unwrap();
+    let family = &report["wise_ft"][0];
+    assert_eq!(family["family"], "wiseft");
+    assert_eq!(
+        family["endpoints"],
+        serde_json::json!(["zeroshot", "finetuned"])
+    );
+    let alphas: Vec<f64> = family["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["alpha"].as_f64().unwrap())
+        .collect();
+    assert_eq!(alphas, [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0]);
+    let best = &family["best_effective_robustness"];
+    let top = er
+        .iter()
+        .filter(|(m, _)| m.starts_with("wiseft") || *m == "zeroshot" || *m == "finetuned")
+        .map(|(_, v)| *v)
+        .fold(f64::MIN, f64::max);
+    assert_eq!(best["average_effective_robustness"].as_f64().unwrap(), top);
+    assert_eq!(report["soups"][0]["members"].as_array().unwrap().len(), 3);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("## WiSE-FT: wiseft") && md.contains("Best average effective robustness: α = "),
+        "{md}"
+    );
+    assert!(
+        md.contains("| uniform | soup-uniform | finetuned, finetuned-2, finetuned-3 |"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<h2>WiSE-FT: wiseft</h2>") && html.contains("<h2>Model soups</h2>"));
+
+    // Every shift's chart and the grid: the curve's legend entry, ringed ends, the soup.
+    for chart in [
+        "shapes-v2",
+        "shapes-sketch",
+        "shapes-rendition",
+        "all-shifts",
+    ] {
+        let svg = std::fs::read_to_string(dir.join("plots").join(format!("{chart}.svg"))).unwrap();
+        for text in [
+            "WiSE-FT wiseft",
+            "zero-shot (α = 0)",
+            "fine-tuned (α = 1)",
+            "soup: soup-uniform (uniform)",
+        ] {
+            assert!(svg.contains(text), "{chart}: no `{text}`");
+        }
+    }
+}
