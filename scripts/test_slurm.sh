@@ -6,7 +6,7 @@
 # task is run again by Slurm (`scontrol requeue`, as after preemption) and must resume its shard
 # without evaluating anything; then the merged folder must equal a single run's: evals.csv
 # (without the timing columns seconds and images_per_s), every predictions file byte for byte,
-# and fit.json. About 3 minutes on 2 cores once Slurm is installed (the demo runs 4 times over).
+# and fit.json. About 3 minutes on 2 cores once Slurm is installed (the demo runs twice: as shards, then whole).
 # When it cannot run (not root, no apt-get, the daemons do not start), it prints
 # "slurm tier SKIPPED: <why>" and exits 0. A failure prints the jobs' logs and exits 1.
 # Uses ROBUST_EVAL_BIN as the binary under test when set.
