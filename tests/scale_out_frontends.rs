@@ -147,6 +147,8 @@ fn slurm_scripts_hold_the_array_and_pass_every_argument_unchanged() {
         &out_text,
         "--shard",
         "auto",
+        "--shard-count",
+        "4",
     ]
     .map(str::to_string)
     .to_vec();

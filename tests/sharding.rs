@@ -385,3 +385,34 @@ fn real_images_one_model_cut_into_row_ranges() {
         );
     }
 }
+
+/// A shard folder edited by hand cannot make merge write outside the results folder or panic:
+/// a model name that is a path, and a shard number beyond the count, are each refused naming
+/// the file.
+#[test]
+fn a_hand_edited_shard_is_refused_not_followed() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    demo_run()
+        .arg("--out")
+        .arg(&out)
+        .args(["--shard", "0/1", "--datasets", "shapes"])
+        .assert()
+        .success();
+    let run_json = out.join("shards/0-of-1/run.json");
+    let original = std::fs::read_to_string(&run_json).unwrap();
+    let escaping = original.replace("\"std-s\"", "\"../../escaped\"");
+    assert_ne!(escaping, original);
+    std::fs::write(&run_json, escaping).unwrap();
+    merge(&out).code(2).stderr(
+        predicate::str::contains("0-of-1/run.json").and(predicate::str::contains("../../escaped")),
+    );
+    assert!(!work.path().join("escaped").exists() && !out.join("evals.csv").exists());
+
+    let mut run: serde_json::Value = serde_json::from_str(&original).unwrap();
+    run["shard"]["index"] = serde_json::json!(5);
+    std::fs::write(&run_json, run.to_string()).unwrap();
+    merge(&out).code(2).stderr(
+        predicate::str::contains("0-of-1/run.json").and(predicate::str::contains("shard 5 of 1")),
+    );
+}

@@ -281,7 +281,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub prefetch: usize,
 
-    /// TensorRT engine cache folder. Default: <out>/tensorrt-cache.
+    /// TensorRT engine cache folder. Default: <out>/tensorrt-cache (a shard's own folder with
+    /// --shard: ONNX Runtime writes engines in place, so shards must not share one as they run).
     #[arg(long, value_name = "DIR")]
     pub trt_cache: Option<PathBuf>,
 

@@ -86,10 +86,16 @@ fn results_folder(args: &RunArgs, suite: &Suite) -> std::path::PathBuf {
 }
 
 fn run_settings(args: &RunArgs, suite: &Suite) -> Result<RunSettings, Error> {
-    let out = results_folder(args, suite);
     let shard = match &args.shard {
         Some(text) => Some(Shard::parse(text, args.shard_count)?),
         None => None,
+    };
+    // A shard's own folder, TensorRT cache included: ONNX Runtime writes engines in place, so
+    // shards sharing a cache could read one another's half-written engine. A shard builds only
+    // the engines of the models it has work for.
+    let out = match shard {
+        Some(shard) => shard.folder(&results_folder(args, suite)),
+        None => results_folder(args, suite),
     };
     Ok(RunSettings {
         data_root: args.data_root.clone(),
@@ -108,10 +114,7 @@ fn run_settings(args: &RunArgs, suite: &Suite) -> Result<RunSettings, Error> {
                 .unwrap_or_else(|| out.join("tensorrt-cache")),
         },
         force: args.force,
-        out: match shard {
-            Some(shard) => shard.folder(&out),
-            None => out,
-        },
+        out,
         shard,
     })
 }

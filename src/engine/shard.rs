@@ -78,23 +78,26 @@ impl Shard {
             None => number("ROBUST_EVAL_SHARD_COUNT")?,
         };
         if let Some(id) = number("SLURM_ARRAY_TASK_ID")? {
+            // With the count given, the task id is the shard: a resubmitted subset of tasks
+            // (`--array=3,7`) keeps its ids. Without it, only an array 0-(N-1) says N.
+            if let Some(count) = count_given {
+                return Shard::new(id, count);
+            }
             let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-            let count = match (number("SLURM_ARRAY_TASK_COUNT")?, number("SLURM_ARRAY_TASK_MAX")?) {
-                (Some(n), _) => n,
-                (None, Some(max)) => max.saturating_sub(min) + 1,
-                (None, None) => count_given.ok_or_else(|| {
-                    Error::Usage("SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX: \
-                         pass --shard-count N".into())
-                })?,
+            let step = number("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1);
+            let max = number("SLURM_ARRAY_TASK_MAX")?;
+            let count = number("SLURM_ARRAY_TASK_COUNT")?.or(max.map(|m| m + 1));
+            return match count {
+                Some(n) if min == 0 && step == 1 && max.is_none_or(|m| m + 1 == n) => {
+                    Shard::new(id, n)
+                }
+                _ => Err(Error::Usage(format!(
+                    "SLURM_ARRAY_TASK_ID {id} is in an array that is not 0-(N-1) (min {min}, step \
+                     {step}, max {}): the number of shards cannot be read from it; pass \
+                     --shard-count N (robust-eval slurm's scripts do)",
+                    max.map_or("unset".to_string(), |m| m.to_string())
+                ))),
             };
-            return Shard::new(
-                id.checked_sub(min).ok_or_else(|| {
-                    Error::Usage(format!(
-                        "SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"
-                    ))
-                })?,
-                count,
-            );
         }
         if let Some(index) = number("JOB_COMPLETION_INDEX")? {
             let count = count_given.ok_or_else(|| {
@@ -241,14 +244,22 @@ mod tests {
             Shard::from_env(&slurm, None).unwrap(),
             Shard { index: 2, count: 3 }
         );
-        let min_max = env(&[
-            ("SLURM_ARRAY_TASK_ID", "5"),
-            ("SLURM_ARRAY_TASK_MIN", "4"),
+        // A resubmission of tasks 3 and 7 of 12: an array of 2, still shards 3 and 7 of 12.
+        let subset = env(&[
+            ("SLURM_ARRAY_TASK_ID", "7"),
+            ("SLURM_ARRAY_TASK_MIN", "3"),
             ("SLURM_ARRAY_TASK_MAX", "7"),
+            ("SLURM_ARRAY_TASK_COUNT", "2"),
         ]);
+        assert!(Shard::from_env(&subset, None).is_err());
         assert_eq!(
-            Shard::from_env(&min_max, None).unwrap(),
-            Shard { index: 1, count: 4 }
+            Shard::from_env(&subset, Some(12)).unwrap(),
+            Shard { index: 7, count: 12 }
+        );
+        let max_only = env(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_MAX", "3")]);
+        assert_eq!(
+            Shard::from_env(&max_only, None).unwrap(),
+            Shard { index: 2, count: 4 }
         );
         let k8s = env(&[("JOB_COMPLETION_INDEX", "1")]);
         assert!(Shard::from_env(&k8s, None).is_err());

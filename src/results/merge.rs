@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use crate::engine::shard::MAX_SHARDS;
+use crate::engine::shard::Shard;
 use crate::error::{Error, Location, Result};
-use crate::results::evals;
+use crate::input::{check_name, is_safe_name};
+use crate::results::lock::WriterLock;
 use crate::results::store::{
-    csv_bytes, predictions_parquet, read_predictions, write_atomic, EvalRow, Evaluation,
-    FailureRow, Predictions, ResultsStore, RowRange, RunInfo, ShardProvenance, FAILURES_HEADER,
+    predictions_parquet, read_predictions, write_atomic, EvalRow, Evaluation, FailureRow,
+    Predictions, ResultsStore, RowRange, RunInfo, ShardProvenance,
 };
 
 /// What a merge did.
@@ -29,6 +30,8 @@ pub struct MergeSummary {
 struct ShardFolder {
     name: String,
     store: ResultsStore,
+    /// Held while merging: a shard still writing (a requeued task) is named, not half read.
+    _lock: WriterLock,
 }
 
 /// The shard folders in `<out>/shards/`: every `I-of-N` folder, all of one N.
@@ -75,29 +78,39 @@ pub fn find_shards(out: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn load_shards(dirs: &[PathBuf]) -> Result<Vec<ShardFolder>> {
-    let mut shards = Vec::new();
+    if dirs.is_empty() {
+        return Err(Error::Usage("no shard folders to merge".into()));
+    }
+    let mut shards: Vec<ShardFolder> = Vec::new();
     for dir in dirs {
-        let store = ResultsStore::open(dir)?;
-        let Some(plan) = &store.run.shard else {
+        let run_json = dir.join("run.json");
+        if !run_json.is_file() {
             return Err(Error::input(
-                Location::file(dir.join("run.json")),
-                "not a shard's results (no `shard` entry): was this shard run with --shard I/N, \
-                 and did it start?",
+                Location::file(&run_json),
+                "missing: not a shard's results folder, or a shard that never started",
             ));
-        };
-        let name = format!("{}-of-{}", plan.index, plan.count);
-        shards.push(ShardFolder { name, store });
+        }
+        let lock = WriterLock::acquire(dir)?;
+        let store = ResultsStore::open(dir)?;
+        let name = check_shard(dir, &store)?;
+        shards.push(ShardFolder {
+            name,
+            store,
+            _lock: lock,
+        });
     }
     let count = shards
         .first()
         .and_then(|s| s.store.run.shard.as_ref())
         .map_or(0, |p| p.count);
-    if count == 0 || count > MAX_SHARDS {
-        return Err(Error::Usage("no shards to merge".into()));
-    }
     let mut seen = vec![None::<&Path>; count];
     for (shard, dir) in shards.iter().zip(dirs) {
-        let plan = shard.store.run.shard.as_ref().expect("checked above");
+        let plan = shard
+            .store
+            .run
+            .shard
+            .as_ref()
+            .expect("checked by check_shard");
         if plan.count != count {
             return Err(Error::input(
                 Location::file(dir.join("run.json")),
@@ -130,6 +143,66 @@ fn load_shards(dirs: &[PathBuf]) -> Result<Vec<ShardFolder>> {
     }
     shards.sort_by_key(|s| s.store.run.shard.as_ref().map_or(0, |p| p.index));
     Ok(shards)
+}
+
+/// A shard's run.json is checked before any of it is used: a shard of a real split, in the
+/// folder of its own name, whose model, dataset and view names are safe as file names (they
+/// name the merged predictions files). Returns the shard's name, `I-of-N`.
+fn check_shard(dir: &Path, store: &ResultsStore) -> Result<String> {
+    let at = || Location::file(dir.join("run.json"));
+    let plan = store.run.shard.as_ref().ok_or_else(|| {
+        Error::input(
+            at(),
+            "not a shard's results (no `shard` entry): was it run with --shard I/N?",
+        )
+    })?;
+    let shard = Shard::new(plan.index, plan.count)
+        .map_err(|e| Error::input(at().field("shard"), e.to_string()))?;
+    let folder = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if folder.contains("-of-") && folder != shard.name() {
+        return Err(Error::input(
+            at().field("shard"),
+            format!("says shard {}, but its folder is {folder}", shard.name()),
+        ));
+    }
+    let unsafe_name = |what: &str, name: &str| {
+        Error::input(
+            at(),
+            format!(
+                "{what} name `{name}` is not a safe file name: this is no run.json `run` wrote"
+            ),
+        )
+    };
+    for (model, dataset) in &plan.pairs {
+        check_name("model", model).map_err(|_| unsafe_name("model", model))?;
+        check_name("dataset", dataset).map_err(|_| unsafe_name("dataset", dataset))?;
+    }
+    for (model, dataset, rows) in &plan.assigned {
+        if !plan.pairs.iter().any(|(m, d)| m == model && d == dataset) {
+            return Err(Error::input(
+                at().field("shard.assigned"),
+                format!("`{model}` on `{dataset}` is no pair of the run"),
+            ));
+        }
+        if rows.start >= rows.end || rows.end > rows.of {
+            return Err(Error::input(
+                at().field("shard.assigned"),
+                format!(
+                    "`{model}` on `{dataset}`: rows {}..{} of {} is no range of rows",
+                    rows.start, rows.end, rows.of
+                ),
+            ));
+        }
+    }
+    for evaluation in &store.run.evaluations {
+        if let Some(view) = evaluation.views.iter().find(|v| !is_safe_name(v)) {
+            return Err(unsafe_name("view", view));
+        }
+    }
+    Ok(shard.name())
 }
 
 /// The shards must be parts of one run: the same suite and the same pairs, in the same order.
@@ -245,9 +318,13 @@ fn parts_of<'a>(shards: &'a [ShardFolder], model: &str, dataset: &str) -> Result
         next = part.rows.end;
     }
     if next != of {
-        return Err(Error::Usage(format!(
-            "`{model}` on `{dataset}`: rows {next}..{of} are in no shard: the shards were not split the same way"
-        )));
+        return Err(Error::input(
+            Location::file(shards[0].store.dir.join("run.json")),
+            format!(
+                "`{model}` on `{dataset}`: rows {next}..{of} are in no shard: the shards were not \
+                 split the same way"
+            ),
+        ));
     }
     Ok(parts)
 }
@@ -459,6 +536,10 @@ fn joined<'a>(values: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// Merge the shards in `dirs` (every `I-of-N` under `<out>/shards` when `None`) into `out`.
+/// Every pair is checked before anything is written; then each pair's predictions are written
+/// as it is merged (memory holds one pair's), and the tables and run.json last, so a merge killed
+/// half-way leaves nothing run.json vouches for that is not there. Results `out` holds of other
+/// pairs are kept, as a run into it keeps them.
 pub fn merge(out: &Path, dirs: Option<&[PathBuf]>) -> Result<MergeSummary> {
     let dirs = match dirs {
         Some(d) => d.to_vec(),
@@ -472,104 +553,74 @@ pub fn merge(out: &Path, dirs: Option<&[PathBuf]>) -> Result<MergeSummary> {
         .shard
         .clone()
         .expect("loaded shards have a plan");
-    let mut merged = Vec::new();
-    for (model, dataset) in &plan.pairs {
-        let parts = parts_of(&shards, model, dataset)?;
-        if parts.is_empty() {
-            continue; // a dataset with no row to read: one run stores nothing for it either
-        }
-        merged.push(merge_pair(&parts)?);
-    }
-    write_merged(out, &shards, merged)
-}
-
-/// Write the merged folder in the order `record` keeps: predictions, then the tables, then
-/// run.json, so a merge killed half-way leaves nothing run.json vouches for that is not there.
-fn write_merged(
-    out: &Path,
-    shards: &[ShardFolder],
-    merged: Vec<MergedPair>,
-) -> Result<MergeSummary> {
+    let pairs: Vec<Vec<Part>> = plan
+        .pairs
+        .iter()
+        .map(|(model, dataset)| parts_of(&shards, model, dataset))
+        .collect::<Result<_>>()?;
     let mut store = ResultsStore::open_to_write(out)?;
-    let mut evals_rows = Vec::new();
-    let mut failures = Vec::new();
-    let mut evaluations = Vec::new();
-    for pair in merged {
-        failures.extend(pair.failures);
-        // As in `record`: a pair that scored no image at all is no result.
-        if pair.rows.iter().all(|r| r.n == 0) {
-            continue;
-        }
-        for (view, predictions) in pair.predictions {
-            let path = store.predictions_path(&pair.evaluation.model, &view);
-            write_atomic(&path, &predictions_parquet(predictions)?)?;
-        }
-        evals_rows.extend(pair.rows);
-        evaluations.push(pair.evaluation);
-    }
-    write_atomic(
-        &out.join("evals.csv"),
-        &csv_bytes(&evals_rows, evals::HEADER)?,
-    )?;
-    write_atomic(
-        &out.join("failures.csv"),
-        &csv_bytes(&failures, FAILURES_HEADER)?,
-    )?;
-    let rows = evals_rows.len();
-    let pairs = evaluations.len();
-    store.evals = evals_rows;
-    store.failures = failures;
-    store.run = merged_run_info(shards, evaluations);
-    store.save_run()?;
-    Ok(MergeSummary {
+    let mut summary = MergeSummary {
         out: out.to_path_buf(),
         shards: shards.len(),
-        pairs,
-        rows,
-    })
+        pairs: 0,
+        rows: 0,
+    };
+    // A dataset with no row to read has no parts: one run stores nothing for it either.
+    for parts in pairs.iter().filter(|p| !p.is_empty()) {
+        let pair = merge_pair(parts)?;
+        if pair.rows.iter().any(|r| r.n > 0) {
+            for (view, predictions) in pair.predictions {
+                let path = store.predictions_path(&pair.evaluation.model, &view);
+                write_atomic(&path, &predictions_parquet(predictions)?)?;
+            }
+            summary.pairs += 1;
+            summary.rows += pair.rows.len();
+        }
+        store.absorb(pair.evaluation, pair.rows, pair.failures);
+    }
+    store.save_tables()?;
+    record_provenance(&mut store.run, &shards);
+    store.save_run()?;
+    Ok(summary)
 }
 
-fn merged_run_info(shards: &[ShardFolder], evaluations: Vec<Evaluation>) -> RunInfo {
+/// The merged run.json's provenance: the shards' tool, suite and ONNX Runtime, the span of
+/// their times, each shard's host and times, and what the cards said of the models.
+fn record_provenance(run: &mut RunInfo, shards: &[ShardFolder]) {
     let first = &shards[0].store.run;
-    RunInfo {
-        tool: first.tool.clone(),
-        tool_version: first.tool_version.clone(),
-        suite: first.suite.clone(),
-        id: first.id.clone(),
-        baseline: first.baseline.clone(),
-        onnxruntime_version: joined(
-            shards
-                .iter()
-                .map(|s| s.store.run.onnxruntime_version.as_str()),
-        ),
-        onnxruntime_library: first.onnxruntime_library.clone(),
-        host: crate::results::store::host(),
-        started: shards
+    run.tool = first.tool.clone();
+    run.tool_version = first.tool_version.clone();
+    run.suite = first.suite.clone();
+    run.id = first.id.clone();
+    run.baseline = first.baseline.clone();
+    run.onnxruntime_version = joined(
+        shards
             .iter()
-            .map(|s| s.store.run.started.clone())
-            .min()
-            .unwrap_or_default(),
-        finished: shards
-            .iter()
-            .map(|s| s.store.run.finished.clone())
-            .max()
-            .unwrap_or_default(),
-        evaluations,
-        // What the cards say of the models (WiSE-FT, soups), from every shard.
-        models: shards
-            .iter()
-            .flat_map(|s| s.store.run.models.clone())
-            .collect(),
-        shard: None,
-        shards: shards
-            .iter()
-            .map(|s| ShardProvenance {
-                shard: s.name.clone(),
-                host: s.store.run.host.clone(),
-                started: s.store.run.started.clone(),
-                finished: s.store.run.finished.clone(),
-                onnxruntime_version: s.store.run.onnxruntime_version.clone(),
-            })
-            .collect(),
-    }
+            .map(|s| s.store.run.onnxruntime_version.as_str()),
+    );
+    run.onnxruntime_library = first.onnxruntime_library.clone();
+    run.host = crate::results::store::host();
+    run.started = shards
+        .iter()
+        .map(|s| s.store.run.started.clone())
+        .min()
+        .unwrap_or_default();
+    run.finished = shards
+        .iter()
+        .map(|s| s.store.run.finished.clone())
+        .max()
+        .unwrap_or_default();
+    run.models
+        .extend(shards.iter().flat_map(|s| s.store.run.models.clone()));
+    run.shard = None;
+    run.shards = shards
+        .iter()
+        .map(|s| ShardProvenance {
+            shard: s.name.clone(),
+            host: s.store.run.host.clone(),
+            started: s.store.run.started.clone(),
+            finished: s.store.run.finished.clone(),
+            onnxruntime_version: s.store.run.onnxruntime_version.clone(),
+        })
+        .collect();
 }

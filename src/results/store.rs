@@ -382,25 +382,41 @@ impl ResultsStore {
         failures: Vec<FailureRow>,
         predictions: Vec<(String, Predictions)>,
     ) -> Result<()> {
-        // A pair that scored no image at all (every one failed) is no result: its failures are
-        // listed, but no row of 0 % is stored and nothing marks it done, so the next run tries
-        // it again and the fit never sees it.
-        // A shard's part is kept whatever it scored: its rows may be all failures or hold none
-        // of a restricted view's classes, and the merge adds it to the other parts.
-        if rows.iter().all(|r| r.n == 0) && evaluation.rows.is_none() {
-            self.failures
-                .retain(|f| !(f.model == evaluation.model && f.dataset == evaluation.dataset));
-            self.failures.extend(failures);
+        let scored = is_result(&evaluation, &rows);
+        if scored {
+            for (view, preds) in predictions {
+                write_atomic(
+                    &self.predictions_path(&evaluation.model, &view),
+                    &predictions_parquet(preds)?,
+                )?;
+            }
+        }
+        self.absorb(evaluation, rows, failures);
+        if !scored {
             return write_atomic(
                 &self.dir.join("failures.csv"),
                 &csv_bytes(&self.failures, FAILURES_HEADER)?,
             );
         }
-        for (view, preds) in predictions {
-            write_atomic(
-                &self.predictions_path(&evaluation.model, &view),
-                &predictions_parquet(preds)?,
-            )?;
+        self.save_tables()?;
+        self.save_run()
+    }
+
+    /// Take a finished pair into the tables in memory, as `record` stores it: its rows replace
+    /// the pair's stored rows in place (or are added at the end), its failures and evaluation
+    /// replace the stored ones. A pair that is no result keeps only its failures.
+    pub(crate) fn absorb(
+        &mut self,
+        evaluation: Evaluation,
+        rows: Vec<EvalRow>,
+        failures: Vec<FailureRow>,
+    ) {
+        let pair =
+            |model: &str, dataset: &str| model == evaluation.model && dataset == evaluation.dataset;
+        self.failures.retain(|f| !pair(&f.model, &f.dataset));
+        self.failures.extend(failures);
+        if !is_result(&evaluation, &rows) {
+            return;
         }
         for row in rows {
             match self
@@ -412,9 +428,12 @@ impl ResultsStore {
                 None => self.evals.push(row),
             }
         }
-        self.failures
-            .retain(|f| !(f.model == evaluation.model && f.dataset == evaluation.dataset));
-        self.failures.extend(failures);
+        self.run.evaluations.retain(|e| !pair(&e.model, &e.dataset));
+        self.run.evaluations.push(evaluation);
+    }
+
+    /// Write evals.csv and failures.csv as they are in memory.
+    pub(crate) fn save_tables(&self) -> Result<()> {
         write_atomic(
             &self.dir.join("evals.csv"),
             &csv_bytes(&self.evals, evals::HEADER)?,
@@ -422,18 +441,22 @@ impl ResultsStore {
         write_atomic(
             &self.dir.join("failures.csv"),
             &csv_bytes(&self.failures, FAILURES_HEADER)?,
-        )?;
-        self.run
-            .evaluations
-            .retain(|e| !(e.model == evaluation.model && e.dataset == evaluation.dataset));
-        self.run.evaluations.push(evaluation);
-        self.save_run()
+        )
     }
 
     pub fn save_run(&self) -> Result<()> {
         let json = serde_json::to_vec_pretty(&self.run).map_err(|e| Error::Other(e.to_string()))?;
         write_atomic(&self.dir.join("run.json"), &json)
     }
+}
+
+/// Whether a pair's rows are a result. A pair that scored no image at all (every one failed) is
+/// none: its failures are listed, but no row of 0 % is stored and nothing marks it done, so the
+/// next run tries it again and the fit never sees it. A shard's part is kept whatever it scored:
+/// its rows may be all failures or hold none of a restricted view's classes, and the merge adds
+/// it to the other parts.
+fn is_result(evaluation: &Evaluation, rows: &[EvalRow]) -> bool {
+    evaluation.rows.is_some() || rows.iter().any(|r| r.n > 0)
 }
 
 /// Whether a predictions file is there and whole: a Parquet file begins and ends with `PAR1`, so

@@ -72,8 +72,7 @@ fn check_name(name: &str) -> Result<()> {
 
 /// The Indexed Job: N completions, all N at once, each index retried on its own.
 pub fn shards_job(run: &ShardedRun, options: &KubernetesOptions) -> Value {
-    let mut command = run.shard_command();
-    command.extend(["--shard-count".to_string(), run.shards.to_string()]);
+    let command = run.shard_command();
     let mut container = container("shard", options, command, true);
     container["env"] = json!([
         { "name": "ROBUST_EVAL_SHARD_COUNT", "value": run.shards.to_string() }

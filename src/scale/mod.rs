@@ -48,11 +48,14 @@ impl ShardedRun {
         })
     }
 
-    /// The command each task runs.
+    /// The command each task runs. The count is given, not read from the array: a resubmission
+    /// of some tasks (`sbatch --array=3,7`) is an array of 2, whose tasks are still shards 3 and 7
+    /// of N.
     pub fn shard_command(&self) -> Vec<String> {
         let mut command = vec![self.program.clone(), "run".to_string()];
         command.extend(self.run_args.iter().cloned());
         command.extend(["--shard".to_string(), "auto".to_string()]);
+        command.extend(["--shard-count".to_string(), self.shards.to_string()]);
         command
     }
 

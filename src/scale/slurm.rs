@@ -289,7 +289,7 @@ mod tests {
             "#SBATCH --chdir=/home/u",
             "#SBATCH --partition=gpu",
             "#SBATCH --gpus-per-task=1",
-            "exec /bin/robust-eval run --suite demo --out /r/x --shard auto",
+            "exec /bin/robust-eval run --suite demo --out /r/x --shard auto --shard-count 3",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
