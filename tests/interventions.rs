@@ -8,6 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{bin, python, root};
+use predicates::prelude::PredicateBooleanExt;
 
 fn reference(args: &[&std::ffi::OsStr]) {
     let out = std::process::Command::new(python())
@@ -418,4 +419,137 @@ fn the_demos_curve_is_what_interpolate_writes() {
         let intervention = |c: &str| c[c.find("[intervention]").unwrap()..].trim().to_string();
         assert_eq!(intervention(&card), intervention(&demo_card), "α = {alpha}");
     }
+}
+
+/// Protobuf by hand, for models no exporter writes.
+fn varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    out
+}
+fn field(number: u64, payload: &[u8]) -> Vec<u8> {
+    [
+        varint(number << 3 | 2),
+        varint(payload.len() as u64),
+        payload.to_vec(),
+    ]
+    .concat()
+}
+fn number(number: u64, v: u64) -> Vec<u8> {
+    [varint(number << 3), varint(v)].concat()
+}
+/// y = x + w, with `tensor` as the initializer w.
+fn crafted_model(tensor: &[u8]) -> Vec<u8> {
+    let node = [
+        field(1, b"x"),
+        field(1, b"w"),
+        field(2, b"y"),
+        field(4, b"Add"),
+    ]
+    .concat();
+    let graph = [
+        field(1, &node),
+        field(2, b"g"),
+        field(5, tensor),
+        field(11, &field(1, b"x")),
+        field(12, &field(1, b"y")),
+    ]
+    .concat();
+    let opset = [field(1, b""), number(2, 13)].concat();
+    [number(1, 8), field(8, &opset), field(7, &graph)].concat()
+}
+/// A float tensor `w` of one element in external file `location`.
+fn external_tensor(location: &[u8]) -> Vec<u8> {
+    let entry = |k: &[u8], v: &[u8]| field(13, &[field(1, k), field(2, v)].concat());
+    [
+        number(1, 1),
+        number(2, 1),
+        field(8, b"w"),
+        entry(b"location", location),
+        entry(b"length", b"4"),
+        number(14, 1),
+    ]
+    .concat()
+}
+
+/// Crafted models are refused, not followed: an external `location` key stored as a number (so
+/// the reference check saw no location) naming a file outside the folder, a shape whose size
+/// overflows, and a soup whose output would overwrite an input's external data.
+#[test]
+fn crafted_models_are_refused_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let entry_as_number = [
+        [varint(1 << 3 | 1), b"location".to_vec()].concat(),
+        field(2, b"/etc/passwd"),
+    ]
+    .concat();
+    let escaping = [
+        number(1, 4),
+        number(2, 1),
+        field(8, b"w"),
+        field(13, &entry_as_number),
+        number(14, 1),
+    ]
+    .concat();
+    let overflowing = [
+        number(1, 1 << 62),
+        number(2, 1),
+        field(8, b"w"),
+        field(9, b""),
+    ]
+    .concat();
+    for (name, tensor) in [("escape", escaping), ("overflow", overflowing)] {
+        let model = d.join(format!("{name}.onnx"));
+        std::fs::write(&model, crafted_model(&tensor)).unwrap();
+        let out = d.join(format!("out-{name}"));
+        let assert = bin()
+            .args([
+                "interpolate".as_ref(),
+                model.as_os_str(),
+                model.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+            ])
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+        assert!(stderr.contains(&format!("{name}.onnx")), "{name}: {stderr}");
+        let written: Vec<_> = std::fs::read_dir(&out)
+            .map(|r| r.flatten().collect())
+            .unwrap_or_default();
+        assert!(written.is_empty(), "{name}: wrote {written:?}");
+    }
+    let ow = d.join("ow");
+    std::fs::create_dir_all(&ow).unwrap();
+    for (model, data, value) in [("m1", "soup.data", 1.0f32), ("m2", "w2.data", 3.0)] {
+        std::fs::write(
+            ow.join(format!("{model}.onnx")),
+            crafted_model(&external_tensor(data.as_bytes())),
+        )
+        .unwrap();
+        std::fs::write(ow.join(data), value.to_le_bytes()).unwrap();
+    }
+    bin()
+        .args([
+            "soup".as_ref(),
+            ow.join("m1.onnx").as_os_str(),
+            ow.join("m2.onnx").as_os_str(),
+        ])
+        .args(["--name", "soup", "--out"])
+        .arg(&ow)
+        .assert()
+        .code(2)
+        .stderr(
+            predicates::prelude::predicate::str::contains("soup.data")
+                .and(predicates::prelude::predicate::str::contains("input")),
+        );
+    assert_eq!(
+        std::fs::read(ow.join("soup.data")).unwrap(),
+        1.0f32.to_le_bytes()
+    );
 }

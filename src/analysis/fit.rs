@@ -514,9 +514,13 @@ pub fn fit_all(
     let mut robustness = Vec::new();
     for shift in shifts_of(rows, &settings.id) {
         let (base_points, base_id) = points_for(base_rows, &settings.id, &shift);
+        // Published models are no interventions of this folder's, whatever their names.
         let baseline: Vec<&Point> = base_points
             .iter()
-            .filter(|p| settings.in_baseline(&p.model, &p.group))
+            .filter(|p| match cloud {
+                Some(_) => settings.baseline.admits(&p.model, &p.group),
+                None => settings.in_baseline(&p.model, &p.group),
+            })
             .collect();
         if baseline.len() < 3 {
             return Err(Error::Usage(format!(
@@ -544,7 +548,10 @@ pub fn fit_all(
         );
         report.shifts.push(fit);
     }
-    if let Some(note) = settings.interventions_left_out(base_rows) {
+    if let Some(note) = settings
+        .interventions_left_out(base_rows)
+        .filter(|_| cloud.is_none())
+    {
         report.notes.push(note);
     }
     let averages = average_robustness(&robustness, report.shifts.len(), &settings.id);

@@ -457,7 +457,9 @@ pub fn markdown(data: &ReportData) -> String {
             escape_markdown(&heading),
             escape_markdown(&text)
         );
-        s += &table(t, &[1, 2]);
+        // Every column: recipes, like names, come from run.json.
+        let every: Vec<usize> = (0..t.0.len()).collect();
+        s += &table(t, &every);
     }
     s += "\n## Fits\n\n";
     s += &table(fit_table(data), &[0, 1, 6]);

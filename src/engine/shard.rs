@@ -254,7 +254,10 @@ mod tests {
         assert!(Shard::from_env(&subset, None).is_err());
         assert_eq!(
             Shard::from_env(&subset, Some(12)).unwrap(),
-            Shard { index: 7, count: 12 }
+            Shard {
+                index: 7,
+                count: 12
+            }
         );
         let max_only = env(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_MAX", "3")]);
         assert_eq!(

@@ -129,6 +129,36 @@ impl Intervention {
             Intervention::WiseFt { family, .. } | Intervention::Soup { family, .. } => family,
         }
     }
+
+    /// What a card's table is checked for, checked again where one is read back (run.json):
+    /// names safe for files and markup, α in [0, 1], a known recipe.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let names: Vec<&String> = match self {
+            Intervention::WiseFt {
+                family,
+                alpha,
+                endpoints,
+            } => {
+                if !(0.0..=1.0).contains(alpha) {
+                    return Err(format!("alpha {alpha} is not in [0, 1]"));
+                }
+                std::iter::once(family).chain(endpoints.iter()).collect()
+            }
+            Intervention::Soup {
+                family,
+                members,
+                recipe,
+            } => {
+                if !matches!(recipe.as_str(), "uniform" | "greedy") {
+                    return Err(format!("recipe `{recipe}` is neither uniform nor greedy"));
+                }
+                std::iter::once(family).chain(members.iter()).collect()
+            }
+        };
+        names
+            .into_iter()
+            .try_for_each(|n| crate::input::check_name("model", n))
+    }
 }
 
 /// Memory layout of the image tensor a model takes.
@@ -474,11 +504,12 @@ fn intervention_of(raw: RawIntervention, model: &str, at: &KeyLocator) -> Result
                     "missing `alpha` (the weight of the fine-tuned side)",
                 )
             })?;
-            if !alpha.is_finite() {
+            if !(0.0..=1.0).contains(&alpha) {
                 return Err(Error::input(
                     field("alpha"),
                     format!(
-                        "alpha must be a finite number (0: zero-shot, 1: fine-tuned), not {alpha}"
+                        "alpha must lie in [0, 1] (0: zero-shot, 1: fine-tuned), not {alpha}: \
+                         WiSE-FT interpolates, it does not extrapolate"
                     ),
                 ));
             }

@@ -153,9 +153,12 @@ pub fn write_model(
     check_name("group", group).map_err(Error::Usage)?;
     let onnx = out.join(format!("{name}.onnx"));
     let card_file = out.join(format!("{name}.toml"));
-    refuse_overwriting_inputs(&[&onnx, &card_file], parts)?;
     let models: Vec<&Model> = parts.iter().map(|p| &p.model).collect();
     let mixed = weights::write_mixed(&models, recipe, name)?;
+    let head_file = out.join(format!("{name}.head.npy"));
+    let mut outputs: Vec<PathBuf> = vec![onnx.clone(), card_file.clone(), head_file];
+    outputs.extend(mixed.external.iter().map(|(file, _)| out.join(file)));
+    refuse_overwriting_inputs(&outputs, parts)?;
     for (file, bytes) in &mixed.external {
         write_atomic(&out.join(file), bytes)?;
     }
@@ -178,16 +181,19 @@ pub fn write_model(
     })
 }
 
-fn refuse_overwriting_inputs(outputs: &[&Path], parts: &[&Ingredient]) -> Result<()> {
+/// No output may be an input: its model, card, external data or head file.
+fn refuse_overwriting_inputs(outputs: &[PathBuf], parts: &[&Ingredient]) -> Result<()> {
     for out in outputs {
         let Ok(real) = out.canonicalize() else {
             continue;
         };
         for p in parts {
-            let inputs = [Some(&p.card.onnx), p.card.card_file.as_ref()];
+            let mut inputs: Vec<&PathBuf> = vec![&p.card.onnx];
+            inputs.extend(p.card.card_file.as_ref());
+            inputs.extend(p.card.external_data.iter());
+            inputs.extend(p.card.head.as_ref().map(|h| &h.weights_file));
             if inputs
                 .iter()
-                .flatten()
                 .any(|i| i.canonicalize().ok() == Some(real.clone()))
             {
                 return Err(Error::Usage(format!(

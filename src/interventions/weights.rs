@@ -119,9 +119,30 @@ impl Model {
                 continue;
             }
             let path = folder.join(&location);
-            debug_assert!(externals.iter().any(|e| e == &path));
+            // Only files the model's checked references name (inside its folder) are read.
+            if !externals.iter().any(|e| e == &path) {
+                return Err(bad(
+                    file,
+                    format!("external data `{location}` is not a checked reference of the model"),
+                ));
+            }
             let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
             model.external.insert(location, data);
+        }
+        // External data of a Constant node or a subgraph would be neither mixed nor written
+        // beside the output: refused, not left pointing at a file the output lacks.
+        if let Some(other) = externals
+            .iter()
+            .find(|e| !model.external.keys().any(|l| &folder.join(l) == *e))
+        {
+            return Err(bad(
+                file,
+                format!(
+                    "external data {} is used outside the graph's initializers (a Constant node or \
+                     a subgraph), which are not mixed: export the weights as initializers",
+                    other.display()
+                ),
+            ));
         }
         model.check_payloads()?;
         Ok(model)
@@ -129,10 +150,13 @@ impl Model {
 
     fn parse(file: &Path, bytes: Vec<u8>) -> proto::Parse<Model> {
         let top = fields(&bytes, 0..bytes.len())?;
-        let graph = top
-            .iter()
-            .find(|f| f.number == 7 && f.wire == 2)
-            .ok_or("no graph")?;
+        // Protobuf merges repeated message fields: a second graph field would add nodes and
+        // initializers ONNX Runtime sees and this reader does not.
+        let mut graphs = top.iter().filter(|f| f.number == 7 && f.wire == 2);
+        let graph = graphs.next().ok_or("no graph")?;
+        if graphs.next().is_some() {
+            return Err("more than one graph field".into());
+        }
         let model_fields = top
             .iter()
             .filter(|f| matches!(f.number, 1 | 8 | 25))
@@ -147,6 +171,11 @@ impl Model {
                 (15, _) => return Err("sparse initializers are not supported".into()),
                 _ => {}
             }
+        }
+        let mut names: Vec<&str> = tensors.iter().map(|t: &Tensor| t.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("initializer `{}` is defined twice", twice[0]));
         }
         Ok(Model {
             file: file.to_path_buf(),
@@ -168,12 +197,15 @@ impl Model {
                      does by default)"
                         .to_string(),
                 ),
-                (_, Some(w), Some(n)) => {
-                    let got = self.values(t)?.len();
-                    (got != n * w).then(|| {
-                        format!("holds {got} bytes, its shape {:?} needs {}", t.dims, n * w)
-                    })
-                }
+                (_, Some(w), Some(n)) => match n.checked_mul(w) {
+                    Some(need) => {
+                        let got = self.values(t)?.len();
+                        (got != need).then(|| {
+                            format!("holds {got} bytes, its shape {:?} needs {need}", t.dims)
+                        })
+                    }
+                    None => Some(format!("has a shape {:?} too large to hold", t.dims)),
+                },
                 _ => Some(format!("has an invalid shape {:?}", t.dims)),
             };
             if let Some(why) = why {
@@ -197,7 +229,7 @@ impl Model {
             } => {
                 let data = &self.external[location];
                 let length = length
-                    .or_else(|| Some((t.elements()? * t.byte_width()?) as u64))
+                    .or_else(|| Some(t.elements()?.checked_mul(t.byte_width()?)? as u64))
                     .unwrap_or(data.len() as u64 - (*offset).min(data.len() as u64));
                 let end = offset
                     .checked_add(length)
@@ -244,9 +276,10 @@ fn tensor(bytes: &[u8], whole: Range<usize>) -> proto::Parse<Tensor> {
             (13, 2) => {
                 let (mut key, mut value) = (String::new(), None);
                 for e in fields(bytes, f.value.clone())? {
-                    match e.number {
-                        1 => key = text(bytes, &e.value),
-                        2 => value = Some(e.value),
+                    // Strings only: what input::onnx checked is what is read here.
+                    match (e.number, e.wire) {
+                        (1, 2) => key = text(bytes, &e.value),
+                        (2, 2) => value = Some(e.value),
                         _ => {}
                     }
                 }

@@ -271,12 +271,21 @@ pub fn read_run_info(dir: &Path) -> Result<Option<RunInfo>> {
         return Ok(None);
     }
     let text = crate::input::read_text(&path, MAX_RUN_JSON_BYTES)?;
-    serde_json::from_str(&text).map(Some).map_err(|e| {
+    let run: RunInfo = serde_json::from_str(&text).map_err(|e| {
         Error::input(
             Location::file(&path).line(e.line()),
             format!("not a robust-eval run.json: {e} (move it away to analyse evals.csv alone)"),
         )
-    })
+    })?;
+    // Its names reach charts and reports: checked as the cards they came from were.
+    for (model, info) in &run.models {
+        crate::input::check_name("model", model)
+            .and_then(|()| info.intervention.check())
+            .map_err(|why| {
+                Error::input(Location::file(&path).field(format!("models.{model}")), why)
+            })?;
+    }
+    Ok(Some(run))
 }
 
 /// This machine's name, for provenance and the writer lock.
