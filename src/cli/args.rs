@@ -185,6 +185,21 @@ pub enum Command {
     /// Evaluate models on a suite of datasets and store the results.
     #[command(long_about = RUN_ABOUT, after_long_help = EXIT_STATUS)]
     Run(RunArgs),
+    /// Put the shards of a sharded run (run --shard I/N) together into one results folder.
+    #[command(long_about = MERGE_ABOUT, after_long_help = EXIT_STATUS)]
+    Merge(MergeArgs),
+    /// Write (and with --submit, submit) Slurm jobs running a suite as N shards, then a merge.
+    #[command(long_about = SLURM_ABOUT, after_long_help = SCHEDULER_EXIT_STATUS)]
+    Slurm(SlurmArgs),
+    /// Write Kubernetes Jobs running a suite as N shards (an Indexed Job), then a merge.
+    #[command(long_about = KUBERNETES_ABOUT, after_long_help = SCHEDULER_EXIT_STATUS)]
+    Kubernetes(KubernetesArgs),
+    /// WiSE-FT: write models whose weights interpolate a zero-shot and a fine-tuned model.
+    #[command(long_about = INTERPOLATE_ABOUT, after_long_help = INTERVENTION_EXIT_STATUS)]
+    Interpolate(InterpolateArgs),
+    /// Model soups: average the weights of fine-tuned models (uniform, or greedy on held-out data).
+    #[command(long_about = SOUP_ABOUT, after_long_help = INTERVENTION_EXIT_STATUS)]
+    Soup(SoupArgs),
     /// Build a manifest (path,label CSV) from a dataset's published folder layout.
     #[command(long_about = MANIFEST_ABOUT, after_long_help = EXIT_STATUS)]
     Manifest(ManifestArgs),
@@ -206,24 +221,9 @@ pub enum Command {
     /// Measure decode, preprocessing, inference and end-to-end throughput on real images.
     #[command(after_long_help = EXIT_STATUS)]
     Bench(BenchArgs),
-    /// Put the shards of a sharded run (run --shard I/N) together into one results folder.
-    #[command(long_about = MERGE_ABOUT, after_long_help = EXIT_STATUS)]
-    Merge(MergeArgs),
     /// Report which ONNX Runtime library is found and which execution providers initialise.
     #[command(after_long_help = EXIT_STATUS)]
     Doctor(DoctorArgs),
-    /// Write (and with --submit, submit) Slurm jobs running a suite as N shards, then a merge.
-    #[command(long_about = SLURM_ABOUT, after_long_help = SCHEDULER_EXIT_STATUS)]
-    Slurm(SlurmArgs),
-    /// Write Kubernetes Jobs running a suite as N shards (an Indexed Job), then a merge.
-    #[command(long_about = KUBERNETES_ABOUT, after_long_help = SCHEDULER_EXIT_STATUS)]
-    Kubernetes(KubernetesArgs),
-    /// WiSE-FT: write models whose weights interpolate a zero-shot and a fine-tuned model.
-    #[command(long_about = INTERPOLATE_ABOUT, after_long_help = INTERVENTION_EXIT_STATUS)]
-    Interpolate(InterpolateArgs),
-    /// Model soups: average the weights of fine-tuned models (uniform, or greedy on held-out data).
-    #[command(long_about = SOUP_ABOUT, after_long_help = INTERVENTION_EXIT_STATUS)]
-    Soup(SoupArgs),
 }
 
 #[derive(Debug, Args)]
