@@ -121,6 +121,17 @@ pub fn id_warning(suite: &Suite, held_out: &str) -> Option<String> {
 /// soup's held-out top-1 does not drop (ties kept, as the paper's "does not decrease").
 pub fn greedy(parts: &[Ingredient], settings: &SoupSettings, g: &Greedy) -> Result<GreedyRecord> {
     check_all(parts)?;
+    // The soups tried are stored in one results folder with the candidates: a name shared with
+    // a candidate would overwrite its stored result.
+    let tried: Vec<String> = std::iter::once(settings.name.clone())
+        .chain((2..=parts.len()).map(|k| format!("{}-step{k}", settings.name)))
+        .collect();
+    if let Some(clash) = parts.iter().find(|p| tried.contains(&p.card.name)) {
+        return Err(Error::Usage(format!(
+            "a candidate is named `{}`, as a soup this would write is: choose another --name",
+            clash.card.name
+        )));
+    }
     let results = settings.out.join("greedy-results");
     let steps_dir = results.join("soups");
     let cards: Vec<ModelCard> = parts.iter().map(|p| p.card.clone()).collect();
