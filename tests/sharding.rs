@@ -173,8 +173,8 @@ fn demo_merged_from_1_2_3_and_7_shards_is_one_run() {
 }
 
 /// The scoring suite (ImageNet with R, A and ObjectNet restricted views, unmapped ObjectNet rows),
-/// a second model sharing the preprocessing, and a broken image: 2 models × 4 datasets, so 7
-/// shards are more than the probe model's pairs and several shards get parts of one pair.
+/// a second model sharing the preprocessing, and a broken image: 2 models × 4 datasets, several
+/// shards getting parts of one pair.
 fn scoring_suite_with_failure(dir: &Path) {
     scoring_suite(dir);
     probe_card(&dir.join("models"), "probe-twin");
@@ -223,6 +223,26 @@ fn every_scoring_rule_merged_from_shards_is_one_run() {
         run_sharded(&|| scoring_run(dir), &out, count);
         assert_same_results(&single, &out, &format!("scoring suite in {count} shards"));
     }
+}
+
+/// More shards than pairs: one model on the four datasets of the scoring suite in 7 shards, so
+/// every pair is cut and each shard holds parts of at most a few.
+#[test]
+fn more_shards_than_pairs_merge_to_one_run() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    scoring_suite(dir);
+    let single = dir.join("single");
+    scoring_run(dir)
+        .arg("--out")
+        .arg(&single)
+        .assert()
+        .success();
+    let pairs = evaluations(&single).len();
+    assert_eq!(pairs, 4, "one model, four datasets");
+    let out = dir.join("sharded");
+    run_sharded(&|| scoring_run(dir), &out, 7);
+    assert_same_results(&single, &out, "4 pairs in 7 shards");
 }
 
 /// A missing shard, an unfinished one and one run on other datasets are each refused with exit 2
