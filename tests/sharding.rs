@@ -205,24 +205,30 @@ fn scoring_run(dir: &Path) -> assert_cmd::Command {
     cmd
 }
 
-#[test]
-fn every_scoring_rule_merged_from_shards_is_one_run() {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path();
-    scoring_suite_with_failure(dir);
+/// The scoring suite in `dir` run once, then in each of `counts` shards merged: the same results.
+/// Returns the single run's folder.
+fn sharded_equals_single(dir: &Path, counts: &[usize], what: &str) -> PathBuf {
     let single = dir.join("single");
     scoring_run(dir)
         .arg("--out")
         .arg(&single)
         .assert()
         .success();
-    let failures = std::fs::read_to_string(single.join("failures.csv")).unwrap();
-    assert_eq!(failures.matches("broken.png").count(), 2, "{failures}");
-    for count in [1, 2, 3, 7] {
+    for &count in counts {
         let out = dir.join(format!("sharded-{count}"));
         run_sharded(&|| scoring_run(dir), &out, count);
-        assert_same_results(&single, &out, &format!("scoring suite in {count} shards"));
+        assert_same_results(&single, &out, &format!("{what} in {count} shards"));
     }
+    single
+}
+
+#[test]
+fn every_scoring_rule_merged_from_shards_is_one_run() {
+    let work = tempfile::tempdir().unwrap();
+    scoring_suite_with_failure(work.path());
+    let single = sharded_equals_single(work.path(), &[1, 2, 3, 7], "scoring suite");
+    let failures = std::fs::read_to_string(single.join("failures.csv")).unwrap();
+    assert_eq!(failures.matches("broken.png").count(), 2, "{failures}");
 }
 
 /// More shards than pairs: one model on the four datasets of the scoring suite in 7 shards, so
@@ -230,19 +236,9 @@ fn every_scoring_rule_merged_from_shards_is_one_run() {
 #[test]
 fn more_shards_than_pairs_merge_to_one_run() {
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path();
-    scoring_suite(dir);
-    let single = dir.join("single");
-    scoring_run(dir)
-        .arg("--out")
-        .arg(&single)
-        .assert()
-        .success();
-    let pairs = evaluations(&single).len();
-    assert_eq!(pairs, 4, "one model, four datasets");
-    let out = dir.join("sharded");
-    run_sharded(&|| scoring_run(dir), &out, 7);
-    assert_same_results(&single, &out, "4 pairs in 7 shards");
+    scoring_suite(work.path());
+    let single = sharded_equals_single(work.path(), &[7], "4 pairs");
+    assert_eq!(evaluations(&single).len(), 4, "one model, four datasets");
 }
 
 /// A missing shard, an unfinished one and one run on other datasets are each refused with exit 2
