@@ -379,6 +379,11 @@ pub struct MergeArgs {
     #[arg(long, value_name = "DIR", num_args = 1..)]
     pub shards: Vec<PathBuf>,
 
+    /// Images of the whole run (each counted once) that may fail to load before the exit status
+    /// is 1, as `run --allow-failures` for one run; each shard checked only its own.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub allow_failures: u64,
+
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,

@@ -202,6 +202,14 @@ pub fn run_merge(args: MergeArgs) -> Result<ExitCode, Error> {
         );
     }
     analyse_after_run(&args.fit, args.json, &args.out);
+    if summary.failed_images > args.allow_failures {
+        eprintln!(
+            "error: {} images could not be read (listed in {}); pass --allow-failures N to accept up to N",
+            summary.failed_images,
+            args.out.join("failures.csv").display()
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -595,13 +603,14 @@ fn sharded_run(shards: u32, program: String, run: &[String]) -> Result<ShardedRu
         }
     };
     let mut sharded = ShardedRun::new(shards, program, run.to_vec(), out)?;
-    sharded.merge_args = fit_flags(run);
+    sharded.merge_args = merge_flags(run);
     Ok(sharded)
 }
 
-/// The analysis flags (FitArgs's) among `run` arguments, with their values. Which flags exist
-/// and which take a value is read from clap's own definitions, so a flag added later is not missed.
-fn fit_flags(run: &[String]) -> Vec<String> {
+/// The flags among `run` arguments that `merge` takes too, with their values: the analysis flags
+/// (FitArgs's) and --allow-failures. Which flags exist and which take a value is read from clap's
+/// own definitions, so a flag added later is not missed.
+fn merge_flags(run: &[String]) -> Vec<String> {
     use clap::Args;
     let longs = |cmd: clap::Command| -> Vec<(String, bool)> {
         cmd.get_arguments()
@@ -628,7 +637,7 @@ fn fit_flags(run: &[String]) -> Vec<String> {
         } else {
             None
         };
-        if fit.iter().any(|(l, _)| l == flag) {
+        if flag == "--allow-failures" || fit.iter().any(|(l, _)| l == flag) {
             kept.push(word.clone());
             kept.extend(value.cloned());
         }

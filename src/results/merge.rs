@@ -24,6 +24,8 @@ pub struct MergeSummary {
     pub shards: usize,
     pub pairs: usize,
     pub rows: usize,
+    /// Images of the merged pairs that could not be read, each counted once.
+    pub failed_images: u64,
 }
 
 /// One shard's folder, loaded.
@@ -564,7 +566,9 @@ pub fn merge(out: &Path, dirs: Option<&[PathBuf]>) -> Result<MergeSummary> {
         shards: shards.len(),
         pairs: 0,
         rows: 0,
+        failed_images: 0,
     };
+    let mut failed = std::collections::BTreeSet::new();
     // A dataset with no row to read has no parts: one run stores nothing for it either.
     for parts in pairs.iter().filter(|p| !p.is_empty()) {
         let pair = merge_pair(parts)?;
@@ -576,8 +580,10 @@ pub fn merge(out: &Path, dirs: Option<&[PathBuf]>) -> Result<MergeSummary> {
             summary.pairs += 1;
             summary.rows += pair.rows.len();
         }
+        failed.extend(pair.failures.iter().map(|f| (f.dataset.clone(), f.index)));
         store.absorb(pair.evaluation, pair.rows, pair.failures);
     }
+    summary.failed_images = failed.len() as u64;
     store.save_tables()?;
     record_provenance(&mut store.run, &shards);
     store.save_run()?;
