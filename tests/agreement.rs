@@ -86,22 +86,7 @@ fn efficientnet_lite_top1_agrees_with_pil_and_onnxruntime() {
     };
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let sample = reference.join("imagenet-sample");
-    let mut files: Vec<String> = std::fs::read_dir(&sample)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .filter(|n| n.ends_with(".JPEG"))
-        .collect();
-    files.sort();
-    // Absolute paths, labels are the wnid prefix; names with apostrophes exercise CSV quoting.
-    let mut writer = csv::Writer::from_path(w.join("sample.csv")).unwrap();
-    writer.write_record(["path", "label"]).unwrap();
-    for f in &files {
-        writer
-            .write_record([sample.join(f).display().to_string(), f[..9].to_string()])
-            .unwrap();
-    }
-    writer.flush().unwrap();
+    sample_manifest(&reference, &w.join("sample.csv"), usize::MAX);
     std::fs::write(w.join("suite.toml"), "name = \"sample\"\nid = \"sample\"\n[datasets.sample]\nmanifest = \"sample.csv\"\nscoring = \"imagenet-1k\"\n").unwrap();
     let models = w.join("models");
     std::fs::create_dir_all(&models).unwrap();

@@ -43,23 +43,6 @@ fn evals_without_timings(out: &Path) -> String {
     kept.join("\n")
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                found.push(path.strip_prefix(dir).unwrap().to_path_buf());
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
 /// run.json's evaluations with the fields that record when and how fast left out.
 fn evaluations(out: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(out.join("run.json")).unwrap();
@@ -350,21 +333,7 @@ fn real_images_one_model_cut_into_row_ranges() {
     };
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let sample = reference.join("imagenet-sample");
-    let mut files: Vec<String> = std::fs::read_dir(&sample)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .filter(|n| n.ends_with(".JPEG"))
-        .collect();
-    files.sort();
-    let mut writer = csv::Writer::from_path(w.join("sample.csv")).unwrap();
-    writer.write_record(["path", "label"]).unwrap();
-    for f in files.iter().take(300) {
-        writer
-            .write_record([sample.join(f).display().to_string(), f[..9].to_string()])
-            .unwrap();
-    }
-    writer.flush().unwrap();
+    sample_manifest(&reference, &w.join("sample.csv"), 300);
     std::fs::write(
         w.join("suite.toml"),
         "name = \"sample\"\nid = \"sample\"\n[datasets.sample]\nmanifest = \"sample.csv\"\nscoring = \"imagenet-1k\"\n",

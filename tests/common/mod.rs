@@ -211,3 +211,41 @@ pub fn scoring_suite(dir: &Path) {
     .unwrap();
     probe_card(&dir.join("models"), "probe");
 }
+
+/// Every file below `dir`, as paths relative to it, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                found.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A manifest at `path` of the first `take` reference ImageNet sample JPEGs (sorted by name),
+/// by absolute path, labelled by their wnid prefix; names with apostrophes exercise CSV quoting.
+pub fn sample_manifest(reference: &Path, path: &Path, take: usize) {
+    let sample = reference.join("imagenet-sample");
+    let mut files: Vec<String> = std::fs::read_dir(&sample)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".JPEG"))
+        .collect();
+    files.sort();
+    let mut writer = csv::Writer::from_path(path).unwrap();
+    writer.write_record(["path", "label"]).unwrap();
+    for f in files.iter().take(take) {
+        writer
+            .write_record([sample.join(f).display().to_string(), f[..9].to_string()])
+            .unwrap();
+    }
+    writer.flush().unwrap();
+}
