@@ -292,26 +292,20 @@ fn greedy_soup_records_its_choices_and_warns_when_chosen_on_id() {
         "w",
     );
     let out = dir.path().join("soup");
-    let assert = bin()
-        .arg("soup")
-        .args([
-            demo_model("std-xl"),
-            demo_model("robust-l"),
-            wise.join("w-a0.50.toml"),
-        ])
-        .args([
-            "--greedy",
-            "--suite",
-            "demo",
-            "--held-out",
-            "shapes",
-            "--progress",
-            "none",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    let greedy = || {
+        let mut cmd = bin();
+        cmd.arg("soup")
+            .args([
+                demo_model("std-xl"),
+                demo_model("robust-l"),
+                wise.join("w-a0.50.toml"),
+            ])
+            .args(["--greedy", "--suite", "demo", "--held-out", "shapes"])
+            .args(["--progress", "none", "--out"])
+            .arg(&out);
+        cmd
+    };
+    let assert = greedy().assert().success();
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr);
     assert!(
         stderr.contains("in-distribution dataset") && stderr.contains("biased upward"),
@@ -359,27 +353,7 @@ fn greedy_soup_records_its_choices_and_warns_when_chosen_on_id() {
     let members = format!("members = {kept:?}");
     assert!(card.contains(&members), "{members} not in {card}");
     // The held-out evaluations are stored and reused: a second run evaluates nothing again.
-    let again = bin()
-        .arg("soup")
-        .args([
-            demo_model("std-xl"),
-            demo_model("robust-l"),
-            wise.join("w-a0.50.toml"),
-        ])
-        .args([
-            "--greedy",
-            "--suite",
-            "demo",
-            "--held-out",
-            "shapes",
-            "--progress",
-            "none",
-            "--json",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    let again = greedy().arg("--json").assert().success();
     let second: serde_json::Value = serde_json::from_slice(&again.get_output().stdout).unwrap();
     assert_eq!(second["kept"], record["kept"]);
 }
