@@ -72,18 +72,10 @@ pub struct DatasetPlan {
 /// Read every manifest and resolve every label before any image is read.
 pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<DatasetPlan>> {
     let selected = suite.select(&settings.datasets)?;
+    check_manifests_exist(suite, &selected, settings)?;
     let mut plans: Vec<DatasetPlan> = Vec::new();
     for dataset in &selected {
         let path = suite.manifest_path(dataset, settings.data_root.as_deref())?;
-        if !path.is_file() {
-            return Err(Error::input(
-                Location::file(&suite.file).field(format!("datasets.{}.manifest", dataset.name)),
-                format!(
-                    "manifest {} does not exist (build one with `robust-eval manifest`)",
-                    path.display()
-                ),
-            ));
-        }
         let manifest = Manifest::load(&path)?;
         let targets = manifest.targets(dataset.scoring)?;
         let space = match dataset.scoring {
@@ -144,6 +136,42 @@ pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<Datase
             .collect();
     }
     Ok(plans)
+}
+
+/// Every selected dataset's manifest is there, or one error names all that are missing and the
+/// `--datasets` that would run the ones present (the ID dataset among them).
+fn check_manifests_exist(suite: &Suite, selected: &[Dataset], settings: &RunSettings) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut present = Vec::new();
+    for dataset in selected {
+        let path = suite.manifest_path(dataset, settings.data_root.as_deref())?;
+        if path.is_file() {
+            present.push(dataset.name.as_str());
+        } else {
+            missing.push(format!("{} ({})", dataset.name, path.display()));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let hint = if present.contains(&suite.id.as_str()) {
+        format!("; to run what is there: --datasets {}", present.join(","))
+    } else {
+        String::new()
+    };
+    let first_missing = selected
+        .iter()
+        .find(|d| !present.contains(&d.name.as_str()))
+        .map_or("", |d| d.name.as_str());
+    Err(Error::input(
+        Location::file(&suite.file).field(format!("datasets.{first_missing}.manifest")),
+        format!(
+            "{} of {} manifests do not exist: {} (build them with `robust-eval manifest`){hint}",
+            missing.len(),
+            selected.len(),
+            missing.join(", ")
+        ),
+    ))
 }
 
 /// Check that every model can be scored on every dataset (label space, class count), before work.

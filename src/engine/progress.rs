@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +56,13 @@ impl Progress for Bars {
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(
             ProgressStyle::with_template(
-                "{prefix:<40!} [{bar:30.cyan/blue}] {pos:>6}/{len:6} {per_sec:>14} ETA {eta:>4}",
+                "{prefix:<40!} [{bar:30.cyan/blue}] {pos:>6}/{len:6} {rate:>12} ETA {eta:>4}",
             )
             .expect("static template")
+            // indicatif's own {per_sec} prints every digit of the float ("68.09506838793529/s").
+            .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1} img/s", state.per_sec());
+            })
             .progress_chars("=> "),
         );
         bar.set_prefix(label.to_string());
