@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use super::summary;
 use super::args::{
     BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, InterpolateArgs, KubernetesArgs,
     ManifestArgs, MergeArgs, ModelsArgs, PlotCommand, ReportCommand, RunArgs, RunCommandLine,
@@ -138,16 +139,16 @@ fn print_evaluation(
         println!("{}", to_json(&json)?);
         return Ok(());
     }
-    println!(
-        "{:<24} {:<28} {:>8} {:>8} {:>8}",
-        "model", "dataset", "top1 %", "n", "failed"
-    );
+    let mut datasets: Vec<String> = Vec::new();
     for r in &rows {
-        println!(
-            "{:<24} {:<28} {:>8.2} {:>8} {:>8}",
-            r.model, r.dataset, r.top1, r.n, r.failed
-        );
+        if !datasets.contains(&r.dataset) {
+            datasets.push(r.dataset.clone());
+        }
     }
+    print!(
+        "{}",
+        summary::top1_table(&rows, &datasets, summary::terminal_width())
+    );
     println!(
         "\n{} pairs evaluated, {} up to date; results in {}",
         summary.evaluated.len(),

@@ -4,6 +4,7 @@
 mod args;
 mod choices;
 mod commands;
+mod summary;
 
 use std::process::ExitCode;
 
