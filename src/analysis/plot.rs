@@ -1116,7 +1116,7 @@ mod label_tests {
                 from[..from.find('"').unwrap()].parse::<f64>().unwrap() as i32
             };
             let body = &tag[tag.find('>').unwrap() + 1..end];
-            found.push((attr("x"), attr("y"), body.to_string()));
+            found.push((attr("x"), attr("y"), body.trim().to_string()));
             rest = &tag[end..];
         }
         found

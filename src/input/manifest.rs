@@ -294,7 +294,7 @@ pub fn scan(layout: Layout, root: &Path, ground_truth: Option<&Path>) -> Result<
             }
             rows => rows,
         },
-        (Layout::Imagenet | Layout::ImagenetSketch | Layout::ImagenetR | Layout::ImagenetA, _) => {
+        (Layout::ImagenetSketch | Layout::ImagenetR | Layout::ImagenetA, _) => {
             class_folders(root, |name| wnid_folder(root, name))?
         }
         (Layout::ImagenetV2, _) => v2_folders(root)?,
