@@ -179,7 +179,7 @@ fn malformed_suite_manifest_and_cards_are_rejected_before_work() {
     std::fs::write(
         &bad_card,
         format!(
-            "onnx = \"{}\"\n[preprocess]\ncrop = 16\nresize = 16\n",
+            "onnx = \"{}\"\n[preprocess]\ndefaults = \"imagenet\"\ncrop = 16\nresize = 16\n",
             onnx.display()
         ),
     )
@@ -192,7 +192,7 @@ fn malformed_suite_manifest_and_cards_are_rejected_before_work() {
         ));
 
     // Card whose class count does not match the model's output.
-    std::fs::write(&bad_card, format!("onnx = \"{}\"\n[preprocess]\ncrop = 8\nresize = 8\n[output]\nnum_classes = 1001\noffset = 1\n", onnx.display())).unwrap();
+    std::fs::write(&bad_card, format!("onnx = \"{}\"\n[preprocess]\ndefaults = \"imagenet\"\ncrop = 8\nresize = 8\n[output]\nnum_classes = 1001\noffset = 1\n", onnx.display())).unwrap();
     run(d, &suite, &bad_card)
         .assert()
         .code(2)

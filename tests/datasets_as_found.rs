@@ -141,7 +141,7 @@ fn models_lists_cards_not_the_sidecars_beside_them() {
     std::fs::copy(&onnx, dir.path().join("b.onnx")).unwrap();
     std::fs::write(
         dir.path().join("a.toml"),
-        "name = \"alpha\"\nonnx = \"a.onnx\"\n",
+        "name = \"alpha\"\nonnx = \"a.onnx\"\n[preprocess]\ndefaults = \"imagenet\"\n",
     )
     .unwrap();
     // A provenance sidecar (the reference models' form) beside b.onnx, and an unrelated config.
@@ -176,25 +176,39 @@ fn models_lists_cards_not_the_sidecars_beside_them() {
     // The card, then b.onnx as a model without a card; neither sidecar is listed as a card.
     assert_eq!(cards, ["a.toml", "b.onnx"], "{listing}");
 
-    // Named directly, b.onnx does not take the sidecar beside it for its card either.
+    // Named directly, b.onnx does not take the sidecar beside it for its card either: with no
+    // card it is refused, the sidecar is called one, and the advice never overwrites b.toml.
     let out = bin()
         .args(["models", "--json", "--models"])
+        .arg(dir.path().join("b.onnx"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let listing: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let b = &listing["models"][0];
+    assert!(b["card"].as_str().unwrap().ends_with("b.onnx"), "{listing}");
+    let problem = b["problems"][0].as_str().unwrap();
+    assert!(problem.contains("no model card"), "{listing}");
+    assert!(problem.contains("b.toml beside it is not a model card"), "{problem}");
+    assert!(problem.contains("b.card.toml"), "{problem}");
+    assert!(problem.contains("--assume-imagenet-preprocessing"), "{problem}");
+    // With the flag it is taken with ImageNet's preprocessing, said in a warning.
+    // (The demo model takes 32×32 images, so without its card it does not fit the defaults.)
+    let out = bin()
+        .args(["models", "--assume-imagenet-preprocessing", "--json", "--models"])
         .arg(dir.path().join("b.onnx"))
         .assert()
         .get_output()
         .stdout
         .clone();
     let listing: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    // (The demo model takes 32×32 images, so without its card it does not fit the defaults.)
-    let b = &listing["models"][0];
-    assert!(b["card"].as_str().unwrap().ends_with("b.onnx"), "{listing}");
-    assert!(
-        b["warnings"][0]
-            .as_str()
-            .unwrap()
-            .contains("has no model card"),
-        "{listing}"
-    );
+    let warning = listing["models"][0]["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("has no model card"), "{listing}");
+    assert!(warning.contains("Write") && warning.contains("b.card.toml"), "{warning}");
+    let overwrite = format!("Write {} ", dir.path().join("b.toml").display());
+    assert!(!warning.contains(&overwrite), "{warning}");
 
     // A card with a syntax error is still a card, reported as invalid (exit 1).
     std::fs::write(dir.path().join("c.toml"), "onnx = \"a.onnx\n").unwrap();

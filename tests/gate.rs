@@ -239,3 +239,175 @@ fn mcnemar_p_values_match_scipy() {
         );
     }
 }
+
+/// `correct` of `n` images right (the first ones).
+fn first_right(n: usize, correct: usize) -> Vec<bool> {
+    (0..n).map(|i| i < correct).collect()
+}
+
+#[test]
+fn a_model_missing_from_the_candidate_fails_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = (dir.path().join("base"), dir.path().join("cand"));
+    let right = first_right(N, 900);
+    for m in ["lite0", "lite1", "lite2"] {
+        folder(&base, m, "imagenet", SHA, &right);
+    }
+    folder(&base, "lite0", "imagenet-v2", SHA, &right);
+    // lite2's export failed: lite2-int8 came instead; and lite0 lost its V2 row.
+    for m in ["lite0", "lite1", "lite2-int8"] {
+        folder(&cand, m, "imagenet", SHA, &right);
+    }
+    let md = dir.path().join("summary.md");
+    let junit = dir.path().join("junit.xml");
+    gate(dir.path())
+        .arg("--accuracy-only")
+        .arg("--markdown")
+        .arg(&md)
+        .arg("--junit")
+        .arg(&junit)
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains(
+                "FAIL      missing: lite2 is in the baseline but not in the candidate",
+            )
+            .and(predicate::str::contains("missing: lite0 on imagenet-v2"))
+            .and(predicate::str::contains("new: lite2-int8 is in the candidate only"))
+            .and(predicate::str::contains(
+                "FAILED: 2 checks, 0 failed, 0 warnings, 0 improved; 2 missing from the candidate (2 failing), 1 new",
+            )),
+        );
+    let summary = std::fs::read_to_string(&md).unwrap();
+    assert!(summary.contains("regression found"), "{summary}");
+    assert!(
+        summary.contains("❌ fail **lite2**: in the baseline, missing from the candidate"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("**lite2-int8**: new in the candidate"),
+        "{summary}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit output is XML");
+    let failed: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .filter(|c| c.children().any(|k| k.has_tag_name("failure")))
+        .filter_map(|c| c.attribute("name"))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "present lite0 on imagenet-v2 in the candidate",
+            "present lite2 in the candidate"
+        ],
+        "{xml}"
+    );
+    assert!(xml.contains("name=\"new lite2-int8 in the candidate\""), "{xml}");
+    let json = gate(dir.path())
+        .args(["--accuracy-only", "--json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(report["missing"][1]["model"], "lite2", "{report}");
+    assert_eq!(report["missing"][1]["verdict"], "fail", "{report}");
+    assert_eq!(report["new"][0]["model"], "lite2-int8", "{report}");
+    assert_eq!(report["passed"], false);
+
+    // Retired on purpose: a warning, from the flag or the gate's config file.
+    gate(dir.path())
+        .args(["--accuracy-only", "--allow-missing"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("WARN      missing: lite2")
+                .and(predicate::str::contains("PASSED")),
+        );
+    let config = dir.path().join("gate.toml");
+    std::fs::write(&config, "accuracy_only = true\nallow_missing = true\n").unwrap();
+    gate(dir.path()).arg("--config").arg(&config).assert().success();
+    // A --pair names the replacement: lite2 is compared with lite2-int8, nothing is missing
+    // but lite0's V2 row.
+    gate(dir.path())
+        .args(["--accuracy-only", "--pair", "lite2=lite2-int8", "--json"])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("\"candidate_model\": \"lite2-int8\"")
+                .and(predicate::str::contains("\"new\": []")),
+        );
+}
+
+#[test]
+fn gate_help_documents_a_missing_model_as_exit_1() {
+    let help = bin().args(["gate", "--help"]).assert().success();
+    let text = String::from_utf8_lossy(&help.get_output().stdout).to_string();
+    let one = &text[text.find("    1   ").expect("exit status 1 documented")..];
+    let one = &one[..one.find("    2   ").unwrap()];
+    assert!(one.contains("missing from the candidate"), "{one}");
+    assert!(one.contains("--allow-missing"), "{one}");
+}
+
+/// Five models on `imagenet` and `imagenet-v2`, model i at (60 + 5i) % ID and `ood[i]` % OOD.
+fn five_models(dir: &Path, ood: [usize; 5]) {
+    for (i, o) in ood.iter().enumerate() {
+        let name = format!("m{i}");
+        folder(dir, &name, "imagenet", SHA, &first_right(N, 600 + 50 * i));
+        folder(dir, &name, "imagenet-v2", SHA, &first_right(N, o * 10));
+    }
+}
+
+#[test]
+fn an_er_change_from_the_line_alone_is_said_and_does_not_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    five_models(&dir.path().join("base"), [48, 52, 58, 62, 68]);
+    // Only m0 changed (much better OOD): the line rises, so every other model's ER falls
+    // though not one of its images flipped.
+    five_models(&dir.path().join("cand"), [60, 52, 58, 62, 68]);
+    let out = gate(dir.path())
+        .args(["--ignore-significance", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let m2 = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rule"] == "effective_robustness" && c["baseline_model"] == "m2")
+        .expect("an ER check of m2");
+    assert!(
+        m2["change"].as_f64().unwrap() < -1.0,
+        "the line moved m2's ER by more than the threshold: {m2}"
+    );
+    assert_eq!(m2["line_moved_only"], true, "{m2}");
+    assert_eq!(m2["verdict"], "pass", "{m2}");
+    assert!(
+        m2["note"]
+            .as_str()
+            .unwrap()
+            .contains("only because the fitted line moved"),
+        "{m2}"
+    );
+    // m0's own accuracy changed: no such note on it.
+    let m0 = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rule"] == "effective_robustness" && c["baseline_model"] == "m0")
+        .unwrap();
+    assert_eq!(m0["line_moved_only"], false, "{m0}");
+    gate(dir.path())
+        .arg("--ignore-significance")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "note: effective_robustness on imagenet-v2: m2's own top-1 did not change",
+        ));
+}

@@ -166,7 +166,9 @@ fn uniform_soup_is_the_mean() {
 
 /// Runs `robust-eval interpolate a <other>` and returns stderr, asserting exit status 2.
 fn refused(m: &Path, other: &str) -> String {
+    // The bare .onnx files here have no card: the defaults are meant.
     let out = bin()
+        .arg("--assume-imagenet-preprocessing")
         .args([
             "interpolate".as_ref(),
             m.join("a.toml").as_os_str(),
@@ -482,6 +484,7 @@ fn crafted_models_are_refused_not_followed() {
         std::fs::write(&model, crafted_model(&tensor)).unwrap();
         let out = d.join(format!("out-{name}"));
         let assert = bin()
+            .arg("--assume-imagenet-preprocessing")
             .args([
                 "interpolate".as_ref(),
                 model.as_os_str(),
@@ -509,6 +512,7 @@ fn crafted_models_are_refused_not_followed() {
         std::fs::write(ow.join(data), value.to_le_bytes()).unwrap();
     }
     bin()
+        .arg("--assume-imagenet-preprocessing")
         .args([
             "soup".as_ref(),
             ow.join("m1.onnx").as_os_str(),

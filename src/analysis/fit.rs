@@ -132,6 +132,47 @@ pub struct ShiftFit {
     pub split_at: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_model: Option<String>,
+    /// Why this line should not be trusted (too few baseline models, or R² under the floor);
+    /// absent for a fit that meets both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caution: Option<String>,
+}
+
+/// The errors that mean the models cannot carry a line at all (as against a setting that is
+/// wrong): `report` then shows the accuracies alone.
+const TOO_FEW_TO_FIT: &str = "a fit needs at least 3";
+const NO_LINE: &str = "no line can be fitted";
+
+pub fn too_few_to_fit(e: &Error) -> bool {
+    matches!(e, Error::Usage(m) if m.contains(TOO_FEW_TO_FIT) || m.contains(NO_LINE))
+}
+
+/// A trend line is reported as reliable from this many baseline models: with 3 or 4 points a
+/// line always fits well enough to look meaningful, and one model moves it a long way.
+pub const MIN_RELIABLE_BASELINE: usize = 5;
+/// And with at least this R² (in the transformed space): below it the baseline models do not
+/// lie on a line and "expected OOD accuracy" means little. The shifts of Taori et al. (2020) fit
+/// with R² well above 0.9 over hundreds of models.
+pub const MIN_RELIABLE_R2: f64 = 0.8;
+
+/// The caution a fit carries, if any.
+fn caution(line: &Line) -> Option<String> {
+    let mut why = Vec::new();
+    if line.n < MIN_RELIABLE_BASELINE {
+        why.push(format!(
+            "n = {} baseline models (fewer than {MIN_RELIABLE_BASELINE})",
+            line.n
+        ));
+    }
+    if line.r2 < MIN_RELIABLE_R2 {
+        why.push(format!("R² = {:.2} (below {MIN_RELIABLE_R2})", line.r2));
+    }
+    (!why.is_empty()).then(|| {
+        format!(
+            "{}: the line is not reliable; read effective robustness on it as indicative only",
+            why.join(", ")
+        )
+    })
 }
 
 impl ShiftFit {
@@ -212,7 +253,7 @@ pub fn fit_shift(
     if x.iter().all(|v| *v == x[0]) {
         return Err(Error::Usage(format!(
             "shift `{shift}`: all {} baseline models have the same ID accuracy on the fit's scale \
-             ({:.2} %, accuracies are clipped to [{:.2}, {:.2}] %), so no line can be fitted",
+             ({:.2} %, accuracies are clipped to [{:.2}, {:.2}] %), so {NO_LINE}",
             x.len(),
             baseline[0]
                 .id
@@ -247,6 +288,7 @@ pub fn fit_shift(
         upper: None,
         split_at: None,
         split_model: None,
+        caution: None,
     };
     for i in 0..BAND_POINTS {
         let z = zlo + (zhi - zlo) * i as f64 / (BAND_POINTS - 1) as f64;
@@ -428,6 +470,10 @@ pub struct FitReport {
     pub shifts: Vec<ShiftFit>,
     /// Lines said aloud: ID fallbacks, models left out.
     pub notes: Vec<String>,
+    /// What limits the result's meaning, said in reports and the terminal headline too: fits
+    /// on too few models or with a low R², models kept from earlier runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cautions: Vec<String>,
 }
 
 /// One row of robustness.csv.
@@ -510,6 +556,7 @@ pub fn fit_all(
         epsilon: EPSILON,
         shifts: Vec::new(),
         notes: Vec::new(),
+        cautions: Vec::new(),
     };
     let mut robustness = Vec::new();
     for shift in shifts_of(rows, &settings.id) {
@@ -524,7 +571,7 @@ pub fn fit_all(
             .collect();
         if baseline.len() < 3 {
             return Err(Error::Usage(format!(
-                "shift `{shift}`: {} baseline model(s) have both ID and OOD accuracy; a fit needs at least 3",
+                "shift `{shift}`: {} baseline model(s) have both ID and OOD accuracy; {TOO_FEW_TO_FIT}",
                 baseline.len()
             )));
         }
@@ -536,11 +583,15 @@ pub fn fit_all(
                 settings.id, settings.id
             ));
         }
-        let fit = if scoring == Some(Scoring::ImageNetA) {
+        let mut fit = if scoring == Some(Scoring::ImageNetA) {
             fit_imagenet_a(&shift, &base_id, &base_points, &baseline, settings)?
         } else {
             fit_line(&shift, &base_id, &baseline, settings)?
         };
+        fit.caution = caution(&fit.line);
+        if let Some(c) = &fit.caution {
+            report.cautions.push(format!("{shift}: {c}"));
+        }
         robustness.extend(
             points
                 .iter()

@@ -39,6 +39,10 @@ pub struct Rules {
     /// (e.g. a results folder with fewer than three baseline models).
     #[serde(default)]
     pub accuracy_only: bool,
+    /// A model (or model × dataset) of the baseline that the candidate lacks is a warning, not a
+    /// failure: for teams that retire models on purpose.
+    #[serde(default)]
+    pub allow_missing: bool,
     /// Per-dataset `max_drop` overrides.
     #[serde(default)]
     pub datasets: BTreeMap<String, DatasetRule>,
@@ -69,6 +73,7 @@ impl Default for Rules {
             alpha: default_alpha(),
             ignore_significance: false,
             accuracy_only: false,
+            allow_missing: false,
             datasets: BTreeMap::new(),
         }
     }
@@ -112,6 +117,21 @@ pub struct Check {
     pub flipped_to_right: Option<u64>,
     pub verdict: Verdict,
     pub note: Option<String>,
+    /// An ER check whose model scored exactly as before (same top-1 on the ID and shift rows, no
+    /// image flipped): its ER moved only because the fitted line did, and that alone never fails.
+    #[serde(default)]
+    pub line_moved_only: bool,
+}
+
+/// A model, or one model's dataset, found on one side only.
+#[derive(Debug, Clone, Serialize)]
+pub struct Absent {
+    pub model: String,
+    /// None: the whole model; else the one dataset the other side lacks for it.
+    pub dataset: Option<String>,
+    /// `fail` for a baseline row the candidate lacks (`warn` under allow_missing); `pass` for a
+    /// candidate-only model, which has nothing to be compared with.
+    pub verdict: Verdict,
 }
 
 #[derive(Debug, Serialize)]
@@ -120,6 +140,10 @@ pub struct GateReport {
     pub candidate: PathBuf,
     pub rules: Rules,
     pub checks: Vec<Check>,
+    /// In the baseline, not in the candidate: a model whose export failed must not pass.
+    pub missing: Vec<Absent>,
+    /// In the candidate only: listed, nothing to compare.
+    pub new: Vec<Absent>,
     pub passed: bool,
 }
 
@@ -235,6 +259,7 @@ pub fn compare(
     let base = open(baseline, "baseline")?;
     let cand = open(candidate, "candidate")?;
     let pairs = resolve_pairs(&base, &cand, pairs)?;
+    let (missing, new) = set_differences(&base, &cand, &pairs, rules);
     let mut checks = Vec::new();
     for (bm, cm) in &pairs {
         for (b, c) in matching_rows(&base, &cand, bm, cm) {
@@ -259,12 +284,15 @@ pub fn compare(
             }
         }
     }
-    let passed = checks.iter().all(|c| c.verdict != Verdict::Fail);
+    let passed = checks.iter().all(|c| c.verdict != Verdict::Fail)
+        && missing.iter().all(|m| m.verdict != Verdict::Fail);
     Ok(GateReport {
         baseline: baseline.to_path_buf(),
         candidate: candidate.to_path_buf(),
         rules: rules.clone(),
         checks,
+        missing,
+        new,
         passed,
     })
 }
@@ -282,24 +310,20 @@ fn fitted(dir: &Path, side: &str) -> Result<analysis::Analysis> {
     })
 }
 
-/// The model pairs to compare: as given (each name checked), or every model on both sides.
+fn model_names(store: &ResultsStore) -> Vec<String> {
+    let mut names: Vec<String> = store.evals.iter().map(|r| r.model.clone()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The model pairs to compare: those given with --pair (each name checked), and every other
+/// model present on both sides under the same name.
 fn resolve_pairs(
     base: &ResultsStore,
     cand: &ResultsStore,
     pairs: &[(String, String)],
 ) -> Result<Vec<(String, String)>> {
-    if pairs.is_empty() {
-        let mut names: Vec<String> = base.evals.iter().map(|r| r.model.clone()).collect();
-        names.sort();
-        names.dedup();
-        names.retain(|m| cand.evals.iter().any(|r| &r.model == m));
-        if names.is_empty() {
-            return Err(Error::Usage(
-                "no model appears in both results folders; name the pairs with --pair BASELINE=CANDIDATE".into(),
-            ));
-        }
-        return Ok(names.into_iter().map(|m| (m.clone(), m)).collect());
-    }
     for (b, c) in pairs {
         if !base.evals.iter().any(|r| &r.model == b) {
             return Err(Error::Usage(format!(
@@ -312,7 +336,76 @@ fn resolve_pairs(
             )));
         }
     }
-    Ok(pairs.to_vec())
+    let mut all = pairs.to_vec();
+    let cand_names = model_names(cand);
+    for m in model_names(base) {
+        let paired = pairs.iter().any(|(b, _)| b == &m);
+        if !paired && cand_names.contains(&m) {
+            all.push((m.clone(), m));
+        }
+    }
+    if all.is_empty() {
+        return Err(Error::Usage(
+            "no model appears in both results folders: check --baseline and --candidate, or name \
+             the pairs with --pair BASELINE=CANDIDATE"
+                .into(),
+        ));
+    }
+    Ok(all)
+}
+
+/// What one side has and the other lacks. A baseline model with no partner, or a paired model's
+/// baseline dataset the candidate did not score, fails (warns under `allow_missing`); a
+/// candidate model with no partner is new.
+fn set_differences(
+    base: &ResultsStore,
+    cand: &ResultsStore,
+    pairs: &[(String, String)],
+    rules: &Rules,
+) -> (Vec<Absent>, Vec<Absent>) {
+    let verdict = if rules.allow_missing {
+        Verdict::Warn
+    } else {
+        Verdict::Fail
+    };
+    let mut missing = Vec::new();
+    for m in model_names(base) {
+        match pairs.iter().find(|(b, _)| b == &m) {
+            None => missing.push(Absent {
+                model: m,
+                dataset: None,
+                verdict,
+            }),
+            Some((_, cm)) => {
+                let mut datasets: Vec<&String> = base
+                    .evals
+                    .iter()
+                    .filter(|r| r.model == m)
+                    .map(|r| &r.dataset)
+                    .collect();
+                datasets.dedup();
+                for d in datasets {
+                    if !cand.evals.iter().any(|r| &r.model == cm && &r.dataset == d) {
+                        missing.push(Absent {
+                            model: m.clone(),
+                            dataset: Some(d.clone()),
+                            verdict,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let new = model_names(cand)
+        .into_iter()
+        .filter(|m| !pairs.iter().any(|(_, c)| c == m))
+        .map(|m| Absent {
+            model: m,
+            dataset: None,
+            verdict: Verdict::Pass,
+        })
+        .collect();
+    (missing, new)
 }
 
 /// The evals.csv rows of `bm` in the baseline and `cm` in the candidate on the same dataset.
@@ -397,6 +490,7 @@ fn accuracy_check(
         flipped_to_right: sig.flipped.map(|f| f.1),
         verdict: verdict(change, threshold, sig.p, rules),
         note: sig.note,
+        line_moved_only: false,
     })
 }
 
@@ -481,6 +575,29 @@ fn robustness_check(
             v = Verdict::Warn;
         }
     }
+    let line_moved_only = change != 0.0
+        && if average {
+            let shifts: Vec<&Check> = earlier
+                .iter()
+                .filter(|k| {
+                    k.rule == "effective_robustness"
+                        && &k.baseline_model == bm
+                        && &k.candidate_model == cm
+                })
+                .collect();
+            !shifts.is_empty() && shifts.iter().all(|k| k.line_moved_only || k.change == 0.0)
+        } else {
+            unchanged(earlier, bm, cm, &b.id_dataset) && unchanged(earlier, bm, cm, &b.shift)
+        };
+    let note = line_moved_only.then(|| {
+        if matches!(v, Verdict::Fail | Verdict::Warn) {
+            v = Verdict::Pass;
+        }
+        format!(
+            "{bm}'s own top-1 did not change (no image flipped): its effective robustness moved \
+             {change:+.2} pp only because the fitted line moved (other baseline models changed)"
+        )
+    });
     Check {
         rule: if average {
             "average_effective_robustness".into()
@@ -503,8 +620,27 @@ fn robustness_check(
         flipped_to_wrong: None,
         flipped_to_right: None,
         verdict: v,
-        note: None,
+        note,
+        line_moved_only,
     }
+}
+
+/// Whether the pair's top-1 check on `dataset` shows the model scoring exactly as before: the
+/// same top-1 and, where per-image outcomes were paired, no image flipped either way.
+fn unchanged(earlier: &[Check], bm: &str, cm: &str, dataset: &str) -> bool {
+    earlier
+        .iter()
+        .find(|k| {
+            k.rule == "top1"
+                && k.baseline_model == bm
+                && k.candidate_model == cm
+                && k.dataset == dataset
+        })
+        .is_some_and(|k| {
+            k.change == 0.0
+                && k.flipped_to_wrong.unwrap_or(0) == 0
+                && k.flipped_to_right.unwrap_or(0) == 0
+        })
 }
 
 fn p_text(p: Option<f64>) -> String {
@@ -558,14 +694,65 @@ pub fn table(report: &GateReport) -> String {
             flips(c)
         );
     }
+    for line in set_lines(report) {
+        s += &format!("{line}\n");
+    }
+    for c in report.checks.iter().filter(|c| c.line_moved_only) {
+        if let Some(n) = &c.note {
+            s += &format!("note: {} on {}: {n}\n", c.rule, c.dataset);
+        }
+    }
     s += &format!("\n{}\n", summary_line(report));
     s
 }
 
+fn absent_text(a: &Absent) -> String {
+    match &a.dataset {
+        Some(d) => format!("{} on {d}", a.model),
+        None => a.model.clone(),
+    }
+}
+
+/// One line per model (or model × dataset) on one side only, verdict first.
+fn set_lines(report: &GateReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    for m in &report.missing {
+        lines.push(format!(
+            "{:<9} missing: {} is in the baseline but not in the candidate{}",
+            format!("{:?}", m.verdict).to_uppercase(),
+            absent_text(m),
+            if m.verdict == Verdict::Fail {
+                " (pass --allow-missing if it was retired on purpose)"
+            } else {
+                " (allowed by allow_missing)"
+            }
+        ));
+    }
+    for m in &report.new {
+        lines.push(format!(
+            "{:<9} new: {} is in the candidate only (nothing to compare it with)",
+            "NEW",
+            absent_text(m)
+        ));
+    }
+    lines
+}
+
 fn summary_line(report: &GateReport) -> String {
     let count = |v: Verdict| report.checks.iter().filter(|c| c.verdict == v).count();
+    let missing_failed = report
+        .missing
+        .iter()
+        .filter(|m| m.verdict == Verdict::Fail)
+        .count();
+    let sets = match (report.missing.len(), report.new.len()) {
+        (0, 0) => String::new(),
+        (m, n) => format!(
+            "; {m} missing from the candidate ({missing_failed} failing), {n} new in the candidate"
+        ),
+    };
     format!(
-        "{}: {} checks, {} failed, {} warnings, {} improved (thresholds: top-1 drop {} pp, ER drop {} pp, average ER drop {} pp; α = {})",
+        "{}: {} checks, {} failed, {} warnings, {} improved{sets} (thresholds: top-1 drop {} pp, ER drop {} pp, average ER drop {} pp; α = {})",
         if report.passed { "PASSED" } else { "FAILED" },
         report.checks.len(),
         count(Verdict::Fail),
@@ -614,6 +801,24 @@ pub fn markdown(report: &GateReport) -> String {
                 .unwrap_or_default()
         );
     }
+    for m in &report.missing {
+        s += &format!(
+            "- {} **{}**: in the baseline, missing from the candidate{}\n",
+            icon(m.verdict),
+            absent_text(m),
+            if m.verdict == Verdict::Warn {
+                " (allowed)"
+            } else {
+                ""
+            }
+        );
+    }
+    for m in &report.new {
+        s += &format!(
+            "- 🆕 **{}**: new in the candidate, not compared\n",
+            absent_text(m)
+        );
+    }
     s += "\n| verdict | rule | model | dataset | baseline | candidate | change (pp) | p | flips (−/+) |\n|---|---|---|---|---|---|---|---|---|\n";
     let mut ordered: Vec<&Check> = report.checks.iter().collect();
     ordered.sort_by_key(|c| match c.verdict {
@@ -636,12 +841,13 @@ pub fn markdown(report: &GateReport) -> String {
             flips(c)
         );
     }
-    let notes: Vec<&String> = report
+    let mut notes: Vec<&String> = report
         .checks
         .iter()
         .filter_map(|c| c.note.as_ref())
         .collect();
-    if let Some(n) = notes.first() {
+    notes.dedup();
+    for n in notes.iter().take(5) {
         s += &format!("\nNote: {n}.\n");
     }
     s
@@ -653,12 +859,35 @@ pub fn junit(report: &GateReport) -> String {
         .checks
         .iter()
         .filter(|c| c.verdict == Verdict::Fail)
-        .count();
+        .count()
+        + report
+            .missing
+            .iter()
+            .filter(|m| m.verdict == Verdict::Fail)
+            .count();
+    let tests = report.checks.len() + report.missing.len() + report.new.len();
     let mut s = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"robust-eval gate\" tests=\"{}\" failures=\"{failures}\">\n  <testsuite name=\"robust-eval gate\" tests=\"{}\" failures=\"{failures}\">\n",
-        report.checks.len(),
-        report.checks.len()
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"robust-eval gate\" tests=\"{tests}\" failures=\"{failures}\">\n  <testsuite name=\"robust-eval gate\" tests=\"{tests}\" failures=\"{failures}\">\n",
     );
+    for m in &report.missing {
+        let name = escape_xml(&format!("present {} in the candidate", absent_text(m)));
+        let detail = escape_xml(&format!(
+            "{} is in the baseline but not in the candidate",
+            absent_text(m)
+        ));
+        s += &format!("    <testcase classname=\"robust-eval.present\" name=\"{name}\">");
+        s += &match m.verdict {
+            Verdict::Fail => format!("<failure message=\"{detail}\">{detail}</failure>"),
+            _ => format!("<system-out>warning (allow_missing): {detail}</system-out>"),
+        };
+        s += "</testcase>\n";
+    }
+    for m in &report.new {
+        let name = escape_xml(&format!("new {} in the candidate", absent_text(m)));
+        s += &format!(
+            "    <testcase classname=\"robust-eval.new\" name=\"{name}\"><system-out>in the candidate only: nothing to compare</system-out></testcase>\n"
+        );
+    }
     for c in &report.checks {
         let name = escape_xml(&format!("{} {} on {}", c.rule, model_text(c), c.dataset));
         let detail = escape_xml(&format!(
@@ -674,6 +903,10 @@ pub fn junit(report: &GateReport) -> String {
             "    <testcase classname=\"robust-eval.{}\" name=\"{name}\">",
             escape_xml(&c.rule)
         );
+        let detail = match &c.note {
+            Some(n) if c.line_moved_only => format!("{detail}; {}", escape_xml(n)),
+            _ => detail,
+        };
         match c.verdict {
             Verdict::Fail => s += &format!("<failure message=\"{detail}\">{detail}</failure>"),
             Verdict::Warn => s += &format!("<system-out>warning: over the threshold but not significant: {detail}</system-out>"),

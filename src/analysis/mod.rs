@@ -88,6 +88,25 @@ fn declared_scorings(run: Option<&RunInfo>) -> BTreeMap<String, Scoring> {
 }
 
 pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
+    let (analysis, fit_error) = load_and_fit(dir, settings)?;
+    match fit_error {
+        Some(e) => Err(e),
+        None => Ok(analysis),
+    }
+}
+
+/// As `analyse`, but a fit that cannot be made (too few models, one shift lacking) leaves the
+/// accuracies to report alone: no shifts, no effective robustness, and a caution saying why.
+/// For `report`, which shows the accuracy tables with any number of models.
+pub fn analyse_accuracies(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
+    match load_and_fit(dir, settings)? {
+        (_, Some(e)) if !fit::too_few_to_fit(&e) => Err(e),
+        (analysis, _) => Ok(analysis),
+    }
+}
+
+/// The folder's accuracies and the fit over them, or the fit's error beside an empty fit.
+fn load_and_fit(dir: &Path, settings: &AnalysisSettings) -> Result<(Analysis, Option<Error>)> {
     let evals_path = dir.join("evals.csv");
     if !evals_path.is_file() {
         return Err(Error::Usage(format!(
@@ -125,15 +144,57 @@ pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
             .map(|r| r.models.keys().cloned().collect())
             .unwrap_or_default(),
     };
-    let (fit, robustness) = fit::fit_all(&evals, cloud.as_deref(), &fit_settings)?;
-    Ok(Analysis {
+    let (mut fit, robustness, fit_error) =
+        match fit::fit_all(&evals, cloud.as_deref(), &fit_settings) {
+            Ok((fit, robustness)) => (fit, robustness, None),
+            Err(e) => {
+                let fit = fit::FitReport {
+                    transform: fit_settings.transform,
+                    id_dataset: fit_settings.id.clone(),
+                    epsilon: fit::EPSILON,
+                    shifts: Vec::new(),
+                    notes: Vec::new(),
+                    cautions: vec![format!(
+                        "no trend fit and no effective robustness: {e}; the accuracy table stands alone"
+                    )],
+                };
+                (fit, Vec::new(), Some(e))
+            }
+        };
+    if let Some(kept) = kept_caution(&evals, run.as_ref()) {
+        fit.cautions.push(kept);
+    }
+    let analysis = Analysis {
         dir: dir.to_path_buf(),
         evals,
         run,
         cloud,
         fit,
         robustness,
-    })
+    };
+    Ok((analysis, fit_error))
+}
+
+/// How many of the folder's models (and datasets) came from runs before its latest one.
+fn kept_caution(evals: &[Accuracy], run: Option<&RunInfo>) -> Option<String> {
+    let latest = run?.latest_run.as_ref()?;
+    let rows: Vec<(String, String)> = evals
+        .iter()
+        .map(|r| (r.model.clone(), r.dataset.clone()))
+        .collect();
+    let kept = crate::results::store::kept_from_earlier(&rows, latest);
+    if kept.is_empty() {
+        return None;
+    }
+    let mut models: Vec<&str> = evals.iter().map(|r| r.model.as_str()).collect();
+    models.sort();
+    models.dedup();
+    Some(format!(
+        "{} of {} models come from earlier runs kept in this folder, not from the latest run: {kept} \
+         (`robust-eval prune` removes a model)",
+        kept.models.len(),
+        models.len()
+    ))
 }
 
 impl Analysis {
@@ -216,12 +277,30 @@ impl Analysis {
         draw(&charts)
     }
 
-    /// Charts into `plots/`.
+    /// Charts into `plots/`. Whether points were labelled is remembered there
+    /// (plots/labels.json), so a later `run`, which redraws, keeps the labels (`labels_kept`).
     pub fn write_plots(&self, label_points: bool) -> Result<Vec<PathBuf>> {
-        self.with_charts(label_points, |charts| {
+        let files = self.with_charts(label_points, |charts| {
             plot::write_all(&self.dir.join("plots"), charts, &self.robustness)
-        })
+        })?;
+        let remembered = serde_json::json!({ "labels": label_points }).to_string();
+        write_atomic(&self.dir.join(LABELS_FILE), remembered.as_bytes())?;
+        Ok(files)
     }
+}
+
+const LABELS_FILE: &str = "plots/labels.json";
+
+/// Whether the folder's charts were last drawn with labels (`plot --labels`, `run --labels`).
+pub fn labels_kept(dir: &Path) -> bool {
+    crate::input::read_text(&dir.join(LABELS_FILE), 1024)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["labels"].as_bool())
+        .unwrap_or(false)
+}
+
+impl Analysis {
 
     fn report_data(&self) -> report::ReportData {
         let title = match &self.run {

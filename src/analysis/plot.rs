@@ -73,6 +73,14 @@ fn ticks(t: Transform, zlo: f64, zhi: f64) -> Vec<f64> {
             }
         }
     }
+    // A narrow window (models clustered within a few points) gets whole and half percents.
+    let fine = (1..=99).map(f64::from).chain((1..99).map(|i| f64::from(i) + 0.5));
+    for v in fine {
+        let z = t.forward(v);
+        if z >= zlo && z <= zhi && kept.iter().all(|k| (t.forward(*k) - z).abs() >= min_gap) {
+            kept.push(v);
+        }
+    }
     kept.sort_by(f64::total_cmp);
     kept
 }
@@ -125,7 +133,7 @@ fn accuracy_axis(t: Transform, zlo: f64, zhi: f64) -> LabelledAxis {
         .map(|v| {
             (
                 t.forward(v),
-                if !(1.0..=99.0).contains(&v) {
+                if !(1.0..=99.0).contains(&v) || v.fract() != 0.0 {
                     format!("{v:.1}")
                 } else {
                     format!("{v:.0}")
@@ -218,23 +226,15 @@ fn draw_shift<DB: DrawingBackend>(
     groups: &[String],
     big: bool,
 ) -> Result<Vec<Marker>> {
-    let (zlo, zhi) = shift_window(chart);
+    let (xw, yw) = shift_window(chart);
     let label_size = if big { 16 } else { 13 };
-    let mut c = shift_axes(area, chart.fit, (zlo, zhi), big)?;
-    draw_fit_lines(&mut c, chart.fit, zlo, zhi)?;
+    let mut c = shift_axes(area, chart.fit, xw, yw, big)?;
+    draw_fit_lines(&mut c, chart.fit, xw, yw)?;
     let curves = curves(chart.points, chart.interventions);
     draw_curves(&mut c, chart.fit.transform, &curves, groups, label_size)?;
     let markers = draw_points(&mut c, chart, groups, big)?;
     if chart.label_points {
-        let t = chart.fit.transform;
-        c.draw_series(chart.points.iter().map(|p| {
-            Text::new(
-                p.model.clone(),
-                (t.forward(p.id), t.forward(p.ood)),
-                ("sans-serif", label_size - 2).into_font(),
-            )
-        }))
-        .map_err(err)?;
+        draw_point_labels(&c, chart, label_size - 2)?;
     }
     // OOD accuracy sits below ID for natural shifts, so the upper left corner (above y = x) is free.
     c.configure_series_labels()
@@ -247,24 +247,119 @@ fn draw_shift<DB: DrawingBackend>(
     Ok(markers)
 }
 
-/// The square window [zlo, zhi]² in the transformed scale that holds every point, with some room.
-fn shift_window(chart: &ShiftChart) -> (f64, f64) {
+/// Model names beside their points, without overlapping one another or the markers and inside
+/// the plotting area: each label tries places around its point, nearest first, then further out
+/// with a leader line back to the point. A label that fits nowhere is left out (the tooltip and
+/// the tables still name the model) rather than drawn over another or cut at the edge.
+fn draw_point_labels<DB: DrawingBackend>(
+    c: &ShiftContext<DB>,
+    chart: &ShiftChart,
+    size: i32,
+) -> Result<()> {
     let t = chart.fit.transform;
-    let (mut lo, mut hi) = (f64::MAX, f64::MIN);
-    for p in chart.points.iter().chain(chart.cloud.iter()) {
-        lo = lo.min(p.id).min(p.ood);
-        hi = hi.max(p.id).max(p.ood);
+    let area = c.plotting_area();
+    let (xr, yr) = area.get_pixel_range();
+    let pixels = area.strip_coord_spec();
+    let at = |p: &Point| c.backend_coord(&(t.forward(p.id), t.forward(p.ood)));
+    let mut points: Vec<(&Point, (i32, i32))> = chart.points.iter().map(|p| (p, at(p))).collect();
+    points.sort_by_key(|(p, (x, y))| (*x, *y, p.model.clone()));
+    // Every marker is taken space (radius 5 and a pixel of air).
+    let mut taken: Vec<(i32, i32, i32, i32)> = points
+        .iter()
+        .map(|(_, (x, y))| (x - 6, y - 6, x + 6, y + 6))
+        .collect();
+    let font = ("sans-serif", size).into_font();
+    for (p, (px, py)) in points {
+        let (w, h) = label_size(&p.model, size);
+        let placed = label_places(w, h).into_iter().find_map(|(dx, dy, far)| {
+            let b = (px + dx, py + dy, px + dx + w, py + dy + h);
+            let inside = b.0 >= xr.start && b.2 <= xr.end && b.1 >= yr.start && b.3 <= yr.end;
+            let free = taken.iter().all(|o| !overlaps(b, *o));
+            (inside && free).then_some((b, far))
+        });
+        let Some((b, far)) = placed else { continue };
+        taken.push(b);
+        let local = |(x, y): (i32, i32)| (x - xr.start, y - yr.start);
+        if far {
+            let end = (px.clamp(b.0, b.2), py.clamp(b.1, b.3));
+            pixels
+                .draw(&PathElement::new(
+                    [local((px, py)), local(end)],
+                    BLACK.mix(0.45).stroke_width(1),
+                ))
+                .map_err(err)?;
+        }
+        pixels
+            .draw(&Text::new(p.model.clone(), local((b.0, b.1)), font.clone()))
+            .map_err(err)?;
     }
-    let (zlo, zhi) = (t.forward(lo), t.forward(hi));
-    let pad = (zhi - zlo).max(0.2) * 0.08;
-    (zlo - pad, zhi + pad)
+    Ok(())
+}
+
+/// A label's box in pixels: the embedded font's measure, or 0.62 em a character if larger (a
+/// browser showing the SVG may use a wider sans-serif than the PNG's), height one line.
+fn label_size(text: &str, size: i32) -> (i32, i32) {
+    let chars = text.chars().count() as f64;
+    let estimate = (chars * f64::from(size) * 0.62).ceil() as i32;
+    let measured = ("sans-serif", size)
+        .into_font()
+        .box_size(text)
+        .map_or(0, |(w, _)| w as i32);
+    (estimate.max(measured) + 2, size + 2)
+}
+
+/// Where a w×h label may go relative to its point, nearest first: (dx, dy) of its top-left
+/// corner, and whether it is far enough to need a leader line.
+fn label_places(w: i32, h: i32) -> Vec<(i32, i32, bool)> {
+    let mut places = Vec::new();
+    for (i, d) in [8, 22, 40, 64].into_iter().enumerate() {
+        for (dx, dy) in [
+            (d, -h / 2),
+            (-d - w, -h / 2),
+            (-w / 2, -d - h),
+            (-w / 2, d),
+            (d, -d - h / 2),
+            (d, d - h / 2),
+            (-d - w, -d - h / 2),
+            (-d - w, d - h / 2),
+        ] {
+            places.push((dx, dy, i > 0));
+        }
+    }
+    places
+}
+
+fn overlaps(a: (i32, i32, i32, i32), b: (i32, i32, i32, i32)) -> bool {
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+}
+
+/// The window in the transformed scale that holds every point with a margin: ID accuracies
+/// across, OOD down, each axis fitted to its own values, so models clustered at 88–91 % are
+/// not drawn on an axis spanning 40–95 %. y = x is drawn wherever it crosses the window.
+fn shift_window(chart: &ShiftChart) -> ((f64, f64), (f64, f64)) {
+    let t = chart.fit.transform;
+    let points = || chart.points.iter().chain(chart.cloud.iter());
+    let span = |values: Vec<f64>| {
+        let lo = values.iter().copied().fold(f64::MAX, f64::min);
+        let hi = values.iter().copied().fold(f64::MIN, f64::max);
+        let (zlo, zhi) = (t.forward(lo), t.forward(hi));
+        // At least 0.1 of the scale (a few points of accuracy), and 10 % of it on each side.
+        let centre = (zlo + zhi) / 2.0;
+        let half = ((zhi - zlo) / 2.0).max(0.05) * 1.2;
+        (centre - half, centre + half)
+    };
+    (
+        span(points().map(|p| p.id).collect()),
+        span(points().map(|p| p.ood).collect()),
+    )
 }
 
 /// Title, axes and grid of one shift's chart.
 fn shift_axes<'a, DB: DrawingBackend>(
     area: &'a DrawingArea<DB, Shift>,
     fit: &ShiftFit,
-    (zlo, zhi): (f64, f64),
+    (xlo, xhi): (f64, f64),
+    (ylo, yhi): (f64, f64),
     big: bool,
 ) -> Result<ShiftContext<'a, DB>> {
     let t = fit.transform;
@@ -281,7 +376,7 @@ fn shift_axes<'a, DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(if big { 48 } else { 40 })
         .y_label_area_size(if big { 60 } else { 50 })
-        .build_cartesian_2d(accuracy_axis(t, zlo, zhi), accuracy_axis(t, zlo, zhi))
+        .build_cartesian_2d(accuracy_axis(t, xlo, xhi), accuracy_axis(t, ylo, yhi))
         .map_err(err)?;
     c.configure_mesh()
         .x_desc(format!("ID top-1 (%), {}", fit.id_dataset))
@@ -300,34 +395,37 @@ fn shift_axes<'a, DB: DrawingBackend>(
 fn draw_fit_lines<DB: DrawingBackend>(
     c: &mut ShiftContext<DB>,
     fit: &ShiftFit,
-    zlo: f64,
-    zhi: f64,
+    (xlo, xhi): (f64, f64),
+    (ylo, yhi): (f64, f64),
 ) -> Result<()> {
     let blue = RGBColor(31, 119, 180);
     let split = fit
         .split_at
-        .map(|at| fit.transform.forward(at))
-        .unwrap_or(zhi);
-    let mut pieces = vec![(fit, zlo, split)];
+        .map(|at| fit.transform.forward(at).clamp(xlo, xhi))
+        .unwrap_or(xhi);
+    let mut pieces = vec![(fit, xlo, split)];
     if let Some(upper) = &fit.upper {
-        pieces.push((upper, split, zhi));
+        pieces.push((upper, split, xhi));
     }
     for (piece, _, _) in &pieces {
         c.draw_series(std::iter::once(Polygon::new(
-            band_polygon(piece, zlo, zhi),
+            band_polygon(piece, (xlo, xhi), (ylo, yhi)),
             blue.mix(0.18).filled(),
         )))
         .map_err(err)?;
     }
-    c.draw_series(DashedLineSeries::new(
-        [(zlo, zlo), (zhi, zhi)],
-        6,
-        4,
-        BLACK.mix(0.6).stroke_width(1),
-    ))
-    .map_err(err)?
-    .label("y = x")
-    .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.6)));
+    let diagonal = line_segment(1.0, 0.0, xlo, xhi, ylo, yhi);
+    if !diagonal.is_empty() {
+        c.draw_series(DashedLineSeries::new(
+            diagonal,
+            6,
+            4,
+            BLACK.mix(0.6).stroke_width(1),
+        ))
+        .map_err(err)?
+        .label("y = x")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.6)));
+    }
     let n: usize = pieces.iter().map(|p| p.0.line.n).sum();
     let label = if pieces.len() > 1 {
         format!("piecewise fit (n = {n})")
@@ -336,7 +434,7 @@ fn draw_fit_lines<DB: DrawingBackend>(
     };
     for (i, (piece, from, to)) in pieces.iter().enumerate() {
         let line = &piece.line;
-        let segment = line_segment(line.slope, line.intercept, *from, *to, zlo, zhi);
+        let segment = line_segment(line.slope, line.intercept, *from, *to, ylo, yhi);
         let series = c
             .draw_series(LineSeries::new(segment, blue.stroke_width(2)))
             .map_err(err)?;
@@ -499,15 +597,15 @@ fn point_marker((x, y): (i32, i32), r: i32, p: &Point, fit: &ShiftFit, suffix: &
 
 /// A fit's bootstrap band as a polygon in the transformed scale, kept inside the window
 /// (plotters would move an outside point onto the edge, bending the shape).
-fn band_polygon(fit: &ShiftFit, zlo: f64, zhi: f64) -> Vec<(f64, f64)> {
+fn band_polygon(fit: &ShiftFit, (xlo, xhi): (f64, f64), (ylo, yhi): (f64, f64)) -> Vec<(f64, f64)> {
     let t = fit.transform;
-    let inside = |v: f64| t.forward(v).clamp(zlo, zhi);
+    let at = |x: f64, y: f64| (t.forward(x).clamp(xlo, xhi), t.forward(y).clamp(ylo, yhi));
     let mut band: Vec<(f64, f64)> = fit
         .band
         .id
         .iter()
         .zip(&fit.band.low)
-        .map(|(x, y)| (inside(*x), inside(*y)))
+        .map(|(x, y)| at(*x, *y))
         .collect();
     band.extend(
         fit.band
@@ -515,18 +613,20 @@ fn band_polygon(fit: &ShiftFit, zlo: f64, zhi: f64) -> Vec<(f64, f64)> {
             .iter()
             .zip(&fit.band.high)
             .rev()
-            .map(|(x, y)| (inside(*x), inside(*y))),
+            .map(|(x, y)| at(*x, *y)),
     );
     band
 }
 
-/// The part of `y = a·x + b` with x in [from, to] that lies inside the square window [lo, hi]².
-fn line_segment(a: f64, b: f64, from: f64, to: f64, lo: f64, hi: f64) -> Vec<(f64, f64)> {
-    let (mut x0, mut x1) = (from.max(lo), to.min(hi));
+/// The part of `y = a·x + b` with x in [from, to] whose y lies in [ylo, yhi].
+fn line_segment(a: f64, b: f64, from: f64, to: f64, ylo: f64, yhi: f64) -> Vec<(f64, f64)> {
+    let (mut x0, mut x1) = (from, to);
     if a != 0.0 {
-        let (ya, yb) = ((lo - b) / a, (hi - b) / a);
+        let (ya, yb) = ((ylo - b) / a, (yhi - b) / a);
         x0 = x0.max(ya.min(yb));
         x1 = x1.min(ya.max(yb));
+    } else if !(ylo..=yhi).contains(&b) {
+        return Vec::new();
     }
     if x0 < x1 {
         vec![(x0, a * x0 + b), (x1, a * x1 + b)]
@@ -597,6 +697,21 @@ fn draw_bars<DB: DrawingBackend>(
         BLACK.stroke_width(1),
     )))
     .map_err(err)?;
+    // What the colours mean: one legend entry per group with a bar here.
+    for group in groups.iter().filter(|g| rows.iter().any(|r| &r.group == *g)) {
+        let colour = group_colour(group, groups);
+        c.draw_series(std::iter::empty::<PathElement<(f64, f64)>>())
+            .map_err(err)?
+            .label(group.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled()));
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
     Ok(rows
         .iter()
         .enumerate()
@@ -970,6 +1085,108 @@ mod tests {
                 y + r
             )),
             "no diamond at {x},{y}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+    use crate::analysis::fit::fit_shift;
+
+    fn point(model: &str, id: f64, ood: f64) -> Point {
+        Point {
+            model: model.into(),
+            group: "standard".into(),
+            id,
+            ood,
+            ood_ci: None,
+        }
+    }
+
+    /// (x, y, text) of every `<text>` element of an SVG.
+    fn texts(svg: &str) -> Vec<(i32, i32, String)> {
+        let mut found = Vec::new();
+        let mut rest = svg;
+        while let Some(at) = rest.find("<text") {
+            let tag = &rest[at..];
+            let end = tag.find("</text>").unwrap();
+            let attr = |name: &str| -> i32 {
+                let from = &tag[tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3..];
+                from[..from.find('"').unwrap()].parse::<f64>().unwrap() as i32
+            };
+            let body = &tag[tag.find('>').unwrap() + 1..end];
+            found.push((attr("x"), attr("y"), body.trim().to_string()));
+            rest = &tag[end..];
+        }
+        found
+    }
+
+    #[test]
+    fn clustered_models_fill_the_axes_and_their_labels_neither_overlap_nor_leave_the_chart() {
+        // Five models within 3 points of each other, as in the user's case, two of them nearly
+        // on top of each other, with names as long as real ones.
+        let points = [
+            point("efficientnet_lite0", 88.2, 80.1),
+            point("efficientnet_lite1", 89.6, 81.9),
+            point("efficientnet_lite2", 90.9, 83.0),
+            point("efficientnet_lite2-int8", 90.8, 82.9),
+            point("efficientnet_lite2-fp16", 90.85, 83.05),
+        ];
+        let fit = fit_shift(
+            "v2",
+            "id",
+            &points.iter().collect::<Vec<_>>(),
+            Transform::Probit,
+            20,
+            1,
+        )
+        .unwrap();
+        let interventions = BTreeMap::new();
+        let chart = ShiftChart {
+            fit: &fit,
+            points: &points,
+            cloud: &[],
+            label_points: true,
+            interventions: &interventions,
+        };
+        let groups = groups_of(std::slice::from_ref(&chart), &[]);
+        let (width, height) = (900, 760);
+        let svg = render_svg((width, height), &Figure::Shift(&chart), &groups).unwrap();
+        let texts = texts(&svg);
+        // Tick labels are whole or half percents near the data: nothing like 40 or 95.
+        let ticks: Vec<f64> = texts.iter().filter_map(|t| t.2.parse().ok()).collect();
+        assert!(ticks.len() >= 4, "{ticks:?}");
+        assert!(
+            ticks.iter().all(|v| (78.0..=93.0).contains(v)),
+            "axes fit the data: {ticks:?}"
+        );
+        let labels: Vec<(i32, i32, i32, i32)> = texts
+            .iter()
+            .filter(|t| points.iter().any(|p| p.model == t.2))
+            .map(|(x, y, name)| {
+                let (w, h) = label_size(name, 14);
+                (*x, *y, x + w, y + h)
+            })
+            .collect();
+        assert_eq!(labels.len(), points.len(), "every model labelled: {texts:?}");
+        for (i, a) in labels.iter().enumerate() {
+            assert!(
+                a.0 >= 0 && a.1 >= 0 && a.2 <= width as i32 && a.3 <= height as i32,
+                "label {a:?} leaves the {width}×{height} chart"
+            );
+            for b in &labels[i + 1..] {
+                assert!(!overlaps(*a, *b), "labels {a:?} and {b:?} overlap");
+            }
+        }
+    }
+
+    #[test]
+    fn the_diagonal_is_drawn_only_inside_the_window() {
+        assert!(line_segment(1.0, 0.0, 1.0, 2.0, -1.0, 0.5).is_empty());
+        assert_eq!(
+            line_segment(1.0, 0.0, 0.0, 2.0, 1.0, 3.0),
+            vec![(1.0, 1.0), (2.0, 2.0)]
         );
     }
 }

@@ -28,6 +28,12 @@ pub struct ReportData {
     pub models: Vec<ModelRow>,
     pub fits: Vec<FitRow>,
     pub notes: Vec<String>,
+    /// What limits the result's meaning (fits on few models or a low R², models kept from
+    /// earlier runs, no fit at all): shown first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cautions: Vec<String>,
+    /// Top-1 of every model on every dataset, shown whatever the fit could do.
+    pub accuracy: AccuracyTable,
     pub provenance: Option<Provenance>,
     /// WiSE-FT families (run.json's `models`), each with its best α; absent when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -47,6 +53,72 @@ pub struct ModelRow {
     /// Per shift: OOD top-1 and effective robustness (with interval).
     pub shifts: BTreeMap<String, ShiftCell>,
     pub average_effective_robustness: Option<f64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct AccuracyTable {
+    /// The ID dataset first, then the rest in the order evals.csv has them.
+    pub datasets: Vec<String>,
+    /// Per model (best ID top-1 first): group and top-1 (%) per dataset, None where not scored.
+    pub rows: Vec<AccuracyRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccuracyRow {
+    pub model: String,
+    pub group: String,
+    pub top1: Vec<Option<f64>>,
+}
+
+fn accuracy_table(evals: &[Accuracy], id: &str) -> AccuracyTable {
+    let mut datasets: Vec<String> = vec![id.to_string()];
+    for r in evals {
+        if !datasets.contains(&r.dataset) {
+            datasets.push(r.dataset.clone());
+        }
+    }
+    let mut rows: Vec<AccuracyRow> = Vec::new();
+    for r in evals {
+        let at = datasets.iter().position(|d| d == &r.dataset).unwrap_or(0);
+        match rows.iter_mut().find(|row| row.model == r.model) {
+            Some(row) => row.top1[at] = Some(r.top1),
+            None => {
+                let mut top1 = vec![None; datasets.len()];
+                top1[at] = Some(r.top1);
+                rows.push(AccuracyRow {
+                    model: r.model.clone(),
+                    group: r.group.clone(),
+                    top1,
+                });
+            }
+        }
+    }
+    for row in &mut rows {
+        row.top1.resize(datasets.len(), None);
+    }
+    rows.sort_by(|a, b| {
+        b.top1[0]
+            .unwrap_or(-1.0)
+            .total_cmp(&a.top1[0].unwrap_or(-1.0))
+            .then_with(|| a.model.cmp(&b.model))
+    });
+    AccuracyTable { datasets, rows }
+}
+
+fn accuracy_cells(data: &ReportData) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut header = vec!["model".to_string(), "group".into()];
+    header.extend(data.accuracy.datasets.iter().cloned());
+    let rows = data
+        .accuracy
+        .rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![r.model.clone(), r.group.clone()];
+            cells.extend(r.top1.iter().map(|v| pct(*v)));
+            cells
+        })
+        .collect();
+    (header, rows)
 }
 
 #[derive(Debug, Serialize)]
@@ -243,7 +315,10 @@ pub fn gather(
             intercept: s.line.intercept,
             r2: s.line.r2,
             linear: s.linear,
-            note: s.note.clone(),
+            note: match (&s.note, &s.caution) {
+                (Some(n), Some(c)) => Some(format!("{c}; {n}")),
+                (n, c) => c.clone().or_else(|| n.clone()),
+            },
         })
         .collect();
     let provenance = run.filter(|r| !r.tool_version.is_empty()).map(|r| {
@@ -270,6 +345,8 @@ pub fn gather(
         models,
         fits,
         notes: fit.notes.clone(),
+        cautions: fit.cautions.clone(),
+        accuracy: accuracy_table(evals, &fit.id_dataset),
         provenance,
         charts: Vec::new(),
     }
@@ -449,7 +526,13 @@ pub fn markdown(data: &ReportData) -> String {
          ID top-1, in percentage points, with its 95 % interval. Accuracies in %.\n\n",
         data.transform
     );
-    s += "## Models\n\n";
+    for c in &data.cautions {
+        s += &format!("> **Caution:** {}\n\n", escape_markdown(c));
+    }
+    s += "## Top-1 accuracy\n\n";
+    let names: Vec<usize> = (0..data.accuracy.datasets.len() + 2).collect();
+    s += &table(accuracy_cells(data), &names);
+    s += "\n## Models\n\n";
     s += &table(model_table(data), &[0, 1]);
     for (heading, text, t) in intervention_sections(data) {
         s += &format!(
@@ -539,8 +622,14 @@ fn html_headline(data: &ReportData) -> String {
         "<p class=\"headline\">Highest average effective robustness (pp): {}",
         list(&h.highest)
     );
+    // Only the overlap caution: the others are shown above the headline already.
+    let caution = h.cautions.iter().skip(data.cautions.len());
+    let caution: Vec<String> = caution.map(|c| escape_xml(c)).collect();
     if !h.lowest.is_empty() {
         s += &format!("<br>Lowest: {}", list(&h.lowest));
+    }
+    for c in caution {
+        s += &format!("<br><i>Caution: {c}.</i>");
     }
     s + "</p>"
 }
@@ -612,8 +701,22 @@ pub fn html(data: &ReportData) -> String {
          top-1, in percentage points, with its 95 % interval. Click a column to sort.</p>",
         escape_xml(&data.transform)
     );
+    for c in &data.cautions {
+        body += &format!(
+            "<p class=\"caution\"><b>Caution:</b> {}</p>",
+            escape_xml(c)
+        );
+    }
     body += &html_headline(data);
     body += &html_charts(data);
+    body += "<h2>Top-1 accuracy</h2>";
+    let keys: Vec<(&str, &str)> = data
+        .accuracy
+        .rows
+        .iter()
+        .map(|r| (r.model.as_str(), r.group.as_str()))
+        .collect();
+    body += &html_table("accuracy", accuracy_cells(data), &keys);
     body += "<h2>Models</h2>";
     let keys: Vec<(&str, &str)> = data
         .models
@@ -665,6 +768,10 @@ pub struct Headline {
     pub highest: Vec<Ranked>,
     /// Lowest average effective robustness first.
     pub lowest: Vec<Ranked>,
+    /// Said before the ranking: unreliable fits, models kept from earlier runs, a ranking whose
+    /// models' intervals all overlap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cautions: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -701,6 +808,14 @@ pub fn headline(data: &ReportData, k: usize) -> Headline {
             .total_cmp(&a.average_effective_robustness)
             .then_with(|| a.model.cmp(&b.model))
     });
+    let mut cautions = data.cautions.clone();
+    if ranked.len() > 1 && intervals_all_overlap(data, &ranked) {
+        cautions.push(format!(
+            "the {} ranked models' effective-robustness intervals overlap on every shift: \
+             the ranking below is no evidence that one is more robust than another",
+            ranked.len()
+        ));
+    }
     let n = ranked.len();
     let lowest: Vec<Ranked> = ranked.drain(n - k.min(n / 2)..).rev().collect();
     ranked.truncate(k.min(n.div_ceil(2)));
@@ -719,7 +834,23 @@ pub fn headline(data: &ReportData, k: usize) -> Headline {
             .collect(),
         highest: ranked,
         lowest,
+        cautions,
     }
+}
+
+/// Whether, on every shift, the ranked models' ER intervals share a common point: then no pair
+/// of them differs beyond its uncertainty.
+fn intervals_all_overlap(data: &ReportData, ranked: &[Ranked]) -> bool {
+    data.shifts.iter().all(|shift| {
+        let cells: Vec<&ShiftCell> = ranked
+            .iter()
+            .filter_map(|r| data.models.iter().find(|m| m.model == r.model))
+            .filter_map(|m| m.shifts.get(shift))
+            .collect();
+        let low = cells.iter().map(|c| c.er_low).fold(f64::MIN, f64::max);
+        let high = cells.iter().map(|c| c.er_high).fold(f64::MAX, f64::min);
+        low <= high
+    })
 }
 
 impl std::fmt::Display for Headline {
@@ -755,6 +886,9 @@ impl std::fmt::Display for Headline {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        for c in &self.cautions {
+            writeln!(f, "Caution: {c}.")?;
+        }
         if self.highest.is_empty() {
             return writeln!(
                 f,
@@ -839,6 +973,8 @@ mod tests {
             models,
             fits: Vec::new(),
             notes: Vec::new(),
+            cautions: Vec::new(),
+            accuracy: AccuracyTable::default(),
             provenance: None,
             wise_ft: families,
             soups,

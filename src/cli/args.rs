@@ -24,9 +24,26 @@ const GATE_EXIT_STATUS: &str = "\
 EXIT STATUS:
     0   Passed: no drop is both over its threshold and significant (drops over the threshold that
         are not significant are reported as warnings).
-    1   A regression: some drop is over its threshold and significant at --alpha.
-    2   The comparison cannot be made: a missing results folder, a model absent on one side, or a
-        paired row whose two sides scored different manifests.";
+    1   A regression: some drop is over its threshold and significant at --alpha; or a model
+        (or one model's dataset) of the baseline is missing from the candidate, unless
+        --allow-missing. Models only in the candidate are listed as new and do not fail.
+    2   The comparison cannot be made: a missing results folder, no model on both sides, a
+        --pair naming a model its side lacks, a side whose trend cannot be fitted (without
+        --accuracy-only), or a paired row whose two sides scored different manifests.";
+
+const PRUNE_ABOUT: &str = "Remove models from a results folder. A folder accumulates: each `run` \
+adds or updates the pairs it evaluates and keeps every other model's rows, so adding one model \
+evaluates one model, and `run` names what it kept (\"kept from earlier runs: ...\"). Fit, plots, \
+reports and the gate use everything the folder holds. prune takes the folder's writer lock (as a \
+run does), removes each named model's run.json entries, then its rows of evals.csv and \
+failures.csv, then predictions/<model>/, each file replaced atomically, and redoes the fit, plots \
+and reports. A prune interrupted part way is finished by running it again.";
+
+const PRUNE_EXIT_STATUS: &str = "\
+EXIT STATUS:
+    0   The models were removed (the analysis after it may still warn, e.g. too few models).
+    2   Nothing was removed: no results folder, a model the folder does not hold, or another
+        run holds the folder's lock.";
 
 const MODELS_EXIT_STATUS: &str = "\
 EXIT STATUS:
@@ -83,7 +100,10 @@ optional): every dataset other than the ID one and not of the form X@Y is a shif
 <id>@<shift> rows are class-restricted ID points.";
 
 const GATE_ABOUT: &str = "Compare two results folders (as `run` writes them) row by row and decide which \
-differences are real. Rows pair by model name, or by --pair BASELINE=CANDIDATE. Where both sides have \
+differences are real. Rows pair by model name, or by --pair BASELINE=CANDIDATE. The sets are \
+compared too: a baseline model (or one of its datasets) that the candidate lacks fails the gate and \
+is named, as a model whose export failed must not pass; a model only in the candidate is listed as \
+new. Where both sides have \
 per-image predictions over the same manifest (same sha256 in run.json), an exact McNemar test on the \
 images that flipped decides significance; otherwise a two-proportion test on the counts, and the \
 report says so. Effective robustness is fitted on each side as `fit` would; an ER drop counts as \
@@ -178,6 +198,12 @@ provenance in a results folder.\n\nStart with `robust-eval run --suite demo`: it
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Give a bare .onnx, or a card whose [preprocess] leaves keys out, ImageNet's preprocessing
+    /// (resize 256, crop 224, bilinear, mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225];
+    /// 1000 classes for a bare .onnx) instead of refusing it. A card can say the same with
+    /// `defaults = "imagenet"` in [preprocess].
+    #[arg(long, global = true)]
+    pub assume_imagenet_preprocessing: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +238,9 @@ pub enum Command {
     /// Write a report of a results folder as Markdown, self-contained HTML or JSON.
     #[command(after_long_help = EXIT_STATUS)]
     Report(ReportCommand),
+    /// Remove models from a results folder: their rows, predictions and run.json entries.
+    #[command(long_about = PRUNE_ABOUT, after_long_help = PRUNE_EXIT_STATUS)]
+    Prune(PruneArgs),
     /// Compare a candidate's results with a baseline's; fail on significant regressions (for CI).
     #[command(long_about = GATE_ABOUT, after_long_help = GATE_EXIT_STATUS)]
     Gate(GateArgs),
@@ -414,6 +443,18 @@ pub struct PlotCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Results folder to remove the models from.
+    #[arg(long, value_name = "DIR")]
+    pub results: PathBuf,
+    /// Models to remove, by the name in evals.csv.
+    #[arg(long, value_name = "NAME", required = true, num_args = 1..)]
+    pub models: Vec<String>,
+    #[command(flatten)]
+    pub fit: FitArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ReportCommand {
     /// Results folder; the report is written there as report.md, report.html or report.json.
     #[arg(long, value_name = "DIR")]
@@ -459,7 +500,8 @@ pub struct GateArgs {
     #[arg(long, value_name = "BASELINE=CANDIDATE")]
     pub pair: Vec<String>,
     /// Gate rules in TOML: max_drop, max_er_drop, max_average_er_drop, alpha,
-    /// ignore_significance, and [datasets.NAME] max_drop overrides. Flags override the file.
+    /// ignore_significance, accuracy_only, allow_missing, and [datasets.NAME] max_drop
+    /// overrides. Flags override the file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Largest allowed top-1 drop on any dataset, percentage points [default: 0.5].
@@ -481,6 +523,10 @@ pub struct GateArgs {
     /// than three baseline models on a side). Without it, a side that cannot be fitted is exit 2.
     #[arg(long)]
     pub accuracy_only: bool,
+    /// A model (or model × dataset) of the baseline that the candidate lacks is a warning, not a
+    /// failure: for models retired on purpose.
+    #[arg(long)]
+    pub allow_missing: bool,
     /// Also write the result as Markdown (for a pull-request comment or $GITHUB_STEP_SUMMARY).
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,

@@ -7,7 +7,7 @@ use clap::Parser;
 use super::summary;
 use super::args::{
     BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, InterpolateArgs, KubernetesArgs,
-    ManifestArgs, MergeArgs, ModelsArgs, PlotCommand, ReportCommand, RunArgs, RunCommandLine,
+    ManifestArgs, MergeArgs, ModelsArgs, PlotCommand, PruneArgs, ReportCommand, RunArgs, RunCommandLine,
     SlurmArgs, SoupArgs,
 };
 use robust_eval::analysis::gate;
@@ -21,7 +21,7 @@ use robust_eval::engine::{doctor, progress};
 use robust_eval::input::suite::Suite;
 use robust_eval::input::{card, manifest};
 use robust_eval::interventions::{self, soup, Ingredient};
-use robust_eval::results::store::ResultsStore;
+use robust_eval::results::store::{kept_from_earlier, LatestRun, ResultsStore};
 use robust_eval::scale::kubernetes::{self, KubernetesOptions};
 use robust_eval::scale::slurm::{self, SlurmOptions};
 use robust_eval::scale::{self, ShardedRun};
@@ -51,12 +51,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
         }
         (given, _) => given.to_vec(),
     };
-    let models = card::discover(&model_paths, &mut |w| {
-        progress.message(&format!("warning: {w}"))
-    })?;
+    // Printed whatever --progress says: an assumed preprocessing changes the results.
+    let models = card::discover(&model_paths, &mut |w| eprintln!("warning: {w}"))?;
     let settings = run_settings(&args, &suite)?;
     let summary = evaluate::run(&suite, &models, &settings, progress.as_ref())?;
     print_evaluation(&args, &settings.out, &models, &summary)?;
+    if settings.shard.is_none() {
+        note_kept_results(&settings.out, &models, &summary)?;
+    }
     match settings.shard {
         // A shard's results are a part: the fit and reports come from the merged folder.
         Some(shard) => eprintln!(
@@ -158,13 +160,59 @@ fn print_evaluation(
     Ok(())
 }
 
+/// Record what this run evaluated in run.json and name what the folder kept from earlier runs:
+/// those rows are in the fit, plots, reports and gate as much as this run's.
+fn note_kept_results(
+    out: &std::path::Path,
+    models: &[card::ModelCard],
+    summary: &evaluate::RunSummary,
+) -> Result<(), Error> {
+    let mut store = ResultsStore::open_to_write(out)?;
+    let pairs: Vec<&(String, String)> =
+        summary.evaluated.iter().chain(&summary.up_to_date).collect();
+    let mut datasets: Vec<String> = Vec::new();
+    for e in &store.run.evaluations {
+        if pairs.iter().any(|(m, d)| m == &e.model && d == &e.dataset) {
+            datasets.push(e.dataset.clone());
+            datasets.extend(e.views.iter().cloned());
+        }
+    }
+    datasets.extend(pairs.iter().map(|(_, d)| d.clone()));
+    datasets.sort();
+    datasets.dedup();
+    let latest = LatestRun {
+        models: models.iter().map(|m| m.name.clone()).collect(),
+        datasets,
+    };
+    let rows: Vec<(String, String)> = store
+        .evals
+        .iter()
+        .map(|r| (r.model.clone(), r.dataset.clone()))
+        .collect();
+    let kept = kept_from_earlier(&rows, &latest);
+    if store.run.latest_run.as_ref() != Some(&latest) {
+        store.run.latest_run = Some(latest);
+        store.save_run()?;
+    }
+    if !kept.is_empty() {
+        // Printed whatever --progress says: it changes what the fit and reports mean.
+        eprintln!(
+            "kept from earlier runs: {kept}. They are in the fit, plots, reports and gate; \
+             remove a model with `robust-eval prune --results {} --models NAME`",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 /// Fit, plots and reports after a run, then the headline. The evaluation is stored and the
 /// analysis can be redone with `fit`/`plot`/`report`, so one that cannot be made (too few
 /// models, say) is a warning, not a failed run.
 fn analyse_after_run(fit: &FitArgs, json: bool, out: &std::path::Path) {
     match analysis::analyse(out, &settings_of(fit)).and_then(|a| {
         let mut files = a.write_fit()?;
-        files.extend(a.write_plots(fit.labels)?);
+        // A redraw keeps the labels the charts were last drawn with.
+        files.extend(a.write_plots(fit.labels || analysis::labels_kept(out))?);
         files.extend(a.write_reports()?);
         for note in &a.fit.notes {
             eprintln!("note: {note}");
@@ -183,7 +231,20 @@ fn analyse_after_run(fit: &FitArgs, json: bool, out: &std::path::Path) {
             }
         }
         Err(e) => {
-            eprintln!("warning: no fit, plots or report: {e} (evaluation results are stored)")
+            // Too few models to fit: the reports still show the accuracy tables.
+            let reports = analysis::analyse_accuracies(out, &settings_of(fit))
+                .and_then(|a| a.write_reports());
+            match reports {
+                Ok(files) => eprintln!(
+                    "warning: no fit or plots: {e}; the reports ({} files in {}) hold the accuracy \
+                     tables (evaluation results are stored)",
+                    files.len(),
+                    out.display()
+                ),
+                Err(_) => eprintln!(
+                    "warning: no fit, plots or report: {e} (evaluation results are stored)"
+                ),
+            }
         }
     }
 }
@@ -233,6 +294,9 @@ pub fn run_fit(args: FitCommand) -> Result<ExitCode, Error> {
     for note in &a.fit.notes {
         eprintln!("note: {note}");
     }
+    for c in &a.fit.cautions {
+        eprintln!("caution: {c}");
+    }
     if args.json {
         println!("{}", a.fit_json()?);
     } else {
@@ -274,7 +338,11 @@ pub fn run_plot(args: PlotCommand) -> Result<ExitCode, Error> {
 }
 
 pub fn run_report(args: ReportCommand) -> Result<ExitCode, Error> {
-    let a = analysis::analyse(&args.results, &settings_of(&args.fit))?;
+    // Any number of models: the accuracy tables always, the fit and ER where they can be made.
+    let a = analysis::analyse_accuracies(&args.results, &settings_of(&args.fit))?;
+    for c in &a.fit.cautions {
+        eprintln!("caution: {c}");
+    }
     let format: Format = args.format.into();
     let (name, text) = match format {
         Format::Md => ("report.md", a.report(Format::Md)),
@@ -291,6 +359,26 @@ pub fn run_report(args: ReportCommand) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn run_prune(args: PruneArgs) -> Result<ExitCode, Error> {
+    if !args.results.join("evals.csv").is_file() {
+        return Err(Error::Usage(format!(
+            "--results {}: no evals.csv there (is it a results folder?)",
+            args.results.display()
+        )));
+    }
+    let removed = {
+        let mut store = ResultsStore::open_to_write(&args.results)?;
+        store.prune(&args.models)?
+    };
+    for (model, rows) in &removed {
+        println!(
+            "removed {model}: {rows} rows of evals.csv, its predictions and run.json entries"
+        );
+    }
+    analyse_after_run(&args.fit, false, &args.results);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run_gate(args: GateArgs) -> Result<ExitCode, Error> {
     let mut rules = match &args.config {
         Some(path) => gate::Rules::load(path)?,
@@ -304,6 +392,7 @@ pub fn run_gate(args: GateArgs) -> Result<ExitCode, Error> {
     rules.alpha = args.alpha.unwrap_or(rules.alpha);
     rules.ignore_significance |= args.ignore_significance;
     rules.accuracy_only |= args.accuracy_only;
+    rules.allow_missing |= args.allow_missing;
     if !(rules.alpha > 0.0 && rules.alpha < 1.0) {
         return Err(Error::Usage(format!(
             "--alpha {}: must lie between 0 and 1",
@@ -411,8 +500,10 @@ pub fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
 
 pub fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {
     let scan = manifest::scan(args.layout.into(), &args.root, args.ground_truth.as_deref())?;
-    if let (Some(form), Some(gt)) = (scan.form, &args.ground_truth) {
-        eprintln!("ground truth {}: read as {form}", gt.display());
+    match (scan.form, &args.ground_truth) {
+        (Some(form), Some(gt)) => eprintln!("ground truth {}: read as {form}", gt.display()),
+        (Some(form), None) => eprintln!("{}: {form}", args.root.display()),
+        _ => {}
     }
     manifest::write(&scan.rows, &args.out)?;
     eprintln!("wrote {} ({} images)", args.out.display(), scan.rows.len());

@@ -40,6 +40,7 @@ pub fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> ExitCode {
+    robust_eval::input::card::set_assume_imagenet_preprocessing(cli.assume_imagenet_preprocessing);
     let outcome = match cli.command {
         Command::Run(args) => commands::run(args),
         Command::Manifest(args) => commands::build_manifest(args),
@@ -47,6 +48,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Plot(args) => commands::run_plot(args),
         Command::Report(args) => commands::run_report(args),
         Command::Gate(args) => commands::run_gate(args),
+        Command::Prune(args) => commands::run_prune(args),
         Command::Models(args) => commands::run_models(args),
         Command::Bench(args) => commands::run_bench(args),
         Command::Merge(args) => commands::run_merge(args),

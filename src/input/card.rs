@@ -60,6 +60,8 @@ struct RawHead {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawPreprocess {
+    /// `"imagenet"`: the keys not given take the ImageNet defaults, on purpose.
+    defaults: Option<String>,
     resize: Option<u32>,
     crop: Option<u32>,
     interpolation: Option<String>,
@@ -328,9 +330,72 @@ impl ModelCard {
     }
 }
 
-/// The card's `[preprocess]`, each missing key taken from the standard ImageNet preprocessing,
-/// every value checked.
+static ASSUME_IMAGENET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--assume-imagenet-preprocessing`: a bare `.onnx`, or a card's `[preprocess]` lacking keys,
+/// takes the ImageNet defaults for this process instead of being refused.
+pub fn set_assume_imagenet_preprocessing(yes: bool) {
+    ASSUME_IMAGENET.store(yes, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn assume_imagenet() -> bool {
+    ASSUME_IMAGENET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The defaults a model gets with `--assume-imagenet-preprocessing` or `defaults = "imagenet"`.
+pub const IMAGENET_DEFAULTS: &str = "resize 256, crop 224, interpolation \"bilinear\", \
+mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]";
+
+/// The `[preprocess]` keys a card leaves out. A model's preprocessing decides its accuracy
+/// (EfficientNet-Lite with ImageNet's mean and std instead of its own loses ~14 points), so a
+/// default is taken only when the card or the command line says so.
+fn missing_preprocess_keys(p: &RawPreprocess) -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    for (key, given) in [
+        ("resize", p.resize.is_some()),
+        ("crop", p.crop.is_some()),
+        ("interpolation", p.interpolation.is_some()),
+        ("mean", p.mean.is_some()),
+        ("std", p.std.is_some()),
+    ] {
+        if !given {
+            missing.push(key);
+        }
+    }
+    missing
+}
+
+fn check_complete(p: &RawPreprocess, at: &KeyLocator) -> Result<()> {
+    match p.defaults.as_deref() {
+        Some("imagenet") => return Ok(()),
+        Some(other) => {
+            return Err(Error::input(
+                at(Some("preprocess"), "defaults"),
+                format!("unknown defaults `{other}`; the one set is \"imagenet\" ({IMAGENET_DEFAULTS})"),
+            ))
+        }
+        None => {}
+    }
+    let missing = missing_preprocess_keys(p);
+    if missing.is_empty() || assume_imagenet() {
+        return Ok(());
+    }
+    Err(Error::input(
+        at(None, "preprocess"),
+        format!(
+            "[preprocess] does not give {}: a model's preprocessing decides its accuracy, so none \
+             is assumed. Give every key, or add `defaults = \"imagenet\"` to [preprocess] (or pass \
+             --assume-imagenet-preprocessing) to take ImageNet's for the missing ones: {IMAGENET_DEFAULTS}",
+            missing.join(", ")
+        ),
+    ))
+}
+
+/// The card's `[preprocess]`, each missing key taken from the standard ImageNet preprocessing
+/// (where the card or the command line says so: `check_complete`), every value checked.
 fn preprocess_of(p: RawPreprocess, at: &KeyLocator) -> Result<PreprocessSpec> {
+    // Checked first, reported after the values: a wrong value is the more specific error.
+    let complete = check_complete(&p, at);
     let std_spec = PreprocessSpec::imagenet_default();
     let interpolation = match p.interpolation {
         Some(s) => s
@@ -383,6 +448,7 @@ fn preprocess_of(p: RawPreprocess, at: &KeyLocator) -> Result<PreprocessSpec> {
             "every mean must be a finite number",
         ));
     }
+    complete?;
     Ok(preprocess)
 }
 
@@ -735,12 +801,43 @@ pub fn duplicate_name(cards: &[ModelCard]) -> Option<String> {
 }
 
 fn bare_with_warning(onnx: &Path, warn: &mut dyn FnMut(String)) -> Result<ModelCard> {
+    let beside = onnx.with_extension("toml");
+    // Never advise writing over a file that is there: a .toml beside the model that is no card
+    // is a provenance sidecar (or some tool's config), and the card goes under another name.
+    let card_path = if beside.exists() {
+        onnx.with_extension("card.toml")
+    } else {
+        beside.clone()
+    };
+    let sidecar = if beside.exists() {
+        format!(
+            " ({} beside it is not a model card: it has no `onnx` key and no [preprocess], \
+             [input], [output] or [head] table, so it is read as a sidecar and left alone)",
+            beside.display()
+        )
+    } else {
+        String::new()
+    };
+    if !assume_imagenet() {
+        return Err(Error::input(
+            Location::file(onnx),
+            format!(
+                "no model card{sidecar}, so its preprocessing is unknown and none is assumed (a \
+                 model scored with another's preprocessing loses many points without an error). \
+                 Write a card, {}, with onnx = \"{}\" and a full [preprocess]; or pass \
+                 --assume-imagenet-preprocessing to use ImageNet's: {IMAGENET_DEFAULTS}, 1000 classes",
+                card_path.display(),
+                onnx.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            ),
+        ));
+    }
     let card = ModelCard::bare(onnx)?;
     warn(format!(
-        "{} has no model card; assuming the standard ImageNet preprocessing (resize 256, crop 224, bilinear, \
-         mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]) and 1000 classes. Write {} to say otherwise.",
+        "{} has no model card{sidecar}; assuming ImageNet's preprocessing as \
+         --assume-imagenet-preprocessing says ({IMAGENET_DEFAULTS}) and 1000 classes. Write {} to \
+         give its own.",
         onnx.display(),
-        onnx.with_extension("toml").display()
+        card_path.display()
     ));
     Ok(card)
 }
@@ -756,6 +853,8 @@ mod tests {
     use super::*;
 
     fn card(text: &str) -> Result<ModelCard> {
+        // These cards test other fields; refusing partial [preprocess] is tested through the binary.
+        set_assume_imagenet_preprocessing(true);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("m.onnx"), b"").unwrap();
         let file = dir.path().join("m.toml");
@@ -765,7 +864,7 @@ mod tests {
 
     #[test]
     fn full_card_and_defaults() {
-        let c = card("name = \"r50\"\nonnx = \"m.onnx\"\n[preprocess]\ninterpolation = \"bicubic\"\n[output]\nnum_classes = 1001\noffset = 1\n").unwrap();
+        let c = card("name = \"r50\"\nonnx = \"m.onnx\"\n[preprocess]\ndefaults = \"imagenet\"\ninterpolation = \"bicubic\"\n[output]\nnum_classes = 1001\noffset = 1\n").unwrap();
         assert_eq!(c.name, "r50");
         assert_eq!(c.group, "standard");
         assert_eq!(c.preprocess.resize, 256);

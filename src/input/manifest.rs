@@ -246,6 +246,8 @@ pub enum GroundTruthForm {
     Csv,
     /// The devkit's `ILSVRC2012_validation_ground_truth.txt`: one ILSVRC2012_ID per line.
     Devkit,
+    /// No ground-truth file: flat files whose names begin with their wnid (`n01440764_*.JPEG`).
+    WnidFileNames,
 }
 
 impl std::fmt::Display for GroundTruthForm {
@@ -254,6 +256,9 @@ impl std::fmt::Display for GroundTruthForm {
             GroundTruthForm::Csv => "CSV of image id and label (LOC_val_solution.csv form)",
             GroundTruthForm::Devkit => {
                 "devkit ground truth (one ILSVRC2012_ID per line, devkit synset order)"
+            }
+            GroundTruthForm::WnidFileNames => {
+                "labels taken from the file names, which begin with their class's wnid (n01440764_*.JPEG)"
             }
         })
     }
@@ -281,7 +286,15 @@ pub fn scan(layout: Layout, root: &Path, ground_truth: Option<&Path>) -> Result<
             form = Some(read);
             rows
         }
-        (Layout::Imagenet | Layout::ImagenetSketch | Layout::ImagenetR | Layout::ImagenetA, _) => {
+        (Layout::Imagenet, None) => match class_folders(root, |name| wnid_folder(root, name))? {
+            rows if rows.is_empty() => {
+                let rows = flat_wnid_named(root)?;
+                form = Some(GroundTruthForm::WnidFileNames);
+                rows
+            }
+            rows => rows,
+        },
+        (Layout::ImagenetSketch | Layout::ImagenetR | Layout::ImagenetA, _) => {
             class_folders(root, |name| wnid_folder(root, name))?
         }
         (Layout::ImagenetV2, _) => v2_folders(root)?,
@@ -294,6 +307,60 @@ pub fn scan(layout: Layout, root: &Path, ground_truth: Option<&Path>) -> Result<
         )));
     }
     Ok(Scan { rows, form })
+}
+
+/// The wnid a file name begins with (`n01440764_tench.JPEG`, `n01440764.jpg`), if it is one
+/// of ImageNet's.
+fn leading_wnid(name: &str) -> Option<&str> {
+    let wnid = name.get(..9)?;
+    let next = name[9..].chars().next()?;
+    (matches!(next, '_' | '.' | '-') && labels::imagenet().index_of(wnid).is_some()).then_some(wnid)
+}
+
+/// Flat ImageNet files with no ground truth given: each labelled by the wnid its name begins
+/// with, when every image's does. Otherwise the files seen are named, with --ground-truth.
+fn flat_wnid_named(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let images: Vec<PathBuf> = sorted_dir(root)?
+        .into_iter()
+        .filter(|f| f.is_file() && is_image(f))
+        .collect();
+    let name = |f: &PathBuf| {
+        f.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let unlabelled: Vec<&PathBuf> = images
+        .iter()
+        .filter(|f| leading_wnid(&name(f)).is_none())
+        .collect();
+    if images.is_empty() || !unlabelled.is_empty() {
+        let seen = if images.is_empty() {
+            "no wnid folders and no image files at the top level".to_string()
+        } else {
+            format!(
+                "no wnid folders; {} image files at the top level, {} of them not named after a \
+                 wnid (e.g. {})",
+                images.len(),
+                unlabelled.len(),
+                unlabelled
+                    .iter()
+                    .take(3)
+                    .map(|f| name(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        return Err(Error::Usage(format!(
+            "no labelled images found under {}: {seen}. Give wnid folders (n01440764/...), files \
+             named <wnid>_*.JPEG, or flat files with --ground-truth FILE (LOC_val_solution.csv, a \
+             `file,label` CSV, or the devkit's {DEVKIT_GROUND_TRUTH})",
+            root.display()
+        )));
+    }
+    Ok(images
+        .into_iter()
+        .map(|f| (leading_wnid(&name(&f)).unwrap_or_default().to_string(), f))
+        .collect())
 }
 
 fn wnid_folder(root: &Path, name: &str) -> Result<Option<String>> {

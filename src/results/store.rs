@@ -132,6 +132,74 @@ pub struct RunInfo {
     /// Absent when there are none, so such runs' run.json is as before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub models: BTreeMap<String, ModelInfo>,
+    /// What the latest `run` into this folder evaluated or found up to date: anything else the
+    /// folder holds was kept from earlier runs, and the analysis says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_run: Option<LatestRun>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct LatestRun {
+    pub models: Vec<String>,
+    pub datasets: Vec<String>,
+}
+
+/// What a folder holds beyond its latest run: models, and datasets of its models, each with
+/// the number of evals.csv rows.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Kept {
+    pub models: Vec<(String, usize)>,
+    pub datasets: Vec<(String, usize)>,
+}
+
+impl Kept {
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty() && self.datasets.is_empty()
+    }
+}
+
+impl std::fmt::Display for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |items: &[(String, usize)]| {
+            items
+                .iter()
+                .map(|(name, rows)| format!("{name} ({rows} rows)"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut parts = Vec::new();
+        if !self.models.is_empty() {
+            parts.push(format!("models {}", list(&self.models)));
+        }
+        if !self.datasets.is_empty() {
+            parts.push(format!("datasets {}", list(&self.datasets)));
+        }
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
+/// The rows of `evals` outside `latest`: models it did not evaluate, and, for its own models,
+/// datasets it did not evaluate (view rows `a@b` count with their dataset `b`'s pair).
+pub fn kept_from_earlier(evals: &[(String, String)], latest: &LatestRun) -> Kept {
+    let mut kept = Kept::default();
+    let bump = |list: &mut Vec<(String, usize)>, name: &str| match list
+        .iter_mut()
+        .find(|(n, _)| n == name)
+    {
+        Some((_, rows)) => *rows += 1,
+        None => list.push((name.to_string(), 1)),
+    };
+    for (model, dataset) in evals {
+        if !latest.models.contains(model) {
+            bump(&mut kept.models, model);
+            continue;
+        }
+        let base = dataset.split('@').nth(1).unwrap_or(dataset);
+        if !latest.datasets.iter().any(|d| d == dataset || d == base) {
+            bump(&mut kept.datasets, dataset);
+        }
+    }
+    kept
 }
 
 /// What run.json keeps of a model's card for analysis: its `[intervention]`.
@@ -451,6 +519,57 @@ impl ResultsStore {
             &self.dir.join("failures.csv"),
             &csv_bytes(&self.failures, FAILURES_HEADER)?,
         )
+    }
+
+    /// Remove models from the folder: their run.json entries first (so run.json never vouches
+    /// for rows that are gone), then their evals.csv and failures.csv rows, then their
+    /// predictions. Each file is replaced atomically under the writer lock (open the store with
+    /// `open_to_write`); a prune killed part way leaves rows no run.json vouches for, which the
+    /// same prune run again removes. Returns the evals.csv rows removed per model.
+    pub fn prune(&mut self, models: &[String]) -> Result<Vec<(String, usize)>> {
+        if self.lock.is_none() {
+            return Err(Error::Other(
+                "a results folder is pruned only under its writer lock".into(),
+            ));
+        }
+        let held = |m: &String| {
+            self.evals.iter().any(|r| &r.model == m)
+                || self.run.evaluations.iter().any(|e| &e.model == m)
+                || self.failures.iter().any(|f| &f.model == m)
+        };
+        if let Some(unknown) = models.iter().find(|m| !held(m)) {
+            let mut names: Vec<&str> = self.evals.iter().map(|r| r.model.as_str()).collect();
+            names.sort();
+            names.dedup();
+            return Err(Error::Usage(format!(
+                "--models {unknown}: {} holds no model `{unknown}` (models: {})",
+                self.dir.display(),
+                names.join(", ")
+            )));
+        }
+        let removed: Vec<(String, usize)> = models
+            .iter()
+            .map(|m| (m.clone(), self.evals.iter().filter(|r| &r.model == m).count()))
+            .collect();
+        self.run.evaluations.retain(|e| !models.contains(&e.model));
+        for m in models {
+            self.run.models.remove(m);
+        }
+        if let Some(latest) = &mut self.run.latest_run {
+            latest.models.retain(|m| !models.contains(m));
+        }
+        self.save_run()?;
+        self.evals.retain(|r| !models.contains(&r.model));
+        self.failures.retain(|f| !models.contains(&f.model));
+        self.save_tables()?;
+        for m in models {
+            // A name from run.json or evals.csv that could leave predictions/ names no folder of ours.
+            let folder = self.dir.join("predictions").join(m);
+            if crate::input::is_safe_name(m) && folder.is_dir() {
+                std::fs::remove_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+            }
+        }
+        Ok(removed)
     }
 
     pub fn save_run(&self) -> Result<()> {
