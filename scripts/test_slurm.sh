@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The Slurm tier: a real single-node Slurm (Debian's slurm-wlm and munge, installed with apt-get
 # when missing) started by this script in a temporary folder, with its own config, ports and munge
-# socket (nothing under /etc is changed). The demo suite is submitted as a 3-task array plus the
-# dependent merge through `robust-eval slurm --submit`; once both jobs have left the queue, one
+# socket (nothing under /etc is changed). The node has one GPU as Slurm sees it (GresTypes=gpu,
+# Gres=gpu:1, gres.conf `Name=gpu File=/dev/null`), so Slurm validates and allocates GPU requests
+# as a GPU cluster does. From a folder whose name holds what sbatch's parser treats specially
+# (`'`, `#`, `%`, blanks), the demo suite is submitted as a 3-task array with --gpus-per-task 1
+# plus the dependent merge through `robust-eval slurm --submit`; Slurm's record of the jobs must
+# hold the folder and the job name unchanged. Once both jobs have left the queue, one
 # task is run again by Slurm (`scontrol requeue`, as after preemption) and must resume its shard
 # without evaluating anything; then the merged folder must equal a single run's: evals.csv
 # (without the timing columns seconds and images_per_s), every predictions file byte for byte,
@@ -39,6 +43,10 @@ fi
 
 tmp=$(mktemp -d /tmp/robust-eval-slurm.XXXXXX)
 chmod 755 "$tmp"
+# The folder the study is submitted from, and its results folder.
+study="$tmp/it's study #1 50%"
+out="$study/sharded out"
+mkdir -p "$study"
 state=$tmp/slurm
 mkdir -p "$state/ctld" "$state/spool" "$state/munge"
 chmod 711 "$state/munge"
@@ -93,13 +101,16 @@ SlurmctldPidFile=$state/slurmctld.pid
 SlurmdPidFile=$state/slurmd.pid
 SlurmctldLogFile=$state/slurmctld.log
 SlurmdLogFile=$state/slurmd.log
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
+GresTypes=gpu
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
+# One GPU Slurm can count and allocate, with no device behind it: the jobs run on the CPU.
+echo "NodeName=$host Name=gpu File=/dev/null" >"$state/gres.conf"
 
 logs() {
   local f
-  for f in "$state"/*.log "$state"/munge/*.log "$tmp"/sharded\ out/slurm/*.out; do
+  for f in "$state"/*.log "$state"/munge/*.log "$out"/slurm/*.out; do
     [ -f "$f" ] || continue
     echo "----- $f"
     tail -n 60 "$f"
@@ -130,11 +141,21 @@ echo "test_slurm: Slurm $(sinfo -V | awk '{ print $2 }') is up: node $host, $cpu
 # test's own cache, by three tasks at once.
 export ROBUST_EVAL_CACHE=$tmp/cache
 run_args=(--suite demo --threads 1 --loader-threads 1 --progress none)
-"$bin" slurm --shards 3 --cpus-per-task 1 --job-name "robust-eval test" --submit --json \
-  -- "${run_args[@]}" --out "$tmp/sharded out" >"$tmp/submitted.json" || fail "robust-eval slurm --submit failed"
+job_name="robust-eval test #1 it's"
+(cd "$study" && exec "$bin" slurm --shards 3 --cpus-per-task 1 --gpus-per-task 1 --job-name "$job_name" \
+  --submit --json -- "${run_args[@]}" --out "sharded out") >"$tmp/submitted.json" \
+  || fail "robust-eval slurm --submit failed"
 jobs=$(python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))["submitted"]; print(s["array_job"], s["merge_job"])' "$tmp/submitted.json")
 read -r array merge <<<"$jobs"
-echo "test_slurm: submitted array job $array and merge job $merge"
+echo "test_slurm: submitted array job $array and merge job $merge from '$study'"
+# Slurm read every #SBATCH value as written: the folder, the job name, one GPU per task.
+record=$(scontrol show job "$array")
+echo "$record" >"$tmp/array-record.txt"
+grep -qxF "   WorkDir=$study" <<<"$record" || fail "Slurm's WorkDir is not '$study': $record"
+grep -qF "JobName=$job_name"$'\n' <<<"$record"$'\n' || fail "Slurm's JobName is not '$job_name': $record"
+grep -qE "TresPerTask=(gres:|gres/)?gpu:1" <<<"$record" || fail "the array tasks asked for no GPU per task: $record"
+# The log path's own `%` is written `%%` (Slurm expands `%a`); scontrol shows it unexpanded, so the
+# logs are checked where they land: shard-1.out in "$out/slurm" below.
 
 for _ in $(seq 600); do
   [ -z "$(squeue -h -j "$array,$merge" -o %i 2>/dev/null)" ] && break
@@ -145,12 +166,12 @@ states=$(scontrol -o show job "$array" | grep -o 'JobState=[A-Z_]*' | sort | uni
 echo "test_slurm: array tasks: $(echo $states)"
 [ "$(scontrol -o show job "$array" | grep -c 'JobState=COMPLETED')" = 3 ] || fail "not every array task completed"
 scontrol -o show job "$merge" | grep -q 'JobState=COMPLETED' || fail "the merge job did not complete"
-shards=$(cd "$tmp/sharded out/shards" && echo *)
+shards=$(cd "$out/shards" && echo *)
 [ "$shards" = "0-of-3 1-of-3 2-of-3" ] || fail "expected shard folders 0-of-3 1-of-3 2-of-3, found: $shards"
 
 # A task the scheduler runs again (as after preemption: `scontrol requeue`) resumes its shard:
 # every pair up to date, nothing evaluated, the shard's files unchanged.
-shard1=$tmp/sharded\ out/shards/1-of-3
+shard1=$out/shards/1-of-3
 cp -r "$shard1" "$tmp/shard1-before"
 scontrol requeue "${array}_1" || fail "scontrol requeue ${array}_1 failed"
 for _ in $(seq 300); do
@@ -158,7 +179,7 @@ for _ in $(seq 300); do
   sleep 1
 done
 scontrol -o show job "${array}_1" | grep -q 'JobState=COMPLETED' || fail "the requeued task did not complete"
-log1=$tmp/sharded\ out/slurm/shard-1.out
+log1=$out/slurm/shard-1.out
 grep -q 'attempt 2' "$log1" || fail "shard 1's log has no second attempt"
 resumed=$(grep 'pairs evaluated' "$log1" | tail -n 1)
 [[ "$resumed" =~ ^0\ pairs\ evaluated,\ [1-9][0-9]*\ up\ to\ date ]] \
@@ -168,7 +189,7 @@ cmp "$tmp/shard1-before/evals.csv" "$shard1/evals.csv" || fail "the requeued sha
 echo "test_slurm: requeued task ${array}_1 resumed its shard: ${resumed%%;*}"
 
 "$bin" run "${run_args[@]}" --out "$tmp/single" >"$tmp/single.log" 2>&1 || { cat "$tmp/single.log"; fail "the single run failed"; }
-python3 - "$tmp/single/evals.csv" "$tmp/sharded out/evals.csv" <<'EOF' || fail "evals.csv differs"
+python3 - "$tmp/single/evals.csv" "$out/evals.csv" <<'EOF' || fail "evals.csv differs"
 import csv, sys
 def rows(path):
     with open(path, newline="") as f:
@@ -183,8 +204,8 @@ if single != merged:
     sys.exit(f"{len(single)} rows in one run, {len(merged)} merged")
 print(f"test_slurm: evals.csv: {len(single) - 1} rows equal (timings aside)")
 EOF
-diff -r "$tmp/single/predictions" "$tmp/sharded out/predictions" || fail "the predictions differ"
+diff -r "$tmp/single/predictions" "$out/predictions" || fail "the predictions differ"
 echo "test_slurm: predictions: $(find "$tmp/single/predictions" -type f | wc -l) files byte-identical"
-cmp "$tmp/single/fit.json" "$tmp/sharded out/fit.json" || fail "fit.json differs"
+cmp "$tmp/single/fit.json" "$out/fit.json" || fail "fit.json differs"
 echo "test_slurm: fit.json identical"
 echo "slurm tier: passed"

@@ -104,6 +104,7 @@ fn slurm_scripts_hold_the_array_and_pass_every_argument_unchanged() {
         "#SBATCH --mem=16G".into(),
         "#SBATCH --qos=high".into(),
         "#SBATCH --requeue".into(),
+        "#SBATCH --ntasks=1".into(),
         format!(
             "#SBATCH --chdir={}",
             dir.path().canonicalize().unwrap().display()
@@ -313,7 +314,7 @@ fn run_arguments_are_checked_before_anything_is_written() {
             "--shards",
             "2",
             "--job-name",
-            "a\"b",
+            "two\nlines",
             "--",
             "--suite",
             "demo",
@@ -322,7 +323,9 @@ fn run_arguments_are_checked_before_anything_is_written() {
         .arg(&out)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("cannot hold the character '\"'"));
+        .stderr(predicate::str::contains(
+            "--job-name \"two\\nlines\": it holds the control character '\\n'",
+        ));
     assert!(!out.exists() && std::fs::read_dir(dir.path()).unwrap().next().is_none());
 }
 
@@ -372,9 +375,11 @@ fn kubernetes_manifests_are_an_indexed_job_and_a_merge_on_one_volume() {
         ])
         .assert()
         .success()
-        .stdout(predicate::str::contains(
-            "kubectl wait --for=condition=complete --timeout=-1s job/nightly",
-        ));
+        .stdout(predicate::str::contains(format!(
+            "bash {}",
+            manifests.join("run.sh").display()
+        )))
+        .stdout(predicate::str::contains("Kubernetes 1.29 or later"));
 
     let job = yaml_as_json(&manifests.join("shards.yaml"));
     assert_eq!(job["apiVersion"], "batch/v1");
@@ -384,6 +389,14 @@ fn kubernetes_manifests_are_an_indexed_job_and_a_merge_on_one_volume() {
     assert_eq!(spec["completionMode"], "Indexed");
     assert_eq!(spec["completions"], 5);
     assert_eq!(spec["parallelism"], 5);
+    assert_eq!(spec["maxFailedIndexes"], 0, "the first failed index fails the Job");
+    let rules = spec["podFailurePolicy"]["rules"].as_array().unwrap();
+    assert_eq!(rules[0]["action"], "FailIndex");
+    assert_eq!(rules[0]["onExitCodes"]["values"], serde_json::json!([2]));
+    assert_eq!(
+        rules[1]["onPodConditions"][0],
+        serde_json::json!({ "type": "DisruptionTarget", "status": "True" })
+    );
     let pod = &spec["template"]["spec"];
     assert_eq!(pod["restartPolicy"], "Never");
     assert_eq!(
@@ -433,6 +446,136 @@ fn kubernetes_manifests_are_an_indexed_job_and_a_merge_on_one_volume() {
     );
     assert_eq!(mc["workingDir"], "/data");
     assert!(mc["resources"]["limits"].get("nvidia.com/gpu").is_none());
+}
+
+/// Every Kubernetes the manifests claim (1.29 on) whose API schema `kubernetes-validate` bundles.
+const KUBERNETES_VERSIONS: [&str; 9] = [
+    "1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0",
+];
+
+#[test]
+fn kubernetes_manifests_pass_the_api_schema_of_every_supported_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("k8s");
+    bin()
+        .args(["kubernetes", "--shards", "3", "--image", "r/robust-eval:1"])
+        .args(["--volume-claim", "evals", "--mount", "/data", "--gpus", "1"])
+        .args(["--cpus", "500m", "--memory", "8Gi", "--dir"])
+        .arg(&manifests)
+        .args(["--", "--suite", "demo", "--out", "results/x", "--baseline", AWKWARD])
+        .assert()
+        .success();
+    for version in KUBERNETES_VERSIONS {
+        let output = Command::new(python())
+            .args(["-m", "kubernetes_validate", "--strict", "-k", version])
+            .arg(manifests.join("shards.yaml"))
+            .arg(manifests.join("merge.yaml"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "Kubernetes {version}'s schema refuses the manifests (scripts/setup.sh --test installs \
+             kubernetes-validate):\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// A stand-in kubectl: `get` prints the Job condition named in $STATE_<job> (dashes as
+/// underscores), every call is logged to $KUBECTL_LOG.
+fn fake_kubectl(dir: &Path) -> std::path::PathBuf {
+    let bin_dir = dir.join("fake-bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    executable(
+        &bin_dir.join("kubectl"),
+        "#!/bin/bash\necho \"$*\" >> \"$KUBECTL_LOG\"\nif [ \"$1\" = get ]; then\n  \
+         job=${2#job/}; var=STATE_${job//-/_}; echo \"${!var:-}\"\nfi\n",
+    );
+    bin_dir
+}
+
+#[test]
+fn kubernetes_run_script_reports_a_failed_index_at_once_and_merges_after_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("k8s");
+    bin()
+        .args(["kubernetes", "--shards", "2", "--image", "i", "--volume-claim", "v"])
+        .args(["--name", "nightly", "--dir"])
+        .arg(&manifests)
+        .args(["--", "--suite", "demo", "--out", "r"])
+        .assert()
+        .success();
+    let script = manifests.join("run.sh");
+    bash_n(&script);
+    let bin_dir = fake_kubectl(dir.path());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = dir.path().join("kubectl.log");
+    let run = |shards_state: &str| {
+        let _ = std::fs::remove_file(&log);
+        let output = Command::new("bash")
+            .arg(&script)
+            .env("PATH", &path)
+            .env("KUBECTL_LOG", &log)
+            .env("POLL_SECONDS", "0")
+            .env("STATE_nightly", shards_state)
+            .env("STATE_nightly_merge", "Complete")
+            .output()
+            .unwrap();
+        (output, std::fs::read_to_string(&log).unwrap_or_default())
+    };
+    // Both conditions are watched: a failed index ends the wait at the first look.
+    let (failed, calls) = run("FailureTarget Failed");
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("job/nightly failed") && stderr.contains("kubectl delete job/nightly"),
+        "{stderr}"
+    );
+    assert_eq!(calls.matches("get job/nightly").count(), 1, "{calls}");
+    assert!(!calls.contains("merge.yaml"), "no merge after a failure: {calls}");
+    // Success: the shards, then the merge, each waited for.
+    let (ok, calls) = run("SuccessCriteriaMet Complete");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let order: Vec<&str> = calls.lines().collect();
+    assert!(order[0].starts_with("apply -f ") && order[0].ends_with("shards.yaml"), "{calls}");
+    assert!(order[1].starts_with("get job/nightly "), "{calls}");
+    assert!(order[2].ends_with("merge.yaml"), "{calls}");
+    assert!(order[3].starts_with("get job/nightly-merge "), "{calls}");
+}
+
+#[test]
+fn kubernetes_refuses_results_or_engines_outside_the_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("k8s");
+    for (run_args, message) in [
+        (vec!["--out", "/tmp/results"], "--out /tmp/results"),
+        (vec!["--out", "../results"], "--out ../results"),
+        (vec!["--out", "r", "--trt-cache", "/cache"], "--trt-cache /cache"),
+    ] {
+        bin()
+            .args(["kubernetes", "--shards", "2", "--image", "i", "--volume-claim", "v"])
+            .args(["--mount", "/data", "--dir"])
+            .arg(&manifests)
+            .args(["--", "--suite", "demo"])
+            .args(&run_args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(message))
+            .stderr(predicate::str::contains("outside the volume mounted at /data"));
+        assert!(!manifests.exists(), "nothing written for {run_args:?}");
+    }
+    bin()
+        .args(["kubernetes", "--shards", "2", "--image", "i", "--volume-claim", "v"])
+        .args(["--mount", "/data", "--dir"])
+        .arg(&manifests)
+        .args(["--", "--suite", "demo", "--out", "/data/r", "--trt-cache", "cache"])
+        .assert()
+        .success();
 }
 
 #[test]

@@ -413,3 +413,178 @@ fn a_hand_edited_shard_is_refused_not_followed() {
         predicate::str::contains("0-of-1/run.json").and(predicate::str::contains("shard 5 of 1")),
     );
 }
+
+/// The scoring suite's ImageNet set alone (7 images, one model): one cell of 7 rows.
+fn one_cell_run(dir: &Path) -> assert_cmd::Command {
+    let mut cmd = scoring_run(dir);
+    cmd.args(["--datasets", "imagenet"]);
+    cmd
+}
+
+/// 2,000 shards, merged under `ulimit -n 256`: merge holds no shard's file open beyond the one it
+/// reads, so its file descriptors do not grow with the shards. The 7 shards with a row of work
+/// are run; the 1,993 empty ones are one empty shard's folder, as `run` wrote it, under each
+/// index (only the index differs between them).
+#[test]
+fn thousands_of_shards_merge_under_a_low_file_limit() {
+    use robust_eval::engine::shard::{assign, Shard};
+    const COUNT: usize = 2000;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    scoring_suite(dir);
+    let out = dir.join("sharded");
+    let busy: Vec<usize> = (0..COUNT)
+        .filter(|&i| assign(&[(1, 7)], Shard::new(i, COUNT).unwrap())[0].is_some())
+        .collect();
+    assert_eq!(busy.len(), 7, "one shard per row: {busy:?}");
+    let empty = (0..COUNT).find(|i| !busy.contains(i)).unwrap();
+    for &i in busy.iter().chain([&empty]) {
+        one_cell_run(dir)
+            .arg("--out")
+            .arg(&out)
+            .args(["--shard", &format!("{i}/{COUNT}")])
+            .assert()
+            .success();
+    }
+    let template = out.join(format!("shards/{empty}-of-{COUNT}"));
+    let mut run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(template.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["shard"]["assigned"], serde_json::json!([]), "shard {empty} is empty");
+    for i in (0..COUNT).filter(|i| !busy.contains(i) && *i != empty) {
+        let folder = out.join(format!("shards/{i}-of-{COUNT}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        for entry in std::fs::read_dir(&template).unwrap().flatten() {
+            if entry.file_type().unwrap().is_file() && entry.file_name() != "run.json" {
+                std::fs::copy(entry.path(), folder.join(entry.file_name())).unwrap();
+            }
+        }
+        run["shard"]["index"] = serde_json::json!(i);
+        std::fs::write(folder.join("run.json"), run.to_string()).unwrap();
+    }
+    let status = std::process::Command::new("bash")
+        .args(["-c", "ulimit -n 256 && exec \"$0\" merge \"$1\" --json >/dev/null"])
+        .arg(assert_cmd::cargo::cargo_bin("robust-eval"))
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "merge of {COUNT} shards under ulimit -n 256");
+    let single = dir.join("single");
+    one_cell_run(dir).arg("--out").arg(&single).assert().success();
+    assert_same_results(&single, &out, &format!("{COUNT} shards"));
+    let merged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(merged["shards"].as_array().unwrap().len(), COUNT);
+}
+
+/// Every probe image of the suite moved away (`hide`) or back: a node missing the data's mount.
+fn move_images(data: &Path, hide: bool) {
+    for file in files_under(data) {
+        let name = file.to_string_lossy().into_owned();
+        let (from, to) = if hide {
+            (name.clone(), format!("{name}.away"))
+        } else {
+            match name.strip_suffix(".away") {
+                Some(back) => (name.clone(), back.to_string()),
+                None => continue,
+            }
+        };
+        if hide && !name.ends_with(".png") {
+            continue;
+        }
+        std::fs::rename(data.join(from), data.join(to)).unwrap();
+    }
+}
+
+/// A shard whose images all failed (the data's mount missing on its node) stored parts that
+/// scored nothing; run again with the images back, it evaluates those parts again, as a single
+/// run retries a pair that scored nothing, and the merge equals one run.
+#[test]
+fn a_shard_part_that_scored_nothing_is_retried() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    scoring_suite(dir);
+    let out = dir.join("sharded");
+    let shard = |i: usize| {
+        scoring_run(dir)
+            .arg("--out")
+            .arg(&out)
+            .args(["--shard", &format!("{i}/2")])
+            .assert()
+    };
+    shard(0).success();
+    move_images(&dir.join("data"), true);
+    // Exit 1 or 0, as its failures pass --allow-failures or not: its parts are stored either way.
+    let code = shard(1).get_output().status.code();
+    assert!(matches!(code, Some(0 | 1)), "{code:?}");
+    let failures = std::fs::read_to_string(out.join("shards/1-of-2/failures.csv")).unwrap();
+    assert!(failures.lines().count() > 1, "shard 1 failed its images: {failures}");
+    move_images(&dir.join("data"), false);
+    let parts = evaluations(&out.join("shards/1-of-2")).len();
+    shard(1)
+        .success()
+        .stdout(predicate::str::contains(format!("{parts} pairs evaluated, 0 up to date")));
+    // Run again, it is up to date: the retry is for parts that scored nothing only.
+    shard(1)
+        .success()
+        .stdout(predicate::str::contains(format!("0 pairs evaluated, {parts} up to date")));
+    merge(&out).assert().success();
+    let single = dir.join("single");
+    scoring_run(dir).arg("--out").arg(&single).assert().success();
+    assert_same_results(&single, &out, "after the retried shard");
+}
+
+/// Shards of different builds or result-changing settings are refused, naming both values, and
+/// the merged folder is left as it was.
+#[test]
+fn shards_of_different_builds_or_settings_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    scoring_suite(dir);
+    let out = dir.join("sharded");
+    let shard = |i: usize, batch: &str, extra: &[&str]| {
+        bin()
+            .args(["run", "--suite"])
+            .arg(dir.join("suite.toml"))
+            .arg("--models")
+            .arg(dir.join("models"))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .args(["--provider", "cpu", "--progress", "plain", "--datasets", "imagenet"])
+            .args(["--batch-size", batch])
+            .arg("--out")
+            .arg(&out)
+            .args(["--shard", &format!("{i}/2")])
+            .args(extra)
+            .assert()
+            .success()
+    };
+    shard(0, "2", &[]);
+    shard(1, "3", &[]);
+    merge(&out).assert().code(2).stderr(
+        predicate::str::contains("batch size `2` and shard 1-of-2 `3`")
+            .and(predicate::str::contains("1-of-2/run.json")),
+    );
+    assert!(!out.join("evals.csv").exists(), "nothing merged");
+
+    shard(1, "2", &["--force"]);
+    let run_json = out.join("shards/1-of-2/run.json");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&run_json).unwrap()).unwrap();
+    let build = run["build"].as_str().unwrap().to_string();
+    assert!(
+        build.starts_with("robust-eval ") && build.contains("binary sha256 "),
+        "{build}"
+    );
+    assert!(!run["onnxruntime_version"].as_str().unwrap().is_empty());
+    let other = build.replace("binary sha256 ", "binary sha256 0");
+    std::fs::write(
+        &run_json,
+        std::fs::read_to_string(&run_json).unwrap().replace(&build, &other),
+    )
+    .unwrap();
+    merge(&out).assert().code(2).stderr(
+        predicate::str::contains(format!("robust-eval build `{build}` and shard 1-of-2 with `{other}`"))
+            .and(predicate::str::contains("1-of-2/run.json")),
+    );
+    assert!(!out.join("evals.csv").exists(), "nothing merged");
+}

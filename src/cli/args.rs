@@ -315,7 +315,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub trt_cache: Option<PathBuf>,
 
-    /// Images that may fail to load before the exit status is 1.
+    /// Images that may fail to load before the exit status is 1: the images of the pairs this
+    /// run evaluated that could not be read, each (dataset, manifest row) counted once however
+    /// many models or preprocessings read it. `merge` counts by the same rule.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub allow_failures: u64,
 
@@ -408,8 +410,9 @@ pub struct MergeArgs {
     #[arg(long, value_name = "DIR", num_args = 1..)]
     pub shards: Vec<PathBuf>,
 
-    /// Images of the whole run (each counted once) that may fail to load before the exit status
-    /// is 1, as `run --allow-failures` for one run; each shard checked only its own.
+    /// Images that may fail to load before the exit status is 1, counted as `run` counts them
+    /// for one run: each (dataset, manifest row) of the merged pairs that could not be read,
+    /// once. Each shard checked only its own.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub allow_failures: u64,
 

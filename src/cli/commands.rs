@@ -95,7 +95,8 @@ fn run_settings(args: &RunArgs, suite: &Suite) -> Result<RunSettings, Error> {
     };
     // A shard's own folder, TensorRT cache included: ONNX Runtime writes engines in place, so
     // shards sharing a cache could read one another's half-written engine. A shard builds only
-    // the engines of the models it has work for.
+    // the engines of the models it has work for; finished engines are shared with the other
+    // shards through <out>/tensorrt-cache (`shared_engines`).
     let out = match shard {
         Some(shard) => shard.folder(&results_folder(args, suite)),
         None => results_folder(args, suite),
@@ -809,19 +810,32 @@ pub fn run_kubernetes(args: KubernetesArgs) -> Result<ExitCode, Error> {
         memory: args.memory,
         retries: args.retries,
     };
+    // The folders the pods write must be on the claim: checked before anything is written.
+    kubernetes::check_on_volume("--out", &run.out, &options.mount)?;
+    let line = std::iter::once("robust-eval run").chain(args.run.iter().map(String::as_str));
+    if let Some(cache) = RunCommandLine::try_parse_from(line)
+        .ok()
+        .and_then(|p| p.run.trt_cache)
+    {
+        kubernetes::check_on_volume("--trt-cache", &cache, &options.mount)?;
+    }
     let manifests = kubernetes::write(&run, &options, &dir)?;
-    let commands = kubernetes::commands(&manifests, &options);
+    let commands = kubernetes::commands(&manifests);
     if args.json {
         let json = serde_json::json!({ "manifests": manifests, "commands": commands });
         println!("{}", to_json(&json)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "wrote {} ({} indexed completions) and {}\nrun them with:\n  {}",
+        "wrote {} ({} indexed completions), {} and {}\n\
+         run them with (Kubernetes {} or later; it applies the shards, waits until they complete \
+         or one fails, then merges):\n  {}",
         manifests.shards.display(),
         run.shards,
         manifests.merge.display(),
-        commands.join(" &&\n  ")
+        manifests.script.display(),
+        kubernetes::MIN_KUBERNETES,
+        commands.join("\n  ")
     );
     Ok(ExitCode::SUCCESS)
 }

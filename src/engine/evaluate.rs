@@ -327,6 +327,7 @@ fn open_store(suite: &Suite, settings: &RunSettings, rt: &Runtime) -> Result<Res
     let mut store = ResultsStore::open_to_write(&settings.out)?;
     store.run.tool = "robust-eval".into();
     store.run.tool_version = env!("CARGO_PKG_VERSION").into();
+    store.run.build = crate::results::store::build_identity(&settings.out)?;
     store.run.suite = suite.name.clone();
     store.run.id = suite.id.clone();
     store.run.baseline = suite.baseline.clone().unwrap_or_default();
@@ -548,6 +549,7 @@ pub fn run(
         store.run.shard = Some(shard_plan(shard, models, &groups, &plans, &rows));
         store.save_run()?;
     }
+    let mut failed: std::collections::BTreeSet<(usize, usize)> = Default::default();
     let mut pending = pending_pairs(
         models,
         &keys,
@@ -597,8 +599,8 @@ pub fn run(
                 pool: &pool,
                 progress,
             };
-            summary.failed_images +=
-                evaluate_group(&context, &mut members, &mut sessions, &mut store)?;
+            let failed_rows = evaluate_group(&context, &mut members, &mut sessions, &mut store)?;
+            failed.extend(failed_rows.into_iter().map(|r| (p, r)));
             for member in &members {
                 summary
                     .evaluated
@@ -606,6 +608,9 @@ pub fn run(
             }
         }
     }
+    // Each image that failed counted once, however many preprocessing groups read it: the rule
+    // `merge` counts by too.
+    summary.failed_images = failed.len() as u64;
     store.run.finished = now();
     store.save_run()?;
     Ok(summary)
@@ -857,7 +862,7 @@ fn evaluate_group(
     members: &mut [Member<'_>],
     workers: &mut [Vec<&mut OrtClassifier>],
     store: &mut ResultsStore,
-) -> Result<u64> {
+) -> Result<Vec<usize>> {
     let plan = context.plan;
     let spec = members[0].card.preprocess;
     let batch_size = context.settings.batch_size.max(1);
@@ -909,7 +914,7 @@ fn evaluate_group(
         )?;
         context.progress.message(&summary);
     }
-    Ok(scored.failures.len() as u64)
+    Ok(scored.failures.iter().map(|(row, _)| *row).collect())
 }
 
 /// When a pass ran and what bounded it.

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod doctor;
+pub mod engine_share;
 pub mod evaluate;
 pub mod jpeg;
 pub mod models;

@@ -28,12 +28,15 @@ pub struct MergeSummary {
     pub failed_images: u64,
 }
 
-/// One shard's folder, loaded.
+/// One shard's folder, loaded. Its writer lock is taken only while its files are read, and
+/// again, one shard at a time, before the merged tables are written (`check_unchanged`): a merge
+/// of thousands of shards holds no file of theirs open, so it needs no more file descriptors
+/// than a merge of two.
 struct ShardFolder {
     name: String,
     store: ResultsStore,
-    /// Held while merging: a shard still writing (a requeued task) is named, not half read.
-    _lock: WriterLock,
+    /// sha256 of the shard's run.json as read: the shard writes it last after every pair.
+    run_json: String,
 }
 
 /// The shard folders in `<out>/shards/`: every `I-of-N` folder, all of one N.
@@ -92,13 +95,16 @@ fn load_shards(dirs: &[PathBuf]) -> Result<Vec<ShardFolder>> {
                 "missing: not a shard's results folder, or a shard that never started",
             ));
         }
+        // A shard still writing (a requeued task) is named, not half read.
         let lock = WriterLock::acquire(dir)?;
+        let run_json = run_json_digest(dir)?;
         let store = ResultsStore::open(dir)?;
+        drop(lock);
         let name = check_shard(dir, &store)?;
         shards.push(ShardFolder {
             name,
             store,
-            _lock: lock,
+            run_json,
         });
     }
     let count = shards
@@ -145,6 +151,31 @@ fn load_shards(dirs: &[PathBuf]) -> Result<Vec<ShardFolder>> {
     }
     shards.sort_by_key(|s| s.store.run.shard.as_ref().map_or(0, |p| p.index));
     Ok(shards)
+}
+
+fn run_json_digest(dir: &Path) -> Result<String> {
+    crate::input::manifest::sha256_file(&dir.join("run.json"))
+}
+
+/// Before the merged tables are written: every shard, its lock taken and released in turn, is
+/// as it was read. A shard that a task wrote to meanwhile (a requeue the scheduler started) is
+/// named, and nothing of the merged folder's evals.csv and run.json is changed.
+fn check_unchanged(shards: &[ShardFolder]) -> Result<()> {
+    for shard in shards {
+        let dir = &shard.store.dir;
+        let _lock = WriterLock::acquire(dir)?;
+        if run_json_digest(dir)? != shard.run_json {
+            return Err(Error::input(
+                Location::file(dir.join("run.json")),
+                format!(
+                    "shard {} was written to while it was merged: merge again once its task has \
+                     ended",
+                    shard.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A shard's run.json is checked before any of it is used: a shard of a real split, in the
@@ -242,8 +273,53 @@ fn check_same_run(shards: &[ShardFolder]) -> Result<()> {
                 ),
             ));
         }
+        check_same_build(first, shard)?;
     }
     Ok(())
+}
+
+/// Shards of one run come from one build of robust-eval on one ONNX Runtime: another build may
+/// decode, resize or score differently, and the merged run.json names one build for all.
+fn check_same_build(first: &ShardFolder, shard: &ShardFolder) -> Result<()> {
+    let (a, b) = (&first.store.run, &shard.store.run);
+    let differs = if a.build != b.build {
+        Some(("robust-eval build", &a.build, &b.build))
+    } else if a.onnxruntime_version != b.onnxruntime_version {
+        Some((
+            "ONNX Runtime version",
+            &a.onnxruntime_version,
+            &b.onnxruntime_version,
+        ))
+    } else {
+        None
+    };
+    match differs {
+        None => Ok(()),
+        Some((what, ours, theirs)) => Err(Error::input(
+            Location::file(shard.store.dir.join("run.json")).field(if what.starts_with("ONNX") {
+                "onnxruntime_version"
+            } else {
+                "build"
+            }),
+            format!(
+                "shard {} was run with {what} `{}` and shard {} with `{}`: run every shard with the \
+                 same robust-eval and ONNX Runtime (run the odd shards again after deleting their \
+                 folders), then merge again",
+                first.name,
+                shown(ours),
+                shard.name,
+                shown(theirs)
+            ),
+        )),
+    }
+}
+
+fn shown(value: &str) -> &str {
+    if value.is_empty() {
+        "(not recorded)"
+    } else {
+        value
+    }
 }
 
 /// One shard's part of a pair.
@@ -307,13 +383,14 @@ fn parts_of<'a>(shards: &'a [ShardFolder], model: &str, dataset: &str) -> Result
                 ),
             ));
         }
-        if let Some(field) = different_input(parts[0].evaluation, part.evaluation) {
+        if let Some((field, first, this)) = different_input(parts[0].evaluation, part.evaluation)
+        {
             return Err(Error::input(
                 at,
                 format!(
-                    "`{model}` on `{dataset}`: shard {} and shard {} scored different {field}: run \
-                     every shard on the same files",
-                    part.shard.name, parts[0].shard.name
+                    "`{model}` on `{dataset}`: shard {} has {field} `{first}` and shard {} `{this}`: \
+                     run every shard on the same files with the same settings",
+                    parts[0].shard.name, part.shard.name
                 ),
             ));
         }
@@ -331,19 +408,25 @@ fn parts_of<'a>(shards: &'a [ShardFolder], model: &str, dataset: &str) -> Result
     Ok(parts)
 }
 
-/// The first input two parts of a pair disagree on, if any.
-fn different_input(a: &Evaluation, b: &Evaluation) -> Option<&'static str> {
-    if a.model_sha256 != b.model_sha256 || a.model_setup != b.model_setup {
-        Some("model files (sha256 or card settings)")
-    } else if a.manifest_sha256 != b.manifest_sha256 {
-        Some("manifests (sha256)")
-    } else if a.preprocess.key() != b.preprocess.key() || a.border != b.border {
-        Some("preprocessing")
-    } else if a.scoring != b.scoring || a.views != b.views {
-        Some("scoring")
-    } else {
-        None
-    }
+/// The first input or result-changing setting two parts of a pair disagree on, if any, with
+/// both values. The execution provider and the batch size change the kernels ONNX Runtime runs
+/// and so the last digits of the logits (a near-tie can flip): parts must agree on them too.
+fn different_input(a: &Evaluation, b: &Evaluation) -> Option<(&'static str, String, String)> {
+    let pairs: [(&'static str, String, String); 8] = [
+        ("model sha256", a.model_sha256.clone(), b.model_sha256.clone()),
+        ("model card settings", a.model_setup.clone(), b.model_setup.clone()),
+        ("manifest sha256", a.manifest_sha256.clone(), b.manifest_sha256.clone()),
+        ("preprocessing", a.preprocess.key(), b.preprocess.key()),
+        ("border", a.border.to_string(), b.border.to_string()),
+        (
+            "scoring",
+            format!("{} {:?}", a.scoring, a.views),
+            format!("{} {:?}", b.scoring, b.views),
+        ),
+        ("execution provider", a.provider.clone(), b.provider.clone()),
+        ("batch size", a.batch_size.to_string(), b.batch_size.to_string()),
+    ];
+    pairs.into_iter().find(|(_, x, y)| x != y)
 }
 
 /// Read a predictions file back into columns, to be written again as one.
@@ -584,6 +667,7 @@ pub fn merge(out: &Path, dirs: Option<&[PathBuf]>) -> Result<MergeSummary> {
         store.absorb(pair.evaluation, pair.rows, pair.failures);
     }
     summary.failed_images = failed.len() as u64;
+    check_unchanged(&shards)?;
     store.save_tables()?;
     record_provenance(&mut store.run, &shards);
     store.save_run()?;
@@ -596,6 +680,7 @@ fn record_provenance(run: &mut RunInfo, shards: &[ShardFolder]) {
     let first = &shards[0].store.run;
     run.tool = first.tool.clone();
     run.tool_version = first.tool_version.clone();
+    run.build = first.build.clone();
     run.suite = first.suite.clone();
     run.id = first.id.clone();
     run.baseline = first.baseline.clone();

@@ -109,6 +109,10 @@ impl Evaluation {
 pub struct RunInfo {
     pub tool: String,
     pub tool_version: String,
+    /// Which build of robust-eval wrote the results (`build_identity`); empty in folders
+    /// written before it was recorded.
+    #[serde(default)]
+    pub build: String,
     pub suite: String,
     /// The suite's in-distribution dataset, which fit, plot and report measure shifts against.
     #[serde(default)]
@@ -356,6 +360,23 @@ pub fn read_run_info(dir: &Path) -> Result<Option<RunInfo>> {
     Ok(Some(run))
 }
 
+/// Which build of robust-eval this is: its version, the git commit it was built from when the
+/// build was given one (ROBUST_EVAL_COMMIT at compile time), and the sha256 of the running
+/// binary, so two builds of one version (a rebuilt tree, another machine's compiler) are told
+/// apart. The hash is cached in `out` by the binary's size and mtime, as model hashes are.
+pub fn build_identity(out: &Path) -> Result<String> {
+    let mut identity = format!("robust-eval {}", env!("CARGO_PKG_VERSION"));
+    if let Some(commit) = option_env!("ROBUST_EVAL_COMMIT").filter(|c| !c.is_empty()) {
+        identity.push_str(&format!(", commit {commit}"));
+    }
+    let exe = std::env::current_exe().map_err(|e| Error::io("robust-eval", e))?;
+    let mut cache = crate::results::hash_cache::HashCache::open(out);
+    let sha256 = cache.sha256(&exe)?;
+    cache.save()?;
+    identity.push_str(&format!(", binary sha256 {sha256}"));
+    Ok(identity)
+}
+
 /// This machine's name, for provenance and the writer lock.
 pub fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -433,14 +454,23 @@ impl ResultsStore {
     }
 
     /// The stored evaluation of a pair, if its inputs are unchanged and all its rows are present,
-    /// each with at least one image scored and its predictions file whole.
+    /// each with at least one image scored and its predictions file whole. A shard's part may
+    /// hold views with no image (none of a restricted view's classes in its rows), but not a part
+    /// that scored no image at all: its images all failed (a node missing a mount, say), and it
+    /// is tried again, as a single run tries such a pair again.
     pub fn up_to_date(&self, wanted: &Evaluation) -> bool {
+        let stored = |v: &String| {
+            self.evals
+                .iter()
+                .find(|r| r.model == wanted.model && &r.dataset == v)
+        };
+        let part = wanted.rows.is_some();
         self.run.evaluations.iter().any(|e| e.same_inputs(wanted))
             && wanted.views.iter().all(|v| {
-                self.evals.iter().any(|r| {
-                    r.model == wanted.model && &r.dataset == v && (r.n > 0 || wanted.rows.is_some())
-                }) && is_whole_parquet(&self.predictions_path(&wanted.model, v))
+                stored(v).is_some_and(|r| r.n > 0 || part)
+                    && is_whole_parquet(&self.predictions_path(&wanted.model, v))
             })
+            && (!part || wanted.views.iter().any(|v| stored(v).is_some_and(|r| r.n > 0)))
     }
 
     pub fn predictions_path(&self, model: &str, view: &str) -> PathBuf {

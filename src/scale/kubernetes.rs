@@ -4,8 +4,15 @@
 //!
 //! The manifests are built as JSON values and written as block YAML whose every string is a JSON
 //! string (valid YAML, so no name or argument can change the document's structure).
+//!
+//! They need Kubernetes 1.29 or later ([`MIN_KUBERNETES`]): `backoffLimitPerIndex`,
+//! `maxFailedIndexes` and the `FailIndex` action are beta and on by default from 1.29 (GA in 1.33),
+//! `podFailurePolicy` from 1.26. With `maxFailedIndexes: 0` the first index that fails for good
+//! (its retries spent, or exit status 2: bad input no retry mends) fails the whole Job at once,
+//! and `run.sh` (written beside the manifests) waits for `Complete` and `Failed` together, so a
+//! failure is reported within a poll instead of never.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -28,26 +35,67 @@ pub struct KubernetesOptions {
     pub retries: u32,
 }
 
-/// The two manifests.
+/// The oldest Kubernetes the manifests are written for (and validated against in the tests).
+pub const MIN_KUBERNETES: &str = "1.29";
+
+/// Seconds between two looks at a Job's conditions in `run.sh`.
+const POLL_SECONDS: u32 = 10;
+
+/// The two manifests, and the script that applies them in turn.
 #[derive(Debug, Clone, Serialize)]
 pub struct Manifests {
     pub shards: PathBuf,
     pub merge: PathBuf,
+    pub script: PathBuf,
 }
 
-/// Writes `shards.yaml` and `merge.yaml` into `dir`.
+/// Writes `shards.yaml`, `merge.yaml` and `run.sh` into `dir`.
 pub fn write(run: &ShardedRun, options: &KubernetesOptions, dir: &Path) -> Result<Manifests> {
     check_name(&options.name)?;
     let manifests = Manifests {
         shards: dir.join("shards.yaml"),
         merge: dir.join("merge.yaml"),
+        script: dir.join("run.sh"),
     };
     write_atomic(
         &manifests.shards,
         yaml(&shards_job(run, options)).as_bytes(),
     )?;
     write_atomic(&manifests.merge, yaml(&merge_job(run, options)).as_bytes())?;
+    write_atomic(&manifests.script, script(&manifests, options).as_bytes())?;
     Ok(manifests)
+}
+
+/// Every pod writes under the claim's mount: a results folder or TensorRT cache elsewhere would
+/// go to the pod's own filesystem and be lost with it. `path` is as the pods see it (relative to
+/// their working folder, the mount); `option` names it in the refusal.
+pub fn check_on_volume(option: &str, path: &Path, mount: &str) -> Result<()> {
+    let mount_path = Path::new(mount);
+    if !mount_path.is_absolute() {
+        return Err(Error::Usage(format!(
+            "--mount {mount:?}: the claim's mount must be an absolute path in the pods"
+        )));
+    }
+    // Lexically, as the pod would resolve it: `..` steps out, `.` stays.
+    let mut resolved = PathBuf::new();
+    for part in mount_path.join(path).components() {
+        match part {
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::CurDir => {}
+            other => resolved.push(other),
+        }
+    }
+    if resolved.starts_with(mount_path) {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{option} {}: the pods would write it to {}, outside the volume mounted at {mount}, and \
+         lose it with the pod; give a path under {mount} (or relative to it)",
+        path.display(),
+        resolved.display()
+    )))
 }
 
 /// Job names become pod names and labels: DNS labels (RFC 1123) short enough for Kubernetes to
@@ -86,10 +134,19 @@ pub fn shards_job(run: &ShardedRun, options: &KubernetesOptions) -> Value {
             "completions": run.shards,
             "parallelism": run.shards,
             "backoffLimitPerIndex": options.retries,
-            // A pod evicted or preempted is no failure of the shard: it is started again, and
-            // resumes from the pairs its folder holds.
+            // The first index that fails for good fails the Job: reported at once, not after
+            // every other index has run to its end.
+            "maxFailedIndexes": 0,
             "podFailurePolicy": { "rules": [
-                { "action": "Ignore", "onPodConditions": [{ "type": "DisruptionTarget" }] }
+                // Exit status 2 is bad input (a missing file, a refused option): no retry mends it.
+                { "action": "FailIndex", "onExitCodes": {
+                    "containerName": "shard", "operator": "In", "values": [2]
+                } },
+                // A pod evicted or preempted is no failure of the shard: it is started again, and
+                // resumes from the pairs its folder holds.
+                { "action": "Ignore", "onPodConditions": [
+                    { "type": "DisruptionTarget", "status": "True" }
+                ] }
             ] },
             "template": pod(options, "shards", container),
         }
@@ -161,18 +218,56 @@ fn container(name: &str, options: &KubernetesOptions, command: Vec<String>, shar
     c
 }
 
-/// The commands that start the shards, wait for all of them, then merge.
-pub fn commands(manifests: &Manifests, options: &KubernetesOptions) -> Vec<String> {
-    let shards = shell_quote(&manifests.shards.display().to_string());
-    let merge = shell_quote(&manifests.merge.display().to_string());
-    vec![
-        format!("kubectl apply -f {shards}"),
-        format!(
-            "kubectl wait --for=condition=complete --timeout=-1s job/{}",
-            options.name
-        ),
-        format!("kubectl apply -f {merge}"),
-    ]
+/// The command that starts the shards, waits for them, then merges: `run.sh`.
+pub fn commands(manifests: &Manifests) -> Vec<String> {
+    vec![format!(
+        "bash {}",
+        shell_quote(&manifests.script.display().to_string())
+    )]
+}
+
+/// `run.sh`: apply the Indexed Job, wait until it is `Complete` or `Failed` (polling both, so a
+/// failed index is reported within a poll), then the same for the merge Job. A Job that reaches
+/// neither within `WAIT_HOURS` (default 72) is reported too: no wait without end.
+fn script(manifests: &Manifests, options: &KubernetesOptions) -> String {
+    let quote = |p: &Path| shell_quote(&p.display().to_string());
+    format!(
+        r#"#!/bin/bash
+# Written by `robust-eval kubernetes` (Kubernetes {MIN_KUBERNETES} or later): starts the shards'
+# Indexed Job, waits for it to complete or fail, then starts the merge Job and waits for it.
+# After a failure: read the failed pod's log, fix the cause, `kubectl delete job/{name}` (and
+# job/{name}-merge if it was started), and run this again: the pairs the shards finished are
+# kept on the volume and not evaluated again.
+set -euo pipefail
+poll=${{POLL_SECONDS:-{POLL_SECONDS}}}
+deadline=$(( $(date +%s) + ${{WAIT_HOURS:-72}} * 3600 ))
+wait_for() {{
+  local job=$1 state
+  while :; do
+    state=$(kubectl get "job/$job" -o 'jsonpath={{.status.conditions[?(@.status=="True")].type}}')
+    case " $state " in
+      *" Complete "*) echo "job/$job complete"; return 0 ;;
+      *" Failed "* | *" FailureTarget "*)
+        echo "job/$job failed: kubectl describe job/$job; kubectl logs job/$job" >&2
+        echo "to run again: fix the cause, kubectl delete job/$job, and run $0 again (finished pairs are kept)" >&2
+        return 1 ;;
+    esac
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "job/$job neither complete nor failed after ${{WAIT_HOURS:-72}} hours (WAIT_HOURS)" >&2
+      return 1
+    fi
+    sleep "$poll"
+  done
+}}
+kubectl apply -f {shards}
+wait_for {name}
+kubectl apply -f {merge}
+wait_for {name}-merge
+"#,
+        name = options.name,
+        shards = quote(&manifests.shards),
+        merge = quote(&manifests.merge),
+    )
 }
 
 /// Block YAML for a JSON value: keys and strings as JSON strings, which YAML reads as its

@@ -64,7 +64,7 @@ pub fn write(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -> Result
 
 /// The array script: one task per shard.
 pub fn shards_script(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -> Result<String> {
-    let log = format!("{}/shard-%a.out", path_text(&dir(run))?);
+    let log = log_path(&dir(run), "shard-%a.out")?;
     let mut lines = vec![
         directive("--job-name", &options.job_name)?,
         directive("--array", &format!("0-{}", run.shards - 1))?,
@@ -72,6 +72,9 @@ pub fn shards_script(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -
         // A requeued task (preemption, node failure) appends to its log instead of truncating it.
         directive("--open-mode", "append")?,
         directive("--requeue", "")?,
+        // One process per array task. Slurm refuses --gpus-per-task without a task count
+        // ("--gpus-per-task used without either --gpus or -n/--ntasks is not allowed").
+        directive("--ntasks", "1")?,
     ];
     lines.extend(common(options, workdir)?);
     if let Some(g) = options.gpus_per_task {
@@ -90,13 +93,14 @@ pub fn shards_script(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -
 
 /// The merge script: submitted to start after every array task succeeded.
 pub fn merge_script(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -> Result<String> {
-    let log = format!("{}/merge-%j.out", path_text(&dir(run))?);
+    let log = log_path(&dir(run), "merge-%j.out")?;
     let mut lines = vec![
         directive("--job-name", &format!("{}-merge", options.job_name))?,
         directive("--output", &log)?,
         // A shard that failed for good leaves the dependency unsatisfiable: cancel the merge then
         // instead of leaving it pending forever.
         directive("--kill-on-invalid-dep", "yes")?,
+        directive("--ntasks", "1")?,
     ];
     lines.extend(common(options, workdir)?);
     Ok(script(
@@ -111,7 +115,7 @@ pub fn merge_script(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) ->
 
 /// The options both scripts carry.
 fn common(options: &SlurmOptions, workdir: &Path) -> Result<Vec<String>> {
-    let mut lines = vec![directive("--chdir", &path_text(workdir)?)?];
+    let mut lines = vec![directive("--chdir", &path_text(workdir, "--chdir")?)?];
     let optional = [
         ("--partition", &options.partition),
         ("--account", &options.account),
@@ -164,37 +168,56 @@ fn directive(name: &str, value: &str) -> Result<String> {
     Ok(format!("#SBATCH {name}={}", sbatch_word(value, name)?))
 }
 
-/// sbatch reads `#SBATCH` lines with its own rules, not a shell's: words split at blanks,
-/// double quotes group, and nothing escapes. So a value with blanks is put in double quotes, and
-/// one that cannot be written safely is refused.
-fn sbatch_word(value: &str, option: &str) -> Result<String> {
-    if let Some(c) = value.chars().find(|c| c.is_control() || *c == '"') {
-        return Err(Error::Usage(format!(
-            "{option} {value:?}: an sbatch script line cannot hold the character {c:?}"
-        )));
+/// One word of an `#SBATCH` line, written for sbatch's own parser (`_get_argument` in Slurm's
+/// src/sbatch/opt.c), not a shell's: words end at blanks outside quotes, `'` and `"` group, a
+/// backslash takes the next character as it is (inside quotes too), and an unquoted `#` begins a
+/// comment. So a value of plain characters goes bare, and any other in double quotes with `\`
+/// and `"` escaped. What no line can carry is refused: control characters (a newline ends the
+/// line) and the words `packjob` and `hetjob`, which sbatch blanks out or splits the job at
+/// wherever they appear on a line.
+pub fn sbatch_word(value: &str, option: &str) -> Result<String> {
+    let refuse = |why: String| {
+        Err(Error::Usage(format!(
+            "{option} {value:?}: {why}; an sbatch script line cannot carry it"
+        )))
+    };
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return refuse(format!("it holds the control character {c:?}"));
     }
-    Ok(if value.chars().any(char::is_whitespace) {
-        format!("\"{value}\"")
-    } else {
-        value.to_string()
+    let lower = value.to_ascii_lowercase();
+    if let Some(word) = ["packjob", "hetjob"].iter().find(|w| lower.contains(*w)) {
+        return refuse(format!("sbatch reads `{word}` as a job separator wherever it appears"));
+    }
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if value.chars().all(plain) {
+        return Ok(value.to_string());
+    }
+    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+    Ok(format!("\"{escaped}\""))
+}
+
+/// A path as text for an `#SBATCH` line.
+fn path_text(path: &Path, option: &str) -> Result<String> {
+    path.to_str().map(str::to_string).ok_or_else(|| {
+        Error::Usage(format!(
+            "{option} {}: not valid UTF-8, which sbatch cannot be given",
+            path.display()
+        ))
     })
 }
 
-/// A path as text for an `#SBATCH` line: Slurm replaces `%x` patterns in log names, and a
-/// backslash turns them all off, so neither may come from the user's path.
-fn path_text(path: &Path) -> Result<String> {
-    let text = path.to_str().ok_or_else(|| {
-        Error::Usage(format!(
-            "{}: not valid UTF-8, which sbatch cannot be given",
-            path.display()
-        ))
-    })?;
-    if text.contains('%') || text.contains('\\') {
+/// A log file's path for `--output`: Slurm replaces `%x` patterns there (the folder's own `%`
+/// are written `%%`), and a backslash anywhere turns every pattern off, so none may come from
+/// the user's folder.
+fn log_path(dir: &Path, file: &str) -> Result<String> {
+    let text = path_text(dir, "--output")?;
+    if text.contains('\\') {
         return Err(Error::Usage(format!(
-            "{text}: Slurm reads `%` and `\\` in job paths as patterns; choose a folder without them"
+            "--output {text:?}: Slurm turns its %a/%j patterns off for a log path holding `\\`; \
+             choose a results folder without one"
         )));
     }
-    Ok(text.to_string())
+    Ok(format!("{}/{file}", text.replace('%', "%%")))
 }
 
 /// The commands that submit the scripts by hand, as `--submit` would.
@@ -301,19 +324,109 @@ mod tests {
         assert!(!merge.contains("--gpus-per-task"), "{merge}");
     }
 
+    /// sbatch's reading of one `#SBATCH` line (Slurm 22.05, src/sbatch/opt.c `_get_argument`,
+    /// `packjob` aside): its words after the magic word, or `None` where sbatch stops with a fatal
+    /// error (an unmatched quote).
+    fn sbatch_reads(line: &str) -> Option<Vec<String>> {
+        let rest = line.strip_prefix("#SBATCH").expect("an #SBATCH line");
+        let mut chars = rest.chars().peekable();
+        let mut words = Vec::new();
+        loop {
+            while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+                chars.next();
+            }
+            if chars.peek().is_none() {
+                return Some(words);
+            }
+            let (mut word, mut quote, mut escaped) = (String::new(), None, false);
+            while let Some(&c) = chars.peek() {
+                if quote.is_none() && c.is_ascii_whitespace() || c == '\n' {
+                    break;
+                }
+                chars.next();
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                    continue;
+                } else if let Some(q) = quote {
+                    if c == q {
+                        quote = None;
+                        continue;
+                    }
+                } else if c == '"' || c == '\'' {
+                    quote = Some(c);
+                    continue;
+                } else if c == '#' {
+                    // The rest of the line is a comment.
+                    if !word.is_empty() {
+                        words.push(word);
+                    }
+                    return Some(words);
+                }
+                word.push(c);
+            }
+            if quote.is_some() {
+                return None;
+            }
+            words.push(word);
+        }
+    }
+
     #[test]
-    fn values_sbatch_cannot_hold_are_refused() {
-        let bad = SlurmOptions {
-            job_name: "a\"b".into(),
+    fn sbatch_reads_back_every_value_as_written() {
+        let values = [
+            "plain-value_1.2",
+            "my eval",
+            "it's",
+            "a\"b",
+            "/home/u/study #1/results",
+            "back\\slash",
+            "50% of it",
+            "tab\tno",
+            " leading and trailing ",
+            "#",
+            "'\"\\# mixed \\\"",
+            "ünïcode ✓",
+        ];
+        for value in values {
+            match directive("--job-name", value) {
+                Ok(line) => assert_eq!(
+                    sbatch_reads(&line),
+                    Some(vec![format!("--job-name={value}")]),
+                    "{line}"
+                ),
+                Err(e) => {
+                    assert!(value.chars().any(char::is_control), "{value:?}: {e}");
+                    assert!(e.to_string().contains("--job-name"), "{e}");
+                }
+            }
+        }
+        for bad in ["two\nlines", "my-packjob", "HetJob"] {
+            let e = directive("--comment", bad).unwrap_err().to_string();
+            assert!(e.contains("--comment"), "{e}");
+        }
+    }
+
+    #[test]
+    fn log_paths_keep_their_percent_and_refuse_a_backslash() {
+        assert_eq!(
+            log_path(Path::new("/r/50%"), "shard-%a.out").unwrap(),
+            "/r/50%%/shard-%a.out"
+        );
+        let e = log_path(Path::new("/r/a\\b"), "x").unwrap_err().to_string();
+        assert!(e.contains("--output"), "{e}");
+    }
+
+    #[test]
+    fn a_gpu_array_asks_for_one_task_per_element() {
+        let options = SlurmOptions {
+            job_name: "eval".into(),
+            gpus_per_task: Some(1),
             ..Default::default()
         };
-        assert!(shards_script(&run(), &bad, Path::new("/w")).is_err());
-        let spaced = SlurmOptions {
-            job_name: "my eval".into(),
-            ..Default::default()
-        };
-        let text = shards_script(&run(), &spaced, Path::new("/w")).unwrap();
-        assert!(text.contains("#SBATCH --job-name=\"my eval\"\n"), "{text}");
-        assert!(shards_script(&run(), &spaced, Path::new("/w/50%")).is_err());
+        let text = shards_script(&run(), &options, Path::new("/w")).unwrap();
+        assert!(text.contains("#SBATCH --ntasks=1\n"), "{text}");
+        assert!(text.contains("#SBATCH --gpus-per-task=1\n"), "{text}");
     }
 }
