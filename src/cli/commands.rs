@@ -116,6 +116,7 @@ fn run_settings(args: &RunArgs, suite: &Suite) -> Result<RunSettings, Error> {
         force: args.force,
         out,
         shard,
+        memory_budget: args.memory_budget,
     })
 }
 
@@ -549,6 +550,7 @@ fn soup_run_settings(args: &SoupArgs) -> RunSettings {
         force: false,
         out,
         shard: None,
+        memory_budget: None,
     }
 }
 
