@@ -58,6 +58,32 @@ struct Finished {
     peak_mb: u64,
 }
 
+/// Linux's struct rusage: two timevals, then ru_maxrss (kilobytes) and 13 more longs.
+#[repr(C)]
+struct Rusage {
+    times: [i64; 4],
+    maxrss: i64,
+    rest: [i64; 13],
+}
+
+extern "C" {
+    fn wait4(pid: i32, status: *mut i32, options: i32, usage: *mut Rusage) -> i32;
+}
+
+/// Reap child `pid`: its raw wait status and the kernel's peak resident set of it, in kB.
+fn wait4_child(pid: i32) -> (i32, u64) {
+    let mut status = 0;
+    let mut usage = Rusage {
+        times: [0; 4],
+        maxrss: 0,
+        rest: [0; 13],
+    };
+    // SAFETY: our own child, and pointers to live, correctly laid out values.
+    let reaped = unsafe { wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4 failed");
+    (status, usage.maxrss as u64)
+}
+
 /// Run the binary with `args`, reaping it with wait4 for the kernel's peak RSS of that process.
 fn run_measured(args: &[&std::ffi::OsStr], logs: &Path) -> Finished {
     let cmd = bin();
@@ -76,16 +102,12 @@ fn run_measured(args: &[&std::ffi::OsStr], logs: &Path) -> Finished {
         .stderr(std::fs::File::create(&stderr_file).unwrap())
         .spawn()
         .unwrap();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 reaps our own child and fills it in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    let (status, peak_kb) = wait4_child(child.id() as i32);
     Finished {
-        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        // Exited (low 7 bits 0) with status 0.
+        success: status == 0,
         stderr: std::fs::read_to_string(&stderr_file).unwrap(),
-        // Linux reports ru_maxrss in kilobytes.
-        peak_mb: usage.ru_maxrss as u64 / 1024,
+        peak_mb: peak_kb / 1024,
     }
 }
 
