@@ -310,6 +310,15 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub prefetch: usize,
 
+    /// Memory the run's estimated footprint is held to, e.g. 8GB or 500MB (units are powers of
+    /// 1024). The models of a preprocessing group whose sessions would not fit together run in
+    /// waves, each its own pass over the datasets, with results identical to one pass. The
+    /// estimate: a batch (its buffers and activation arena) plus, per model, its file size times
+    /// a factor. Default: 80 % of MemAvailable (and of the GPU's free memory on a GPU provider).
+    /// A budget that cannot hold one batch is exit status 2, naming the figure that would.
+    #[arg(long, value_name = "SIZE", value_parser = robust_eval::engine::waves::parse_size)]
+    pub memory_budget: Option<u64>,
+
     /// TensorRT engine cache folder. Default: <out>/tensorrt-cache (a shard's own folder with
     /// --shard: ONNX Runtime writes engines in place, so shards must not share one as they run).
     #[arg(long, value_name = "DIR")]

@@ -120,6 +120,7 @@ fn run_settings(args: &RunArgs, suite: &Suite) -> Result<RunSettings, Error> {
         force: args.force,
         out,
         shard,
+        memory_budget: args.memory_budget,
     })
 }
 
@@ -642,6 +643,7 @@ fn soup_run_settings(args: &SoupArgs) -> RunSettings {
         force: false,
         out,
         shard: None,
+        memory_budget: None,
     }
 }
 

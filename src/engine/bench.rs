@@ -282,6 +282,7 @@ impl Pipeline {
             },
             force: true,
             shard: None,
+            memory_budget: None,
         };
         Ok(Pipeline {
             suite: Suite::load(&suite_file)?,

@@ -18,6 +18,7 @@ use crate::engine::runtime::{
     Classifier, OrtClassifier, ProviderChoice, Runtime, SessionSettings, WorkerSessions,
 };
 use crate::engine::shard::{self, Shard};
+use crate::engine::waves::{self, Budget, PassShape, Waves};
 use crate::error::{Error, Location, Result};
 use crate::input::card::ModelCard;
 use crate::input::manifest::Manifest;
@@ -48,6 +49,9 @@ pub struct RunSettings {
     pub force: bool,
     /// Evaluate only this shard's part of the work (`out` is then the shard's own folder).
     pub shard: Option<Shard>,
+    /// Bytes the run's estimated footprint is held to (`--memory-budget`); None: the machine's
+    /// default (see `waves`).
+    pub memory_budget: Option<u64>,
 }
 
 /// One row of evals.csv's worth of scoring: a label space and which images count.
@@ -265,6 +269,7 @@ impl Workers {
 fn check_models(
     models: &[ModelCard],
     works: &[bool],
+    keep: &[bool],
     settings: &RunSettings,
     workers: Workers,
     progress: &dyn Progress,
@@ -275,20 +280,22 @@ fn check_models(
     };
     models
         .iter()
-        .zip(works)
-        .map(|(model, &works)| {
+        .zip(works.iter().zip(keep))
+        .map(|(model, (&works, &keep))| {
             if !works {
                 Ok(None)
             } else if workers.on_cpu {
                 let mut note = |line: String| progress.message(&format!("{}: {line}", model.name));
-                WorkerSessions::open_first(
+                let session = WorkerSessions::open_first(
                     model,
                     &settings.session,
                     workers.count,
                     workers.threads_each,
                     &mut note,
-                )
-                .map(Some)
+                )?;
+                // Only the first wave's sessions are kept: the others would hold memory the
+                // budget has not counted, and are opened again when their wave comes.
+                Ok(keep.then_some(session))
             } else {
                 OrtClassifier::open(model, &check, &mut |_| {}).map(|_| None)
             }
@@ -525,7 +532,49 @@ pub fn run(
         .iter()
         .map(|&g| rows[g].iter().any(Option::is_some))
         .collect();
-    let mut checked = check_models(models, &works, settings, workers, progress)?;
+    let budget = Budget::resolve(settings.memory_budget, !workers.on_cpu);
+    let sizes: Vec<u64> = models
+        .iter()
+        .map(|m| waves::model_bytes(&m.onnx, &m.external_data))
+        .collect();
+    let shape_of = |group: &[usize]| pass_shape(&models[group[0]], settings, workers);
+    let working: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|g| g.iter().copied().filter(|&m| works[m]).collect())
+        .collect();
+    // A budget that cannot hold one batch is refused before any session opens.
+    if let Some(budget) = &budget {
+        for group in working.iter().filter(|g| !g.is_empty()) {
+            let smallest = group.iter().map(|&m| sizes[m]).min().unwrap_or(0);
+            budget
+                .check_fits(&shape_of(group), smallest)
+                .map_err(Error::Usage)?;
+        }
+    }
+    // The sessions that check the models are kept for their passes where every model's fit in
+    // the budget at once; else only the first wave's are, and the others opened again in turn.
+    let mut keep = works.clone();
+    if let Some(budget) = &budget {
+        let fits_all = working.iter().filter(|g| !g.is_empty()).all(|g| {
+            let all: u64 = works
+                .iter()
+                .zip(&sizes)
+                .filter(|(&w, _)| w)
+                .map(|(_, &s)| shape_of(g).model(s))
+                .sum();
+            all <= budget.room(&shape_of(g))
+        });
+        if !fits_all {
+            keep = vec![false; models.len()];
+            if let Some(group) = working.iter().find(|g| !g.is_empty()) {
+                let split = split_group(group, &sizes, &shape_of(group), Some(budget));
+                for &m in &group[split.waves[0].clone()] {
+                    keep[m] = true;
+                }
+            }
+        }
+    }
+    let mut checked = check_models(models, &works, &keep, settings, workers, progress)?;
     let mut store = open_store(suite, settings, rt)?;
     let keys = model_keys(models, &works, &settings.out)?;
     // A card's group is no input to predictions, only to the baseline: stored rows take the
@@ -567,45 +616,71 @@ pub fn run(
             .copied()
             .filter(|&m| pending[m].iter().any(Option::is_some))
             .collect();
-        let mut sets: Vec<WorkerSessions> = group
-            .iter()
-            .map(|&m| worker_sessions(&models[m], checked[m].take(), settings, workers, progress))
-            .collect::<Result<_>>()?;
-        for (p, plan) in plans.iter().enumerate() {
-            // This dataset's pending members and, per worker, their sessions.
-            let mut members: Vec<Member> = Vec::new();
-            let mut sessions: Vec<Vec<&mut OrtClassifier>> =
-                (0..workers.count).map(|_| Vec::new()).collect();
-            for (&m, set) in group.iter().zip(sets.iter_mut()) {
-                let Some(evaluation) = pending[m][p].take() else {
+        for &m in &groups[g] {
+            if !group.contains(&m) {
+                checked[m] = None;
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
+        let shape = shape_of(&group);
+        let split = split_group(&group, &sizes, &shape, budget.as_ref());
+        if let Some(budget) = &budget {
+            announce_waves(models, &group, &sizes, &shape, &split, budget, progress);
+        }
+        let evaluated_before = summary.evaluated.len();
+        for wave in &split.waves {
+            let wave = &group[wave.clone()];
+            // The wave's sessions, closed when its passes are done.
+            let mut sets: Vec<WorkerSessions> = wave
+                .iter()
+                .map(|&m| worker_sessions(&models[m], checked[m].take(), settings, workers, progress))
+                .collect::<Result<_>>()?;
+            for (p, plan) in plans.iter().enumerate() {
+                // This dataset's pending members and, per worker, their sessions.
+                let mut members: Vec<Member> = Vec::new();
+                let mut sessions: Vec<Vec<&mut OrtClassifier>> =
+                    (0..workers.count).map(|_| Vec::new()).collect();
+                for (&m, set) in wave.iter().zip(sets.iter_mut()) {
+                    let Some(evaluation) = pending[m][p].take() else {
+                        continue;
+                    };
+                    members.push(Member {
+                        card: &models[m],
+                        evaluation,
+                        provider: set.sessions[0].provider().to_string(),
+                    });
+                    for (w, session) in set.sessions.iter_mut().enumerate() {
+                        sessions[w].push(session);
+                    }
+                }
+                let Some(range) = rows[g][p].clone().filter(|_| !members.is_empty()) else {
                     continue;
                 };
-                members.push(Member {
-                    card: &models[m],
-                    evaluation,
-                    provider: set.sessions[0].provider().to_string(),
-                });
-                for (w, session) in set.sessions.iter_mut().enumerate() {
-                    sessions[w].push(session);
+                let context = Context {
+                    plan,
+                    rows: range,
+                    settings,
+                    pool: &pool,
+                    progress,
+                };
+                let failed_rows =
+                    evaluate_group(&context, &mut members, &mut sessions, &mut store)?;
+                failed.extend(failed_rows.into_iter().map(|r| (p, r)));
+                for member in &members {
+                    summary
+                        .evaluated
+                        .push((member.card.name.clone(), plan.dataset.name.clone()));
                 }
             }
-            let Some(range) = rows[g][p].clone().filter(|_| !members.is_empty()) else {
-                continue;
-            };
-            let context = Context {
-                plan,
-                rows: range,
-                settings,
-                pool: &pool,
-                progress,
-            };
-            let failed_rows = evaluate_group(&context, &mut members, &mut sessions, &mut store)?;
-            failed.extend(failed_rows.into_iter().map(|r| (p, r)));
-            for member in &members {
-                summary
-                    .evaluated
-                    .push((member.card.name.clone(), plan.dataset.name.clone()));
-            }
+            drop(sets);
+            release_freed_memory();
+        }
+        // Waves, and runs resumed or extended, store pairs out of order: put the group's rows
+        // back in the order one uninterrupted pass stores them.
+        if summary.evaluated.len() > evaluated_before {
+            store.order_pairs(&stored_order(models, &groups[g], &plans))?;
         }
     }
     // Each image that failed counted once, however many preprocessing groups read it: the rule
@@ -614,6 +689,109 @@ pub fn run(
     store.run.finished = now();
     store.save_run()?;
     Ok(summary)
+}
+
+/// The shape of a group's passes, for estimating their memory.
+fn pass_shape(first: &ModelCard, settings: &RunSettings, workers: Workers) -> PassShape {
+    PassShape {
+        batch_size: settings.batch_size.max(1),
+        per_image: first.preprocess.tensor_len(),
+        workers: workers.count,
+        prefetch: settings.prefetch,
+    }
+}
+
+/// A group's models (indices into `models`) cut into waves under the budget; one wave without.
+fn split_group(
+    group: &[usize],
+    sizes: &[u64],
+    shape: &PassShape,
+    budget: Option<&Budget>,
+) -> Waves {
+    match budget {
+        Some(budget) => {
+            let footprints: Vec<u64> = group.iter().map(|&m| shape.model(sizes[m])).collect();
+            waves::plan(&footprints, budget.room(shape))
+        }
+        None => Waves {
+            waves: vec![0..group.len()],
+            oversized: Vec::new(),
+        },
+    }
+}
+
+/// Say how many waves a group takes and why, and warn of a model over the budget on its own.
+fn announce_waves(
+    models: &[ModelCard],
+    group: &[usize],
+    sizes: &[u64],
+    shape: &PassShape,
+    split: &Waves,
+    budget: &Budget,
+    progress: &dyn Progress,
+) {
+    for &i in &split.oversized {
+        let m = group[i];
+        progress.message(&format!(
+            "warning: model `{}` alone is estimated at {} besides {} for a batch, over the memory \
+             budget of {} ({}); it runs in a wave of its own",
+            models[m].name,
+            waves::show(shape.model(sizes[m])),
+            waves::show(shape.fixed()),
+            waves::show(budget.bytes),
+            budget.why
+        ));
+    }
+    if split.waves.len() < 2 {
+        return;
+    }
+    let total: u64 = group.iter().map(|&m| shape.model(sizes[m])).sum();
+    let largest = split.waves.iter().map(ExactSizeIterator::len).max().unwrap_or(0);
+    progress.message(&format!(
+        "memory: {} models sharing preprocessing run in {} waves of at most {largest}, each its \
+         own pass over the datasets: their sessions are estimated at {} and a batch at {}, over \
+         the memory budget of {} ({})",
+        group.len(),
+        split.waves.len(),
+        waves::show(total),
+        waves::show(shape.fixed()),
+        waves::show(budget.bytes),
+        budget.why
+    ));
+}
+
+/// Per (model, view) of a group: its place in the order one pass over every dataset stores
+/// pairs (dataset, then model, then view).
+fn stored_order(
+    models: &[ModelCard],
+    group: &[usize],
+    plans: &[DatasetPlan],
+) -> std::collections::HashMap<(String, String), usize> {
+    let mut order = std::collections::HashMap::new();
+    for plan in plans {
+        for &m in group {
+            for view in &plan.views {
+                let next = order.len();
+                order.insert((models[m].name.clone(), view.name.clone()), next);
+            }
+        }
+    }
+    order
+}
+
+/// Hand the memory of closed sessions back to the system, so the next wave starts from what
+/// the budget counts (glibc keeps freed heap pages otherwise).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: glibc's malloc_trim only returns free pages of the heap to the kernel.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// What a group's pass over a dataset reads from the run.

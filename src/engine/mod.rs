@@ -12,6 +12,7 @@ pub mod preprocess;
 pub mod progress;
 pub mod runtime;
 pub mod shard;
+pub mod waves;
 
 /// The cores this process may use: the default for every thread count (decoding, inference).
 pub fn cores() -> usize {

@@ -539,6 +539,28 @@ impl ResultsStore {
         self.run.evaluations.push(evaluation);
     }
 
+    /// Put the rows, failures and evaluations of the pairs `order` ranks (by model and view or
+    /// dataset) in that order, in the places they hold; the rest stay where they are. Stores the
+    /// tables and run.json if anything moved.
+    pub fn order_pairs(
+        &mut self,
+        order: &std::collections::HashMap<(String, String), usize>,
+    ) -> Result<()> {
+        let rank = |model: &str, dataset: &str| {
+            order
+                .get(&(model.to_string(), dataset.to_string()))
+                .copied()
+        };
+        let moved = reorder_in_place(&mut self.evals, |r| rank(&r.model, &r.dataset))
+            | reorder_in_place(&mut self.failures, |f| rank(&f.model, &f.dataset))
+            | reorder_in_place(&mut self.run.evaluations, |e| rank(&e.model, &e.dataset));
+        if !moved {
+            return Ok(());
+        }
+        self.save_tables()?;
+        self.save_run()
+    }
+
     /// Write evals.csv and failures.csv as they are in memory.
     pub(crate) fn save_tables(&self) -> Result<()> {
         write_atomic(
@@ -606,6 +628,27 @@ impl ResultsStore {
         let json = serde_json::to_vec_pretty(&self.run).map_err(|e| Error::Other(e.to_string()))?;
         write_atomic(&self.dir.join("run.json"), &json)
     }
+}
+
+/// Sort the items `rank` ranks among the places they hold (stably: a pair's failures keep their
+/// order), leaving the others in place; returns whether anything moved.
+fn reorder_in_place<T: Clone>(items: &mut [T], rank: impl Fn(&T) -> Option<usize>) -> bool {
+    let places: Vec<usize> = (0..items.len())
+        .filter(|&i| rank(&items[i]).is_some())
+        .collect();
+    let mut ranked: Vec<T> = places.iter().map(|&i| items[i].clone()).collect();
+    ranked.sort_by_key(|item| rank(item));
+    let unchanged = places
+        .iter()
+        .zip(&ranked)
+        .all(|(&i, item)| rank(&items[i]) == rank(item));
+    if unchanged {
+        return false;
+    }
+    for (&i, item) in places.iter().zip(ranked) {
+        items[i] = item;
+    }
+    true
 }
 
 /// Whether a pair's rows are a result. A pair that scored no image at all (every one failed) is
