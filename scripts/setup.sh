@@ -6,9 +6,10 @@
 # they are missing, they are installed from the system's packages (apt-get, as root), or named.
 #
 #   scripts/setup.sh            runtime only
-#   scripts/setup.sh --test     also Pillow, numpy, scipy, onnx and PyYAML: the reference pipeline,
-#                               fit and weight-mixing references for the tests, and a reader of the
-#                               Kubernetes manifests
+#   scripts/setup.sh --test     also Pillow, numpy, scipy, onnx, PyYAML and pyarrow: the reference
+#                               pipeline, fit and weight-mixing references for the tests, a reader of
+#                               the Kubernetes manifests, and a Parquet reader for the estimate
+#                               reference
 #   scripts/setup.sh --gpu      onnxruntime-gpu instead of onnxruntime (CUDA / TensorRT providers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +61,7 @@ if [ "$want_test" = 1 ]; then
   .venv/bin/python -c "import PIL, numpy, scipy" 2>/dev/null || packages+=("pillow" "numpy" "scipy")
   .venv/bin/python -c "import yaml" 2>/dev/null || packages+=("pyyaml")
   .venv/bin/python -c "import onnx" 2>/dev/null || packages+=("onnx")
+  .venv/bin/python -c "import pyarrow" 2>/dev/null || packages+=("pyarrow")
   have_ort || .venv/bin/python -c "import onnxruntime" 2>/dev/null || [[ " ${packages[*]} " == *" $package "* ]] || packages+=("$package")
 fi
 if [ ${#packages[@]} -gt 0 ]; then

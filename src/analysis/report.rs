@@ -37,6 +37,9 @@ pub struct ReportData {
     /// Inline SVG charts (HTML only).
     #[serde(skip)]
     pub charts: Vec<(String, String)>,
+    /// Calibration and label-free estimates, as `estimate` last wrote them; absent before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<crate::analysis::estimate::EstimateReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -272,6 +275,7 @@ pub fn gather(
         notes: fit.notes.clone(),
         provenance,
         charts: Vec::new(),
+        confidence: None,
     }
 }
 
@@ -355,7 +359,7 @@ fn fit_table(data: &ReportData) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-type Table = (Vec<String>, Vec<Vec<String>>);
+pub(crate) type Table = (Vec<String>, Vec<Vec<String>>);
 
 fn or_dash(v: Option<f64>, f: fn(f64) -> String) -> String {
     v.map(f).unwrap_or_else(|| "–".into())
@@ -451,7 +455,8 @@ pub fn markdown(data: &ReportData) -> String {
     );
     s += "## Models\n\n";
     s += &table(model_table(data), &[0, 1]);
-    for (heading, text, t) in intervention_sections(data) {
+    let confidence = data.confidence.as_ref().map(|c| c.sections()).unwrap_or_default();
+    for (heading, text, t) in intervention_sections(data).into_iter().chain(confidence) {
         s += &format!(
             "\n## {}\n\n{}\n\n",
             escape_markdown(&heading),
@@ -621,7 +626,9 @@ pub fn html(data: &ReportData) -> String {
         .map(|m| (m.model.as_str(), m.group.as_str()))
         .collect();
     body += &html_table("models", model_table(data), &keys);
-    for (i, (heading, text, t)) in intervention_sections(data).into_iter().enumerate() {
+    let confidence = data.confidence.as_ref().map(|c| c.sections()).unwrap_or_default();
+    let sections = intervention_sections(data).into_iter().chain(confidence);
+    for (i, (heading, text, t)) in sections.enumerate() {
         body += &format!(
             "<h2>{}</h2><p>{}</p>",
             escape_xml(&heading),

@@ -4,6 +4,7 @@
 mod args;
 mod choices;
 mod commands;
+mod estimate;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Plot(args) => commands::run_plot(args),
         Command::Report(args) => commands::run_report(args),
         Command::Gate(args) => commands::run_gate(args),
+        Command::Estimate(args) => estimate::run_estimate(args),
         Command::Models(args) => commands::run_models(args),
         Command::Bench(args) => commands::run_bench(args),
         Command::Merge(args) => commands::run_merge(args),
