@@ -321,12 +321,13 @@ mod tests {
 
     #[test]
     fn atc_matches_the_reference_walk() {
-        // Scores ascending with correctness F F T F T T: the walk's |fp − fn| is 2,1,0,...
+        // Scores ascending with correctness F F T F T T: 3 incorrect, so the walk starts at
+        // |fp − fn| = 3 and goes 2 (t = 0.1), 1 (t = 0.2), 0 (t = 0.3), then never below 0.
         let scores = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
         let correct = [false, false, true, false, true, true];
         let t = atc_threshold(&scores, &correct);
-        assert_eq!(t, 0.2);
-        assert!((atc_estimate(t, &[0.1, 0.25, 0.9]) - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(t, 0.3);
+        assert!((atc_estimate(t, &[0.1, 0.25, 0.9]) - 1.0 / 3.0).abs() < 1e-12);
     }
 
     #[test]

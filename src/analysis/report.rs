@@ -850,6 +850,7 @@ mod tests {
             wise_ft: families,
             soups,
             charts: Vec::new(),
+            confidence: None,
         };
         let md = markdown(&data);
         assert!(
