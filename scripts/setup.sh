@@ -6,9 +6,10 @@
 # they are missing, they are installed from the system's packages (apt-get, as root), or named.
 #
 #   scripts/setup.sh            runtime only
-#   scripts/setup.sh --test     also Pillow, numpy, scipy, onnx, PyYAML and kubernetes-validate:
-#                               the reference pipeline, fit and weight-mixing references for the
-#                               tests, a reader of the Kubernetes manifests and the API's schemas
+#   scripts/setup.sh --test     also Pillow, numpy, scipy, onnx, PyYAML, kubernetes-validate and
+#                               pyarrow: the reference pipeline, fit and weight-mixing references
+#                               for the tests, a reader of the Kubernetes manifests and the API's
+#                               schemas, and a Parquet reader for the estimate reference
 #   scripts/setup.sh --gpu      onnxruntime-gpu instead of onnxruntime (CUDA / TensorRT providers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,7 @@ if [ "$want_test" = 1 ]; then
   .venv/bin/python -c "import onnx" 2>/dev/null || packages+=("onnx")
   # The Kubernetes API's own schemas, per version, to validate the manifests against.
   .venv/bin/python -c "import kubernetes_validate" 2>/dev/null || packages+=("kubernetes-validate")
+  .venv/bin/python -c "import pyarrow" 2>/dev/null || packages+=("pyarrow")
   have_ort || .venv/bin/python -c "import onnxruntime" 2>/dev/null || [[ " ${packages[*]} " == *" $package "* ]] || packages+=("$package")
 fi
 if [ ${#packages[@]} -gt 0 ]; then

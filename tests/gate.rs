@@ -41,6 +41,7 @@ fn folder(dir: &Path, model: &str, dataset: &str, manifest_sha256: &str, outcome
         top5: vec![vec![0]; n as usize],
         correct: outcomes.to_vec(),
         correct_top5: outcomes.to_vec(),
+        ..Default::default()
     };
     let evaluation = Evaluation {
         model: model.into(),

@@ -2,6 +2,8 @@
 //! `run` ends with all of them; the `fit`, `plot` and `report` commands redo one step on stored
 //! results, and work on a folder that holds only an `evals.csv` (e.g. published numbers).
 
+pub mod estimate;
+pub mod estimators;
 pub mod fit;
 pub mod gate;
 pub mod markup;
@@ -307,13 +309,18 @@ impl Analysis {
             Some(r) if !r.suite.is_empty() => format!("robust-eval report: {}", r.suite),
             _ => format!("robust-eval report: {}", self.dir.display()),
         };
-        report::gather(
+        let mut data = report::gather(
             &title,
             &self.evals,
             &self.fit,
             &self.robustness,
             self.run.as_ref(),
-        )
+        );
+        match estimate::EstimateReport::read(&self.dir) {
+            Ok(confidence) => data.confidence = confidence,
+            Err(e) => data.notes.push(format!("estimates not shown: {e}")),
+        }
+        data
     }
 
     /// The result in a few lines: each shift's fit, the models with the highest and lowest

@@ -43,6 +43,9 @@ pub struct ReportData {
     /// Inline SVG charts (HTML only).
     #[serde(skip)]
     pub charts: Vec<(String, String)>,
+    /// Calibration and label-free estimates, as `estimate` last wrote them; absent before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<crate::analysis::estimate::EstimateReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -349,6 +352,7 @@ pub fn gather(
         accuracy: accuracy_table(evals, &fit.id_dataset),
         provenance,
         charts: Vec::new(),
+        confidence: None,
     }
 }
 
@@ -432,7 +436,7 @@ fn fit_table(data: &ReportData) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-type Table = (Vec<String>, Vec<Vec<String>>);
+pub(crate) type Table = (Vec<String>, Vec<Vec<String>>);
 
 fn or_dash(v: Option<f64>, f: fn(f64) -> String) -> String {
     v.map(f).unwrap_or_else(|| "–".into())
@@ -534,7 +538,8 @@ pub fn markdown(data: &ReportData) -> String {
     s += &table(accuracy_cells(data), &names);
     s += "\n## Models\n\n";
     s += &table(model_table(data), &[0, 1]);
-    for (heading, text, t) in intervention_sections(data) {
+    let confidence = data.confidence.as_ref().map(|c| c.sections()).unwrap_or_default();
+    for (heading, text, t) in intervention_sections(data).into_iter().chain(confidence) {
         s += &format!(
             "\n## {}\n\n{}\n\n",
             escape_markdown(&heading),
@@ -724,7 +729,9 @@ pub fn html(data: &ReportData) -> String {
         .map(|m| (m.model.as_str(), m.group.as_str()))
         .collect();
     body += &html_table("models", model_table(data), &keys);
-    for (i, (heading, text, t)) in intervention_sections(data).into_iter().enumerate() {
+    let confidence = data.confidence.as_ref().map(|c| c.sections()).unwrap_or_default();
+    let sections = intervention_sections(data).into_iter().chain(confidence);
+    for (i, (heading, text, t)) in sections.enumerate() {
         body += &format!(
             "<h2>{}</h2><p>{}</p>",
             escape_xml(&heading),
@@ -979,6 +986,7 @@ mod tests {
             wise_ft: families,
             soups,
             charts: Vec::new(),
+            confidence: None,
         };
         let md = markdown(&data);
         assert!(

@@ -241,6 +241,10 @@ pub enum Command {
     /// Remove models from a results folder: their rows, predictions and run.json entries.
     #[command(long_about = PRUNE_ABOUT, after_long_help = PRUNE_EXIT_STATUS)]
     Prune(PruneArgs),
+    /// Estimate each model's accuracy on every shift without its labels (AC, DoC, ATC, ALine), and
+    /// its calibration (ECE, Brier).
+    #[command(long_about = ESTIMATE_ABOUT, after_long_help = ESTIMATE_EXIT_STATUS)]
+    Estimate(EstimateArgs),
     /// Compare a candidate's results with a baseline's; fail on significant regressions (for CI).
     #[command(long_about = GATE_ABOUT, after_long_help = GATE_EXIT_STATUS)]
     Gate(GateArgs),
@@ -498,6 +502,49 @@ pub struct ManifestArgs {
     /// labelling ILSVRC2012_val_0000000i). The form is told by content and printed.
     #[arg(long, value_name = "FILE")]
     pub ground_truth: Option<PathBuf>,
+}
+
+const ESTIMATE_ABOUT: &str = "Estimate each model's top-1 on every shift of a results folder from its \
+unlabelled predictions, as if the shift had no labels, and write <DIR>/estimates.csv (model, dataset, \
+method, estimate, top1, error, trusted), <DIR>/agreement.csv (per shift: the agreement line's slope, \
+intercept and R^2, or why ALine was refused) and <DIR>/calibration.csv (per model and dataset: ECE in % \
+over 15 equal-width confidence bins, and the Brier score of top-1 correctness).
+
+Methods: AC (average max-softmax confidence on the shift), DoC (ID top-1 minus the drop in average \
+confidence), ATC-MC and ATC-NE (Garg et al. 2022: a threshold on max confidence or negative entropy \
+fitted on the ID set's labels; the estimate is the share of shift images above it), ALine-S and \
+ALine-D (Baek et al. 2022: the line of probit shift agreement on probit ID agreement over the model \
+pairs whose agreements both lie in [0.05, 0.98], applied to each model's ID top-1 (S), or solved \
+per model over all pairs (D)). ALine needs 3 models and two usable pairs; without them it is \
+refused with the reason and the other methods still run. Where the line's R^2 is below --min-r2 its \
+estimates are marked trusted=false. On a labelled shift the true top-1 and the error are given \
+beside each estimate, which is how an estimator is validated.
+
+The predictions must hold confidences (runs by this version; older folders are named and skipped).";
+
+const ESTIMATE_EXIT_STATUS: &str = "\
+EXIT STATUS:
+    0   Estimates written (methods or shifts that could not be estimated are named on stderr).
+    2   Nothing could be estimated: no run.json, no ID predictions, no predictions with
+        confidences, or a dataset whose models read different images.";
+
+#[derive(Debug, Args)]
+pub struct EstimateArgs {
+    /// Results folder, as `run` writes it; the CSV files are written there.
+    #[arg(long, value_name = "DIR")]
+    pub results: PathBuf,
+    /// In-distribution dataset [default: the suite's, from run.json].
+    #[arg(long, value_name = "NAME")]
+    pub id: Option<String>,
+    /// Only models whose names match this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub models: Option<String>,
+    /// R^2 of the agreement line below which ALine's estimates are marked not trusted.
+    #[arg(long, value_name = "R2", default_value_t = robust_eval::analysis::estimate::DEFAULT_MIN_R2)]
+    pub min_r2: f64,
+    /// Print the estimates as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

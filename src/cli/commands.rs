@@ -211,6 +211,7 @@ fn note_kept_results(
 /// analysis can be redone with `fit`/`plot`/`report`, so one that cannot be made (too few
 /// models, say) is a warning, not a failed run.
 fn analyse_after_run(fit: &FitArgs, json: bool, out: &std::path::Path) {
+    super::estimate::estimate_after_run(out);
     match analysis::analyse(out, &settings_of(fit)).and_then(|a| {
         let mut files = a.write_fit()?;
         // A redraw keeps the labels the charts were last drawn with.

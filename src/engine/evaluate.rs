@@ -1241,6 +1241,8 @@ fn score_batch(
                 p.top5.push(scored.top5);
                 p.correct.push(scored.correct);
                 p.correct_top5.push(scored.correct_top5);
+                p.confidence.push(scored.confidence.max_probability);
+                p.entropy.push(scored.confidence.entropy);
             }
         }
     }

@@ -223,7 +223,17 @@ pub struct Predictions {
     pub top5: Vec<Vec<u32>>,
     pub correct: Vec<bool>,
     pub correct_top5: Vec<bool>,
+    /// Max softmax probability over the scored classes (float64 in the file). Empty: the
+    /// predictions carry no confidences (made before they were stored), and the file has no
+    /// `confidence` and `entropy` columns.
+    pub confidence: Vec<f64>,
+    /// Entropy of that softmax in nats (float64).
+    pub entropy: Vec<f64>,
 }
+
+/// The predictions columns that hold confidences; a file without them was written before they
+/// were stored.
+pub const CONFIDENCE_COLUMNS: [&str; 2] = ["confidence", "entropy"];
 
 /// Prefix of the temporary files `write_atomic` writes beside their target: a process killed
 /// mid-write leaves one behind, which no reader opens and `remove_orphans` deletes.
@@ -469,6 +479,7 @@ impl ResultsStore {
             && wanted.views.iter().all(|v| {
                 stored(v).is_some_and(|r| r.n > 0 || part)
                     && is_whole_parquet(&self.predictions_path(&wanted.model, v))
+                    && has_confidences(&self.predictions_path(&wanted.model, v))
             })
             && (!part || wanted.views.iter().any(|v| stored(v).is_some_and(|r| r.n > 0)))
     }
@@ -675,6 +686,28 @@ fn is_whole_parquet(path: &Path) -> bool {
         && &tail == b"PAR1"
 }
 
+/// Whether a predictions file has the confidence columns (read from its footer alone). A file
+/// written before they were stored does not, so a run evaluates its pair again; an empty file
+/// (a view that scored no row) has nothing to lack.
+pub fn has_confidences(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(schema) = ParquetReader::new(file).schema() else {
+        return false;
+    };
+    CONFIDENCE_COLUMNS
+        .iter()
+        .all(|c| schema.contains(c))
+        || parquet_rows(path) == Some(0)
+}
+
+/// The number of rows a Parquet file holds, from its footer.
+fn parquet_rows(path: &Path) -> Option<usize> {
+    let file = std::fs::File::open(path).ok()?;
+    ParquetReader::new(file).num_rows().ok()
+}
+
 pub(crate) fn predictions_parquet(p: Predictions) -> Result<Vec<u8>> {
     let polars_err = |e: PolarsError| Error::Other(format!("writing predictions: {e}"));
     let top5: Vec<Series> = p
@@ -692,6 +725,12 @@ pub(crate) fn predictions_parquet(p: Predictions) -> Result<Vec<u8>> {
         Column::new("correct_top5".into(), p.correct_top5),
     ])
     .map_err(polars_err)?;
+    let height = df.height();
+    if height > 0 && p.confidence.len() == height && p.entropy.len() == height {
+        df.with_column(Column::new("confidence".into(), p.confidence))
+            .and_then(|df| df.with_column(Column::new("entropy".into(), p.entropy)))
+            .map_err(polars_err)?;
+    }
     let mut bytes = Vec::new();
     ParquetWriter::new(&mut bytes)
         .finish(&mut df)
