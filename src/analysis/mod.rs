@@ -2,6 +2,7 @@
 //! `run` ends with all of them; the `fit`, `plot` and `report` commands redo one step on stored
 //! results, and work on a folder that holds only an `evals.csv` (e.g. published numbers).
 
+pub mod corruptions;
 pub mod fit;
 pub mod gate;
 pub mod markup;
@@ -62,6 +63,8 @@ pub struct Analysis {
     pub cloud: Option<Vec<Accuracy>>,
     pub fit: FitReport,
     pub robustness: Vec<Robustness>,
+    /// ImageNet-C's metrics, when the folder holds corruption datasets.
+    pub corruptions: Option<corruptions::CorruptionReport>,
 }
 
 /// How each dataset was scored, as its suite declared it: from run.json; for a folder of
@@ -103,6 +106,7 @@ pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
         .or_else(|| run.as_ref().map(|r| r.id.clone()).filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "imagenet".to_string());
     let cloud = settings.cloud.as_deref().map(fit::cloud).transpose()?;
+    let corruption_report = corruptions::compute(&evals, &id);
     let fit_settings = FitSettings {
         transform: settings.transform,
         id,
@@ -125,7 +129,14 @@ pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
             .map(|r| r.models.keys().cloned().collect())
             .unwrap_or_default(),
     };
-    let (fit, robustness) = fit::fit_all(&evals, cloud.as_deref(), &fit_settings)?;
+    // Corruptions are summarised by their own metrics, not fitted one by one as shifts: the
+    // fit's shifts and average effective robustness stay the natural ones.
+    let natural: Vec<Accuracy> = evals
+        .iter()
+        .filter(|a| !crate::input::corruptions::is_corruption_dataset(&a.dataset))
+        .cloned()
+        .collect();
+    let (fit, robustness) = fit::fit_all(&natural, cloud.as_deref(), &fit_settings)?;
     Ok(Analysis {
         dir: dir.to_path_buf(),
         evals,
@@ -133,6 +144,7 @@ pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
         cloud,
         fit,
         robustness,
+        corruptions: corruption_report,
     })
 }
 
@@ -153,7 +165,11 @@ impl Analysis {
             .map_err(|e| Error::Other(e.to_string()))?;
         let rob_path = self.dir.join("robustness.csv");
         write_atomic(&rob_path, &bytes)?;
-        Ok(vec![fit_path, rob_path])
+        let mut files = vec![fit_path, rob_path];
+        if let Some(c) = &self.corruptions {
+            files.extend(c.write(&self.dir)?);
+        }
+        Ok(files)
     }
 
     pub fn fit_json(&self) -> Result<String> {
@@ -218,9 +234,14 @@ impl Analysis {
 
     /// Charts into `plots/`.
     pub fn write_plots(&self, label_points: bool) -> Result<Vec<PathBuf>> {
-        self.with_charts(label_points, |charts| {
+        let mut files = self.with_charts(label_points, |charts| {
             plot::write_all(&self.dir.join("plots"), charts, &self.robustness)
-        })
+        })?;
+        if let Some(c) = &self.corruptions {
+            let scatter = corruptions::synthetic_vs_natural(c, &self.robustness);
+            files.extend(corruptions::write_plots(&self.dir.join("plots"), c, &scatter)?);
+        }
+        Ok(files)
     }
 
     fn report_data(&self) -> report::ReportData {
@@ -228,13 +249,19 @@ impl Analysis {
             Some(r) if !r.suite.is_empty() => format!("robust-eval report: {}", r.suite),
             _ => format!("robust-eval report: {}", self.dir.display()),
         };
-        report::gather(
+        let mut data = report::gather(
             &title,
             &self.evals,
             &self.fit,
             &self.robustness,
             self.run.as_ref(),
-        )
+        );
+        if let Some(c) = &self.corruptions {
+            data.notes.extend(c.notes());
+            data.corruptions = Some(c.clone());
+            data.synthetic_vs_natural = corruptions::synthetic_vs_natural(c, &self.robustness);
+        }
+        data
     }
 
     /// The result in a few lines: each shift's fit, the models with the highest and lowest

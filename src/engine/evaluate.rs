@@ -73,8 +73,13 @@ pub struct DatasetPlan {
 pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<DatasetPlan>> {
     let selected = suite.select(&settings.datasets)?;
     let mut plans: Vec<DatasetPlan> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
     for dataset in &selected {
         let path = suite.manifest_path(dataset, settings.data_root.as_deref())?;
+        if !path.is_file() && dataset.optional && dataset.name != suite.id {
+            skipped.push(dataset.name.clone());
+            continue;
+        }
         if !path.is_file() {
             return Err(Error::input(
                 Location::file(&suite.file).field(format!("datasets.{}.manifest", dataset.name)),
@@ -103,6 +108,13 @@ pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<Datase
             views,
             load: Vec::new(),
         });
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "note: {} optional dataset(s) skipped, no manifest: {}",
+            skipped.len(),
+            skipped.join(", ")
+        );
     }
     // Class-restricted ID views, one per restricted shift: the ID point the literature compares to.
     let id_scoring = plans[0].dataset.scoring;
@@ -412,7 +424,8 @@ fn pending_pairs(
                         model_setup: setup.clone(),
                         manifest: plan.manifest.file.clone(),
                         manifest_sha256: plan.manifest.sha256.clone(),
-                        preprocess: model.preprocess,
+                        preprocess: plan.dataset.resize.apply(model.preprocess),
+                        resize: plan.dataset.resize,
                         border: plan.dataset.scoring.border(),
                         provider: String::new(),
                         batch_size: settings.batch_size,
@@ -831,7 +844,7 @@ fn evaluate_group(
     store: &mut ResultsStore,
 ) -> Result<u64> {
     let plan = context.plan;
-    let spec = members[0].card.preprocess;
+    let spec = plan.dataset.resize.apply(members[0].card.preprocess);
     let batch_size = context.settings.batch_size.max(1);
     let started = now();
     let clock = Instant::now();
