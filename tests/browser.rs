@@ -247,7 +247,7 @@ fn corruption_figures_load_in_chromium_with_one_tooltip_per_model() {
         Some(b) => assert_cmd::Command::new(b),
         None => bin(),
     };
-    cmd.args(["report", "--format", "html"])
+    cmd.args(["report", "--format", "html", "--results"])
         .arg(dir.path())
         .assert()
         .success();

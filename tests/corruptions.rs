@@ -94,6 +94,7 @@ fn tree(dir: &Path, corruptions: &[(&str, &[u32])]) -> PathBuf {
 fn clean(data: &Path) {
     let folder = data.join("imagenet-val");
     class_images(&folder, 6, |i| [0, 0, 1, 2, 0, 3][i]);
+    std::fs::create_dir_all(data.join("imagenet")).unwrap();
     bin()
         .args(["manifest", "imagenet", "--root"])
         .arg(&folder)
@@ -235,7 +236,7 @@ fn imagenet_c_tree_runs_end_to_end_and_mce_equals_an_independent_computation() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## Corruptions") && md.contains("relative mCE"), "{md}");
     bin()
-        .args(["report", "--format", "json"])
+        .args(["report", "--format", "json", "--results"])
         .arg(&out)
         .assert()
         .success();

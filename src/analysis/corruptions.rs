@@ -262,17 +262,11 @@ impl CorruptionReport {
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         for m in self.models.iter().filter(|m| m.status != "complete") {
-            let shown: Vec<&str> = m.missing.iter().take(8).map(String::as_str).collect();
             notes.push(format!(
-                "{}: mCE withheld, {} of the 15 corruptions have all 5 severities (missing {}{}); the partial means are over those only",
+                "{}: mCE withheld, {} of the 15 corruptions have all 5 severities (missing: {}); the partial means are over those only",
                 m.model,
                 m.corruptions_complete,
-                shown.join(", "),
-                if m.missing.len() > shown.len() {
-                    format!(" and {} more", m.missing.len() - shown.len())
-                } else {
-                    String::new()
-                }
+                compact_missing(&m.missing).join(", ")
             ));
         }
         if self.models.iter().any(|m| m.clean_error.is_none()) {
@@ -283,6 +277,28 @@ impl CorruptionReport {
         }
         notes
     }
+}
+
+/// `corruption/severity` pairs, a corruption missing all five named once (`snow (all)`).
+fn compact_missing(missing: &[String]) -> Vec<String> {
+    let mut by_corruption: Vec<(&str, Vec<&str>)> = Vec::new();
+    for m in missing {
+        let (c, s) = m.rsplit_once('/').unwrap_or((m, ""));
+        match by_corruption.iter_mut().find(|(name, _)| *name == c) {
+            Some((_, sev)) => sev.push(s),
+            None => by_corruption.push((c, vec![s])),
+        }
+    }
+    by_corruption
+        .into_iter()
+        .flat_map(|(c, sev)| {
+            if sev.len() == 5 {
+                vec![format!("{c} (all)")]
+            } else {
+                sev.into_iter().map(|s| format!("{c}/{s}")).collect()
+            }
+        })
+        .collect()
 }
 
 /// Per model: relative mCE (or the partial one) and average effective robustness on the natural

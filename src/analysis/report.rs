@@ -873,6 +873,8 @@ mod tests {
             provenance: None,
             wise_ft: families,
             soups,
+            corruptions: None,
+            synthetic_vs_natural: Vec::new(),
             charts: Vec::new(),
         };
         let md = markdown(&data);
