@@ -54,6 +54,7 @@ fn folder(dir: &Path, model: &str, dataset: &str, manifest_sha256: &str, outcome
         manifest: "manifest.csv".into(),
         manifest_sha256: manifest_sha256.into(),
         preprocess: PreprocessSpec::imagenet_default(),
+        resize: Default::default(),
         border: 0,
         provider: "CPUExecutionProvider".into(),
         batch_size: 64,

@@ -40,6 +40,12 @@ pub struct ReportData {
     pub wise_ft: Vec<FamilyRow>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub soups: Vec<SoupRow>,
+    /// ImageNet-C's metrics per model and corruption; absent without corruption datasets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corruptions: Option<crate::analysis::corruptions::CorruptionReport>,
+    /// (model, group, relative mCE, average ER on the natural shifts) for the scatter.
+    #[serde(skip)]
+    pub synthetic_vs_natural: Vec<(String, String, f64, f64)>,
     /// Inline SVG charts (HTML only).
     #[serde(skip)]
     pub charts: Vec<(String, String)>,
@@ -351,6 +357,8 @@ pub fn gather(
         cautions: fit.cautions.clone(),
         accuracy: accuracy_table(evals, &fit.id_dataset),
         provenance,
+        corruptions: None,
+        synthetic_vs_natural: Vec::new(),
         charts: Vec::new(),
         confidence: None,
     }
@@ -538,6 +546,14 @@ pub fn markdown(data: &ReportData) -> String {
     s += &table(accuracy_cells(data), &names);
     s += "\n## Models\n\n";
     s += &table(model_table(data), &[0, 1]);
+    if let Some(c) = &data.corruptions {
+        let (summary, per_corruption) = crate::analysis::corruptions::tables(c);
+        s += "\n## Corruptions\n\n";
+        s += &format!("{}\n\n", crate::analysis::corruptions::EXPLAINER);
+        s += &table(summary, &[0, 1]);
+        s += "\n";
+        s += &table(per_corruption, &[0]);
+    }
     let confidence = data.confidence.as_ref().map(|c| c.sections()).unwrap_or_default();
     for (heading, text, t) in intervention_sections(data).into_iter().chain(confidence) {
         s += &format!(
@@ -729,6 +745,21 @@ pub fn html(data: &ReportData) -> String {
         .map(|m| (m.model.as_str(), m.group.as_str()))
         .collect();
     body += &html_table("models", model_table(data), &keys);
+    if let Some(c) = &data.corruptions {
+        let (summary, per_corruption) = crate::analysis::corruptions::tables(c);
+        body += &format!(
+            "<h2>Corruptions</h2><p>{}</p>",
+            escape_xml(crate::analysis::corruptions::EXPLAINER)
+        );
+        let corrupted: Vec<(&str, &str)> = c
+            .models
+            .iter()
+            .map(|m| (m.model.as_str(), m.group.as_str()))
+            .collect();
+        body += &html_table("mce", summary, &corrupted);
+        body += &html_table("ce", per_corruption, &corrupted);
+        body += &crate::analysis::corruptions::svg_figures(c, &data.synthetic_vs_natural);
+    }
     let confidence = data.confidence.as_ref().map(|c| c.sections()).unwrap_or_default();
     let sections = intervention_sections(data).into_iter().chain(confidence);
     for (i, (heading, text, t)) in sections.enumerate() {
@@ -985,6 +1016,8 @@ mod tests {
             provenance: None,
             wise_ft: families,
             soups,
+            corruptions: None,
+            synthetic_vs_natural: Vec::new(),
             charts: Vec::new(),
             confidence: None,
         };

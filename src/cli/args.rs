@@ -87,7 +87,12 @@ const MANIFEST_ABOUT: &str = "Build a manifest from a dataset's published on-dis
   imagenet-sketch   wnid folders\n\
   imagenet-r        wnid folders\n\
   imagenet-a        wnid folders\n\
-  objectnet         class folders under images/ (all 313 are listed; scoring skips the unmapped ones)\n\n\
+  objectnet         class folders under images/ (all 313 are listed; scoring skips the unmapped ones)\n\
+  imagenet-c        <corruption>/<severity>/<wnid>/ (family folders noise/, blur/, ... may sit above); \
+--out is then the data root: one manifest per corruption and severity is written to \
+OUT/imagenet-c/<corruption>/<severity>/manifest.csv, where `run --suite imagenet-c --data-root OUT` \
+looks for them. Missing corruptions and severities are listed; a severity folder outside 1-5 or a class \
+folder that is not a wnid is refused (exit 2) before anything is written.\n\n\
 Paths are written relative to the manifest's folder when the images lie below it.";
 
 const FIT_ABOUT: &str = "Fit, per shift, ordinary least squares of T(OOD top-1) on T(ID top-1) over the \
@@ -492,7 +497,7 @@ pub struct ManifestArgs {
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
 
-    /// Manifest to write.
+    /// Manifest to write (for imagenet-c: the data root the manifests go under).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 

@@ -502,6 +502,9 @@ pub fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
 }
 
 pub fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {
+    if args.layout == super::choices::LayoutArg::ImagenetC {
+        return build_corruption_manifests(&args);
+    }
     let scan = manifest::scan(args.layout.into(), &args.root, args.ground_truth.as_deref())?;
     match (scan.form, &args.ground_truth) {
         (Some(form), Some(gt)) => eprintln!("ground truth {}: read as {form}", gt.display()),
@@ -510,6 +513,29 @@ pub fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {
     }
     manifest::write(&scan.rows, &args.out)?;
     eprintln!("wrote {} ({} images)", args.out.display(), scan.rows.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `manifest imagenet-c`: every corruption-severity's manifest under the data root `--out`, after
+/// the whole tree has been read and checked.
+fn build_corruption_manifests(args: &ManifestArgs) -> Result<ExitCode, Error> {
+    use robust_eval::input::corruptions;
+    if args.ground_truth.is_some() {
+        return Err(Error::Usage(
+            "--ground-truth is for flat ImageNet val files, not imagenet-c".into(),
+        ));
+    }
+    let tree = corruptions::scan(&args.root)?;
+    for line in corruptions::describe(&tree) {
+        eprintln!("{line}");
+    }
+    let written = corruptions::write(&tree, &args.out)?;
+    let images: usize = written.iter().map(|(_, n)| n).sum();
+    eprintln!(
+        "wrote {} manifests ({images} images) under {}",
+        written.len(),
+        args.out.join(corruptions::DATA_FOLDER).display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -78,8 +78,13 @@ pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<Datase
     let selected = suite.select(&settings.datasets)?;
     check_manifests_exist(suite, &selected, settings)?;
     let mut plans: Vec<DatasetPlan> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
     for dataset in &selected {
         let path = suite.manifest_path(dataset, settings.data_root.as_deref())?;
+        if !path.is_file() && dataset.optional && dataset.name != suite.id {
+            skipped.push(dataset.name.clone());
+            continue;
+        }
         let manifest = Manifest::load(&path)?;
         let targets = manifest.targets(dataset.scoring)?;
         let space = match dataset.scoring {
@@ -99,6 +104,13 @@ pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<Datase
             views,
             load: Vec::new(),
         });
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "note: {} optional dataset(s) skipped, no manifest: {}",
+            skipped.len(),
+            skipped.join(", ")
+        );
     }
     // Class-restricted ID views, one per restricted shift: the ID point the literature compares to.
     let id_scoring = plans[0].dataset.scoring;
@@ -151,7 +163,7 @@ fn check_manifests_exist(suite: &Suite, selected: &[Dataset], settings: &RunSett
         let path = suite.manifest_path(dataset, settings.data_root.as_deref())?;
         if path.is_file() {
             present.push(dataset.name.as_str());
-        } else {
+        } else if !(dataset.optional && dataset.name != suite.id) {
             missing.push(format!("{} ({})", dataset.name, path.display()));
         }
     }
@@ -448,7 +460,8 @@ fn pending_pairs(
                         model_setup: setup.clone(),
                         manifest: plan.manifest.file.clone(),
                         manifest_sha256: plan.manifest.sha256.clone(),
-                        preprocess: model.preprocess,
+                        preprocess: plan.dataset.resize.apply(model.preprocess),
+                        resize: plan.dataset.resize,
                         border: plan.dataset.scoring.border(),
                         provider: String::new(),
                         batch_size: settings.batch_size,
@@ -1042,7 +1055,7 @@ fn evaluate_group(
     store: &mut ResultsStore,
 ) -> Result<Vec<usize>> {
     let plan = context.plan;
-    let spec = members[0].card.preprocess;
+    let spec = plan.dataset.resize.apply(members[0].card.preprocess);
     let batch_size = context.settings.batch_size.max(1);
     let started = now();
     let clock = Instant::now();

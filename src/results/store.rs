@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::preprocess::PreprocessSpec;
+use crate::engine::preprocess::{PreprocessSpec, ResizeMode};
 use crate::error::{Error, Location, Result};
 use crate::input::card::Intervention;
 pub use crate::results::evals::{self, EvalRow};
@@ -42,6 +42,10 @@ pub struct Evaluation {
     pub manifest: PathBuf,
     pub manifest_sha256: String,
     pub preprocess: PreprocessSpec,
+    /// The suite's resize mode for the dataset; `preprocess` is the spec it gave (`none`: resize
+    /// = crop). Absent in run.json for the default, `model`, so such runs' run.json is as before.
+    #[serde(default, skip_serializing_if = "is_model_resize")]
+    pub resize: ResizeMode,
     /// Pixels cropped from each edge before preprocessing (2 for ObjectNet).
     pub border: u32,
     pub provider: String,
@@ -86,6 +90,10 @@ pub struct ShardProvenance {
     pub started: String,
     pub finished: String,
     pub onnxruntime_version: String,
+}
+
+fn is_model_resize(mode: &ResizeMode) -> bool {
+    *mode == ResizeMode::Model
 }
 
 impl Evaluation {
