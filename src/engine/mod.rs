@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod doctor;
 pub mod evaluate;
+pub mod gpu_libs;
 pub mod jpeg;
 pub mod models;
 pub mod pixels;

@@ -341,6 +341,9 @@ fn different_input(a: &Evaluation, b: &Evaluation) -> Option<&'static str> {
         Some("preprocessing")
     } else if a.scoring != b.scoring || a.views != b.views {
         Some("scoring")
+    } else if a.execution.precision != b.execution.precision {
+        // fp32, TF32 and fp16 logits differ in the last bits, enough to flip near ties.
+        Some("precision (--tf32, --fp16)")
     } else {
         None
     }
