@@ -301,6 +301,10 @@ fn share_cpu_arena(env: &ort::environment::Environment) -> std::result::Result<(
 /// them to a `tracing` subscriber nobody installed: the "nodes not assigned to the preferred
 /// execution provider" warning is one of them.
 fn forward_log(level: ort::logging::LogLevel, _category: &str, _id: &str, _at: &str, message: &str) {
+    // The environment logs at the verbose level while it is built, before its level is set.
+    if level < log_level() {
+        return;
+    }
     eprintln!("onnxruntime {}: {message}", format!("{level:?}").to_lowercase());
 }
 
