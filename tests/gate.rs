@@ -63,6 +63,7 @@ fn folder(dir: &Path, model: &str, dataset: &str, manifest_sha256: &str, outcome
         seconds: 1.0,
         waiting_for_images: 0.0,
         rows: None,
+        execution: Default::default(),
     };
     store
         .record(

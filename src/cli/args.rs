@@ -333,6 +333,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub trt_cache: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+
     /// Images that may fail to load before the exit status is 1: the images of the pairs this
     /// run evaluated that could not be read, each (dataset, manifest row) counted once however
     /// many models or preprocessings read it. `merge` counts by the same rule.
@@ -637,9 +640,46 @@ pub struct BenchArgs {
     /// Also time N copies of the model in one pass, sharing each decoded batch (0 or 1: skip).
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub shared_models: usize,
+    /// Execution provider, as `run --provider`; a GPU provider runs one session fed by all cores,
+    /// as `run` plans it.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub provider: ProviderArg,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Device and precision for the GPU providers.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GpuArgs {
+    /// CUDA device the GPU providers run on, counted among the GPUs this process sees (after
+    /// CUDA_VISIBLE_DEVICES): one shard per GPU by hand. Beyond the visible GPUs (where
+    /// CUDA_VISIBLE_DEVICES or nvidia-smi tells), or with --provider cpu, exit 2.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub device: u32,
+
+    /// Let the CUDA provider use TF32 tensor-core math for matmuls and convolutions (faster on
+    /// Ampere and newer, ~10 bits of mantissa). By default it is off and the GPU computes in fp32
+    /// like the CPU, so near-tie top-1 decisions agree across shards and providers.
+    #[arg(long)]
+    pub tf32: bool,
+
+    /// Let TensorRT build fp16 engines (TensorRT only; exit 2 on the CPU or CUDA). Recorded in
+    /// run.json, and merge refuses to join shards of different precision.
+    #[arg(long)]
+    pub fp16: bool,
+}
+
+impl GpuArgs {
+    pub fn options(&self) -> robust_eval::engine::runtime::GpuOptions {
+        robust_eval::engine::runtime::GpuOptions {
+            device: self.device,
+            tf32: self.tf32,
+            fp16: self.fp16,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -116,6 +116,8 @@ fn run_settings(args: &RunArgs, suite: &Suite) -> Result<RunSettings, Error> {
                 .trt_cache
                 .clone()
                 .unwrap_or_else(|| out.join("tensorrt-cache")),
+            gpu: args.gpu.options(),
+            ..Default::default()
         },
         force: args.force,
         out,
@@ -453,6 +455,10 @@ pub fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
         args.batch_size.max(1),
         args.shared_models,
         args.inference_workers.map_or(0, |n| n as usize),
+        &robust_eval::engine::bench::BenchProvider {
+            provider: args.provider.into(),
+            gpu: args.gpu.options(),
+        },
         work.path(),
     )?;
     if args.json {
@@ -666,6 +672,7 @@ fn soup_run_settings(args: &SoupArgs) -> RunSettings {
         session: SessionSettings {
             provider: args.provider.into(),
             trt_cache: out.join("tensorrt-cache"),
+            ..Default::default()
         },
         force: false,
         out,

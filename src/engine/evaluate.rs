@@ -289,6 +289,7 @@ fn check_models(
     let check = SessionSettings {
         provider: ProviderChoice::Cpu,
         trt_cache: settings.session.trt_cache.clone(),
+        ..Default::default()
     };
     models
         .iter()
@@ -313,6 +314,60 @@ fn check_models(
             }
         })
         .collect()
+}
+
+/// The run's settings for its sessions, and the worker plan for the provider the first session
+/// actually got: with a GPU provider in the library, `auto` opens the first model's session on
+/// it, and if that falls back to the CPU, the run takes the CPU plan (and the CPU provider for
+/// every model) and says so. Sessions learn the batch size (profiles, warm-up) and each model's
+/// content key (the TensorRT engine cache prefix).
+fn settle_provider(
+    models: &[ModelCard],
+    works: &[bool],
+    settings: &RunSettings,
+    workers: Workers,
+    checked: &mut [Option<WorkerSessions>],
+    progress: &dyn Progress,
+) -> Result<(RunSettings, Workers)> {
+    let mut settings = settings.clone();
+    settings.session.batch_size = settings.batch_size;
+    settings.session.content_keys = content_keys(models, works, &settings.out)?;
+    let first = works.iter().position(|&w| w);
+    let (Some(m), false) = (first, workers.on_cpu) else {
+        return Ok((settings, workers));
+    };
+    let model = &models[m];
+    let mut note = |line: String| progress.message(&format!("{}: {line}", model.name));
+    let set = WorkerSessions::open_first(model, &settings.session, workers.count, workers.threads_each, &mut note)?;
+    if !set.sessions[0].on_cpu() {
+        checked[m] = Some(set);
+        return Ok((settings, workers));
+    }
+    settings.session.provider = ProviderChoice::Cpu;
+    let cpu = Workers::plan(&settings)?;
+    progress.message(&format!(
+        "no GPU provider initialised (see above): the run uses the CPU plan, {} inference worker(s) \
+         of {} thread(s) each",
+        cpu.count, cpu.threads_each
+    ));
+    Ok((settings, cpu))
+}
+
+/// Per ONNX file of the models with work: its content key (sha256 of the file and its external
+/// data; see `runtime::content_key`), from the hashes `model_keys` just cached.
+fn content_keys(models: &[ModelCard], works: &[bool], out: &Path) -> Result<BTreeMap<PathBuf, String>> {
+    let mut cache = HashCache::open(out);
+    let mut keys = BTreeMap::new();
+    for (m, _) in models.iter().zip(works).filter(|(_, &w)| w) {
+        let external = m
+            .external_data
+            .iter()
+            .map(|d| Ok((d.file_name().unwrap_or_default().to_string_lossy().into_owned(), cache.sha256(d)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let key = crate::engine::runtime::content_key(&cache.sha256(&m.onnx)?, &external);
+        keys.insert(m.onnx.clone(), key);
+    }
+    Ok(keys)
 }
 
 /// Per model: the sha256 of its ONNX file and its setup key, hashes cached in the results folder.
@@ -470,6 +525,7 @@ fn pending_pairs(
                         seconds: 0.0,
                         waiting_for_images: 0.0,
                         rows: settings.shard.map(|_| row_range(&rows, plan)),
+                        execution: Default::default(),
                     };
                     if settings.force || !store.up_to_date(&evaluation) {
                         return Some(evaluation);
@@ -533,6 +589,12 @@ pub fn run(
     check_models_fit(models, &plans)?;
     let rt = crate::engine::runtime::runtime()?;
     crate::engine::runtime::check_provider(settings.session.provider)?;
+    crate::engine::runtime::check_gpu_options(
+        settings.session.provider,
+        &settings.session.gpu,
+        &crate::engine::runtime::available_providers()?,
+        crate::engine::runtime::visible_gpus(),
+    )?;
     let workers = Workers::plan(settings)?;
     let groups = preprocessing_groups(models);
     let rows = cell_rows(&groups, &plans, settings.shard);
@@ -590,6 +652,8 @@ pub fn run(
     let mut checked = check_models(models, &works, &keep, settings, workers, progress)?;
     let mut store = open_store(suite, settings, rt)?;
     let keys = model_keys(models, &works, &settings.out)?;
+    let (settings, workers) = settle_provider(models, &works, settings, workers, &mut checked, progress)?;
+    let settings = &settings;
     // A card's group is no input to predictions, only to the baseline: stored rows take the
     // card's current group without being evaluated again.
     store.regroup(models.iter().map(|m| (m.name.as_str(), m.group.as_str())))?;
@@ -663,6 +727,7 @@ pub fn run(
                         card: &models[m],
                         evaluation,
                         provider: set.sessions[0].provider().to_string(),
+                        execution: set.sessions[0].execution(),
                     });
                     for (w, session) in set.sessions.iter_mut().enumerate() {
                         sessions[w].push(session);
@@ -822,6 +887,8 @@ struct Member<'a> {
     evaluation: Evaluation,
     /// The execution provider its sessions run on.
     provider: String,
+    /// Precision, provider settings and node placement of its sessions.
+    execution: crate::results::store::Execution,
 }
 
 /// A batch of preprocessed images on its way to inference.
@@ -1173,6 +1240,7 @@ fn record_member(
         .collect();
     let mut evaluation = member.evaluation.clone();
     evaluation.provider = provider.clone();
+    evaluation.execution = member.execution.clone();
     evaluation.started = timing.started.clone();
     evaluation.finished = timing.finished.clone();
     evaluation.seconds = seconds;

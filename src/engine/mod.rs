@@ -5,6 +5,7 @@ pub mod bench;
 pub mod doctor;
 pub mod engine_share;
 pub mod evaluate;
+pub mod gpu_libs;
 pub mod jpeg;
 pub mod models;
 pub mod pixels;

@@ -412,7 +412,7 @@ fn parts_of<'a>(shards: &'a [ShardFolder], model: &str, dataset: &str) -> Result
 /// both values. The execution provider and the batch size change the kernels ONNX Runtime runs
 /// and so the last digits of the logits (a near-tie can flip): parts must agree on them too.
 fn different_input(a: &Evaluation, b: &Evaluation) -> Option<(&'static str, String, String)> {
-    let pairs: [(&'static str, String, String); 8] = [
+    let pairs: [(&'static str, String, String); 9] = [
         ("model sha256", a.model_sha256.clone(), b.model_sha256.clone()),
         ("model card settings", a.model_setup.clone(), b.model_setup.clone()),
         ("manifest sha256", a.manifest_sha256.clone(), b.manifest_sha256.clone()),
@@ -425,6 +425,12 @@ fn different_input(a: &Evaluation, b: &Evaluation) -> Option<(&'static str, Stri
         ),
         ("execution provider", a.provider.clone(), b.provider.clone()),
         ("batch size", a.batch_size.to_string(), b.batch_size.to_string()),
+        // fp32, TF32 and fp16 logits differ in the last bits, enough to flip near ties.
+        (
+            "precision (--tf32, --fp16)",
+            a.execution.precision.clone(),
+            b.execution.precision.clone(),
+        ),
     ];
     pairs.into_iter().find(|(_, x, y)| x != y)
 }

@@ -60,6 +60,22 @@ pub struct Evaluation {
     /// A shard's part of the pair: which of the dataset's loaded rows it scored (none: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<RowRange>,
+    /// The precision, the providers' settings and where the nodes ran.
+    #[serde(default)]
+    pub execution: Execution,
+}
+
+/// How a pair's inference ran.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Execution {
+    /// "fp32", or the reduced precision a GPU provider was allowed ("tf32 ...", "fp16 ...").
+    pub precision: String,
+    /// The options the GPU providers were given, as `provider.key` = value (none on the CPU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provider_options: Vec<(String, String)>,
+    /// Per provider, the nodes it took, from ONNX Runtime's placement log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<(String, u64)>,
 }
 
 /// Rows `start..end` of the `of` rows of a dataset that a run reads (those some view scores).
