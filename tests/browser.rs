@@ -199,3 +199,74 @@ fn report_loads_in_chromium_with_tooltips_and_pixels() {
         assert!(colours.contains(&colour), "no {name} points on screen");
     }
 }
+
+/// A folder of published-style numbers (evals.csv only) with a natural shift and all 75
+/// ImageNet-C datasets, for the corruption figures.
+fn corruption_numbers() -> tempfile::TempDir {
+    const BENCHMARK: [&str; 15] = [
+        "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
+        "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
+        "elastic_transform", "pixelate", "jpeg_compression",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("model,group,dataset,top1\n");
+    for (i, (model, id, natural)) in [
+        ("m-small", 60.0, 30.0),
+        ("m-base", 70.0, 40.0),
+        ("m-large", 78.0, 50.0),
+        ("m-robust", 72.0, 52.0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let group = if *model == "m-robust" { "robust" } else { "standard" };
+        csv += &format!("{model},{group},imagenet,{id}\n{model},{group},natural,{natural}\n");
+        for (k, c) in BENCHMARK.iter().enumerate() {
+            for s in 1..=5 {
+                let top1 = id - 6.0 * s as f64 - k as f64 + 3.0 * i as f64;
+                csv += &format!("{model},{group},imagenet-c-{c}-{s},{top1}\n");
+            }
+        }
+    }
+    std::fs::write(dir.path().join("evals.csv"), csv).unwrap();
+    dir
+}
+
+#[test]
+fn corruption_figures_load_in_chromium_with_one_tooltip_per_model() {
+    let Some(chromium) = chromium() else {
+        assert!(
+            std::env::var("ROBUST_EVAL_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "ROBUST_EVAL_REQUIRE_BROWSER=1 but no chromium on PATH"
+        );
+        println!("browser test SKIPPED: no chromium on PATH (scripts/test_browser.sh installs it)");
+        return;
+    };
+    let dir = corruption_numbers();
+    let mut cmd = match std::env::var_os("ROBUST_EVAL_BIN") {
+        Some(b) => assert_cmd::Command::new(b),
+        None => bin(),
+    };
+    cmd.args(["report", "--format", "html", "--results"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    let (dom, console) = browse(&chromium, &dir.path().join("report.html"), "--dump-dom");
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    let figures = tooltips_per_figure(&dom);
+    let scatter = figures
+        .iter()
+        .find(|(caption, _)| caption.starts_with("Synthetic against natural"))
+        .unwrap_or_else(|| panic!("no scatter among {:?}", figures.keys()));
+    assert_eq!(scatter.1, &["m-base", "m-large", "m-robust", "m-small"]);
+    let heatmap = figures
+        .iter()
+        .find(|(caption, _)| caption.starts_with("CE per model"))
+        .unwrap();
+    assert_eq!(heatmap.1.len(), 4 * 15, "one tooltip per model and corruption");
+    let curves = figures
+        .iter()
+        .find(|(caption, _)| caption.starts_with("Error against severity"))
+        .unwrap();
+    assert_eq!(curves.1.len(), 4 * 4 * 5, "a point per model, family and severity");
+}

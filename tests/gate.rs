@@ -41,6 +41,7 @@ fn folder(dir: &Path, model: &str, dataset: &str, manifest_sha256: &str, outcome
         top5: vec![vec![0]; n as usize],
         correct: outcomes.to_vec(),
         correct_top5: outcomes.to_vec(),
+        ..Default::default()
     };
     let evaluation = Evaluation {
         model: model.into(),
@@ -53,6 +54,7 @@ fn folder(dir: &Path, model: &str, dataset: &str, manifest_sha256: &str, outcome
         manifest: "manifest.csv".into(),
         manifest_sha256: manifest_sha256.into(),
         preprocess: PreprocessSpec::imagenet_default(),
+        resize: Default::default(),
         border: 0,
         provider: "CPUExecutionProvider".into(),
         batch_size: 64,
@@ -61,6 +63,7 @@ fn folder(dir: &Path, model: &str, dataset: &str, manifest_sha256: &str, outcome
         seconds: 1.0,
         waiting_for_images: 0.0,
         rows: None,
+        execution: Default::default(),
     };
     store
         .record(

@@ -529,3 +529,60 @@ fn made_jpegs_decoded_regions_have_the_pixels_of_a_full_decode() {
     // Three of the four sizes have regions: 30 files, two layouts, four regions each.
     assert_eq!(regions, 30 * 2 * 4);
 }
+
+/// ImageNet-C-shaped JPEGs (224 × 224, made as make_imagenet_c.py makes them) from the synthetic
+/// sources, in `work`.
+fn c_like_jpegs(work: &Path) -> Vec<PathBuf> {
+    let sources = synthetic_sources(work);
+    // Sources smaller than 256 on a side would be upsampled; all are used, as the tool would be.
+    let dir = work.join("c_like");
+    let mut args = vec!["c_like".as_ref(), dir.as_os_str()];
+    args.extend(sources.iter().map(|p| p.as_os_str()));
+    pil_pipeline(&args);
+    files_in(&dir)
+}
+
+/// `resize = "none"` on ImageNet-C's 224-pixel files is Hendrycks' `CenterCrop(224)` alone, bit for
+/// bit; for a 240-pixel model it is PIL's `Resize(240)` + `CenterCrop(240)`, within the resize
+/// tolerances of the other parity tests.
+#[test]
+fn crop_only_mode_is_hendrycks_center_crop_and_resizes_for_other_inputs() {
+    use robust_eval::engine::preprocess::ResizeMode;
+    let work = tempfile::tempdir().unwrap();
+    let images = c_like_jpegs(work.path());
+    assert!(!images.is_empty());
+    let crop_only = ResizeMode::None.apply(spec(256, 224, Interpolation::Bicubic));
+    assert_eq!(crop_only.resize, 224);
+    let list = work.path().join("c_list.txt");
+    let out = work.path().join("center.bin");
+    std::fs::write(
+        &list,
+        images.iter().map(|p| format!("{}\n", p.display())).collect::<String>(),
+    )
+    .unwrap();
+    pil_pipeline(&[
+        "center".as_ref(),
+        list.as_os_str(),
+        out.as_os_str(),
+        "--crop".as_ref(),
+        "224".as_ref(),
+    ]);
+    let reference = std::fs::read(&out).unwrap();
+    let block = 224 * 224 * 3;
+    assert_eq!(reference.len(), block * images.len());
+    for (path, pil) in images.iter().zip(reference.chunks_exact(block)) {
+        let ours = load_resized_crop(path, &crop_only, 0).unwrap();
+        assert!(ours == pil, "{}: crop-only pixels differ from PIL's CenterCrop", path.display());
+    }
+    let larger = ResizeMode::None.apply(spec(274, 240, Interpolation::Bicubic));
+    assert_eq!((larger.resize, larger.crop), (240, 240));
+    for (path, diff) in compare(&images, &larger, 0) {
+        assert!(
+            diff.max <= 8 && diff.mean < 0.5,
+            "{}: max {} mean {}",
+            path.display(),
+            diff.max,
+            diff.mean
+        );
+    }
+}

@@ -2,6 +2,9 @@
 //! `run` ends with all of them; the `fit`, `plot` and `report` commands redo one step on stored
 //! results, and work on a folder that holds only an `evals.csv` (e.g. published numbers).
 
+pub mod estimate;
+pub mod estimators;
+pub mod corruptions;
 pub mod fit;
 pub mod gate;
 pub mod markup;
@@ -62,6 +65,8 @@ pub struct Analysis {
     pub cloud: Option<Vec<Accuracy>>,
     pub fit: FitReport,
     pub robustness: Vec<Robustness>,
+    /// ImageNet-C's metrics, when the folder holds corruption datasets.
+    pub corruptions: Option<corruptions::CorruptionReport>,
 }
 
 /// How each dataset was scored, as its suite declared it: from run.json; for a folder of
@@ -122,6 +127,7 @@ fn load_and_fit(dir: &Path, settings: &AnalysisSettings) -> Result<(Analysis, Op
         .or_else(|| run.as_ref().map(|r| r.id.clone()).filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "imagenet".to_string());
     let cloud = settings.cloud.as_deref().map(fit::cloud).transpose()?;
+    let corruption_report = corruptions::compute(&evals, &id);
     let fit_settings = FitSettings {
         transform: settings.transform,
         id,
@@ -144,8 +150,15 @@ fn load_and_fit(dir: &Path, settings: &AnalysisSettings) -> Result<(Analysis, Op
             .map(|r| r.models.keys().cloned().collect())
             .unwrap_or_default(),
     };
+    // Corruptions are summarised by their own metrics, not fitted one by one as shifts: the
+    // fit's shifts and average effective robustness stay the natural ones.
+    let natural: Vec<Accuracy> = evals
+        .iter()
+        .filter(|a| !crate::input::corruptions::is_corruption_dataset(&a.dataset))
+        .cloned()
+        .collect();
     let (mut fit, robustness, fit_error) =
-        match fit::fit_all(&evals, cloud.as_deref(), &fit_settings) {
+        match fit::fit_all(&natural, cloud.as_deref(), &fit_settings) {
             Ok((fit, robustness)) => (fit, robustness, None),
             Err(e) => {
                 let fit = fit::FitReport {
@@ -171,6 +184,7 @@ fn load_and_fit(dir: &Path, settings: &AnalysisSettings) -> Result<(Analysis, Op
         cloud,
         fit,
         robustness,
+        corruptions: corruption_report,
     };
     Ok((analysis, fit_error))
 }
@@ -214,7 +228,11 @@ impl Analysis {
             .map_err(|e| Error::Other(e.to_string()))?;
         let rob_path = self.dir.join("robustness.csv");
         write_atomic(&rob_path, &bytes)?;
-        Ok(vec![fit_path, rob_path])
+        let mut files = vec![fit_path, rob_path];
+        if let Some(c) = &self.corruptions {
+            files.extend(c.write(&self.dir)?);
+        }
+        Ok(files)
     }
 
     pub fn fit_json(&self) -> Result<String> {
@@ -280,9 +298,13 @@ impl Analysis {
     /// Charts into `plots/`. Whether points were labelled is remembered there
     /// (plots/labels.json), so a later `run`, which redraws, keeps the labels (`labels_kept`).
     pub fn write_plots(&self, label_points: bool) -> Result<Vec<PathBuf>> {
-        let files = self.with_charts(label_points, |charts| {
+        let mut files = self.with_charts(label_points, |charts| {
             plot::write_all(&self.dir.join("plots"), charts, &self.robustness)
         })?;
+        if let Some(c) = &self.corruptions {
+            let scatter = corruptions::synthetic_vs_natural(c, &self.robustness);
+            files.extend(corruptions::write_plots(&self.dir.join("plots"), c, &scatter)?);
+        }
         let remembered = serde_json::json!({ "labels": label_points }).to_string();
         write_atomic(&self.dir.join(LABELS_FILE), remembered.as_bytes())?;
         Ok(files)
@@ -307,13 +329,23 @@ impl Analysis {
             Some(r) if !r.suite.is_empty() => format!("robust-eval report: {}", r.suite),
             _ => format!("robust-eval report: {}", self.dir.display()),
         };
-        report::gather(
+        let mut data = report::gather(
             &title,
             &self.evals,
             &self.fit,
             &self.robustness,
             self.run.as_ref(),
-        )
+        );
+        match estimate::EstimateReport::read(&self.dir) {
+            Ok(confidence) => data.confidence = confidence,
+            Err(e) => data.notes.push(format!("estimates not shown: {e}")),
+        }
+        if let Some(c) = &self.corruptions {
+            data.notes.extend(c.notes());
+            data.corruptions = Some(c.clone());
+            data.synthetic_vs_natural = corruptions::synthetic_vs_natural(c, &self.robustness);
+        }
+        data
     }
 
     /// The result in a few lines: each shift's fit, the models with the highest and lowest

@@ -40,9 +40,18 @@ pub struct ReportData {
     pub wise_ft: Vec<FamilyRow>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub soups: Vec<SoupRow>,
+    /// ImageNet-C's metrics per model and corruption; absent without corruption datasets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corruptions: Option<crate::analysis::corruptions::CorruptionReport>,
+    /// (model, group, relative mCE, average ER on the natural shifts) for the scatter.
+    #[serde(skip)]
+    pub synthetic_vs_natural: Vec<(String, String, f64, f64)>,
     /// Inline SVG charts (HTML only).
     #[serde(skip)]
     pub charts: Vec<(String, String)>,
+    /// Calibration and label-free estimates, as `estimate` last wrote them; absent before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<crate::analysis::estimate::EstimateReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -348,7 +357,10 @@ pub fn gather(
         cautions: fit.cautions.clone(),
         accuracy: accuracy_table(evals, &fit.id_dataset),
         provenance,
+        corruptions: None,
+        synthetic_vs_natural: Vec::new(),
         charts: Vec::new(),
+        confidence: None,
     }
 }
 
@@ -432,7 +444,7 @@ fn fit_table(data: &ReportData) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-type Table = (Vec<String>, Vec<Vec<String>>);
+pub(crate) type Table = (Vec<String>, Vec<Vec<String>>);
 
 fn or_dash(v: Option<f64>, f: fn(f64) -> String) -> String {
     v.map(f).unwrap_or_else(|| "–".into())
@@ -534,7 +546,16 @@ pub fn markdown(data: &ReportData) -> String {
     s += &table(accuracy_cells(data), &names);
     s += "\n## Models\n\n";
     s += &table(model_table(data), &[0, 1]);
-    for (heading, text, t) in intervention_sections(data) {
+    if let Some(c) = &data.corruptions {
+        let (summary, per_corruption) = crate::analysis::corruptions::tables(c);
+        s += "\n## Corruptions\n\n";
+        s += &format!("{}\n\n", crate::analysis::corruptions::EXPLAINER);
+        s += &table(summary, &[0, 1]);
+        s += "\n";
+        s += &table(per_corruption, &[0]);
+    }
+    let confidence = data.confidence.as_ref().map(|c| c.sections()).unwrap_or_default();
+    for (heading, text, t) in intervention_sections(data).into_iter().chain(confidence) {
         s += &format!(
             "\n## {}\n\n{}\n\n",
             escape_markdown(&heading),
@@ -724,7 +745,24 @@ pub fn html(data: &ReportData) -> String {
         .map(|m| (m.model.as_str(), m.group.as_str()))
         .collect();
     body += &html_table("models", model_table(data), &keys);
-    for (i, (heading, text, t)) in intervention_sections(data).into_iter().enumerate() {
+    if let Some(c) = &data.corruptions {
+        let (summary, per_corruption) = crate::analysis::corruptions::tables(c);
+        body += &format!(
+            "<h2>Corruptions</h2><p>{}</p>",
+            escape_xml(crate::analysis::corruptions::EXPLAINER)
+        );
+        let corrupted: Vec<(&str, &str)> = c
+            .models
+            .iter()
+            .map(|m| (m.model.as_str(), m.group.as_str()))
+            .collect();
+        body += &html_table("mce", summary, &corrupted);
+        body += &html_table("ce", per_corruption, &corrupted);
+        body += &crate::analysis::corruptions::svg_figures(c, &data.synthetic_vs_natural);
+    }
+    let confidence = data.confidence.as_ref().map(|c| c.sections()).unwrap_or_default();
+    let sections = intervention_sections(data).into_iter().chain(confidence);
+    for (i, (heading, text, t)) in sections.enumerate() {
         body += &format!(
             "<h2>{}</h2><p>{}</p>",
             escape_xml(&heading),
@@ -978,7 +1016,10 @@ mod tests {
             provenance: None,
             wise_ft: families,
             soups,
+            corruptions: None,
+            synthetic_vs_natural: Vec::new(),
             charts: Vec::new(),
+            confidence: None,
         };
         let md = markdown(&data);
         assert!(

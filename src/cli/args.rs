@@ -87,7 +87,12 @@ const MANIFEST_ABOUT: &str = "Build a manifest from a dataset's published on-dis
   imagenet-sketch   wnid folders\n\
   imagenet-r        wnid folders\n\
   imagenet-a        wnid folders\n\
-  objectnet         class folders under images/ (all 313 are listed; scoring skips the unmapped ones)\n\n\
+  objectnet         class folders under images/ (all 313 are listed; scoring skips the unmapped ones)\n\
+  imagenet-c        <corruption>/<severity>/<wnid>/ (family folders noise/, blur/, ... may sit above); \
+--out is then the data root: one manifest per corruption and severity is written to \
+OUT/imagenet-c/<corruption>/<severity>/manifest.csv, where `run --suite imagenet-c --data-root OUT` \
+looks for them. Missing corruptions and severities are listed; a severity folder outside 1-5 or a class \
+folder that is not a wnid is refused (exit 2) before anything is written.\n\n\
 Paths are written relative to the manifest's folder when the images lie below it.";
 
 const FIT_ABOUT: &str = "Fit, per shift, ordinary least squares of T(OOD top-1) on T(ID top-1) over the \
@@ -241,6 +246,10 @@ pub enum Command {
     /// Remove models from a results folder: their rows, predictions and run.json entries.
     #[command(long_about = PRUNE_ABOUT, after_long_help = PRUNE_EXIT_STATUS)]
     Prune(PruneArgs),
+    /// Estimate each model's accuracy on every shift without its labels (AC, DoC, ATC, ALine), and
+    /// its calibration (ECE, Brier).
+    #[command(long_about = ESTIMATE_ABOUT, after_long_help = ESTIMATE_EXIT_STATUS)]
+    Estimate(EstimateArgs),
     /// Compare a candidate's results with a baseline's; fail on significant regressions (for CI).
     #[command(long_about = GATE_ABOUT, after_long_help = GATE_EXIT_STATUS)]
     Gate(GateArgs),
@@ -310,10 +319,22 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub prefetch: usize,
 
+    /// Memory the run's estimated footprint is held to, e.g. 8GB or 500MB (units are powers of
+    /// 1024). The models of a preprocessing group whose sessions would not fit together run in
+    /// waves, each its own pass over the datasets, with results identical to one pass. The
+    /// estimate: a batch (its buffers and activation arena) plus, per model, its file size times
+    /// a factor. Default: 80 % of MemAvailable (and of the GPU's free memory on a GPU provider).
+    /// A budget that cannot hold one batch is exit status 2, naming the figure that would.
+    #[arg(long, value_name = "SIZE", value_parser = robust_eval::engine::waves::parse_size)]
+    pub memory_budget: Option<u64>,
+
     /// TensorRT engine cache folder. Default: <out>/tensorrt-cache (a shard's own folder with
     /// --shard: ONNX Runtime writes engines in place, so shards must not share one as they run).
     #[arg(long, value_name = "DIR")]
     pub trt_cache: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub gpu: GpuArgs,
 
     /// Images that may fail to load before the exit status is 1: the images of the pairs this
     /// run evaluated that could not be read, each (dataset, manifest row) counted once however
@@ -479,7 +500,7 @@ pub struct ManifestArgs {
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
 
-    /// Manifest to write.
+    /// Manifest to write (for imagenet-c: the data root the manifests go under).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 
@@ -489,6 +510,49 @@ pub struct ManifestArgs {
     /// labelling ILSVRC2012_val_0000000i). The form is told by content and printed.
     #[arg(long, value_name = "FILE")]
     pub ground_truth: Option<PathBuf>,
+}
+
+const ESTIMATE_ABOUT: &str = "Estimate each model's top-1 on every shift of a results folder from its \
+unlabelled predictions, as if the shift had no labels, and write <DIR>/estimates.csv (model, dataset, \
+method, estimate, top1, error, trusted), <DIR>/agreement.csv (per shift: the agreement line's slope, \
+intercept and R^2, or why ALine was refused) and <DIR>/calibration.csv (per model and dataset: ECE in % \
+over 15 equal-width confidence bins, and the Brier score of top-1 correctness).
+
+Methods: AC (average max-softmax confidence on the shift), DoC (ID top-1 minus the drop in average \
+confidence), ATC-MC and ATC-NE (Garg et al. 2022: a threshold on max confidence or negative entropy \
+fitted on the ID set's labels; the estimate is the share of shift images above it), ALine-S and \
+ALine-D (Baek et al. 2022: the line of probit shift agreement on probit ID agreement over the model \
+pairs whose agreements both lie in [0.05, 0.98], applied to each model's ID top-1 (S), or solved \
+per model over all pairs (D)). ALine needs 3 models and two usable pairs; without them it is \
+refused with the reason and the other methods still run. Where the line's R^2 is below --min-r2 its \
+estimates are marked trusted=false. On a labelled shift the true top-1 and the error are given \
+beside each estimate, which is how an estimator is validated.
+
+The predictions must hold confidences (runs by this version; older folders are named and skipped).";
+
+const ESTIMATE_EXIT_STATUS: &str = "\
+EXIT STATUS:
+    0   Estimates written (methods or shifts that could not be estimated are named on stderr).
+    2   Nothing could be estimated: no run.json, no ID predictions, no predictions with
+        confidences, or a dataset whose models read different images.";
+
+#[derive(Debug, Args)]
+pub struct EstimateArgs {
+    /// Results folder, as `run` writes it; the CSV files are written there.
+    #[arg(long, value_name = "DIR")]
+    pub results: PathBuf,
+    /// In-distribution dataset [default: the suite's, from run.json].
+    #[arg(long, value_name = "NAME")]
+    pub id: Option<String>,
+    /// Only models whose names match this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub models: Option<String>,
+    /// R^2 of the agreement line below which ALine's estimates are marked not trusted.
+    #[arg(long, value_name = "R2", default_value_t = robust_eval::analysis::estimate::DEFAULT_MIN_R2)]
+    pub min_r2: f64,
+    /// Print the estimates as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -576,9 +640,46 @@ pub struct BenchArgs {
     /// Also time N copies of the model in one pass, sharing each decoded batch (0 or 1: skip).
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub shared_models: usize,
+    /// Execution provider, as `run --provider`; a GPU provider runs one session fed by all cores,
+    /// as `run` plans it.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub provider: ProviderArg,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Device and precision for the GPU providers.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GpuArgs {
+    /// CUDA device the GPU providers run on, counted among the GPUs this process sees (after
+    /// CUDA_VISIBLE_DEVICES): one shard per GPU by hand. Beyond the visible GPUs (where
+    /// CUDA_VISIBLE_DEVICES or nvidia-smi tells), or with --provider cpu, exit 2.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub device: u32,
+
+    /// Let the CUDA provider use TF32 tensor-core math for matmuls and convolutions (faster on
+    /// Ampere and newer, ~10 bits of mantissa). By default it is off and the GPU computes in fp32
+    /// like the CPU, so near-tie top-1 decisions agree across shards and providers.
+    #[arg(long)]
+    pub tf32: bool,
+
+    /// Let TensorRT build fp16 engines (TensorRT only; exit 2 on the CPU or CUDA). Recorded in
+    /// run.json, and merge refuses to join shards of different precision.
+    #[arg(long)]
+    pub fp16: bool,
+}
+
+impl GpuArgs {
+    pub fn options(&self) -> robust_eval::engine::runtime::GpuOptions {
+        robust_eval::engine::runtime::GpuOptions {
+            device: self.device,
+            tf32: self.tf32,
+            fp16: self.fp16,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -55,4 +55,6 @@ mirror!(LayoutArg => Layout {
     ImagenetA,
     /// ObjectNet 1.0: class folders under `images/`.
     Objectnet,
+    /// ImageNet-C: <corruption>/<severity>/<wnid>/; --out is the data root.
+    ImagenetC,
 });

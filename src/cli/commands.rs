@@ -116,10 +116,13 @@ fn run_settings(args: &RunArgs, suite: &Suite) -> Result<RunSettings, Error> {
                 .trt_cache
                 .clone()
                 .unwrap_or_else(|| out.join("tensorrt-cache")),
+            gpu: args.gpu.options(),
+            ..Default::default()
         },
         force: args.force,
         out,
         shard,
+        memory_budget: args.memory_budget,
     })
 }
 
@@ -210,6 +213,7 @@ fn note_kept_results(
 /// analysis can be redone with `fit`/`plot`/`report`, so one that cannot be made (too few
 /// models, say) is a warning, not a failed run.
 fn analyse_after_run(fit: &FitArgs, json: bool, out: &std::path::Path) {
+    super::estimate::estimate_after_run(out);
     match analysis::analyse(out, &settings_of(fit)).and_then(|a| {
         let mut files = a.write_fit()?;
         // A redraw keeps the labels the charts were last drawn with.
@@ -451,6 +455,10 @@ pub fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
         args.batch_size.max(1),
         args.shared_models,
         args.inference_workers.map_or(0, |n| n as usize),
+        &robust_eval::engine::bench::BenchProvider {
+            provider: args.provider.into(),
+            gpu: args.gpu.options(),
+        },
         work.path(),
     )?;
     if args.json {
@@ -500,6 +508,9 @@ pub fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
 }
 
 pub fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {
+    if args.layout == super::choices::LayoutArg::ImagenetC {
+        return build_corruption_manifests(&args);
+    }
     let scan = manifest::scan(args.layout.into(), &args.root, args.ground_truth.as_deref())?;
     match (scan.form, &args.ground_truth) {
         (Some(form), Some(gt)) => eprintln!("ground truth {}: read as {form}", gt.display()),
@@ -508,6 +519,29 @@ pub fn build_manifest(args: ManifestArgs) -> Result<ExitCode, Error> {
     }
     manifest::write(&scan.rows, &args.out)?;
     eprintln!("wrote {} ({} images)", args.out.display(), scan.rows.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `manifest imagenet-c`: every corruption-severity's manifest under the data root `--out`, after
+/// the whole tree has been read and checked.
+fn build_corruption_manifests(args: &ManifestArgs) -> Result<ExitCode, Error> {
+    use robust_eval::input::corruptions;
+    if args.ground_truth.is_some() {
+        return Err(Error::Usage(
+            "--ground-truth is for flat ImageNet val files, not imagenet-c".into(),
+        ));
+    }
+    let tree = corruptions::scan(&args.root)?;
+    for line in corruptions::describe(&tree) {
+        eprintln!("{line}");
+    }
+    let written = corruptions::write(&tree, &args.out)?;
+    let images: usize = written.iter().map(|(_, n)| n).sum();
+    eprintln!(
+        "wrote {} manifests ({images} images) under {}",
+        written.len(),
+        args.out.join(corruptions::DATA_FOLDER).display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -638,10 +672,12 @@ fn soup_run_settings(args: &SoupArgs) -> RunSettings {
         session: SessionSettings {
             provider: args.provider.into(),
             trt_cache: out.join("tensorrt-cache"),
+            ..Default::default()
         },
         force: false,
         out,
         shard: None,
+        memory_budget: None,
     }
 }
 

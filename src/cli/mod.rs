@@ -5,6 +5,7 @@ mod args;
 mod choices;
 mod commands;
 mod summary;
+mod estimate;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Report(args) => commands::run_report(args),
         Command::Gate(args) => commands::run_gate(args),
         Command::Prune(args) => commands::run_prune(args),
+        Command::Estimate(args) => estimate::run_estimate(args),
         Command::Models(args) => commands::run_models(args),
         Command::Bench(args) => commands::run_bench(args),
         Command::Merge(args) => commands::run_merge(args),

@@ -11,7 +11,9 @@ use crate::engine::evaluate::{self, RunSettings};
 use crate::engine::jpeg;
 use crate::engine::preprocess::{decode_rgb, preprocess_bytes, recycle, PixelLayout};
 use crate::engine::progress::{self, ProgressMode};
-use crate::engine::runtime::{Classifier, OrtClassifier, ProviderChoice, SessionSettings};
+use crate::engine::runtime::{
+    Classifier, GpuOptions, OrtClassifier, ProviderChoice, SessionSettings,
+};
 use crate::error::{Error, Result};
 use crate::input::card::ModelCard;
 use crate::input::suite::Suite;
@@ -75,6 +77,13 @@ fn rate(n: usize, since: Instant) -> f64 {
     n as f64 / since.elapsed().as_secs_f64().max(1e-9)
 }
 
+/// The provider the bench runs on, and the GPU providers' device and precision.
+#[derive(Debug, Clone, Default)]
+pub struct BenchProvider {
+    pub provider: ProviderChoice,
+    pub gpu: GpuOptions,
+}
+
 /// Measure every stage once on `images` with `model`.
 pub fn measure(
     images: &[PathBuf],
@@ -82,6 +91,7 @@ pub fn measure(
     batch_size: usize,
     shared_models: usize,
     inference_workers: usize,
+    on: &BenchProvider,
     work: &Path,
 ) -> Result<Figures> {
     if images.is_empty() {
@@ -93,11 +103,26 @@ pub fn measure(
         .map(|p| std::fs::read(p).map_err(|e| Error::io(p, e)))
         .collect::<Result<_>>()?;
     let (decode_per_core, preprocess_per_core, batch) = stage_rates(&bytes, model, batch_size)?;
-    let workers = evaluate::cpu_workers(inference_workers);
+    let runtime = crate::engine::runtime::runtime()?;
+    crate::engine::runtime::check_provider(on.provider)?;
+    let available = crate::engine::runtime::available_providers()?;
+    crate::engine::runtime::check_gpu_options(on.provider, &on.gpu, &available, crate::engine::runtime::visible_gpus())?;
+    let settings = SessionSettings {
+        provider: on.provider,
+        trt_cache: work.join("trt"),
+        gpu: on.gpu.clone(),
+        batch_size,
+        ..Default::default()
+    };
+    // One session on a GPU, as `run` plans it.
+    let workers = match crate::engine::runtime::runs_on_cpu(on.provider)? {
+        true => evaluate::cpu_workers(inference_workers),
+        false => 1,
+    };
     let (inference, provider) =
-        inference_alone(model, &batch, batch_size, workers, images.len(), work)?;
+        inference_alone(model, &batch, batch_size, workers, images.len(), &settings)?;
 
-    let pipeline = Pipeline::new(images, batch_size, workers, work)?;
+    let pipeline = Pipeline::new(images, batch_size, workers, work, &settings)?;
     let (one_model_seconds, waiting_for_images) =
         pipeline.pass(std::slice::from_ref(model), "one")?;
     let end_to_end = images.len() as f64 / one_model_seconds;
@@ -126,7 +151,7 @@ pub fn measure(
         batch_size,
         threads: crate::engine::runtime::inference_threads(),
         cores,
-        onnxruntime: crate::engine::runtime::runtime()?.library.version.clone(),
+        onnxruntime: runtime.library.version.clone(),
         provider,
         inference_workers: workers,
         decode_per_core,
@@ -197,23 +222,19 @@ fn inference_alone(
     batch_size: usize,
     workers: usize,
     images: usize,
-    work: &Path,
+    settings: &SessionSettings,
 ) -> Result<(f64, String)> {
-    let settings = SessionSettings {
-        provider: ProviderChoice::Cpu,
-        trt_cache: work.join("trt"),
-    };
     let threads = crate::engine::runtime::inference_threads();
     let mut sessions = if workers > 1 {
         OrtClassifier::open_copies(
             model,
-            &settings,
+            settings,
             workers,
             (threads / workers).max(1),
             &mut |_| {},
         )?
     } else {
-        vec![OrtClassifier::open(model, &settings, &mut |_| {})?]
+        vec![OrtClassifier::open(model, settings, &mut |line| eprintln!("bench: {line}"))?]
     };
     for session in &mut sessions {
         session.classify(batch, batch_size)?; // warm-up
@@ -254,7 +275,13 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn new(images: &[PathBuf], batch_size: usize, workers: usize, work: &Path) -> Result<Pipeline> {
+    fn new(
+        images: &[PathBuf],
+        batch_size: usize,
+        workers: usize,
+        work: &Path,
+        session: &SessionSettings,
+    ) -> Result<Pipeline> {
         let manifest = work.join("bench.csv");
         let mut text = String::from("path,label\n");
         for p in images {
@@ -276,12 +303,10 @@ impl Pipeline {
             loader_threads: crate::engine::cores(),
             prefetch: 2,
             inference_workers: workers,
-            session: SessionSettings {
-                provider: ProviderChoice::Cpu,
-                trt_cache: work.join("trt"),
-            },
+            session: session.clone(),
             force: true,
             shard: None,
+            memory_budget: None,
         };
         Ok(Pipeline {
             suite: Suite::load(&suite_file)?,

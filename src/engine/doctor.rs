@@ -24,6 +24,8 @@ pub struct Report {
     pub error: Option<String>,
     pub build_info: Option<String>,
     pub providers_built_in: Vec<String>,
+    /// The CUDA / cuDNN / TensorRT libraries of the NVIDIA wheels, found and loaded.
+    pub gpu_libraries: Option<crate::engine::gpu_libs::Preload>,
     pub providers: Vec<ProviderCheck>,
 }
 
@@ -39,6 +41,7 @@ pub fn diagnose() -> Report {
         error: None,
         build_info: None,
         providers_built_in: Vec::new(),
+        gpu_libraries: None,
         providers: Vec::new(),
     };
     let rt = match runtime::runtime() {
@@ -49,6 +52,7 @@ pub fn diagnose() -> Report {
         }
     };
     report.library = Some(rt.library.clone());
+    report.gpu_libraries = Some(rt.gpu_libraries.clone());
     report.build_info = Some(ort::info().to_string());
     report.providers_built_in = runtime::available_providers().unwrap_or_default();
     let probe = crate::input::demo::extract().and_then(|root| {
@@ -80,11 +84,10 @@ pub fn diagnose() -> Report {
                     let settings = SessionSettings {
                         provider: choice,
                         trt_cache: tmp.clone(),
+                        batch_size: PROBE_BATCH,
+                        ..Default::default()
                     };
-                    match OrtClassifier::open(card, &settings, &mut |_| {}) {
-                        Ok(_) => "ok".to_string(),
-                        Err(e) => e.to_string(),
-                    }
+                    probe_provider(card, &settings)
                 }
             }
         };
@@ -95,6 +98,47 @@ pub fn diagnose() -> Report {
         });
     }
     report
+}
+
+/// Images in the batch each provider must run before doctor calls it ok.
+const PROBE_BATCH: usize = 2;
+
+/// "ok" once a session opened on the provider and ran a batch (a GPU session runs its warm-up
+/// batch as it opens; the CPU's runs here); otherwise why not.
+fn probe_provider(card: &ModelCard, settings: &SessionSettings) -> String {
+    use crate::engine::runtime::Classifier;
+    let mut session = match OrtClassifier::open(card, settings, &mut |_| {}) {
+        Ok(s) => s,
+        Err(e) => return e.to_string(),
+    };
+    let side = card.preprocess.crop as usize;
+    match session.classify(&vec![0.5; PROBE_BATCH * 3 * side * side], PROBE_BATCH) {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("opened, but a batch of {PROBE_BATCH} failed: {e}"),
+    }
+}
+
+fn render_gpu_libraries(preload: &crate::engine::gpu_libs::Preload) -> String {
+    let mut s = String::from("CUDA / cuDNN / TensorRT libraries from the NVIDIA wheels:\n");
+    if let Some(why) = &preload.skipped {
+        return s + &format!("  not loaded: {why}\n");
+    }
+    for dir in &preload.searched {
+        s += &format!("  searched {}\n", dir.display());
+    }
+    if preload.searched.is_empty() {
+        s += "  searched: no nvidia/*/lib or tensorrt_libs folder beside the library\n";
+    }
+    for path in &preload.loaded {
+        s += &format!("  loaded   {}\n", path.display());
+    }
+    for (path, why) in &preload.failed {
+        s += &format!("  FAILED   {}: {why}\n", path.display());
+    }
+    if !preload.missing.is_empty() {
+        s += &format!("  not found: {}\n", preload.missing.join(" "));
+    }
+    s
 }
 
 pub fn render(report: &Report) -> String {
@@ -124,7 +168,10 @@ pub fn render(report: &Report) -> String {
             "providers in this build: {}\n",
             report.providers_built_in.join(", ")
         );
-        s += "providers that initialise (checked on a small model):\n";
+        if let Some(preload) = &report.gpu_libraries {
+            s += &render_gpu_libraries(preload);
+        }
+        s += "providers that initialise and run a batch (checked on a small model):\n";
         for p in &report.providers {
             s += &format!("  {:<28} {}\n", p.provider, p.status);
         }

@@ -18,6 +18,7 @@ use crate::engine::runtime::{
     Classifier, OrtClassifier, ProviderChoice, Runtime, SessionSettings, WorkerSessions,
 };
 use crate::engine::shard::{self, Shard};
+use crate::engine::waves::{self, Budget, PassShape, Waves};
 use crate::error::{Error, Location, Result};
 use crate::input::card::ModelCard;
 use crate::input::manifest::Manifest;
@@ -48,6 +49,9 @@ pub struct RunSettings {
     pub force: bool,
     /// Evaluate only this shard's part of the work (`out` is then the shard's own folder).
     pub shard: Option<Shard>,
+    /// Bytes the run's estimated footprint is held to (`--memory-budget`); None: the machine's
+    /// default (see `waves`).
+    pub memory_budget: Option<u64>,
 }
 
 /// One row of evals.csv's worth of scoring: a label space and which images count.
@@ -74,8 +78,13 @@ pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<Datase
     let selected = suite.select(&settings.datasets)?;
     check_manifests_exist(suite, &selected, settings)?;
     let mut plans: Vec<DatasetPlan> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
     for dataset in &selected {
         let path = suite.manifest_path(dataset, settings.data_root.as_deref())?;
+        if !path.is_file() && dataset.optional && dataset.name != suite.id {
+            skipped.push(dataset.name.clone());
+            continue;
+        }
         let manifest = Manifest::load(&path)?;
         let targets = manifest.targets(dataset.scoring)?;
         let space = match dataset.scoring {
@@ -95,6 +104,13 @@ pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<Datase
             views,
             load: Vec::new(),
         });
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "note: {} optional dataset(s) skipped, no manifest: {}",
+            skipped.len(),
+            skipped.join(", ")
+        );
     }
     // Class-restricted ID views, one per restricted shift: the ID point the literature compares to.
     let id_scoring = plans[0].dataset.scoring;
@@ -147,7 +163,7 @@ fn check_manifests_exist(suite: &Suite, selected: &[Dataset], settings: &RunSett
         let path = suite.manifest_path(dataset, settings.data_root.as_deref())?;
         if path.is_file() {
             present.push(dataset.name.as_str());
-        } else {
+        } else if !(dataset.optional && dataset.name != suite.id) {
             missing.push(format!("{} ({})", dataset.name, path.display()));
         }
     }
@@ -265,6 +281,7 @@ impl Workers {
 fn check_models(
     models: &[ModelCard],
     works: &[bool],
+    keep: &[bool],
     settings: &RunSettings,
     workers: Workers,
     progress: &dyn Progress,
@@ -272,28 +289,85 @@ fn check_models(
     let check = SessionSettings {
         provider: ProviderChoice::Cpu,
         trt_cache: settings.session.trt_cache.clone(),
+        ..Default::default()
     };
     models
         .iter()
-        .zip(works)
-        .map(|(model, &works)| {
+        .zip(works.iter().zip(keep))
+        .map(|(model, (&works, &keep))| {
             if !works {
                 Ok(None)
             } else if workers.on_cpu {
                 let mut note = |line: String| progress.message(&format!("{}: {line}", model.name));
-                WorkerSessions::open_first(
+                let session = WorkerSessions::open_first(
                     model,
                     &settings.session,
                     workers.count,
                     workers.threads_each,
                     &mut note,
-                )
-                .map(Some)
+                )?;
+                // Only the first wave's sessions are kept: the others would hold memory the
+                // budget has not counted, and are opened again when their wave comes.
+                Ok(keep.then_some(session))
             } else {
                 OrtClassifier::open(model, &check, &mut |_| {}).map(|_| None)
             }
         })
         .collect()
+}
+
+/// The run's settings for its sessions, and the worker plan for the provider the first session
+/// actually got: with a GPU provider in the library, `auto` opens the first model's session on
+/// it, and if that falls back to the CPU, the run takes the CPU plan (and the CPU provider for
+/// every model) and says so. Sessions learn the batch size (profiles, warm-up) and each model's
+/// content key (the TensorRT engine cache prefix).
+fn settle_provider(
+    models: &[ModelCard],
+    works: &[bool],
+    settings: &RunSettings,
+    workers: Workers,
+    checked: &mut [Option<WorkerSessions>],
+    progress: &dyn Progress,
+) -> Result<(RunSettings, Workers)> {
+    let mut settings = settings.clone();
+    settings.session.batch_size = settings.batch_size;
+    settings.session.content_keys = content_keys(models, works, &settings.out)?;
+    let first = works.iter().position(|&w| w);
+    let (Some(m), false) = (first, workers.on_cpu) else {
+        return Ok((settings, workers));
+    };
+    let model = &models[m];
+    let mut note = |line: String| progress.message(&format!("{}: {line}", model.name));
+    let set = WorkerSessions::open_first(model, &settings.session, workers.count, workers.threads_each, &mut note)?;
+    if !set.sessions[0].on_cpu() {
+        checked[m] = Some(set);
+        return Ok((settings, workers));
+    }
+    settings.session.provider = ProviderChoice::Cpu;
+    let cpu = Workers::plan(&settings)?;
+    progress.message(&format!(
+        "no GPU provider initialised (see above): the run uses the CPU plan, {} inference worker(s) \
+         of {} thread(s) each",
+        cpu.count, cpu.threads_each
+    ));
+    Ok((settings, cpu))
+}
+
+/// Per ONNX file of the models with work: its content key (sha256 of the file and its external
+/// data; see `runtime::content_key`), from the hashes `model_keys` just cached.
+fn content_keys(models: &[ModelCard], works: &[bool], out: &Path) -> Result<BTreeMap<PathBuf, String>> {
+    let mut cache = HashCache::open(out);
+    let mut keys = BTreeMap::new();
+    for (m, _) in models.iter().zip(works).filter(|(_, &w)| w) {
+        let external = m
+            .external_data
+            .iter()
+            .map(|d| Ok((d.file_name().unwrap_or_default().to_string_lossy().into_owned(), cache.sha256(d)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let key = crate::engine::runtime::content_key(&cache.sha256(&m.onnx)?, &external);
+        keys.insert(m.onnx.clone(), key);
+    }
+    Ok(keys)
 }
 
 /// Per model: the sha256 of its ONNX file and its setup key, hashes cached in the results folder.
@@ -441,7 +515,8 @@ fn pending_pairs(
                         model_setup: setup.clone(),
                         manifest: plan.manifest.file.clone(),
                         manifest_sha256: plan.manifest.sha256.clone(),
-                        preprocess: model.preprocess,
+                        preprocess: plan.dataset.resize.apply(model.preprocess),
+                        resize: plan.dataset.resize,
                         border: plan.dataset.scoring.border(),
                         provider: String::new(),
                         batch_size: settings.batch_size,
@@ -450,6 +525,7 @@ fn pending_pairs(
                         seconds: 0.0,
                         waiting_for_images: 0.0,
                         rows: settings.shard.map(|_| row_range(&rows, plan)),
+                        execution: Default::default(),
                     };
                     if settings.force || !store.up_to_date(&evaluation) {
                         return Some(evaluation);
@@ -513,6 +589,12 @@ pub fn run(
     check_models_fit(models, &plans)?;
     let rt = crate::engine::runtime::runtime()?;
     crate::engine::runtime::check_provider(settings.session.provider)?;
+    crate::engine::runtime::check_gpu_options(
+        settings.session.provider,
+        &settings.session.gpu,
+        &crate::engine::runtime::available_providers()?,
+        crate::engine::runtime::visible_gpus(),
+    )?;
     let workers = Workers::plan(settings)?;
     let groups = preprocessing_groups(models);
     let rows = cell_rows(&groups, &plans, settings.shard);
@@ -525,9 +607,53 @@ pub fn run(
         .iter()
         .map(|&g| rows[g].iter().any(Option::is_some))
         .collect();
-    let mut checked = check_models(models, &works, settings, workers, progress)?;
+    let budget = Budget::resolve(settings.memory_budget, !workers.on_cpu);
+    let sizes: Vec<u64> = models
+        .iter()
+        .map(|m| waves::model_bytes(&m.onnx, &m.external_data))
+        .collect();
+    let shape_of = |group: &[usize]| pass_shape(&models[group[0]], settings, workers);
+    let working: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|g| g.iter().copied().filter(|&m| works[m]).collect())
+        .collect();
+    // A budget that cannot hold one batch is refused before any session opens.
+    if let Some(budget) = &budget {
+        for group in working.iter().filter(|g| !g.is_empty()) {
+            let smallest = group.iter().map(|&m| sizes[m]).min().unwrap_or(0);
+            budget
+                .check_fits(&shape_of(group), smallest)
+                .map_err(Error::Usage)?;
+        }
+    }
+    // The sessions that check the models are kept for their passes where every model's fit in
+    // the budget at once; else only the first wave's are, and the others opened again in turn.
+    let mut keep = works.clone();
+    if let Some(budget) = &budget {
+        let fits_all = working.iter().filter(|g| !g.is_empty()).all(|g| {
+            let all: u64 = works
+                .iter()
+                .zip(&sizes)
+                .filter(|(&w, _)| w)
+                .map(|(_, &s)| shape_of(g).model(s))
+                .sum();
+            all <= budget.room(&shape_of(g))
+        });
+        if !fits_all {
+            keep = vec![false; models.len()];
+            if let Some(group) = working.iter().find(|g| !g.is_empty()) {
+                let split = split_group(group, &sizes, &shape_of(group), Some(budget));
+                for &m in &group[split.waves[0].clone()] {
+                    keep[m] = true;
+                }
+            }
+        }
+    }
+    let mut checked = check_models(models, &works, &keep, settings, workers, progress)?;
     let mut store = open_store(suite, settings, rt)?;
     let keys = model_keys(models, &works, &settings.out)?;
+    let (settings, workers) = settle_provider(models, &works, settings, workers, &mut checked, progress)?;
+    let settings = &settings;
     // A card's group is no input to predictions, only to the baseline: stored rows take the
     // card's current group without being evaluated again.
     store.regroup(models.iter().map(|m| (m.name.as_str(), m.group.as_str())))?;
@@ -567,45 +693,72 @@ pub fn run(
             .copied()
             .filter(|&m| pending[m].iter().any(Option::is_some))
             .collect();
-        let mut sets: Vec<WorkerSessions> = group
-            .iter()
-            .map(|&m| worker_sessions(&models[m], checked[m].take(), settings, workers, progress))
-            .collect::<Result<_>>()?;
-        for (p, plan) in plans.iter().enumerate() {
-            // This dataset's pending members and, per worker, their sessions.
-            let mut members: Vec<Member> = Vec::new();
-            let mut sessions: Vec<Vec<&mut OrtClassifier>> =
-                (0..workers.count).map(|_| Vec::new()).collect();
-            for (&m, set) in group.iter().zip(sets.iter_mut()) {
-                let Some(evaluation) = pending[m][p].take() else {
+        for &m in &groups[g] {
+            if !group.contains(&m) {
+                checked[m] = None;
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
+        let shape = shape_of(&group);
+        let split = split_group(&group, &sizes, &shape, budget.as_ref());
+        if let Some(budget) = &budget {
+            announce_waves(models, &group, &sizes, &shape, &split, budget, progress);
+        }
+        let evaluated_before = summary.evaluated.len();
+        for wave in &split.waves {
+            let wave = &group[wave.clone()];
+            // The wave's sessions, closed when its passes are done.
+            let mut sets: Vec<WorkerSessions> = wave
+                .iter()
+                .map(|&m| worker_sessions(&models[m], checked[m].take(), settings, workers, progress))
+                .collect::<Result<_>>()?;
+            for (p, plan) in plans.iter().enumerate() {
+                // This dataset's pending members and, per worker, their sessions.
+                let mut members: Vec<Member> = Vec::new();
+                let mut sessions: Vec<Vec<&mut OrtClassifier>> =
+                    (0..workers.count).map(|_| Vec::new()).collect();
+                for (&m, set) in wave.iter().zip(sets.iter_mut()) {
+                    let Some(evaluation) = pending[m][p].take() else {
+                        continue;
+                    };
+                    members.push(Member {
+                        card: &models[m],
+                        evaluation,
+                        provider: set.sessions[0].provider().to_string(),
+                        execution: set.sessions[0].execution(),
+                    });
+                    for (w, session) in set.sessions.iter_mut().enumerate() {
+                        sessions[w].push(session);
+                    }
+                }
+                let Some(range) = rows[g][p].clone().filter(|_| !members.is_empty()) else {
                     continue;
                 };
-                members.push(Member {
-                    card: &models[m],
-                    evaluation,
-                    provider: set.sessions[0].provider().to_string(),
-                });
-                for (w, session) in set.sessions.iter_mut().enumerate() {
-                    sessions[w].push(session);
+                let context = Context {
+                    plan,
+                    rows: range,
+                    settings,
+                    pool: &pool,
+                    progress,
+                };
+                let failed_rows =
+                    evaluate_group(&context, &mut members, &mut sessions, &mut store)?;
+                failed.extend(failed_rows.into_iter().map(|r| (p, r)));
+                for member in &members {
+                    summary
+                        .evaluated
+                        .push((member.card.name.clone(), plan.dataset.name.clone()));
                 }
             }
-            let Some(range) = rows[g][p].clone().filter(|_| !members.is_empty()) else {
-                continue;
-            };
-            let context = Context {
-                plan,
-                rows: range,
-                settings,
-                pool: &pool,
-                progress,
-            };
-            let failed_rows = evaluate_group(&context, &mut members, &mut sessions, &mut store)?;
-            failed.extend(failed_rows.into_iter().map(|r| (p, r)));
-            for member in &members {
-                summary
-                    .evaluated
-                    .push((member.card.name.clone(), plan.dataset.name.clone()));
-            }
+            drop(sets);
+            release_freed_memory();
+        }
+        // Waves, and runs resumed or extended, store pairs out of order: put the group's rows
+        // back in the order one uninterrupted pass stores them.
+        if summary.evaluated.len() > evaluated_before {
+            store.order_pairs(&stored_order(models, &groups[g], &plans))?;
         }
     }
     // Each image that failed counted once, however many preprocessing groups read it: the rule
@@ -614,6 +767,109 @@ pub fn run(
     store.run.finished = now();
     store.save_run()?;
     Ok(summary)
+}
+
+/// The shape of a group's passes, for estimating their memory.
+fn pass_shape(first: &ModelCard, settings: &RunSettings, workers: Workers) -> PassShape {
+    PassShape {
+        batch_size: settings.batch_size.max(1),
+        per_image: first.preprocess.tensor_len(),
+        workers: workers.count,
+        prefetch: settings.prefetch,
+    }
+}
+
+/// A group's models (indices into `models`) cut into waves under the budget; one wave without.
+fn split_group(
+    group: &[usize],
+    sizes: &[u64],
+    shape: &PassShape,
+    budget: Option<&Budget>,
+) -> Waves {
+    match budget {
+        Some(budget) => {
+            let footprints: Vec<u64> = group.iter().map(|&m| shape.model(sizes[m])).collect();
+            waves::plan(&footprints, budget.room(shape))
+        }
+        None => Waves {
+            waves: vec![0..group.len()],
+            oversized: Vec::new(),
+        },
+    }
+}
+
+/// Say how many waves a group takes and why, and warn of a model over the budget on its own.
+fn announce_waves(
+    models: &[ModelCard],
+    group: &[usize],
+    sizes: &[u64],
+    shape: &PassShape,
+    split: &Waves,
+    budget: &Budget,
+    progress: &dyn Progress,
+) {
+    for &i in &split.oversized {
+        let m = group[i];
+        progress.message(&format!(
+            "warning: model `{}` alone is estimated at {} besides {} for a batch, over the memory \
+             budget of {} ({}); it runs in a wave of its own",
+            models[m].name,
+            waves::show(shape.model(sizes[m])),
+            waves::show(shape.fixed()),
+            waves::show(budget.bytes),
+            budget.why
+        ));
+    }
+    if split.waves.len() < 2 {
+        return;
+    }
+    let total: u64 = group.iter().map(|&m| shape.model(sizes[m])).sum();
+    let largest = split.waves.iter().map(ExactSizeIterator::len).max().unwrap_or(0);
+    progress.message(&format!(
+        "memory: {} models sharing preprocessing run in {} waves of at most {largest}, each its \
+         own pass over the datasets: their sessions are estimated at {} and a batch at {}, over \
+         the memory budget of {} ({})",
+        group.len(),
+        split.waves.len(),
+        waves::show(total),
+        waves::show(shape.fixed()),
+        waves::show(budget.bytes),
+        budget.why
+    ));
+}
+
+/// Per (model, view) of a group: its place in the order one pass over every dataset stores
+/// pairs (dataset, then model, then view).
+fn stored_order(
+    models: &[ModelCard],
+    group: &[usize],
+    plans: &[DatasetPlan],
+) -> std::collections::HashMap<(String, String), usize> {
+    let mut order = std::collections::HashMap::new();
+    for plan in plans {
+        for &m in group {
+            for view in &plan.views {
+                let next = order.len();
+                order.insert((models[m].name.clone(), view.name.clone()), next);
+            }
+        }
+    }
+    order
+}
+
+/// Hand the memory of closed sessions back to the system, so the next wave starts from what
+/// the budget counts (glibc keeps freed heap pages otherwise).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: glibc's malloc_trim only returns free pages of the heap to the kernel.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// What a group's pass over a dataset reads from the run.
@@ -631,6 +887,8 @@ struct Member<'a> {
     evaluation: Evaluation,
     /// The execution provider its sessions run on.
     provider: String,
+    /// Precision, provider settings and node placement of its sessions.
+    execution: crate::results::store::Execution,
 }
 
 /// A batch of preprocessed images on its way to inference.
@@ -864,7 +1122,7 @@ fn evaluate_group(
     store: &mut ResultsStore,
 ) -> Result<Vec<usize>> {
     let plan = context.plan;
-    let spec = members[0].card.preprocess;
+    let spec = plan.dataset.resize.apply(members[0].card.preprocess);
     let batch_size = context.settings.batch_size.max(1);
     let started = now();
     let clock = Instant::now();
@@ -982,6 +1240,7 @@ fn record_member(
         .collect();
     let mut evaluation = member.evaluation.clone();
     evaluation.provider = provider.clone();
+    evaluation.execution = member.execution.clone();
     evaluation.started = timing.started.clone();
     evaluation.finished = timing.finished.clone();
     evaluation.seconds = seconds;
@@ -1063,6 +1322,8 @@ fn score_batch(
                 p.top5.push(scored.top5);
                 p.correct.push(scored.correct);
                 p.correct_top5.push(scored.correct_top5);
+                p.confidence.push(scored.confidence.max_probability);
+                p.entropy.push(scored.confidence.entropy);
             }
         }
     }

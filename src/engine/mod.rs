@@ -5,6 +5,7 @@ pub mod bench;
 pub mod doctor;
 pub mod engine_share;
 pub mod evaluate;
+pub mod gpu_libs;
 pub mod jpeg;
 pub mod models;
 pub mod pixels;
@@ -12,6 +13,7 @@ pub mod preprocess;
 pub mod progress;
 pub mod runtime;
 pub mod shard;
+pub mod waves;
 
 /// The cores this process may use: the default for every thread count (decoding, inference).
 pub fn cores() -> usize {

@@ -41,6 +41,7 @@ pub fn check(paths: &[PathBuf]) -> Result<Listing> {
     let settings = SessionSettings {
         provider: ProviderChoice::Cpu,
         trt_cache: std::env::temp_dir(),
+        ..Default::default()
     };
     let mut entries = Vec::new();
     let mut cards: Vec<ModelCard> = Vec::new();

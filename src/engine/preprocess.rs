@@ -122,6 +122,55 @@ impl PreprocessSpec {
     }
 }
 
+/// How a dataset's images are brought to a model's input, as its suite says (`resize = ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeMode {
+    /// The model's own transform: resize the shorter side to `resize`, centre-crop `crop`.
+    #[default]
+    Model,
+    /// Hendrycks' ImageNet-C evaluation: centre crop only. The shorter side is brought to the
+    /// model's `crop` (a no-op for 224-pixel ImageNet-C images and a 224 model, so exactly
+    /// `CenterCrop(224)`); a model whose input is larger or smaller (240, 288, 384) gets the
+    /// image resized to its input with its own interpolation, since a crop alone cannot serve it.
+    None,
+}
+
+impl ResizeMode {
+    /// The spec a model is evaluated with on a dataset in this mode.
+    pub fn apply(self, spec: PreprocessSpec) -> PreprocessSpec {
+        match self {
+            ResizeMode::Model => spec,
+            ResizeMode::None => PreprocessSpec {
+                resize: spec.crop,
+                ..spec
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for ResizeMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "model" => Ok(ResizeMode::Model),
+            "none" => Ok(ResizeMode::None),
+            other => Err(format!(
+                "`{other}` is not a resize mode: `model` (the model's own transform) or `none` (centre crop only)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ResizeMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResizeMode::Model => "model",
+            ResizeMode::None => "none",
+        })
+    }
+}
+
 fn pixel_type(layout: PixelLayout) -> PixelType {
     match layout {
         PixelLayout::Rgb => PixelType::U8x3,
@@ -433,6 +482,10 @@ fn with_resized_crop(
         ));
     }
     let (x0, y0) = (center_offset(nw, spec.crop), center_offset(nh, spec.crop));
+    if (nw, nh) == (w, h) {
+        // No resize (PIL returns a copy for a resize to the same size): a plain crop.
+        return with_plain_crop(img, border + x0, border + y0, spec.crop, f);
+    }
     let (sx, sy) = (w as f64 / nw as f64, h as f64 / nh as f64);
     let (crop, crop_f) = (spec.crop, spec.crop as f64);
     let algorithm = spec.interpolation.algorithm();
@@ -485,6 +538,29 @@ fn with_resized_crop(
             resizer
                 .resize(&mid, &mut dst, &vertical)
                 .map_err(|e| fir_err(&e))?;
+        }
+        f(out);
+        Ok(())
+    })
+}
+
+/// Hand `f` the `crop`-square at (x, y) of `img`, copied row by row, in `img.layout`.
+fn with_plain_crop(
+    img: &RgbImage,
+    x: u32,
+    y: u32,
+    crop: u32,
+    f: impl FnOnce(&[u8]),
+) -> Result<(), String> {
+    let bpp = img.layout.bytes_per_pixel();
+    let stride = img.width as usize * bpp;
+    let row_len = crop as usize * bpp;
+    RESIZER.with(|cell| {
+        let (_, _, out) = &mut *cell.borrow_mut();
+        out.clear();
+        for row in y as usize..(y + crop) as usize {
+            let start = row * stride + x as usize * bpp;
+            out.extend_from_slice(&img.pixels[start..start + row_len]);
         }
         f(out);
         Ok(())

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ort::environment::GlobalThreadPoolOptions;
-use ort::ep::{ExecutionProvider, ExecutionProviderDispatch, TensorRT, CPU, CUDA};
+use ort::ep::{
+    ArbitrarilyConfigurableExecutionProvider, ExecutionProvider, ExecutionProviderDispatch,
+    TensorRT, CPU, CUDA,
+};
 use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
@@ -31,16 +34,19 @@ pub struct Library {
 /// The process-wide ONNX Runtime environment.
 pub struct Runtime {
     pub library: Library,
+    /// The CUDA / cuDNN / TensorRT libraries loaded from the wheels before ONNX Runtime started.
+    pub gpu_libraries: crate::engine::gpu_libs::Preload,
     env: ort::environment::Environment,
     /// Whether one CPU arena is registered with the environment for all sessions to share.
     shared_arena: bool,
 }
 
 /// Execution provider choice on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderChoice {
     /// TensorRT, then CUDA, then CPU: the first that initialises.
+    #[default]
     Auto,
     Tensorrt,
     Cuda,
@@ -201,6 +207,9 @@ fn load() -> std::result::Result<Runtime, String> {
             tried.push(format!("{} ({found_by}): no such file", path.display()));
             continue;
         }
+        // Before ONNX Runtime loads a provider library, whose NEEDED CUDA libraries must
+        // then already be in the process.
+        let gpu_libraries = crate::engine::gpu_libs::preload_beside(&path);
         match ort::init_from(&path) {
             Ok(builder) => {
                 // One intra-op pool for every session, its idle threads spinning between
@@ -214,6 +223,7 @@ fn load() -> std::result::Result<Runtime, String> {
                     .map_err(|e| e.to_string())?;
                 let env = builder
                     .with_name("robust-eval")
+                    .with_logger(std::sync::Arc::new(forward_log))
                     .with_global_thread_pool(pool)
                     .build()
                     .map_err(|e| e.to_string())?;
@@ -228,6 +238,7 @@ fn load() -> std::result::Result<Runtime, String> {
                         found_by,
                         version,
                     },
+                    gpu_libraries,
                     env,
                     shared_arena,
                 });
@@ -284,6 +295,17 @@ fn share_cpu_arena(env: &ort::environment::Environment) -> std::result::Result<(
         text
     };
     Err(message)
+}
+
+/// ONNX Runtime's messages (at `log_level()` and above) on stderr, where ort would otherwise hand
+/// them to a `tracing` subscriber nobody installed: the "nodes not assigned to the preferred
+/// execution provider" warning is one of them.
+fn forward_log(level: ort::logging::LogLevel, _category: &str, _id: &str, _at: &str, message: &str) {
+    // The environment logs at the verbose level while it is built, before its level is set.
+    if level < log_level() {
+        return;
+    }
+    eprintln!("onnxruntime {}: {message}", format!("{level:?}").to_lowercase());
 }
 
 /// ONNX Runtime's log level: `ORT_LOG` (verbose, info, warning, error, fatal), else warning.
@@ -357,11 +379,230 @@ pub fn runs_on_cpu(choice: ProviderChoice) -> Result<bool> {
 }
 
 /// Settings for opening model sessions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SessionSettings {
     pub provider: ProviderChoice,
     /// TensorRT engine cache, so a second run does not rebuild engines.
     pub trt_cache: PathBuf,
+    /// Device and precision for the GPU providers.
+    pub gpu: GpuOptions,
+    /// The run's batch size: TensorRT's optimisation profile and the warm-up batch a GPU session
+    /// runs when it opens. 0: no profile and no warm-up.
+    pub batch_size: usize,
+    /// Per ONNX file, its content key (sha256 of the file and its external data) as the run
+    /// computed it; a model missing here is hashed when TensorRT needs its key.
+    pub content_keys: std::collections::BTreeMap<PathBuf, String>,
+}
+
+/// What the GPU providers are given beyond the defaults, as the command line set it; recorded per
+/// pair in run.json, and one run's shards must agree on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GpuOptions {
+    /// CUDA device ordinal (`--device`).
+    pub device: u32,
+    /// TF32 tensor-core math in the CUDA provider (`--tf32`); off, matmuls and convolutions are
+    /// fp32 as on the CPU.
+    pub tf32: bool,
+    /// fp16 TensorRT engines (`--fp16`).
+    pub fp16: bool,
+}
+
+/// GPUs this process can see, where that can be known: the entries of `CUDA_VISIBLE_DEVICES` when
+/// it is set, else the GPUs `nvidia-smi -L` lists; `None` when neither says.
+pub fn visible_gpus() -> Option<usize> {
+    if let Ok(list) = std::env::var("CUDA_VISIBLE_DEVICES") {
+        let list = list.trim();
+        // CUDA stops at the first invalid entry; "-1" and "" hide every GPU.
+        return Some(
+            list.split(',')
+                .map(str::trim)
+                .take_while(|e| !e.is_empty() && !e.starts_with('-'))
+                .count(),
+        );
+    }
+    let output = std::process::Command::new("nvidia-smi")
+        .arg("-L")
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    output.status.success().then(|| {
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|l| l.starts_with("GPU "))
+            .count()
+    })
+}
+
+/// `--device`, `--tf32` and `--fp16` against the provider asked for, the providers in the library
+/// and the GPUs visible (when known): a setting that cannot take effect is a usage error.
+pub fn check_gpu_options(
+    provider: ProviderChoice,
+    gpu: &GpuOptions,
+    available: &[String],
+    visible: Option<usize>,
+) -> Result<()> {
+    let has_trt = available.iter().any(|a| a == TensorRT::NAME);
+    let has_gpu = has_trt || available.iter().any(|a| a == CUDA::NAME);
+    let cpu_only = provider == ProviderChoice::Cpu || (provider == ProviderChoice::Auto && !has_gpu);
+    let why_cpu = if provider == ProviderChoice::Cpu {
+        "--provider cpu".to_string()
+    } else {
+        "this ONNX Runtime has no GPU provider (scripts/setup.sh --gpu installs one)".to_string()
+    };
+    if gpu.fp16 && cpu_only {
+        return Err(Error::Usage(format!("--fp16: the CPU computes in fp32 only ({why_cpu})")));
+    }
+    if gpu.fp16 && (provider == ProviderChoice::Cuda || !has_trt) {
+        return Err(Error::Usage(
+            "--fp16 builds fp16 TensorRT engines: it needs --provider tensorrt (or auto with TensorRT \
+             in the library; scripts/setup.sh --gpu --tensorrt installs it)"
+                .into(),
+        ));
+    }
+    if gpu.tf32 && cpu_only {
+        return Err(Error::Usage(format!("--tf32: the CPU has no TF32 ({why_cpu})")));
+    }
+    if gpu.device > 0 && cpu_only {
+        return Err(Error::Usage(format!("--device {}: no GPU is used ({why_cpu})", gpu.device)));
+    }
+    let explicit = matches!(provider, ProviderChoice::Cuda | ProviderChoice::Tensorrt);
+    if let Some(n) = visible.filter(|&n| gpu.device as usize >= n && (gpu.device > 0 || explicit)) {
+        let seen = match n {
+            0 => "no GPU is visible to this process".to_string(),
+            n => format!("{n} GPU(s) are visible to this process (devices 0 to {})", n - 1),
+        };
+        return Err(Error::Usage(format!(
+            "--device {}: {seen}, as CUDA_VISIBLE_DEVICES or nvidia-smi -L say",
+            gpu.device
+        )));
+    }
+    Ok(())
+}
+
+/// cuDNN's convolution algorithm search for the CUDA provider. ONNX Runtime's own default,
+/// EXHAUSTIVE, times every algorithm on the first run and keeps the fastest, so the algorithm (and
+/// the last bits of the logits) can change from run to run; DEFAULT always uses
+/// IMPLICIT_PRECOMP_GEMM, the same on every run and every GPU.
+pub const CUDNN_CONV_ALGO_SEARCH: &str = "DEFAULT";
+
+/// The CUDA provider's options (also TensorRT's fallback for the nodes TensorRT does not take).
+pub fn cuda_options(gpu: &GpuOptions) -> Vec<(&'static str, String)> {
+    vec![
+        ("device_id", gpu.device.to_string()),
+        ("use_tf32", u8::from(gpu.tf32).to_string()),
+        ("cudnn_conv_algo_search", CUDNN_CONV_ALGO_SEARCH.to_string()),
+    ]
+}
+
+/// TensorRT's min/opt/max shapes for a dynamic batch: batches of 1 to `batch` images, tuned for
+/// `batch`, so one engine serves every short last batch and shard range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchProfile {
+    pub min: String,
+    pub opt: String,
+    pub max: String,
+}
+
+/// The profile for input `name` of dimensions `dims` (the model's, negative where dynamic) at
+/// `batch`, with the card's `crop` for dynamic image sides. `None` where the batch is fixed (no
+/// profile is needed), or the name cannot be written in ONNX Runtime's `name:AxBxC` option syntax.
+pub fn batch_profile(name: &str, dims: &[i64], crop: usize, layout: TensorLayout, batch: usize) -> Option<BatchProfile> {
+    if dims.len() != 4 || dims[0] > 0 || batch == 0 || name.is_empty() || name.contains([':', ',']) {
+        return None;
+    }
+    let want = match layout {
+        TensorLayout::Nchw => [3, crop as i64, crop as i64],
+        TensorLayout::Nhwc => [crop as i64, crop as i64, 3],
+    };
+    let rest: Vec<String> = dims[1..]
+        .iter()
+        .zip(want)
+        .map(|(&d, w)| if d > 0 { d } else { w }.to_string())
+        .collect();
+    let shape = |n: usize| format!("{name}:{n}x{}", rest.join("x"));
+    Some(BatchProfile {
+        min: shape(1),
+        opt: shape(batch),
+        max: shape(batch),
+    })
+}
+
+/// TensorRT's options. Engines are cached under the model's content key: ONNX Runtime names an
+/// engine by a hash of the graph's file name, tensor names and versions, not its weights, so two
+/// models that differ only in weights (WiSE-FT mixes, soups, a re-export in place) would share
+/// one engine. The timing cache (kernel timings per layer shape, valid whatever the weights) stays
+/// shared in the folder.
+pub fn tensorrt_options(
+    gpu: &GpuOptions,
+    cache: &Path,
+    content_key: &str,
+    profile: Option<&BatchProfile>,
+) -> Vec<(&'static str, String)> {
+    let mut options = vec![
+        ("device_id", gpu.device.to_string()),
+        ("trt_fp16_enable", u8::from(gpu.fp16).to_string()),
+        ("trt_engine_cache_enable", "1".to_string()),
+        ("trt_engine_cache_path", cache.display().to_string()),
+        ("trt_engine_cache_prefix", content_key.to_string()),
+        ("trt_timing_cache_enable", "1".to_string()),
+        ("trt_timing_cache_path", cache.display().to_string()),
+    ];
+    if let Some(p) = profile {
+        options.push(("trt_profile_min_shapes", p.min.clone()));
+        options.push(("trt_profile_opt_shapes", p.opt.clone()));
+        options.push(("trt_profile_max_shapes", p.max.clone()));
+    }
+    options
+}
+
+/// The precision a provider computes in with these options, as run.json records it.
+pub fn precision(provider: &str, gpu: &GpuOptions) -> &'static str {
+    match provider {
+        p if p == TensorRT::NAME && gpu.fp16 => "fp16 (TensorRT engines built with fp16 allowed)",
+        p if p == TensorRT::NAME || p == CUDA::NAME => {
+            if gpu.tf32 {
+                "tf32 (CUDA use_tf32=1)"
+            } else {
+                "fp32"
+            }
+        }
+        _ => "fp32",
+    }
+}
+
+/// The content key of a model: the sha256 of its ONNX file alone, or, with external-data files,
+/// the sha256 over the file's and each data file's hash (name and digest, in the card's order).
+pub fn content_key(onnx_sha256: &str, external: &[(String, String)]) -> String {
+    use sha2::{Digest, Sha256};
+    if external.is_empty() {
+        return onnx_sha256.to_string();
+    }
+    let mut h = Sha256::new();
+    h.update(onnx_sha256.as_bytes());
+    for (name, sha) in external {
+        h.update(format!(" data={name}:{sha}").as_bytes());
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// The content key of a card's model, as the run computed it, else hashed now.
+fn model_content_key(card: &ModelCard, settings: &SessionSettings) -> Result<String> {
+    if let Some(key) = settings.content_keys.get(&card.onnx) {
+        return Ok(key.clone());
+    }
+    let sha = |path: &Path| -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut h = Sha256::new();
+        std::io::copy(&mut file, &mut h).map_err(|e| Error::io(path, e))?;
+        Ok(format!("{:x}", h.finalize()))
+    };
+    let external = card
+        .external_data
+        .iter()
+        .map(|d| Ok((d.file_name().unwrap_or_default().to_string_lossy().into_owned(), sha(d)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(content_key(&sha(&card.onnx)?, &external))
 }
 
 /// Something that turns a batch of preprocessed images into logits. ONNX Runtime in real runs;
@@ -391,7 +632,14 @@ pub struct OrtClassifier {
     session: Session,
     input: String,
     output: String,
-    provider: &'static str,
+    /// What ran the model: the providers that took nodes, joined by '+' (evals.csv's provider).
+    provider: String,
+    /// The provider the session was opened with.
+    engine: &'static str,
+    placement: Placement,
+    options: ProviderOptions,
+    precision: &'static str,
+    run_options: ort::session::RunOptions,
     crop: usize,
     /// Width of the model's own output row (the embedding width for a zero-shot model).
     model_width: usize,
@@ -464,13 +712,43 @@ struct Threading<'a> {
     prepacked: Option<&'a PrepackedWeights>,
 }
 
+/// ONNX Runtime's node placement for one session, from its log: per provider, the nodes it took.
+pub type Placement = Vec<(String, u64)>;
+
+/// The providers that took nodes, from a session's placement log lines ("All nodes placed on
+/// [CPUExecutionProvider]. Number of nodes: 93", " Node(s) placed on [CUDAExecutionProvider].
+/// Number of nodes: 88").
+pub fn parse_placement(lines: &[String]) -> Placement {
+    let mut out: Placement = Vec::new();
+    for line in lines {
+        let Some(rest) = line.split("placed on [").nth(1) else {
+            continue;
+        };
+        let Some((provider, tail)) = rest.split_once(']') else {
+            continue;
+        };
+        let Some(count) = tail.split("Number of nodes:").nth(1) else {
+            continue;
+        };
+        let digits: String = count.trim().chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(n) = digits.parse::<u64>() {
+            match out.iter_mut().find(|(p, _)| p == provider) {
+                Some(entry) => entry.1 += n,
+                None => out.push((provider.to_string(), n)),
+            }
+        }
+    }
+    out
+}
+
 fn try_session(
     card: &ModelCard,
-    ep: Option<ExecutionProviderDispatch>,
-    extra: Option<ExecutionProviderDispatch>,
+    eps: Vec<ExecutionProviderDispatch>,
     threading: &Threading<'_>,
+    placement: &std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) -> Result<Session> {
     let rt = runtime()?;
+    let on_gpu = !eps.is_empty();
     let mut builder = Session::builder(&rt.env)?;
     // Threads come from the environment's shared pool (see `load`) unless the session has its own.
     if let Some(threads) = threading.own_threads {
@@ -489,11 +767,38 @@ fn try_session(
             .with_prepacked_weights(prepacked)
             .map_err(ort::Error::from)?;
     }
-    if let Some(ep) = ep {
-        let mut eps = vec![ep.error_on_failure()];
-        eps.extend(extra);
+    // The session logs its node placement at the verbose level while it initialises; the
+    // logger keeps those lines and passes warnings on to stderr. Inference runs at the warning
+    // level (`RUN_LOG_LEVEL`), so the verbose level costs nothing per batch.
+    let lines = placement.clone();
+    let model = card.name.clone();
+    let threshold = log_level();
+    builder = builder
+        .with_log_level(ort::logging::LogLevel::Verbose)
+        .and_then(|b| {
+            b.with_logger(std::sync::Arc::new(
+                move |level: ort::logging::LogLevel, _category: &str, _id: &str, _at: &str, message: &str| {
+                if message.contains("placed on [") {
+                    if let Ok(mut l) = lines.lock() {
+                        l.push(message.to_string());
+                    }
+                }
+                if level >= threshold {
+                    eprintln!("onnxruntime {} ({model}): {message}", format!("{level:?}").to_lowercase());
+                }
+            }))
+        })
+        .map_err(ort::Error::from)?;
+    if on_gpu {
+        // The first provider must initialise; the next (CUDA under TensorRT) takes what it leaves.
+        let eps: Vec<ExecutionProviderDispatch> = eps
+            .into_iter()
+            .enumerate()
+            .map(|(i, ep)| if i == 0 { ep.error_on_failure() } else { ep })
+            .collect();
         builder = builder
             .with_execution_providers(eps)
+            .and_then(|b| b.with_deterministic_compute(true))
             .map_err(ort::Error::from)?;
     }
     builder = builder
@@ -504,65 +809,123 @@ fn try_session(
         .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", card.onnx.display())))
 }
 
-/// A session of the model on the chosen provider (with `auto`, the first of TensorRT, CUDA and
-/// the CPU that initialises), and that provider's name.
-fn start_session(
+/// The log level inference runs at (sessions open at the verbose level to log their placement).
+const RUN_LOG_LEVEL: ort::logging::LogLevel = ort::logging::LogLevel::Warning;
+
+/// The providers to try, in order: `auto` tries TensorRT, then CUDA (those in the library), then
+/// the CPU; a named provider is tried alone.
+fn attempts(choice: ProviderChoice, available: &[String]) -> Vec<ProviderChoice> {
+    let has = |name: &str| available.iter().any(|a| a == name);
+    match choice {
+        ProviderChoice::Auto => {
+            let mut out = Vec::new();
+            if has(TensorRT::NAME) {
+                out.push(ProviderChoice::Tensorrt);
+            }
+            if has(CUDA::NAME) {
+                out.push(ProviderChoice::Cuda);
+            }
+            out.push(ProviderChoice::Cpu);
+            out
+        }
+        other => vec![other],
+    }
+}
+
+fn provider_name(choice: ProviderChoice) -> &'static str {
+    match choice {
+        ProviderChoice::Tensorrt => TensorRT::NAME,
+        ProviderChoice::Cuda => CUDA::NAME,
+        _ => CPU::NAME,
+    }
+}
+
+fn configured<E: ArbitrarilyConfigurableExecutionProvider>(ep: E, options: &[(&str, String)]) -> E {
+    options.iter().fold(ep, |ep, (k, v)| ep.with_arbitrary_config(k, v))
+}
+
+/// The input's name and dimensions, read from a CPU session opened without optimisation (for
+/// TensorRT's profile, which must name the input before the TensorRT session exists).
+fn inspect_input(card: &ModelCard) -> Result<(String, Vec<i64>)> {
+    let rt = runtime()?;
+    let session = Session::builder(&rt.env)?
+        .with_optimization_level(GraphOptimizationLevel::Disable)
+        .map_err(ort::Error::from)?
+        .commit_from_file(&card.onnx)
+        .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", card.onnx.display())))?;
+    let at = card.onnx.display().to_string();
+    let input = pick_outlet(session.inputs(), card.input.name.as_deref(), "input", &card.name, &at)?;
+    let (_, dims) = tensor_dims(&card.name, "input", input.name(), input.dtype())?;
+    Ok((input.name().to_string(), dims))
+}
+
+/// The options a session's providers were given, as `provider.key` = value, for run.json.
+pub type ProviderOptions = Vec<(String, String)>;
+
+/// The execution providers of one attempt, configured (see `cuda_options`, `tensorrt_options`).
+fn execution_providers(
     card: &ModelCard,
     settings: &SessionSettings,
+    attempt: ProviderChoice,
     note: &mut dyn FnMut(String),
-    threading: &Threading<'_>,
-) -> Result<(Session, &'static str)> {
-    let available = available_providers()?;
-    let has = |name: &str| available.iter().any(|a| a == name);
-    let trt = || {
-        std::fs::create_dir_all(&settings.trt_cache).ok();
-        TensorRT::default()
-            .with_engine_cache(true)
-            .with_engine_cache_path(settings.trt_cache.display())
-            .with_timing_cache(true)
-            .with_timing_cache_path(settings.trt_cache.display())
-            .build()
+) -> Result<(Vec<ExecutionProviderDispatch>, ProviderOptions)> {
+    let cuda_opts = cuda_options(&settings.gpu);
+    let cuda = || configured(CUDA::default(), &cuda_opts).build();
+    let record = |ep: &str, options: &[(&str, String)]| -> ProviderOptions {
+        options.iter().map(|(k, v)| (format!("{ep}.{k}"), v.clone())).collect()
     };
-    let chosen = match settings.provider {
-        ProviderChoice::Cpu => (try_session(card, None, None, threading)?, CPU::NAME),
-        ProviderChoice::Cuda | ProviderChoice::Tensorrt => {
-            let name = if settings.provider == ProviderChoice::Cuda {
-                CUDA::NAME
-            } else {
-                TensorRT::NAME
-            };
-            check_provider(settings.provider)?;
-            let session = if settings.provider == ProviderChoice::Cuda {
-                try_session(card, Some(CUDA::default().build()), None, threading)
-            } else {
-                try_session(card, Some(trt()), Some(CUDA::default().build()), threading)
-            };
-            (
-                session.map_err(|e| Error::Runtime(format!("{name} did not initialise: {e}")))?,
-                name,
-            )
+    Ok(match attempt {
+        ProviderChoice::Cpu | ProviderChoice::Auto => (Vec::new(), Vec::new()),
+        ProviderChoice::Cuda => (vec![cuda()], record("cuda", &cuda_opts)),
+        ProviderChoice::Tensorrt => {
+            std::fs::create_dir_all(&settings.trt_cache).ok();
+            let key = model_content_key(card, settings)?;
+            let (input, dims) = inspect_input(card)?;
+            let profile = batch_profile(&input, &dims, card.preprocess.crop as usize, card.input.layout, settings.batch_size);
+            if profile.is_none() && dims.first().is_some_and(|d| *d <= 0) && settings.batch_size > 0 {
+                note(format!(
+                    "input `{input}` cannot be named in TensorRT's profile options; \
+                     TensorRT builds an engine per batch shape"
+                ));
+            }
+            let options = tensorrt_options(&settings.gpu, &settings.trt_cache, &key, profile.as_ref());
+            let mut recorded = record("tensorrt", &options);
+            recorded.extend(record("cuda", &cuda_opts));
+            (vec![configured(TensorRT::default(), &options).build(), cuda()], recorded)
         }
-        ProviderChoice::Auto => {
-            let mut chosen = None;
-            if has(TensorRT::NAME) {
-                match try_session(card, Some(trt()), Some(CUDA::default().build()), threading) {
-                    Ok(s) => chosen = Some((s, TensorRT::NAME)),
-                    Err(e) => note(format!("TensorRT did not initialise ({e}); trying CUDA")),
-                }
-            }
-            if chosen.is_none() && has(CUDA::NAME) {
-                match try_session(card, Some(CUDA::default().build()), None, threading) {
-                    Ok(s) => chosen = Some((s, CUDA::NAME)),
-                    Err(e) => note(format!("CUDA did not initialise ({e}); using the CPU")),
-                }
-            }
-            match chosen {
-                Some(c) => c,
-                None => (try_session(card, None, None, threading)?, CPU::NAME),
-            }
-        }
-    };
-    Ok(chosen)
+    })
+}
+
+/// A warm-up batch of zeros at the run's batch size: a GPU provider builds its engines and
+/// kernels on the first run, and a failure there must fall back (or fail) before any image
+/// is scored.
+fn warm_up(classifier: &mut OrtClassifier, batch_size: usize) -> Result<()> {
+    if batch_size == 0 || classifier.engine == CPU::NAME {
+        return Ok(());
+    }
+    let n = classifier.fixed_batch.unwrap_or(batch_size);
+    let zeros = vec![0f32; n * 3 * classifier.crop * classifier.crop];
+    classifier
+        .classify(&zeros, n)
+        .map(|_| ())
+        .map_err(|e| Error::Runtime(format!("the warm-up batch of {n} failed: {e}")))
+}
+
+/// What ran a model: the providers its placement gave nodes to, in the session's order of
+/// preference, joined by '+'; the session's provider where the placement is unknown.
+pub fn ran_on(engine: &str, placement: &Placement) -> String {
+    let took: Vec<&str> = placement
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    if took.is_empty() {
+        return engine.to_string();
+    }
+    let order = [TensorRT::NAME, CUDA::NAME, CPU::NAME];
+    let mut sorted = took.clone();
+    sorted.sort_by_key(|p| order.iter().position(|o| o == p).unwrap_or(order.len()));
+    sorted.join("+")
 }
 
 /// The input tensor must take `[N, 3, crop, crop]` (or NHWC) images as the card describes them.
@@ -660,15 +1023,67 @@ impl OrtClassifier {
         note: &mut dyn FnMut(String),
         threading: &Threading<'_>,
     ) -> Result<OrtClassifier> {
-        let (session, provider) = start_session(card, settings, note, threading)?;
-        Self::checked(card, session, provider)
+        let tried = attempts(settings.provider, &available_providers()?);
+        check_provider(settings.provider)?;
+        let mut failure = None;
+        for (i, &attempt) in tried.iter().enumerate() {
+            let name = provider_name(attempt);
+            let placement = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let opened = execution_providers(card, settings, attempt, note).and_then(|(eps, options)| {
+                let session = try_session(card, eps, threading, &placement)?;
+                let lines = placement.lock().map(|l| l.clone()).unwrap_or_default();
+                let mut classifier = Self::checked(card, session, name, parse_placement(&lines))?;
+                classifier.options = options;
+                classifier.precision = precision(name, &settings.gpu);
+                warm_up(&mut classifier, settings.batch_size)?;
+                Ok(classifier)
+            });
+            let e = match opened {
+                Ok(classifier) => return Ok(classifier),
+                // The card does not fit the model: no other provider changes that.
+                Err(e @ Error::Usage(_)) => return Err(e),
+                Err(e) => e,
+            };
+            match tried.get(i + 1) {
+                Some(&ProviderChoice::Cpu) => note(format!("{name} did not initialise ({e}); using the CPU")),
+                Some(&next) => note(format!("{name} did not initialise ({e}); trying {}", provider_name(next))),
+                None if attempt == ProviderChoice::Cpu => failure = Some(e),
+                None => failure = Some(Error::Runtime(format!("{name} did not initialise: {e}"))),
+            }
+        }
+        Err(failure.unwrap_or_else(|| Error::Runtime("no execution provider to try".into())))
+    }
+
+    /// The provider the session was opened with (whatever its placement).
+    pub fn engine(&self) -> &'static str {
+        self.engine
+    }
+
+    /// Whether the session was opened on the CPU provider (asked for, or `auto`'s fallback).
+    pub fn on_cpu(&self) -> bool {
+        self.engine == CPU::NAME
+    }
+
+    /// Per provider, the nodes it took (empty when ONNX Runtime did not log its placement).
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// The precision and provider settings, and the node placement, for run.json.
+    pub fn execution(&self) -> crate::results::store::Execution {
+        crate::results::store::Execution {
+            precision: self.precision.to_string(),
+            provider_options: self.options.clone(),
+            nodes: self.placement.clone(),
+        }
     }
 
     /// Wrap a session, checking its input and output against the card.
     fn checked(
         card: &ModelCard,
         session: Session,
-        provider: &'static str,
+        engine: &'static str,
+        placement: Placement,
     ) -> Result<OrtClassifier> {
         let at = card
             .card_file
@@ -709,7 +1124,13 @@ impl OrtClassifier {
             input: input.name().to_string(),
             output: output.name().to_string(),
             session,
-            provider,
+            provider: ran_on(engine, &placement),
+            engine,
+            placement,
+            options: Vec::new(),
+            precision: "fp32",
+            run_options: ort::session::RunOptions::new()
+                .and_then(|mut o| o.set_log_level(RUN_LOG_LEVEL).map(|()| o))?,
             crop: card.preprocess.crop as usize,
             model_width,
             fixed_batch,
@@ -849,12 +1270,16 @@ impl Classifier for OrtClassifier {
             self.scratch_f16
                 .extend(data.iter().map(|v| f16::from_f32(*v)));
             let tensor = TensorRef::from_array_view((dims, &self.scratch_f16[..]))?;
-            self.session
-                .run(ort::inputs![self.input.as_str() => tensor])?
+            self.session.run_with_options(
+                ort::inputs![self.input.as_str() => tensor],
+                &self.run_options,
+            )?
         } else {
             let tensor = TensorRef::from_array_view((dims, data))?;
-            self.session
-                .run(ort::inputs![self.input.as_str() => tensor])?
+            self.session.run_with_options(
+                ort::inputs![self.input.as_str() => tensor],
+                &self.run_options,
+            )?
         };
         let value = &outputs[self.output.as_str()];
         let (shape, mut rows): (Vec<i64>, Vec<f32>) = if self.output_f16 {
@@ -885,7 +1310,7 @@ impl Classifier for OrtClassifier {
     }
 
     fn provider(&self) -> &str {
-        self.provider
+        &self.provider
     }
 
     fn fixed_batch(&self) -> Option<usize> {
@@ -924,5 +1349,119 @@ mod layout_tests {
         assert_eq!(out, [1., 5., 9., 2., 6., 10., 3., 7., 11., 4., 8., 12.]);
         relayout(&nchw, 2, TensorLayout::Nhwc, ChannelOrder::Bgr, &mut out);
         assert_eq!(out, [9., 5., 1., 10., 6., 2., 11., 7., 3., 12., 8., 4.]);
+    }
+}
+
+#[cfg(test)]
+mod gpu_option_tests {
+    use super::*;
+
+    fn get<'a>(options: &'a [(&str, String)], key: &str) -> Option<&'a str> {
+        options.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn cuda_is_fp32_with_a_fixed_convolution_algorithm_unless_tf32_is_asked() {
+        let fp32 = cuda_options(&GpuOptions::default());
+        assert_eq!(get(&fp32, "use_tf32"), Some("0"));
+        assert_eq!(get(&fp32, "cudnn_conv_algo_search"), Some("DEFAULT"));
+        assert_eq!(get(&fp32, "device_id"), Some("0"));
+        let tf32 = cuda_options(&GpuOptions { device: 3, tf32: true, fp16: false });
+        assert_eq!(get(&tf32, "use_tf32"), Some("1"));
+        assert_eq!(get(&tf32, "device_id"), Some("3"));
+        assert_eq!(precision(CUDA::NAME, &GpuOptions::default()), "fp32");
+        assert!(precision(CUDA::NAME, &GpuOptions { tf32: true, ..Default::default() }).starts_with("tf32"));
+        assert_eq!(precision(CPU::NAME, &GpuOptions { tf32: true, fp16: true, device: 0 }), "fp32");
+    }
+
+    #[test]
+    fn tensorrt_engines_are_keyed_by_content_and_share_the_timing_cache() {
+        let gpu = GpuOptions { device: 1, tf32: false, fp16: true };
+        let profile = batch_profile("input", &[-1, 3, 224, 224], 224, TensorLayout::Nchw, 64);
+        let options = tensorrt_options(&gpu, Path::new("/cache"), "abc123", profile.as_ref());
+        assert_eq!(get(&options, "trt_engine_cache_prefix"), Some("abc123"));
+        assert_eq!(get(&options, "trt_engine_cache_path"), Some("/cache"));
+        assert_eq!(get(&options, "trt_timing_cache_path"), Some("/cache"));
+        assert_eq!(get(&options, "trt_timing_cache_enable"), Some("1"));
+        assert_eq!(get(&options, "trt_fp16_enable"), Some("1"));
+        assert_eq!(get(&options, "device_id"), Some("1"));
+        assert_eq!(get(&options, "trt_profile_min_shapes"), Some("input:1x3x224x224"));
+        assert_eq!(get(&options, "trt_profile_opt_shapes"), Some("input:64x3x224x224"));
+        assert_eq!(get(&options, "trt_profile_max_shapes"), Some("input:64x3x224x224"));
+        let fp32 = tensorrt_options(&GpuOptions::default(), Path::new("/c"), "k", None);
+        assert_eq!(get(&fp32, "trt_fp16_enable"), Some("0"));
+        assert_eq!(get(&fp32, "trt_profile_min_shapes"), None);
+    }
+
+    #[test]
+    fn content_key_is_the_file_hash_or_covers_external_data() {
+        assert_eq!(content_key("aa", &[]), "aa");
+        let one = content_key("aa", &[("w.bin".into(), "01".into())]);
+        let other = content_key("aa", &[("w.bin".into(), "02".into())]);
+        assert_eq!(one.len(), 64);
+        assert_ne!(one, other, "new external weights, new engine");
+        assert_ne!(one, "aa");
+    }
+
+    #[test]
+    fn profiles_fill_dynamic_sides_and_skip_fixed_batches_and_unwritable_names() {
+        let nhwc = batch_profile("x", &[-1, -1, -1, 3], 160, TensorLayout::Nhwc, 9).unwrap();
+        assert_eq!(nhwc.min, "x:1x160x160x3");
+        assert_eq!(nhwc.max, "x:9x160x160x3");
+        assert_eq!(batch_profile("x", &[8, 3, 224, 224], 224, TensorLayout::Nchw, 64), None);
+        assert_eq!(batch_profile("a:b", &[-1, 3, 224, 224], 224, TensorLayout::Nchw, 64), None);
+        assert_eq!(batch_profile("a,b", &[-1, 3, 224, 224], 224, TensorLayout::Nchw, 64), None);
+        assert_eq!(batch_profile("x", &[-1, 3, 224, 224], 224, TensorLayout::Nchw, 0), None);
+    }
+
+    #[test]
+    fn gpu_settings_that_cannot_take_effect_are_usage_errors() {
+        let gpu_lib = vec![TensorRT::NAME.to_string(), CUDA::NAME.to_string(), CPU::NAME.to_string()];
+        let cuda_lib = vec![CUDA::NAME.to_string(), CPU::NAME.to_string()];
+        let cpu_lib = vec![CPU::NAME.to_string()];
+        let fp16 = GpuOptions { fp16: true, ..Default::default() };
+        let usage = |r: Result<()>| matches!(r, Err(Error::Usage(_)));
+        assert!(usage(check_gpu_options(ProviderChoice::Cpu, &fp16, &gpu_lib, None)));
+        assert!(usage(check_gpu_options(ProviderChoice::Auto, &fp16, &cpu_lib, None)));
+        assert!(usage(check_gpu_options(ProviderChoice::Cuda, &fp16, &gpu_lib, None)));
+        assert!(usage(check_gpu_options(ProviderChoice::Auto, &fp16, &cuda_lib, None)));
+        assert!(check_gpu_options(ProviderChoice::Tensorrt, &fp16, &gpu_lib, None).is_ok());
+        let tf32 = GpuOptions { tf32: true, ..Default::default() };
+        assert!(usage(check_gpu_options(ProviderChoice::Cpu, &tf32, &gpu_lib, None)));
+        assert!(check_gpu_options(ProviderChoice::Cuda, &tf32, &cuda_lib, None).is_ok());
+        let device2 = GpuOptions { device: 2, ..Default::default() };
+        assert!(usage(check_gpu_options(ProviderChoice::Cuda, &device2, &cuda_lib, Some(2))));
+        assert!(check_gpu_options(ProviderChoice::Cuda, &device2, &cuda_lib, Some(3)).is_ok());
+        assert!(check_gpu_options(ProviderChoice::Cuda, &device2, &cuda_lib, None).is_ok(), "unknown count: the provider says");
+        assert!(usage(check_gpu_options(ProviderChoice::Cpu, &device2, &gpu_lib, None)));
+        // The default device with no GPU visible: auto falls back to the CPU, cuda is told now.
+        let default = GpuOptions::default();
+        assert!(check_gpu_options(ProviderChoice::Auto, &default, &cuda_lib, Some(0)).is_ok());
+        assert!(usage(check_gpu_options(ProviderChoice::Cuda, &default, &cuda_lib, Some(0))));
+    }
+
+    #[test]
+    fn placement_is_read_from_the_session_log_and_names_what_ran() {
+        let lines = vec![
+            "Node placements".to_string(),
+            " Node(s) placed on [CUDAExecutionProvider]. Number of nodes: 88".to_string(),
+            " Node(s) placed on [CPUExecutionProvider]. Number of nodes: 5".to_string(),
+        ];
+        let placement = parse_placement(&lines);
+        assert_eq!(
+            placement,
+            vec![("CUDAExecutionProvider".to_string(), 88), ("CPUExecutionProvider".to_string(), 5)]
+        );
+        assert_eq!(ran_on(CUDA::NAME, &placement), "CUDAExecutionProvider+CPUExecutionProvider");
+        let all_cpu = parse_placement(&["All nodes placed on [CPUExecutionProvider]. Number of nodes: 93".to_string()]);
+        assert_eq!(ran_on(CPU::NAME, &all_cpu), "CPUExecutionProvider");
+        assert_eq!(ran_on(TensorRT::NAME, &Vec::new()), "TensorrtExecutionProvider");
+    }
+
+    #[test]
+    fn auto_tries_the_providers_in_the_library_then_the_cpu() {
+        let lib = vec![CUDA::NAME.to_string(), CPU::NAME.to_string()];
+        assert_eq!(attempts(ProviderChoice::Auto, &lib), vec![ProviderChoice::Cuda, ProviderChoice::Cpu]);
+        assert_eq!(attempts(ProviderChoice::Tensorrt, &lib), vec![ProviderChoice::Tensorrt]);
     }
 }

@@ -189,6 +189,9 @@ pub enum Layout {
     ImagenetA,
     /// ObjectNet 1.0: class folders under `images/`.
     Objectnet,
+    /// ImageNet-C: `<corruption>/<severity>/<wnid>/`, one manifest per corruption and severity
+    /// (see `corruptions.rs`).
+    ImagenetC,
 }
 
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"];
@@ -299,6 +302,11 @@ pub fn scan(layout: Layout, root: &Path, ground_truth: Option<&Path>) -> Result<
         }
         (Layout::ImagenetV2, _) => v2_folders(root)?,
         (Layout::Objectnet, _) => objectnet_folders(root)?,
+        (Layout::ImagenetC, _) => {
+            return Err(Error::Usage(
+                "imagenet-c trees hold many datasets: read them with corruptions::scan".into(),
+            ))
+        }
     };
     if rows.is_empty() {
         return Err(Error::Usage(format!(

@@ -1,6 +1,7 @@
 //! What the user hands in: suites, manifests, model cards, label spaces and the demo suite.
 
 pub mod card;
+pub mod corruptions;
 pub mod demo;
 pub mod labels;
 pub mod manifest;

@@ -9,14 +9,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::engine::preprocess::ResizeMode;
 use crate::error::{Error, Location, Result};
 use crate::input::check_name;
 use crate::results::scoring::Scoring;
 
 const IMAGENET_SHIFTS: &str = include_str!("../../suites/imagenet-shifts.toml");
+const IMAGENET_C: &str = include_str!("../../suites/imagenet-c.toml");
 
 /// Suites shipped in the binary, by name. `demo` is extracted with its data (see `demo.rs`).
-pub const BUILTIN: &[&str] = &["imagenet-shifts", "demo"];
+pub const BUILTIN: &[&str] = &["imagenet-shifts", "imagenet-c", "demo"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +39,11 @@ struct RawDataset {
     scoring: String,
     #[serde(default = "yes")]
     default: bool,
+    /// A missing manifest skips the dataset (named on stderr) instead of stopping the run.
+    #[serde(default)]
+    optional: bool,
+    /// `model` (default) or `none` (centre crop only); see `ResizeMode`.
+    resize: Option<String>,
     description: Option<String>,
 }
 
@@ -52,6 +59,10 @@ pub struct Dataset {
     pub scoring: Scoring,
     /// Evaluated unless the user picks datasets explicitly.
     pub default: bool,
+    /// Skipped, with a note, when its manifest does not exist (ImageNet-C trees with gaps).
+    pub optional: bool,
+    /// How images are brought to each model's input on this dataset.
+    pub resize: ResizeMode,
     pub description: Option<String>,
 }
 
@@ -128,6 +139,11 @@ impl Suite {
                 IMAGENET_SHIFTS,
                 None,
             ),
+            "imagenet-c" => Suite::parse(
+                Path::new("<built-in>/suites/imagenet-c.toml"),
+                IMAGENET_C,
+                None,
+            ),
             "demo" => {
                 let root = crate::input::demo::extract()?;
                 Suite::load(&root.join("suites").join("demo.toml"))
@@ -174,11 +190,19 @@ impl Suite {
                 .scoring
                 .parse()
                 .map_err(|msg: String| Error::input(at(Some(&table), "scoring"), msg))?;
+            let resize: ResizeMode = match &d.resize {
+                Some(mode) => mode
+                    .parse()
+                    .map_err(|msg: String| Error::input(at(Some(&table), "resize"), msg))?,
+                None => ResizeMode::Model,
+            };
             datasets.push(Dataset {
                 name,
                 manifest: d.manifest,
                 scoring,
                 default: d.default,
+                optional: d.optional,
+                resize,
                 description: d.description,
             });
         }
@@ -273,6 +297,34 @@ mod tests {
         let defaults: Vec<String> = s.select(&[]).unwrap().into_iter().map(|d| d.name).collect();
         assert_eq!(defaults.len(), 6, "{defaults:?}");
         assert_eq!(s.select(&["all".into()]).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn builtin_imagenet_c_lists_every_corruption_and_severity() {
+        let s = Suite::find("imagenet-c").unwrap();
+        assert_eq!(s.datasets[0].name, "imagenet");
+        assert!(!s.datasets[0].optional);
+        assert_eq!(s.datasets[0].resize, ResizeMode::Model);
+        let table = crate::input::corruptions::imagenet_c();
+        assert_eq!(s.datasets.len(), 1 + 5 * table.corruptions.len());
+        for c in &table.corruptions {
+            for sev in crate::input::corruptions::SEVERITIES {
+                let name = crate::input::corruptions::dataset_name(&c.name, sev);
+                let d = s.datasets.iter().find(|d| d.name == name).expect(&name);
+                assert!(d.optional && d.default && d.resize == ResizeMode::None, "{name}");
+                let expected = crate::input::corruptions::manifest_path(Path::new(""), &c.name, sev);
+                assert_eq!(d.manifest, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_resize_mode_names_the_field() {
+        let text = "name = \"x\"\nid = \"a\"\n[datasets.a]\nmanifest = \"a.csv\"\nscoring = \"imagenet-1k\"\nresize = \"crop\"\n";
+        let err = Suite::parse(Path::new("s.toml"), text, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("s.toml:6: field `datasets.a.resize`"), "{err}");
     }
 
     #[test]

@@ -412,7 +412,7 @@ fn parts_of<'a>(shards: &'a [ShardFolder], model: &str, dataset: &str) -> Result
 /// both values. The execution provider and the batch size change the kernels ONNX Runtime runs
 /// and so the last digits of the logits (a near-tie can flip): parts must agree on them too.
 fn different_input(a: &Evaluation, b: &Evaluation) -> Option<(&'static str, String, String)> {
-    let pairs: [(&'static str, String, String); 8] = [
+    let pairs: [(&'static str, String, String); 9] = [
         ("model sha256", a.model_sha256.clone(), b.model_sha256.clone()),
         ("model card settings", a.model_setup.clone(), b.model_setup.clone()),
         ("manifest sha256", a.manifest_sha256.clone(), b.manifest_sha256.clone()),
@@ -425,6 +425,12 @@ fn different_input(a: &Evaluation, b: &Evaluation) -> Option<(&'static str, Stri
         ),
         ("execution provider", a.provider.clone(), b.provider.clone()),
         ("batch size", a.batch_size.to_string(), b.batch_size.to_string()),
+        // fp32, TF32 and fp16 logits differ in the last bits, enough to flip near ties.
+        (
+            "precision (--tf32, --fp16)",
+            a.execution.precision.clone(),
+            b.execution.precision.clone(),
+        ),
     ];
     pairs.into_iter().find(|(_, x, y)| x != y)
 }
@@ -467,6 +473,16 @@ fn read_columns(path: &Path) -> Result<Predictions> {
             .map(|i| column.get(i).ok_or_else(|| missing(name)))
             .collect()
     };
+    // Files written before confidences were stored have none: the merged file then has none.
+    let floats = |name: &str| -> Result<Vec<f64>> {
+        let Ok(column) = df.column(name) else {
+            return Ok(Vec::new());
+        };
+        let column = column.f64().map_err(bad)?.clone();
+        (0..height)
+            .map(|i| column.get(i).ok_or_else(|| missing(name)))
+            .collect()
+    };
     let lists = df.column("top5").map_err(bad)?.list().map_err(bad)?.clone();
     let mut top5 = Vec::with_capacity(height);
     for i in 0..height {
@@ -482,10 +498,13 @@ fn read_columns(path: &Path) -> Result<Predictions> {
         top5,
         correct: bools("correct")?,
         correct_top5: bools("correct_top5")?,
+        confidence: floats("confidence")?,
+        entropy: floats("entropy")?,
     })
 }
 
 fn append(all: &mut Predictions, part: Predictions) {
+    let (rows_before, rows) = (all.index.len(), part.index.len());
     all.index.extend(part.index);
     all.path.extend(part.path);
     all.label.extend(part.label);
@@ -493,6 +512,17 @@ fn append(all: &mut Predictions, part: Predictions) {
     all.top5.extend(part.top5);
     all.correct.extend(part.correct);
     all.correct_top5.extend(part.correct_top5);
+    // Confidences only where every part has them (an empty part has nothing to lack).
+    if rows == 0 {
+        return;
+    }
+    if all.confidence.len() == rows_before && part.confidence.len() == rows {
+        all.confidence.extend(part.confidence);
+        all.entropy.extend(part.entropy);
+    } else {
+        all.confidence.clear();
+        all.entropy.clear();
+    }
 }
 
 /// A pair merged: its rows of evals.csv, predictions per view, failures and provenance.

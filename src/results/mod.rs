@@ -1,5 +1,6 @@
 //! What a run stores: how predictions are scored, and the results folder they are written to.
 
+pub mod confidence;
 pub mod evals;
 pub mod hash_cache;
 pub mod lock;

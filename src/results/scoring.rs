@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::input::labels;
+use crate::results::confidence::{self, Confidence};
 
 /// How a dataset's labels are read and its predictions judged, as named in a suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,6 +111,8 @@ pub struct Scored {
     pub top5: Vec<u32>,
     pub correct: bool,
     pub correct_top5: bool,
+    /// The softmax over the same classes: its max probability and entropy.
+    pub confidence: Confidence,
 }
 
 impl LabelSpace {
@@ -142,6 +145,7 @@ impl LabelSpace {
         Scored {
             correct: top5.first().is_some_and(|&c| hits(c)),
             correct_top5: top5.iter().any(|&c| hits(c)),
+            confidence: confidence::of_logits(logits, self),
             top5,
         }
     }

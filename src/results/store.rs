@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::preprocess::PreprocessSpec;
+use crate::engine::preprocess::{PreprocessSpec, ResizeMode};
 use crate::error::{Error, Location, Result};
 use crate::input::card::Intervention;
 pub use crate::results::evals::{self, EvalRow};
@@ -42,6 +42,10 @@ pub struct Evaluation {
     pub manifest: PathBuf,
     pub manifest_sha256: String,
     pub preprocess: PreprocessSpec,
+    /// The suite's resize mode for the dataset; `preprocess` is the spec it gave (`none`: resize
+    /// = crop). Absent in run.json for the default, `model`, so such runs' run.json is as before.
+    #[serde(default, skip_serializing_if = "is_model_resize")]
+    pub resize: ResizeMode,
     /// Pixels cropped from each edge before preprocessing (2 for ObjectNet).
     pub border: u32,
     pub provider: String,
@@ -56,6 +60,22 @@ pub struct Evaluation {
     /// A shard's part of the pair: which of the dataset's loaded rows it scored (none: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<RowRange>,
+    /// The precision, the providers' settings and where the nodes ran.
+    #[serde(default)]
+    pub execution: Execution,
+}
+
+/// How a pair's inference ran.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Execution {
+    /// "fp32", or the reduced precision a GPU provider was allowed ("tf32 ...", "fp16 ...").
+    pub precision: String,
+    /// The options the GPU providers were given, as `provider.key` = value (none on the CPU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provider_options: Vec<(String, String)>,
+    /// Per provider, the nodes it took, from ONNX Runtime's placement log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<(String, u64)>,
 }
 
 /// Rows `start..end` of the `of` rows of a dataset that a run reads (those some view scores).
@@ -86,6 +106,10 @@ pub struct ShardProvenance {
     pub started: String,
     pub finished: String,
     pub onnxruntime_version: String,
+}
+
+fn is_model_resize(mode: &ResizeMode) -> bool {
+    *mode == ResizeMode::Model
 }
 
 impl Evaluation {
@@ -223,7 +247,17 @@ pub struct Predictions {
     pub top5: Vec<Vec<u32>>,
     pub correct: Vec<bool>,
     pub correct_top5: Vec<bool>,
+    /// Max softmax probability over the scored classes (float64 in the file). Empty: the
+    /// predictions carry no confidences (made before they were stored), and the file has no
+    /// `confidence` and `entropy` columns.
+    pub confidence: Vec<f64>,
+    /// Entropy of that softmax in nats (float64).
+    pub entropy: Vec<f64>,
 }
+
+/// The predictions columns that hold confidences; a file without them was written before they
+/// were stored.
+pub const CONFIDENCE_COLUMNS: [&str; 2] = ["confidence", "entropy"];
 
 /// Prefix of the temporary files `write_atomic` writes beside their target: a process killed
 /// mid-write leaves one behind, which no reader opens and `remove_orphans` deletes.
@@ -469,6 +503,7 @@ impl ResultsStore {
             && wanted.views.iter().all(|v| {
                 stored(v).is_some_and(|r| r.n > 0 || part)
                     && is_whole_parquet(&self.predictions_path(&wanted.model, v))
+                    && has_confidences(&self.predictions_path(&wanted.model, v))
             })
             && (!part || wanted.views.iter().any(|v| stored(v).is_some_and(|r| r.n > 0)))
     }
@@ -537,6 +572,28 @@ impl ResultsStore {
         }
         self.run.evaluations.retain(|e| !pair(&e.model, &e.dataset));
         self.run.evaluations.push(evaluation);
+    }
+
+    /// Put the rows, failures and evaluations of the pairs `order` ranks (by model and view or
+    /// dataset) in that order, in the places they hold; the rest stay where they are. Stores the
+    /// tables and run.json if anything moved.
+    pub fn order_pairs(
+        &mut self,
+        order: &std::collections::HashMap<(String, String), usize>,
+    ) -> Result<()> {
+        let rank = |model: &str, dataset: &str| {
+            order
+                .get(&(model.to_string(), dataset.to_string()))
+                .copied()
+        };
+        let moved = reorder_in_place(&mut self.evals, |r| rank(&r.model, &r.dataset))
+            | reorder_in_place(&mut self.failures, |f| rank(&f.model, &f.dataset))
+            | reorder_in_place(&mut self.run.evaluations, |e| rank(&e.model, &e.dataset));
+        if !moved {
+            return Ok(());
+        }
+        self.save_tables()?;
+        self.save_run()
     }
 
     /// Write evals.csv and failures.csv as they are in memory.
@@ -608,6 +665,27 @@ impl ResultsStore {
     }
 }
 
+/// Sort the items `rank` ranks among the places they hold (stably: a pair's failures keep their
+/// order), leaving the others in place; returns whether anything moved.
+fn reorder_in_place<T: Clone>(items: &mut [T], rank: impl Fn(&T) -> Option<usize>) -> bool {
+    let places: Vec<usize> = (0..items.len())
+        .filter(|&i| rank(&items[i]).is_some())
+        .collect();
+    let mut ranked: Vec<T> = places.iter().map(|&i| items[i].clone()).collect();
+    ranked.sort_by_key(|item| rank(item));
+    let unchanged = places
+        .iter()
+        .zip(&ranked)
+        .all(|(&i, item)| rank(&items[i]) == rank(item));
+    if unchanged {
+        return false;
+    }
+    for (&i, item) in places.iter().zip(ranked) {
+        items[i] = item;
+    }
+    true
+}
+
 /// Whether a pair's rows are a result. A pair that scored no image at all (every one failed) is
 /// none: its failures are listed, but no row of 0 % is stored and nothing marks it done, so the
 /// next run tries it again and the fit never sees it. A shard's part is kept whatever it scored:
@@ -632,6 +710,28 @@ fn is_whole_parquet(path: &Path) -> bool {
         && &tail == b"PAR1"
 }
 
+/// Whether a predictions file has the confidence columns (read from its footer alone). A file
+/// written before they were stored does not, so a run evaluates its pair again; an empty file
+/// (a view that scored no row) has nothing to lack.
+pub fn has_confidences(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(schema) = ParquetReader::new(file).schema() else {
+        return false;
+    };
+    CONFIDENCE_COLUMNS
+        .iter()
+        .all(|c| schema.contains(c))
+        || parquet_rows(path) == Some(0)
+}
+
+/// The number of rows a Parquet file holds, from its footer.
+fn parquet_rows(path: &Path) -> Option<usize> {
+    let file = std::fs::File::open(path).ok()?;
+    ParquetReader::new(file).num_rows().ok()
+}
+
 pub(crate) fn predictions_parquet(p: Predictions) -> Result<Vec<u8>> {
     let polars_err = |e: PolarsError| Error::Other(format!("writing predictions: {e}"));
     let top5: Vec<Series> = p
@@ -649,6 +749,12 @@ pub(crate) fn predictions_parquet(p: Predictions) -> Result<Vec<u8>> {
         Column::new("correct_top5".into(), p.correct_top5),
     ])
     .map_err(polars_err)?;
+    let height = df.height();
+    if height > 0 && p.confidence.len() == height && p.entropy.len() == height {
+        df.with_column(Column::new("confidence".into(), p.confidence))
+            .and_then(|df| df.with_column(Column::new("entropy".into(), p.entropy)))
+            .map_err(polars_err)?;
+    }
     let mut bytes = Vec::new();
     ParquetWriter::new(&mut bytes)
         .finish(&mut df)

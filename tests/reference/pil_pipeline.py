@@ -21,6 +21,12 @@ the resize and crop arithmetic is torchvision's (see resized_dims / center_offse
            write each source as JPEGs of every kind PIL's libjpeg writes: baseline and
            progressive at 4:4:4, 4:2:2 and 4:2:0, greyscale, CMYK, and with an EXIF block whose
            orientation tag says "rotate 90" (convert("RGB") ignores it)
+  c_like   OUT_DIR SOURCE...
+           write each source as ImageNet-C's files are made (make_imagenet_c.py: Resize(256),
+           CenterCrop(224), saved as JPEG quality 85): 224x224 JPEGs
+  center   LIST OUT --crop C
+           write each image's torchvision CenterCrop(C) alone (Hendrycks' ImageNet-C test.py
+           transform, before ToTensor), uint8 RGB HWC, concatenated
 """
 import argparse
 import csv
@@ -183,6 +189,28 @@ def cmd_made(a):
         rgb.save(f"{stem}_exif_orientation6_progressive.jpg", quality=90, exif=exif, progressive=True)
 
 
+def cmd_c_like(a):
+    os.makedirs(a.out_dir, exist_ok=True)
+    for n, src in enumerate(a.sources):
+        img = Image.open(src).convert("RGB")
+        nw, nh = resized_dims(*img.size, 256)
+        img = img.resize((nw, nh), Image.BILINEAR)
+        left, top = int(round((nw - 224) / 2.0)), int(round((nh - 224) / 2.0))
+        img = img.crop((left, top, left + 224, top + 224))
+        img.save(os.path.join(a.out_dir, f"{n:02d}_c_like.JPEG"), quality=85)
+
+
+def cmd_center(a):
+    paths = [line.rstrip("\n") for line in open(a.list, encoding="utf-8") if line.strip()]
+    with open(a.out, "wb") as out:
+        for p in paths:
+            img = Image.open(p).convert("RGB")
+            w, h = img.size
+            left, top = int(round((w - a.crop) / 2.0)), int(round((h - a.crop) / 2.0))
+            crop = img.crop((left, top, left + a.crop, top + a.crop))
+            out.write(np.asarray(crop, dtype=np.uint8).tobytes())
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -214,9 +242,17 @@ def main():
     m = sub.add_parser("made")
     m.add_argument("out_dir")
     m.add_argument("sources", nargs="+")
+    cl = sub.add_parser("c_like")
+    cl.add_argument("out_dir")
+    cl.add_argument("sources", nargs="+")
+    ce = sub.add_parser("center")
+    ce.add_argument("list")
+    ce.add_argument("out")
+    ce.add_argument("--crop", type=int, required=True)
     a = ap.parse_args()
     commands = {"crops": cmd_crops, "decoded": cmd_decoded, "predict": cmd_predict, "odd": cmd_odd,
-                "recoded": cmd_recoded, "synthetic": cmd_synthetic, "made": cmd_made}
+                "recoded": cmd_recoded, "synthetic": cmd_synthetic, "made": cmd_made,
+                "c_like": cmd_c_like, "center": cmd_center}
     commands[a.cmd](a)
 
 

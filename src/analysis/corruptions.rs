@@ -1,0 +1,740 @@
+//! ImageNet-C's metrics (Hendrycks & Dietterich 2019), from evals.csv's top-1 on the datasets named
+//! `imagenet-c-<corruption>-<severity>` and on the clean (ID) dataset. All in %:
+//!
+//! - E(c,s) = 100 − top-1 on corruption c at severity s; E_clean the same on the clean set.
+//! - CE_c = 100 · Σ_s E(c,s) / Σ_s E_AlexNet(c,s), with Σ_s E_AlexNet(c,s) = 5 · AlexNet's published
+//!   mean error on c (only the means are published; see assets/corruptions/SOURCES.md).
+//! - relative CE_c = 100 · Σ_s (E(c,s) − E_clean) / Σ_s (E_AlexNet(c,s) − E_AlexNet,clean).
+//! - mCE, relative mCE: the means of CE_c, relative CE_c over the 15 benchmark corruptions.
+//! - mean error: the mean of mean_s E(c,s) over the 15 (test.py's "mCE (unnormalized)").
+//!
+//! A corruption counts only with all five severities. With fewer than the 15, mCE is withheld and
+//! the mean over what is there is given separately, marked partial. The 4 extras get errors only.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::analysis::fit::{Accuracy, Robustness};
+use crate::error::{Error, Result};
+use crate::input::corruptions::{self, SEVERITIES};
+use crate::results::store::write_atomic;
+
+/// One model on one corruption.
+#[derive(Debug, Clone, Serialize)]
+pub struct CorruptionRow {
+    pub model: String,
+    pub group: String,
+    pub corruption: String,
+    /// noise, blur, weather, digital; `unknown` for corruptions outside ImageNet-C's 19.
+    pub family: String,
+    /// One of the 15 mCE averages over.
+    pub in_mce: bool,
+    pub error_s1: Option<f64>,
+    pub error_s2: Option<f64>,
+    pub error_s3: Option<f64>,
+    pub error_s4: Option<f64>,
+    pub error_s5: Option<f64>,
+    /// mean_s E(c,s), when all five severities are there.
+    pub mean_error: Option<f64>,
+    pub ce: Option<f64>,
+    pub relative_ce: Option<f64>,
+}
+
+impl CorruptionRow {
+    pub fn errors(&self) -> [Option<f64>; 5] {
+        [
+            self.error_s1,
+            self.error_s2,
+            self.error_s3,
+            self.error_s4,
+            self.error_s5,
+        ]
+    }
+}
+
+/// One model's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub model: String,
+    pub group: String,
+    /// E_clean: 100 − top-1 on the clean (ID) dataset; absent without it.
+    pub clean_error: Option<f64>,
+    /// Over all 15 benchmark corruptions, else withheld (absent).
+    pub mce: Option<f64>,
+    pub relative_mce: Option<f64>,
+    pub mean_error: Option<f64>,
+    /// `complete` (all 15 × 5), `partial` (mCE withheld) or `none` (no benchmark corruption whole).
+    pub status: String,
+    /// Benchmark corruptions with all five severities.
+    pub corruptions_complete: usize,
+    /// Means over the complete benchmark corruptions only, when that is fewer than 15: marked
+    /// partial, never reported as mCE.
+    pub partial_mce: Option<f64>,
+    pub partial_relative_mce: Option<f64>,
+    /// Benchmark corruption-severities without a result, as `corruption/severity`.
+    pub missing: Vec<String>,
+    /// Mean error over the extras with all five severities (never in mCE).
+    pub extras_mean_error: Option<f64>,
+}
+
+/// The corruption metrics of a results folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct CorruptionReport {
+    pub clean_dataset: String,
+    pub alexnet_clean_error: f64,
+    pub models: Vec<ModelSummary>,
+    pub corruptions: Vec<CorruptionRow>,
+}
+
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// The metrics over `evals`, or None when no dataset is a corruption.
+pub fn compute(evals: &[Accuracy], clean_dataset: &str) -> Option<CorruptionReport> {
+    let table = corruptions::imagenet_c();
+    // model → (group, corruption → errors by severity)
+    type Errors = BTreeMap<String, [Option<f64>; 5]>;
+    let mut by_model: BTreeMap<&str, (&str, Errors)> = BTreeMap::new();
+    let mut clean: BTreeMap<&str, f64> = BTreeMap::new();
+    for a in evals {
+        if a.dataset == clean_dataset {
+            clean.insert(a.model.as_str(), 100.0 - a.top1);
+        }
+        if let Some((c, s)) = corruptions::parse_dataset(&a.dataset) {
+            let entry = by_model
+                .entry(a.model.as_str())
+                .or_insert((a.group.as_str(), Errors::new()));
+            entry.1.entry(c.to_string()).or_insert([None; 5])[(s - 1) as usize] =
+                Some(100.0 - a.top1);
+        }
+    }
+    if by_model.is_empty() {
+        return None;
+    }
+    let mut models = Vec::new();
+    let mut rows = Vec::new();
+    for (model, (group, errors)) in by_model {
+        let e_clean = clean.get(model).copied();
+        // Benchmark corruptions first, in the table's order, then the rest by name.
+        let mut names: Vec<String> = table
+            .corruptions
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|n| errors.contains_key(n))
+            .collect();
+        names.extend(errors.keys().filter(|n| table.get(n).is_none()).cloned());
+        let mut ces = Vec::new();
+        let mut rel_ces = Vec::new();
+        let mut means = Vec::new();
+        let mut extra_means = Vec::new();
+        for name in names {
+            let errs = errors[&name];
+            let known = table.get(&name);
+            let whole: Option<Vec<f64>> = errs.iter().copied().collect();
+            let mean_error = whole.as_deref().and_then(mean);
+            let alexnet = known.and_then(|c| c.alexnet_error);
+            let in_mce = known.is_some_and(|c| c.in_mce);
+            let ce = whole.as_ref().zip(alexnet).map(|(w, a)| {
+                w.iter().sum::<f64>() / (5.0 * a)
+            });
+            let relative_ce = whole.as_ref().zip(alexnet).zip(e_clean).map(|((w, a), ec)| {
+                w.iter().map(|e| e - ec).sum::<f64>() / (5.0 * (a - table.alexnet_clean_error))
+            });
+            if in_mce {
+                ces.extend(ce);
+                rel_ces.extend(relative_ce);
+                means.extend(mean_error);
+            } else if known.is_some() {
+                extra_means.extend(mean_error);
+            }
+            rows.push(CorruptionRow {
+                model: model.to_string(),
+                group: group.to_string(),
+                corruption: name.clone(),
+                family: known.map_or("unknown".into(), |c| c.family.clone()),
+                in_mce,
+                error_s1: errs[0],
+                error_s2: errs[1],
+                error_s3: errs[2],
+                error_s4: errs[3],
+                error_s5: errs[4],
+                mean_error,
+                ce,
+                relative_ce,
+            });
+        }
+        let missing: Vec<String> = table
+            .benchmark()
+            .flat_map(|c| SEVERITIES.map(move |s| (c, s)))
+            .filter(|(c, s)| {
+                errors
+                    .get(&c.name)
+                    .and_then(|e| e[(*s - 1) as usize])
+                    .is_none()
+            })
+            .map(|(c, s)| format!("{}/{s}", c.name))
+            .collect();
+        let complete = ces.len();
+        let all = complete == table.benchmark().count();
+        let rel_all = all && rel_ces.len() == complete;
+        models.push(ModelSummary {
+            model: model.to_string(),
+            group: group.to_string(),
+            clean_error: e_clean,
+            mce: if all { mean(&ces) } else { None },
+            relative_mce: if rel_all { mean(&rel_ces) } else { None },
+            mean_error: if all { mean(&means) } else { None },
+            status: match complete {
+                0 => "none".into(),
+                _ if all => "complete".into(),
+                _ => "partial".into(),
+            },
+            corruptions_complete: complete,
+            partial_mce: if all { None } else { mean(&ces) },
+            partial_relative_mce: if all { None } else { mean(&rel_ces) },
+            missing,
+            extras_mean_error: mean(&extra_means),
+        });
+    }
+    Some(CorruptionReport {
+        clean_dataset: clean_dataset.to_string(),
+        alexnet_clean_error: 100.0 * table.alexnet_clean_error,
+        models,
+        corruptions: rows,
+    })
+}
+
+/// `mce.csv` row: the summary with `missing` joined by spaces.
+#[derive(Serialize)]
+struct SummaryRecord<'a> {
+    model: &'a str,
+    group: &'a str,
+    clean_error: Option<f64>,
+    mce: Option<f64>,
+    relative_mce: Option<f64>,
+    mean_error: Option<f64>,
+    status: &'a str,
+    corruptions_complete: usize,
+    partial_mce: Option<f64>,
+    partial_relative_mce: Option<f64>,
+    extras_mean_error: Option<f64>,
+    missing: String,
+}
+
+fn csv_bytes<T: Serialize>(records: impl IntoIterator<Item = T>) -> Result<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for r in records {
+        writer
+            .serialize(r)
+            .map_err(|e| Error::Other(e.to_string()))?;
+    }
+    writer.into_inner().map_err(|e| Error::Other(e.to_string()))
+}
+
+impl CorruptionReport {
+    /// corruptions.csv (per model and corruption) and mce.csv (per model), each atomically.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let per_corruption = dir.join("corruptions.csv");
+        write_atomic(&per_corruption, &csv_bytes(&self.corruptions)?)?;
+        let summary = dir.join("mce.csv");
+        let records = self.models.iter().map(|m| SummaryRecord {
+            model: &m.model,
+            group: &m.group,
+            clean_error: m.clean_error,
+            mce: m.mce,
+            relative_mce: m.relative_mce,
+            mean_error: m.mean_error,
+            status: &m.status,
+            corruptions_complete: m.corruptions_complete,
+            partial_mce: m.partial_mce,
+            partial_relative_mce: m.partial_relative_mce,
+            extras_mean_error: m.extras_mean_error,
+            missing: m.missing.join(" "),
+        });
+        write_atomic(&summary, &csv_bytes(records)?)?;
+        Ok(vec![per_corruption, summary])
+    }
+
+    /// Lines for the report: what is withheld and why.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for m in self.models.iter().filter(|m| m.status != "complete") {
+            notes.push(format!(
+                "{}: mCE withheld, {} of the 15 corruptions have all 5 severities (missing: {}); the partial means are over those only",
+                m.model,
+                m.corruptions_complete,
+                compact_missing(&m.missing).join(", ")
+            ));
+        }
+        if self.models.iter().any(|m| m.clean_error.is_none()) {
+            notes.push(format!(
+                "relative CE needs the clean error: models without a `{}` row have none",
+                self.clean_dataset
+            ));
+        }
+        notes
+    }
+}
+
+/// `corruption/severity` pairs, a corruption missing all five named once (`snow (all)`).
+fn compact_missing(missing: &[String]) -> Vec<String> {
+    let mut by_corruption: Vec<(&str, Vec<&str>)> = Vec::new();
+    for m in missing {
+        let (c, s) = m.rsplit_once('/').unwrap_or((m, ""));
+        match by_corruption.iter_mut().find(|(name, _)| *name == c) {
+            Some((_, sev)) => sev.push(s),
+            None => by_corruption.push((c, vec![s])),
+        }
+    }
+    by_corruption
+        .into_iter()
+        .flat_map(|(c, sev)| {
+            if sev.len() == 5 {
+                vec![format!("{c} (all)")]
+            } else {
+                sev.into_iter().map(|s| format!("{c}/{s}")).collect()
+            }
+        })
+        .collect()
+}
+
+/// Per model: relative mCE (or the partial one) and average effective robustness on the natural
+/// shifts (`robustness`' `average` rows, which never include corruption datasets).
+pub fn synthetic_vs_natural(
+    report: &CorruptionReport,
+    robustness: &[Robustness],
+) -> Vec<(String, String, f64, f64)> {
+    report
+        .models
+        .iter()
+        .filter_map(|m| {
+            let rel = m.relative_mce.or(m.partial_relative_mce)?;
+            let er = robustness
+                .iter()
+                .find(|r| r.model == m.model && r.shift == "average")?
+                .effective_robustness;
+            Some((m.model.clone(), m.group.clone(), rel, er))
+        })
+        .collect()
+}
+
+/// What the corruption tables say, for the report.
+pub const EXPLAINER: &str = "ImageNet-C (Hendrycks & Dietterich 2019), errors in %. E(c,s) = 100 − top-1 on \
+corruption c at severity s. CE_c = 100 · Σ_s E(c,s) / Σ_s E_AlexNet(c,s); relative CE_c = 100 · Σ_s (E(c,s) − E_clean) \
+/ Σ_s (E_AlexNet(c,s) − E_AlexNet,clean); mCE and relative mCE are their means over the 15 benchmark corruptions \
+(AlexNet = 100). Mean error: the unnormalised mean of E over the 15. The 4 extras are never in mCE. A model \
+missing any of the 75 corruption-severities gets no mCE; its partial means (over the corruptions it has whole) \
+are shown separately.";
+
+fn cell(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into())
+}
+
+/// Corruption names in column order: the benchmark ones present, then the extras and others.
+fn columns(report: &CorruptionReport) -> Vec<(String, bool)> {
+    let mut cols: Vec<(String, bool)> = Vec::new();
+    for in_mce in [true, false] {
+        for r in report.corruptions.iter().filter(|r| r.in_mce == in_mce) {
+            if !cols.iter().any(|(c, _)| c == &r.corruption) {
+                cols.push((r.corruption.clone(), in_mce));
+            }
+        }
+    }
+    cols
+}
+
+type Table = (Vec<String>, Vec<Vec<String>>);
+
+/// The summary table (one row per model) and the CE table (model × corruption: CE for the 15,
+/// mean error for the others), shared by Markdown and HTML.
+pub fn tables(report: &CorruptionReport) -> (Table, Table) {
+    let header = [
+        "model",
+        "group",
+        "clean error",
+        "mCE",
+        "relative mCE",
+        "mean error",
+        "status",
+        "partial mCE",
+        "partial relative mCE",
+        "extras mean error",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = report
+        .models
+        .iter()
+        .map(|m| {
+            vec![
+                m.model.clone(),
+                m.group.clone(),
+                cell(m.clean_error),
+                cell(m.mce),
+                cell(m.relative_mce),
+                cell(m.mean_error),
+                format!("{} ({}/15)", m.status, m.corruptions_complete),
+                cell(m.partial_mce),
+                cell(m.partial_relative_mce),
+                cell(m.extras_mean_error),
+            ]
+        })
+        .collect();
+    let cols = columns(report);
+    let mut ce_header = vec!["model".to_string()];
+    ce_header.extend(cols.iter().map(|(c, in_mce)| {
+        if *in_mce {
+            format!("CE {c}")
+        } else {
+            format!("error {c} (not in mCE)")
+        }
+    }));
+    let ce_rows = report
+        .models
+        .iter()
+        .map(|m| {
+            let mut row = vec![m.model.clone()];
+            row.extend(cols.iter().map(|(c, in_mce)| {
+                let r = report
+                    .corruptions
+                    .iter()
+                    .find(|r| r.model == m.model && &r.corruption == c);
+                cell(r.and_then(|r| if *in_mce { r.ce } else { r.mean_error }))
+            }));
+            row
+        })
+        .collect();
+    ((header, rows), (ce_header, ce_rows))
+}
+
+use crate::analysis::markup::escape_xml;
+
+/// A colour from white (0) to dark red (1).
+fn heat(t: f64) -> String {
+    let t = t.clamp(0.0, 1.0);
+    let g = (255.0 * (1.0 - 0.85 * t)) as u8;
+    let r = (255.0 - 90.0 * t * t) as u8;
+    format!("rgb({r},{g},{g})")
+}
+
+const PALETTE: &[&str] = &[
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+    "#7f7f7f", "#bcbd22",
+];
+
+fn svg_open(id: &str, width: usize, height: usize) -> String {
+    format!(
+        "<svg id=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" \
+         width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">\
+         <rect width=\"{width}\" height=\"{height}\" fill=\"white\"/>"
+    )
+}
+
+/// Model × corruption heat map of CE (mean error for the extras), one tooltip per cell.
+pub fn heatmap_svg(report: &CorruptionReport) -> String {
+    let cols = columns(report);
+    let (left, top, w, h) = (160usize, 110usize, 34usize, 20usize);
+    let width = left + w * cols.len() + 20;
+    let height = top + h * report.models.len() + 20;
+    let mut s = svg_open("corruption-heatmap", width, height);
+    for (j, (c, in_mce)) in cols.iter().enumerate() {
+        let x = left + j * w + w / 2;
+        s += &format!(
+            "<text transform=\"translate({x},{}) rotate(-60)\" fill=\"{}\">{}</text>",
+            top - 6,
+            if *in_mce { "#222" } else { "#888" },
+            escape_xml(c)
+        );
+    }
+    for (i, m) in report.models.iter().enumerate() {
+        let y = top + i * h;
+        s += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            left - 6,
+            y + h / 2 + 4,
+            escape_xml(&m.model)
+        );
+        for (j, (c, in_mce)) in cols.iter().enumerate() {
+            let r = report
+                .corruptions
+                .iter()
+                .find(|r| r.model == m.model && &r.corruption == c);
+            let (value, what) = if *in_mce {
+                (r.and_then(|r| r.ce), "CE")
+            } else {
+                (r.and_then(|r| r.mean_error), "mean error")
+            };
+            // CE 100 (AlexNet) and error 100 % are the dark end.
+            let fill = value.map_or("#eee".to_string(), |v| heat(v / 100.0));
+            s += &format!(
+                "<rect x=\"{}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" fill=\"{fill}\" stroke=\"white\">\
+                 <title>{} · {}: {what} {}</title></rect>",
+                left + j * w,
+                escape_xml(&m.model),
+                escape_xml(c),
+                cell(value)
+            );
+        }
+    }
+    s + "</svg>"
+}
+
+/// Error against severity, one panel per family, one line per model (the family's mean error over
+/// its benchmark corruptions at each severity), one tooltip per point.
+pub fn severity_svg(report: &CorruptionReport) -> String {
+    let families = ["noise", "blur", "weather", "digital"];
+    let (pw, ph, pad) = (220usize, 180usize, 40usize);
+    let width = families.len() * (pw + pad) + pad;
+    let height = ph + 2 * pad + 20 + 16 * report.models.len().min(20);
+    let mut s = svg_open("corruption-severity", width, height);
+    for (k, family) in families.iter().enumerate() {
+        let x0 = pad + k * (pw + pad);
+        let y0 = pad;
+        s += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-weight=\"bold\">{family}</text>\
+             <rect x=\"{x0}\" y=\"{y0}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#999\"/>",
+            x0 + pw / 2,
+            y0 - 8
+        );
+        for (tick, label) in [(0.0, "0"), (50.0, "50"), (100.0, "100 %")] {
+            let y = y0 as f64 + ph as f64 * (1.0 - tick / 100.0);
+            s += &format!(
+                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#666\">{label}</text>",
+                x0 - 3,
+                y + 4.0
+            );
+        }
+        for sev in 1..=5usize {
+            let x = x0 + (sev - 1) * pw / 4;
+            s += &format!(
+                "<text x=\"{x}\" y=\"{}\" text-anchor=\"middle\" fill=\"#666\">{sev}</text>",
+                y0 + ph + 14
+            );
+        }
+        for (i, m) in report.models.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            let rows: Vec<&CorruptionRow> = report
+                .corruptions
+                .iter()
+                .filter(|r| r.model == m.model && r.in_mce && r.family == *family)
+                .collect();
+            let points: Vec<(usize, f64)> = (0..5)
+                .filter_map(|sv| {
+                    let errs: Vec<f64> = rows.iter().filter_map(|r| r.errors()[sv]).collect();
+                    mean(&errs).map(|e| (sv, e))
+                })
+                .collect();
+            let xy = |(sv, e): (usize, f64)| {
+                (
+                    x0 as f64 + sv as f64 * pw as f64 / 4.0,
+                    y0 as f64 + ph as f64 * (1.0 - e / 100.0),
+                )
+            };
+            let line: Vec<String> = points
+                .iter()
+                .map(|&p| {
+                    let (x, y) = xy(p);
+                    format!("{x:.1},{y:.1}")
+                })
+                .collect();
+            s += &format!(
+                "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"/>",
+                line.join(" ")
+            );
+            for &p in &points {
+                let (x, y) = xy(p);
+                s += &format!(
+                    "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3.5\" fill=\"{colour}\"><title>{} · {family} · severity {}: mean error {:.2} %</title></circle>",
+                    escape_xml(&m.model),
+                    p.0 + 1,
+                    p.1
+                );
+            }
+        }
+    }
+    s += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#666\">severity</text>",
+        width / 2,
+        pad + ph + 30
+    );
+    for (i, m) in report.models.iter().take(20).enumerate() {
+        let y = pad + ph + 48 + 16 * i;
+        s += &format!(
+            "<rect x=\"{pad}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{}\"/><text x=\"{}\" y=\"{y}\">{}</text>",
+            y - 4,
+            PALETTE[i % PALETTE.len()],
+            pad + 18,
+            escape_xml(&m.model)
+        );
+    }
+    s + "</svg>"
+}
+
+/// The testbed's synthetic-versus-natural picture: relative mCE (partial where marked) against
+/// average effective robustness on the natural shifts, one tooltip per model.
+pub fn scatter_svg(points: &[(String, String, f64, f64)]) -> String {
+    let (width, height, pad) = (560usize, 420usize, 60.0);
+    let mut s = svg_open("synthetic-vs-natural", width, height);
+    if points.is_empty() {
+        return s + "</svg>";
+    }
+    let span = |vals: Vec<f64>| {
+        let lo = vals.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let margin = ((hi - lo) * 0.1).max(1.0);
+        (lo - margin, hi + margin)
+    };
+    let (xlo, xhi) = span(points.iter().map(|p| p.3).collect());
+    let (ylo, yhi) = span(points.iter().map(|p| p.2).collect());
+    let (pw, ph) = (width as f64 - 1.5 * pad, height as f64 - 1.7 * pad);
+    let px = |x: f64| pad + (x - xlo) / (xhi - xlo) * pw;
+    let py = |y: f64| pad * 0.5 + (1.0 - (y - ylo) / (yhi - ylo)) * ph;
+    s += &format!(
+        "<rect x=\"{pad}\" y=\"{}\" width=\"{pw:.1}\" height=\"{ph:.1}\" fill=\"none\" stroke=\"#999\"/>",
+        pad * 0.5
+    );
+    for (v, x) in [(xlo, px(xlo)), ((xlo + xhi) / 2.0, px((xlo + xhi) / 2.0)), (xhi, px(xhi))] {
+        s += &format!(
+            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#666\">{v:+.1}</text>",
+            pad * 0.5 + ph + 14.0
+        );
+    }
+    for (v, y) in [(ylo, py(ylo)), ((ylo + yhi) / 2.0, py((ylo + yhi) / 2.0)), (yhi, py(yhi))] {
+        s += &format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#666\">{v:.1}</text>",
+            pad - 4.0,
+            y + 4.0
+        );
+    }
+    s += &format!(
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">average effective robustness on natural shifts (pp)</text>\
+         <text transform=\"translate(14,{:.1}) rotate(-90)\" text-anchor=\"middle\">relative mCE (%, AlexNet = 100; lower is more robust)</text>",
+        pad + pw / 2.0,
+        height as f64 - 8.0,
+        pad * 0.5 + ph / 2.0
+    );
+    let groups: Vec<&str> = {
+        let mut g: Vec<&str> = points.iter().map(|p| p.1.as_str()).collect();
+        g.sort();
+        g.dedup();
+        g
+    };
+    for (model, group, rel, er) in points {
+        let colour = PALETTE[groups.iter().position(|g| *g == group.as_str()).unwrap_or(0) % PALETTE.len()];
+        s += &format!(
+            "<circle class=\"tip\" data-model=\"{m}\" data-group=\"{g}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{colour}\">\
+             <title>{m} ({g})\nrelative mCE {rel:.2} %\naverage effective robustness {er:+.2} pp</title></circle>",
+            px(*er),
+            py(*rel),
+            m = escape_xml(model),
+            g = escape_xml(group),
+        );
+    }
+    s + "</svg>"
+}
+
+/// The three figures, as HTML figures for the report (the scatter only where there are points).
+pub fn svg_figures(report: &CorruptionReport, scatter: &[(String, String, f64, f64)]) -> String {
+    let mut s = String::from("<div class=\"charts\">");
+    s += &format!(
+        "<figure><figcaption>CE per model and corruption (mean error for the extras)</figcaption>{}</figure>",
+        heatmap_svg(report)
+    );
+    s += &format!(
+        "<figure><figcaption>Error against severity, by corruption family</figcaption>{}</figure>",
+        severity_svg(report)
+    );
+    if !scatter.is_empty() {
+        s += &format!(
+            "<figure><figcaption>Synthetic against natural: relative mCE against average effective robustness</figcaption>{}</figure>",
+            scatter_svg(scatter)
+        );
+    }
+    s + "</div>"
+}
+
+/// The figures as files in `plots/`.
+pub fn write_plots(
+    dir: &Path,
+    report: &CorruptionReport,
+    scatter: &[(String, String, f64, f64)],
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files = vec![
+        (dir.join("corruptions-heatmap.svg"), heatmap_svg(report)),
+        (dir.join("corruptions-severity.svg"), severity_svg(report)),
+    ];
+    if !scatter.is_empty() {
+        files.push((dir.join("synthetic-vs-natural.svg"), scatter_svg(scatter)));
+    }
+    for (path, svg) in &files {
+        write_atomic(path, svg.as_bytes())?;
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acc(model: &str, dataset: &str, top1: f64) -> Accuracy {
+        Accuracy {
+            model: model.into(),
+            group: "standard".into(),
+            dataset: dataset.into(),
+            top1,
+            ci: None,
+        }
+    }
+
+    /// A model whose error is AlexNet's on every corruption and severity scores mCE = relative
+    /// mCE = 100 exactly: the normalisation is AlexNet's.
+    #[test]
+    fn alexnet_itself_scores_100() {
+        let table = corruptions::imagenet_c();
+        let mut evals = vec![acc("alex", "imagenet", 100.0 * (1.0 - table.alexnet_clean_error))];
+        for c in table.benchmark() {
+            for s in SEVERITIES {
+                let e = c.alexnet_error.unwrap();
+                evals.push(acc("alex", &corruptions::dataset_name(&c.name, s), 100.0 * (1.0 - e)));
+            }
+        }
+        let r = compute(&evals, "imagenet").unwrap();
+        let m = &r.models[0];
+        assert_eq!(m.status, "complete");
+        assert!((m.mce.unwrap() - 100.0).abs() < 1e-9, "{m:?}");
+        assert!((m.relative_mce.unwrap() - 100.0).abs() < 1e-9, "{m:?}");
+        assert!(m.missing.is_empty() && m.partial_mce.is_none());
+    }
+
+    #[test]
+    fn a_missing_severity_withholds_mce_and_names_it() {
+        let table = corruptions::imagenet_c();
+        let mut evals = vec![acc("m", "imagenet", 80.0)];
+        for c in table.benchmark() {
+            for s in SEVERITIES {
+                if c.name == "fog" && s == 4 {
+                    continue;
+                }
+                evals.push(acc("m", &corruptions::dataset_name(&c.name, s), 50.0));
+            }
+        }
+        evals.push(acc("m", "imagenet-c-saturate-1", 70.0));
+        let r = compute(&evals, "imagenet").unwrap();
+        let m = &r.models[0];
+        assert_eq!(m.status, "partial");
+        assert_eq!(m.mce, None);
+        assert_eq!(m.relative_mce, None);
+        assert_eq!(m.missing, ["fog/4"]);
+        assert_eq!(m.corruptions_complete, 14);
+        assert!(m.partial_mce.is_some());
+        // An extra with one severity: its row is there, without a mean, and never in mCE.
+        let saturate = r.corruptions.iter().find(|c| c.corruption == "saturate").unwrap();
+        assert!(!saturate.in_mce && saturate.mean_error.is_none() && saturate.ce.is_none());
+        assert_eq!(m.extras_mean_error, None);
+        assert!(r.notes()[0].contains("fog/4"));
+    }
+}

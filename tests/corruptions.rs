@@ -1,0 +1,369 @@
+//! ImageNet-C end to end through the real binary: a small tree in the published layout
+//! (`<corruption>/<severity>/<wnid>/`) made of probe images, `manifest imagenet-c`, `run --suite
+//! imagenet-c`, and mCE / relative mCE checked against an independent computation from evals.csv
+//! (tests/reference/imagenet_c_metrics.py). Also: gaps reported by name, mCE withheld on them,
+//! bad folders refused before anything is written, and the synthetic-versus-natural scatter.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const BENCHMARK: [&str; 15] = [
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+];
+
+/// Classes 0..4 and their wnids.
+fn wnid(class: usize) -> String {
+    let table =
+        std::fs::read_to_string(root().join("assets/labels/imagenet1k_index_wnid_name.tsv"))
+            .unwrap();
+    table.lines().nth(class + 1).unwrap().split('\t').nth(1).unwrap().to_string()
+}
+
+/// Which probe model gets an image right: the image encodes `label + offset(model)`, and the
+/// three cards read `offset` back out with their mean (see `cards`). 3 = nobody.
+fn encoded(label: usize, who: usize) -> usize {
+    label + [0, 1, 32, 64][who]
+}
+
+/// Three probe models that differ only in `mean`: `a` reads the encoded class, `b` one class
+/// lower (red shifted by one level), `c` 32 lower (green by one level).
+fn cards(dir: &Path) -> PathBuf {
+    let models = dir.join("models");
+    let onnx = root().join("tests/fixtures/probe.onnx");
+    for (name, mean) in [
+        ("a", "[0.0, 0.0, 0.0]"),
+        ("b", "[0.03137254901960784, 0.0, 0.0]"),
+        ("c", "[0.0, 0.03137254901960784, 0.0]"),
+    ] {
+        std::fs::create_dir_all(&models).unwrap();
+        std::fs::write(
+            models.join(format!("{name}.toml")),
+            format!(
+                "name = \"{name}\"\nonnx = \"{}\"\ngroup = \"standard\"\n[preprocess]\nresize = 10\ncrop = 8\n\
+                 interpolation = \"bilinear\"\nmean = {mean}\nstd = [1.0, 1.0, 1.0]\n[output]\nnum_classes = 1000\n",
+                onnx.display()
+            ),
+        )
+        .unwrap();
+    }
+    models
+}
+
+/// A folder of wnid class folders with `n` probe images; image i of class `label` goes to model
+/// `pattern(i)`.
+fn class_images(dir: &Path, n: usize, pattern: impl Fn(usize) -> usize) {
+    for i in 0..n {
+        let label = i % 2;
+        let path = dir.join(wnid(label)).join(format!("img{i}.png"));
+        probe_image(&path, encoded(label, pattern(i)), 0);
+    }
+}
+
+/// An ImageNet-C-shaped tree: `corruptions` × their severities, 4 images each, who is right
+/// varying with the corruption, the severity and the image.
+fn tree(dir: &Path, corruptions: &[(&str, &[u32])]) -> PathBuf {
+    let root = dir.join("imagenet-c-tree");
+    for (k, (c, severities)) in corruptions.iter().enumerate() {
+        for &s in *severities {
+            let folder = root.join(c).join(s.to_string());
+            class_images(&folder, 4, |i| (k + s as usize * i + i / 3) % 4);
+        }
+    }
+    root
+}
+
+/// The clean set under `<data>/imagenet/`: 6 images.
+fn clean(data: &Path) {
+    let folder = data.join("imagenet-val");
+    class_images(&folder, 6, |i| [0, 0, 1, 2, 0, 3][i]);
+    std::fs::create_dir_all(data.join("imagenet")).unwrap();
+    bin()
+        .args(["manifest", "imagenet", "--root"])
+        .arg(&folder)
+        .arg("--out")
+        .arg(data.join("imagenet/manifest.csv"))
+        .assert()
+        .success();
+}
+
+fn manifest_c(tree: &Path, data: &Path) -> assert_cmd::assert::Assert {
+    bin()
+        .args(["manifest", "imagenet-c", "--root"])
+        .arg(tree)
+        .arg("--out")
+        .arg(data)
+        .assert()
+}
+
+fn run(suite: &str, models: &Path, data: &Path, out: &Path) -> assert_cmd::assert::Assert {
+    bin()
+        .args(["run", "--suite", suite, "--models"])
+        .arg(models)
+        .arg("--data-root")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(["--provider", "cpu", "--batch-size", "4", "--progress", "none"])
+        .assert()
+}
+
+fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+/// mce.csv as model → column → value.
+fn mce_csv(out: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(out.join("mce.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let row: BTreeMap<String, String> = headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect();
+            (row["model"].clone(), row)
+        })
+        .collect()
+}
+
+#[test]
+fn imagenet_c_tree_runs_end_to_end_and_mce_equals_an_independent_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let all: Vec<(&str, &[u32])> = BENCHMARK
+        .iter()
+        .map(|c| (*c, &[1u32, 2, 3, 4, 5][..]))
+        .chain([("saturate", &[1u32, 2, 3, 4, 5][..])])
+        .collect();
+    let tree = tree(dir.path(), &all);
+    let data = dir.path().join("data");
+    clean(&data);
+    let said = stderr(&manifest_c(&tree, &data).success());
+    assert!(
+        said.contains("found 15 of the 15 ImageNet-C corruptions, 1 of the 4 extras (saturate)"),
+        "{said}"
+    );
+    assert!(said.contains("wrote 80 manifests (320 images)"), "{said}");
+    let first = std::fs::read_to_string(data.join("imagenet-c/fog/3/manifest.csv")).unwrap();
+    assert_eq!(first.lines().count(), 5, "{first}");
+
+    let models = cards(dir.path());
+    let out = dir.path().join("out");
+    let ran = run("imagenet-c", &models, &data, &out).success();
+    // The three extras that are not in the tree are skipped by name, and the run goes on.
+    let said = stderr(&ran);
+    assert!(
+        said.contains("15 optional dataset(s) skipped") && said.contains("imagenet-c-spatter-5"),
+        "{said}"
+    );
+    let rows = evals(&out);
+    assert_eq!(rows.len(), 3 * (1 + 80));
+
+    // The independent computation, from evals.csv alone.
+    let script = root().join("tests/reference/imagenet_c_metrics.py");
+    let py = std::process::Command::new(python())
+        .arg(&script)
+        .arg(out.join("evals.csv"))
+        .arg("imagenet")
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let expected: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    let ours = mce_csv(&out);
+    let mut mces = Vec::new();
+    for model in ["a", "b", "c"] {
+        let row = &ours[model];
+        assert_eq!(row["status"], "complete", "{row:?}");
+        for (ours_col, theirs) in [("mce", "mce"), ("relative_mce", "relative_mce"), ("mean_error", "mean_error")] {
+            let got: f64 = row[ours_col].parse().unwrap();
+            let want = expected[model][theirs].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-9, "{model} {ours_col}: {got} vs {want}");
+        }
+        mces.push(row["mce"].clone());
+    }
+    // The three models really differ, so the comparison can fail.
+    assert!(mces[0] != mces[1] && mces[1] != mces[2], "{mces:?}");
+    // Per corruption CE, and the extra's error never in mCE.
+    let mut reader = csv::Reader::from_path(out.join("corruptions.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |n: &str| headers.iter().position(|h| h == n).unwrap();
+    let mut seen = 0;
+    for r in reader.records().map(|r| r.unwrap()) {
+        let (model, corruption) = (&r[col("model")], &r[col("corruption")]);
+        if corruption == "saturate" {
+            assert_eq!(&r[col("in_mce")], "false");
+            assert_eq!(&r[col("ce")], "");
+            continue;
+        }
+        let got: f64 = r[col("ce")].parse().unwrap();
+        let want = expected[model]["ce"][corruption].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-9, "{model} {corruption}: {got} vs {want}");
+        seen += 1;
+    }
+    assert_eq!(seen, 45);
+
+    // run.json says how each dataset was preprocessed: crop only (resize = crop) on ImageNet-C.
+    let run_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    for e in run_json["evaluations"].as_array().unwrap() {
+        let corrupted = e["dataset"].as_str().unwrap().starts_with("imagenet-c-");
+        assert_eq!(e["resize"].as_str(), corrupted.then_some("none"), "{e}");
+        let want_resize = if corrupted { 8 } else { 10 };
+        assert_eq!(e["preprocess"]["resize"], want_resize);
+    }
+
+    // The report carries the metrics: Markdown, JSON and HTML with its figures.
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Corruptions") && md.contains("relative mCE"), "{md}");
+    bin()
+        .args(["report", "--format", "json", "--results"])
+        .arg(&out)
+        .assert()
+        .success();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let mce_a = json["corruptions"]["models"][0]["mce"].as_f64().unwrap();
+    assert!((mce_a - expected["a"]["mce"].as_f64().unwrap()).abs() < 1e-9);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("id=\"corruption-heatmap\"") && html.contains("id=\"corruption-severity\""));
+    assert_eq!(
+        html.matches("<title>a · ").count(),
+        16 + 4 * 5,
+        "a heat map cell per corruption and a point per family and severity"
+    );
+    assert!(out.join("plots/corruptions-heatmap.svg").is_file());
+}
+
+#[test]
+fn a_partial_tree_is_reported_by_name_and_mce_withheld() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = tree(
+        dir.path(),
+        &[("gaussian_noise", &[1, 2, 3, 4, 5]), ("fog", &[1, 2, 3, 5])],
+    );
+    let data = dir.path().join("data");
+    clean(&data);
+    let said = stderr(&manifest_c(&tree, &data).success());
+    assert!(said.contains("found 2 of the 15"), "{said}");
+    assert!(
+        said.contains("missing corruptions: shot_noise, impulse_noise,")
+            && said.contains("jpeg_compression"),
+        "{said}"
+    );
+    assert!(said.contains("missing severities: fog/4"), "{said}");
+
+    let out = dir.path().join("out");
+    run("imagenet-c", &cards(dir.path()), &data, &out).success();
+    let ours = mce_csv(&out);
+    let a = &ours["a"];
+    assert_eq!(a["status"], "partial");
+    assert_eq!(a["mce"], "");
+    assert_eq!(a["relative_mce"], "");
+    assert_eq!(a["corruptions_complete"], "1");
+    assert!(a["missing"].split(' ').any(|m| m == "fog/4"), "{a:?}");
+    assert!(!a["partial_mce"].is_empty());
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("mCE withheld") && md.contains("fog/4"), "{md}");
+}
+
+#[test]
+fn bad_folders_are_refused_by_path_and_nothing_stored_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = tree(dir.path(), &[("gaussian_noise", &[1, 2])]);
+    let data = dir.path().join("data");
+    let stored = data.join("imagenet-c/gaussian_noise/1/manifest.csv");
+    std::fs::create_dir_all(stored.parent().unwrap()).unwrap();
+    std::fs::write(&stored, "path,label\nold.png,0\n").unwrap();
+
+    let bad_severity = tree.join("gaussian_noise/6").join(wnid(0));
+    std::fs::create_dir_all(&bad_severity).unwrap();
+    let refused = manifest_c(&tree, &data).code(2);
+    let said = stderr(&refused);
+    assert!(said.contains("gaussian_noise/6") && said.contains("1–5"), "{said}");
+    std::fs::remove_dir_all(tree.join("gaussian_noise/6")).unwrap();
+
+    std::fs::create_dir_all(tree.join("gaussian_noise/2/cats")).unwrap();
+    let said = stderr(&manifest_c(&tree, &data).code(2));
+    assert!(said.contains("gaussian_noise/2/cats") && said.contains("not an ImageNet wnid"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(&stored).unwrap(),
+        "path,label\nold.png,0\n"
+    );
+    assert!(!data.join("imagenet-c/gaussian_noise/2").exists());
+}
+
+#[test]
+fn one_folder_with_natural_and_synthetic_shifts_draws_the_scatter() {
+    let dir = tempfile::tempdir().unwrap();
+    let all: Vec<(&str, &[u32])> = BENCHMARK.iter().map(|c| (*c, &[1u32, 2, 3, 4, 5][..])).collect();
+    let tree = tree(dir.path(), &all);
+    let data = dir.path().join("data");
+    clean(&data);
+    manifest_c(&tree, &data).success();
+    // A natural shift beside them, with who-is-right differing from the clean set's.
+    let natural = data.join("natural");
+    class_images(&natural, 8, |i| [0, 1, 1, 2, 2, 2, 3, 0][i]);
+    bin()
+        .args(["manifest", "imagenet", "--root"])
+        .arg(&natural)
+        .arg("--out")
+        .arg(data.join("natural/manifest.csv"))
+        .assert()
+        .success();
+    let mut suite = String::from(
+        "name = \"both\"\nid = \"imagenet\"\n[datasets.imagenet]\nmanifest = \"imagenet/manifest.csv\"\nscoring = \"imagenet-1k\"\n\
+         [datasets.natural]\nmanifest = \"natural/manifest.csv\"\nscoring = \"imagenet-1k\"\n",
+    );
+    for c in BENCHMARK {
+        for s in 1..=5 {
+            suite += &format!(
+                "[datasets.imagenet-c-{c}-{s}]\nmanifest = \"imagenet-c/{c}/{s}/manifest.csv\"\nscoring = \"imagenet-1k\"\nresize = \"none\"\n"
+            );
+        }
+    }
+    let suite_file = dir.path().join("both.toml");
+    std::fs::write(&suite_file, suite).unwrap();
+    let out = dir.path().join("out");
+    run(suite_file.to_str().unwrap(), &cards(dir.path()), &data, &out).success();
+    // The fit's shifts are the natural ones only.
+    let fit: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fit.json")).unwrap()).unwrap();
+    let shifts: Vec<&str> = fit["shifts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["shift"].as_str().unwrap())
+        .collect();
+    assert_eq!(shifts, ["natural"]);
+    let svg = std::fs::read_to_string(out.join("plots/synthetic-vs-natural.svg")).unwrap();
+    for model in ["a", "b", "c"] {
+        assert_eq!(
+            svg.matches(&format!("data-model=\"{model}\"")).count(),
+            1,
+            "{model}: {svg}"
+        );
+    }
+    assert_eq!(svg.matches("<title>").count(), 3, "{svg}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("id=\"synthetic-vs-natural\""));
+}
