@@ -87,6 +87,29 @@ fn declared_scorings(run: Option<&RunInfo>) -> BTreeMap<String, Scoring> {
     }
 }
 
+/// Models made from other models' weights, kept out of an `all` or regex baseline: run.json's
+/// `models` (the cards' `[intervention]`) and, whether or not run.json is there, every model of
+/// the groups `interpolate` and `soup` write (`wise-ft`, `soup`), so a folder holding only an
+/// evals.csv is fitted on the same models as the run that wrote it.
+fn intervention_models(
+    evals: &[Accuracy],
+    run: Option<&RunInfo>,
+) -> std::collections::BTreeSet<String> {
+    let mut models: std::collections::BTreeSet<String> = run
+        .map(|r| r.models.keys().cloned().collect())
+        .unwrap_or_default();
+    models.extend(
+        evals
+            .iter()
+            .filter(|r| INTERVENTION_GROUPS.contains(&r.group.as_str()))
+            .map(|r| r.model.clone()),
+    );
+    models
+}
+
+/// The groups `interpolate` and `soup` write by default.
+pub const INTERVENTION_GROUPS: [&str; 2] = ["wise-ft", "soup"];
+
 pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
     let evals_path = dir.join("evals.csv");
     if !evals_path.is_file() {
@@ -120,10 +143,7 @@ pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
         seed: settings.seed,
         split_a: settings.split_a.clone(),
         scorings: declared_scorings(run.as_ref()),
-        interventions: run
-            .as_ref()
-            .map(|r| r.models.keys().cloned().collect())
-            .unwrap_or_default(),
+        interventions: intervention_models(&evals, run.as_ref()),
     };
     let (fit, robustness) = fit::fit_all(&evals, cloud.as_deref(), &fit_settings)?;
     Ok(Analysis {
