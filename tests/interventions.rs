@@ -352,6 +352,11 @@ fn greedy_soup_records_its_choices_and_warns_when_chosen_on_id() {
     assert!(card.contains("recipe = \"greedy\""), "{card}");
     let members = format!("members = {kept:?}");
     assert!(card.contains(&members), "{members} not in {card}");
+    // Each tried soup is deleted once evaluated (its result stays): no model left under soups/.
+    let left: Vec<_> = std::fs::read_dir(out.join("greedy-results/soups"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "tried soups left on disk: {left:?}");
     // The held-out evaluations are stored and reused: a second run evaluates nothing again.
     let again = greedy().arg("--json").assert().success();
     let second: serde_json::Value = serde_json::from_slice(&again.get_output().stdout).unwrap();
