@@ -132,7 +132,18 @@ def write_card(path, header, top, tables):
     os.replace(tmp, path)
 
 
-def export_onnx(module, example, path, input_name, output_name, opset):
+# Model metadata saying BatchNorm was kept as BatchNormalization nodes (robust-eval's interpolate
+# and soup then do not warn that the graph looks folded).
+BATCHNORM_KEY = "robust_eval.batchnorm"
+
+
+def export_onnx(module, example, path, input_name, output_name, opset, keep_batchnorm=False):
+    """Export with the TorchScript exporter. By default its eval-mode peephole folds each
+    BatchNorm into the convolution before it (faster inference). `keep_batchnorm` exports in
+    TrainingMode.PRESERVE with the module in eval mode instead: BatchNormalization nodes with their
+    weight, bias, running mean and running variance as initializers, so that mixing the ONNX
+    initializers (robust-eval interpolate / soup) is mixing the state dicts, as the papers do; the
+    model's metadata then says robust_eval.batchnorm = unfolded."""
     import torch
 
     kwargs = dict(
@@ -142,6 +153,9 @@ def export_onnx(module, example, path, input_name, output_name, opset):
         opset_version=opset,
         do_constant_folding=True,
     )
+    if keep_batchnorm:
+        module.eval()
+        kwargs["training"] = torch.onnx.TrainingMode.PRESERVE
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # the TorchScript exporter: mature and dependable for classifiers
     mha = getattr(torch.backends, "mha", None)
@@ -156,7 +170,21 @@ def export_onnx(module, example, path, input_name, output_name, opset):
     finally:
         if mha:
             mha.set_fastpath_enabled(fastpath)
+    if keep_batchnorm:
+        mark_batchnorm_unfolded(tmp)
     os.replace(tmp, path)
+
+
+def mark_batchnorm_unfolded(path):
+    """Add robust_eval.batchnorm = unfolded to the model's metadata (onnx.helper)."""
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+    if not any(n.op_type == "BatchNormalization" for n in model.graph.node):
+        return  # nothing to say: the network has no BatchNorm, or it was folded after all
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                        BATCHNORM_KEY: "unfolded"})
+    onnx.save(model, path)
 
 
 def check_onnx(module, path, input_name, shape, tolerance):
@@ -180,11 +208,11 @@ def check_onnx(module, path, input_name, shape, tolerance):
     return diff, limit
 
 
-def export_checked(module, example, path, output_name, quantity, opset, tolerance):
+def export_checked(module, example, path, output_name, quantity, opset, tolerance, keep_batchnorm=False):
     """Export module (input "input", output output_name) to path, run it with ONNX Runtime and PyTorch
     on a random batch of 2 shaped like example, print the largest difference of the quantity
     ("logit", "embedding") and exit 1 if it is above tolerance x the output's scale."""
-    export_onnx(module, example, path, "input", output_name, opset)
+    export_onnx(module, example, path, "input", output_name, opset, keep_batchnorm)
     diff, limit = check_onnx(module, path, "input", tuple(example.shape[1:]), tolerance)
     print(f"{PROG}: max |onnx - torch| {quantity} difference on a random batch of 2: {diff:.3g} "
           f"(allowed {limit:.3g})")

@@ -4,6 +4,7 @@ model card beside it.
 
     python scripts/export_open_clip.py MODEL PRETRAINED --out DIR [--weights FILE] [--random-init]
                                        [--model-config JSON] [--opset N] [--name NAME]
+                                       [--classifier STATE_DICT [--encoder-prefix P] [--head-prefix P]]
 
 MODEL and PRETRAINED are OpenCLIP names (`ViT-B-32 openai`, `ViT-B-16 laion2b_s34b_b88k`; see
 open_clip.list_pretrained()). Writes
@@ -20,6 +21,17 @@ open_clip.list_pretrained()). Writes
                        resizes the shorter side to the crop size, so resize == crop.
 Then runs the ONNX image tower with ONNX Runtime and PyTorch on the same random batch and fails
 (exit 1) if the embeddings differ by more than --tolerance times their scale.
+
+A fine-tuned classifier (`--classifier STATE_DICT`): instead of the zero-shot head, the image tower
+and the learned linear head of a wise-ft-style fine-tune, as WiSE-FT interpolates them. STATE_DICT is
+a torch.save'd state dict (`torch.save(model.state_dict(), path)` of wise-ft's ImageClassifier):
+the image encoder's CLIP weights under --encoder-prefix (default `image_encoder.model.`, as wise-ft's
+ImageEncoder holds the CLIP model) and the head's under --head-prefix (default
+`classification_head.`: `weight` [classes, embed_dim] and `bias` [classes]); any other state dict
+maps by these two options. Writes DIR/<name>.onnx, DIR/<name>.head.npy (the weight as is, any row
+norm), DIR/<name>.bias.npy and the card: group "fine-tuned", [head] kind = "linear", scale 1,
+normalize = true (wise-ft's ClassificationHead normalises the image features), so that
+logits = normalize(embedding) @ weight.T + bias. No text tower runs.
 
 Weights: downloaded by OpenCLIP by default (Hugging Face hub or the tag's URL); `--weights FILE`
 loads a local checkpoint instead, keeping the tag's preprocessing and QuickGELU setting;
@@ -86,6 +98,45 @@ def zero_shot_head(model, tokenizer, device, classes_per_batch):
     return np.ascontiguousarray(head)
 
 
+def load_classifier(model, path, encoder_prefix, head_prefix):
+    """Load a fine-tuned state dict's image encoder into `model` and return its head (weight,
+    bias) as float32 numpy arrays. Exit 2 naming the keys when the state dict does not fit."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint ends the same way
+        die(f"--classifier {path}: not a readable state dict ({common.first_line(e)}); save it with "
+            f"torch.save(model.state_dict(), path)")
+    if not isinstance(state, dict):
+        die(f"--classifier {path}: holds a {type(state).__name__}, not a state dict")
+    encoder = {k[len(encoder_prefix):]: v for k, v in state.items() if k.startswith(encoder_prefix)}
+    visual = {k: v for k, v in encoder.items() if k.startswith("visual.")}
+    if not visual:
+        die(f"--classifier {path}: no image-tower weights under '{encoder_prefix}visual.' "
+            f"(keys start: {', '.join(sorted(state)[:5])}); set --encoder-prefix")
+    own = {k for k in model.state_dict() if k.startswith("visual.")}
+    missing, unexpected = sorted(own - set(visual)), sorted(set(visual) - own)
+    if missing or unexpected:
+        die(f"--classifier {path}: the image tower does not fit {model.__class__.__name__}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.load_state_dict(visual, strict=False)
+    weight, bias = state.get(head_prefix + "weight"), state.get(head_prefix + "bias")
+    if weight is None or weight.dim() != 2:
+        die(f"--classifier {path}: no 2-D head weight '{head_prefix}weight'; set --head-prefix")
+    if bias is None:
+        bias = torch.zeros(weight.shape[0])
+    if bias.shape != (weight.shape[0],):
+        die(f"--classifier {path}: '{head_prefix}bias' has shape {tuple(bias.shape)}, "
+            f"the weight {tuple(weight.shape)}")
+    as_np = lambda t: np.ascontiguousarray(t.detach().float().cpu().numpy().astype(np.float32))
+    return as_np(weight), as_np(bias)
+
+
+def save_npy(path, array):
+    tmp = path + ".tmp.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="OpenCLIP model name, e.g. ViT-B-32")
@@ -101,7 +152,15 @@ def main():
                     help="classes per text-tower forward (x80 prompts; default 10)")
     ap.add_argument("--tolerance", type=float, default=1e-3,
                     help="largest |ONNX - PyTorch| allowed, relative to max |embedding| (default 1e-3)")
+    ap.add_argument("--classifier", metavar="STATE_DICT",
+                    help="export a fine-tuned classifier: image encoder + linear head from this state dict")
+    ap.add_argument("--encoder-prefix", default="image_encoder.model.",
+                    help="--classifier: key prefix of the CLIP model (default image_encoder.model.)")
+    ap.add_argument("--head-prefix", default="classification_head.",
+                    help="--classifier: key prefix of the head's weight and bias (default classification_head.)")
     a = ap.parse_args()
+    if a.classifier and not os.path.isfile(a.classifier):
+        die(f"--classifier {a.classifier}: no such file")
     common.check_weight_args(a)
     if a.model_config:
         if not os.path.isfile(a.model_config):
@@ -163,6 +222,9 @@ def main():
     name = common.sanitise_name(a.name or f"{a.model}.{a.pretrained}")
     onnx_path, head_path, card_path = common.output_paths(a.out, name, ".onnx", ".head.npy", ".toml")
 
+    if a.classifier:
+        export_classifier(a, model, source, crop, interpolation, mean, std, resize_mode, pp)
+        return
     tower = ImageTower(model).eval()
     example = torch.randn(1, 3, crop, crop, generator=torch.Generator().manual_seed(1))
     print(f"export_open_clip: exporting the image tower of {a.model} '{a.pretrained}' to {onnx_path} (opset {a.opset})")
@@ -211,6 +273,59 @@ def main():
         ]),
     ])
     print(f"export_open_clip: wrote {head_path} and {card_path} (embed_dim {embed_dim}, scale {scale:.4g})")
+
+
+def export_classifier(a, model, source, crop, interpolation, mean, std, resize_mode, pp):
+    """The fine-tuned classifier: image tower, linear head with bias, card (see --classifier)."""
+    weight, bias = load_classifier(model, a.classifier, a.encoder_prefix, a.head_prefix)
+    name = common.sanitise_name(a.name or f"{a.model}.{a.pretrained}.ft")
+    onnx_path, head_path, bias_path, card_path = common.output_paths(
+        a.out, name, ".onnx", ".head.npy", ".bias.npy", ".toml")
+    tower = ImageTower(model).eval()
+    example = torch.randn(1, 3, crop, crop, generator=torch.Generator().manual_seed(1))
+    print(f"export_open_clip: exporting the fine-tuned image tower of {a.model} to {onnx_path} (opset {a.opset})")
+    common.export_checked(tower, example, onnx_path, "embedding", "embedding", a.opset, a.tolerance)
+    embed_dim = int(tower(example).shape[-1])
+    if weight.shape[1] != embed_dim:
+        die(f"--classifier {a.classifier}: head weight {weight.shape} does not take the tower's "
+            f"{embed_dim}-wide embedding", 1)
+    save_npy(head_path, weight)
+    save_npy(bias_path, bias)
+    classes = int(weight.shape[0])
+    common.write_card(card_path, [
+        f"Exported by scripts/export_open_clip.py from open_clip {open_clip.__version__} '{a.model}' "
+        f"(torch {torch.__version__}, opset {a.opset}): a fine-tuned classifier.",
+        f"Architecture weights: {source}; image tower and head from {os.path.basename(a.classifier)} "
+        f"('{a.encoder_prefix}', '{a.head_prefix}').",
+        "The head is wise-ft's ClassificationHead: logits = normalize(embedding) @ weight.T + bias.",
+        "Preprocessing from model.visual.preprocess_cfg (OpenCLIP resizes the shorter side to the crop size).",
+    ], [
+        ("name", name, "--name" if a.name else "MODEL.PRETRAINED.ft"),
+        ("onnx", os.path.basename(onnx_path), "relative to this card"),
+        ("group", "fine-tuned", "a CLIP image tower fine-tuned with a learned head"),
+    ], [
+        ("preprocess", [
+            ("resize", crop, f"resize_mode '{resize_mode}': shorter side to the crop size"),
+            ("crop", crop, "preprocess_cfg size"),
+            ("interpolation", interpolation, f"preprocess_cfg interpolation ({pp.get('interpolation', 'bicubic')})"),
+            ("mean", mean, "preprocess_cfg mean"),
+            ("std", std, "preprocess_cfg std"),
+        ]),
+        common.input_table("OpenCLIP"),
+        ("output", [
+            ("name", "embedding", f"image features before normalisation, [N, {embed_dim}]"),
+            ("num_classes", classes, "rows of the head"),
+            ("offset", 0, "no background class"),
+        ]),
+        ("head", [
+            ("kind", "linear", "logits = normalize(embedding) @ weights.T + bias"),
+            ("weights", os.path.basename(head_path), f"float32 [{classes}, {embed_dim}], {a.head_prefix}weight"),
+            ("bias", os.path.basename(bias_path), f"float32 [{classes}], {a.head_prefix}bias"),
+            ("scale", 1.0, "the learned weight carries its own scale"),
+            ("normalize", True, "wise-ft's ClassificationHead normalises the image features"),
+        ]),
+    ])
+    print(f"export_open_clip: wrote {head_path}, {bias_path} and {card_path}")
 
 
 if __name__ == "__main__":

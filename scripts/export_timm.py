@@ -3,6 +3,7 @@
 
     python scripts/export_timm.py MODEL_NAME --out DIR [--weights FILE] [--random-init]
                                   [--opset N] [--name NAME] [--test-size] [--group GROUP]
+                                  [--keep-batchnorm]
 
 MODEL_NAME is a timm name with or without its pretrained tag (`resnet50.a1_in1k`, `resnet50`: the
 default tag). Writes DIR/<name>.onnx (input "input" [N,3,crop,crop] float32 NCHW RGB, output
@@ -11,6 +12,12 @@ from the model's own pretrained config (timm.data.resolve_data_config): crop = i
 resize = floor(crop / crop_pct) as timm's eval transform computes it, interpolation, mean, std.
 Then runs the ONNX model with ONNX Runtime and the PyTorch model on the same random batch and fails
 (exit 1) if the logits differ by more than --tolerance times the logit scale.
+
+BatchNorm: folded into the convolutions by default (the exporter's eval-mode optimisation, faster
+inference). `--keep-batchnorm` keeps BatchNormalization nodes, their weight, bias and running
+statistics as initializers, and marks the model (metadata robust_eval.batchnorm = unfolded): export
+this way the models meant for `robust-eval interpolate` or `soup`, so that mixing the ONNX weights
+is mixing the state dicts, as WiSE-FT and model soups do. Averaging folded weights is not.
 
 Weights: downloaded from the Hugging Face hub by default (timm's cache); `--weights FILE` loads a
 local checkpoint (.safetensors / .pth / .bin) instead, keeping the tag's config; `--random-init`
@@ -76,6 +83,8 @@ def main():
                     help="use the config's test_input_size / test_crop_pct where it has them")
     ap.add_argument("--tolerance", type=float, default=1e-3,
                     help="largest |ONNX - PyTorch| allowed, relative to max |logit| (default 1e-3)")
+    ap.add_argument("--keep-batchnorm", action="store_true",
+                    help="keep BatchNorm unfolded, for interpolate / soup (default: folded)")
     a = ap.parse_args()
     common.check_weight_args(a)
     if not timm.is_model(a.model):
@@ -145,7 +154,8 @@ def main():
     group, group_src = (a.group, "--group") if a.group else suggest_group(full)
 
     print(f"export_timm: exporting {full} to {onnx_path} (opset {a.opset})")
-    common.export_checked(model, example, onnx_path, "logits", "logit", a.opset, a.tolerance)
+    common.export_checked(model, example, onnx_path, "logits", "logit", a.opset, a.tolerance,
+                          keep_batchnorm=a.keep_batchnorm)
 
     header = [
         f"Exported by scripts/export_timm.py from timm {timm.__version__} '{a.model}' "

@@ -194,7 +194,7 @@ fn mismatches_are_refused_naming_the_files() {
         ("b_crop.toml", "`preprocess.crop` (32 vs 28)"),
         (
             "b_head.toml",
-            "one has a zero-shot [head] and the other not",
+            "one has a [head] and the other not",
         ),
     ];
     for (other, why) in cases {
@@ -354,6 +354,11 @@ fn greedy_soup_records_its_choices_and_warns_when_chosen_on_id() {
     assert!(card.contains("recipe = \"greedy\""), "{card}");
     let members = format!("members = {kept:?}");
     assert!(card.contains(&members), "{members} not in {card}");
+    // Each tried soup is deleted once evaluated (its result stays): no model left under soups/.
+    let left: Vec<_> = std::fs::read_dir(out.join("greedy-results/soups"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "tried soups left on disk: {left:?}");
     // The held-out evaluations are stored and reused: a second run evaluates nothing again.
     let again = greedy().arg("--json").assert().success();
     let second: serde_json::Value = serde_json::from_slice(&again.get_output().stdout).unwrap();
@@ -530,4 +535,111 @@ fn crafted_models_are_refused_not_followed() {
         std::fs::read(ow.join("soup.data")).unwrap(),
         1.0f32.to_le_bytes()
     );
+}
+
+/// Heads are linear layers mixed as wise-ft's `_merge` mixes a state dict: a zero-shot head
+/// (logit scale × unit rows, no bias) with a fine-tuned linear head (any-norm rows, a bias),
+/// two zero-shot heads, and two linear heads each give exactly the numpy mix of scale·W and
+/// bias; and the zero-shot/linear mix predicts, on the demo's images, exactly as a hand-written
+/// linear head holding the paper's mix. Heads of another shape are refused, naming both files.
+#[test]
+fn heads_mix_as_the_papers_linear_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = dir.path().join("heads");
+    let demo = root().join("demo/models");
+    reference(&["heads".as_ref(), h.as_os_str(), demo.as_os_str()]);
+    for (a, b, family) in [("zs", "ft", "zf"), ("zs", "zs2", "zz"), ("ft", "ft2", "ff")] {
+        let out = dir.path().join(family);
+        let (ca, cb) = (h.join(format!("{a}.toml")), h.join(format!("{b}.toml")));
+        interpolate(&ca, &cb, "0,0.3,1", &out, family);
+        let name = format!("{family}-a0.30");
+        reference(&[
+            "headmix".as_ref(),
+            ca.as_os_str(),
+            cb.as_os_str(),
+            out.as_os_str(),
+            name.as_ref(),
+            "0.3".as_ref(),
+        ]);
+    }
+    let results = dir.path().join("results");
+    bin()
+        .args(["run", "--suite", "demo", "--datasets", "shapes-v2"])
+        .args(["--progress", "none", "--models"])
+        .arg(dir.path().join("zf"))
+        .args(["--models".as_ref(), h.join("zs.toml").as_os_str()])
+        .args(["--models".as_ref(), h.join("ft.toml").as_os_str()])
+        .arg("--out")
+        .arg(&results)
+        .assert()
+        .success();
+    for dataset in ["shapes", "shapes-v2"] {
+        let p = |m: &str| predictions(&results, m, dataset);
+        let (zs, ft, paper) = (p("zs"), p("ft"), p("paper"));
+        assert!(!zs.equals(&ft), "the endpoints must differ");
+        assert!(p("zf-a0.30").equals(&paper), "{dataset}: α = 0.3 is the paper's mix");
+        assert!(!paper.equals(&zs) && !paper.equals(&ft), "{dataset}: the mix is neither end");
+        assert!(p("zf-a0.00").equals(&zs), "{dataset}: α = 0 is the zero-shot model");
+        assert!(p("zf-a1.00").equals(&ft), "{dataset}: α = 1 is the fine-tuned model");
+    }
+    let out = dir.path().join("narrow");
+    let assert = bin()
+        .args(["interpolate".as_ref(), h.join("zs.toml").as_os_str()])
+        .arg(h.join("ft_narrow.toml"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    for text in ["zs_w.npy", "narrow_w.npy", "(10, 10)", "(5, 10)"] {
+        assert!(stderr.contains(text), "no `{text}` in {stderr}");
+    }
+    assert!(!out.exists(), "nothing is written when a check fails");
+}
+
+/// A tensor holding its values in two fields (raw_data and float_data: ONNX Runtime reads one,
+/// a mixer could read the other) is refused, as onnx.checker refuses it; so is external data
+/// that is not a regular file.
+#[test]
+fn tensors_with_two_value_fields_or_odd_external_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let two_fields = [
+        number(1, 1),
+        number(2, 1),
+        field(8, b"w"),
+        field(4, &1.0f32.to_le_bytes()),
+        field(9, &2.0f32.to_le_bytes()),
+    ]
+    .concat();
+    let model = d.join("two.onnx");
+    std::fs::write(&model, crafted_model(&two_fields)).unwrap();
+    bin()
+        .args(["interpolate".as_ref(), model.as_os_str(), model.as_os_str()])
+        .arg("--out")
+        .arg(d.join("out"))
+        .assert()
+        .code(2)
+        .stderr(
+            predicates::prelude::predicate::str::contains("two.onnx")
+                .and(predicates::prelude::predicate::str::contains("float_data, raw_data")),
+        );
+    assert!(!d.join("out").exists());
+    // External data that is a folder, not a file.
+    let ext = d.join("ext");
+    std::fs::create_dir_all(ext.join("w.data")).unwrap();
+    std::fs::write(
+        ext.join("m.onnx"),
+        crafted_model(&external_tensor(b"w.data")),
+    )
+    .unwrap();
+    bin()
+        .args(["interpolate".as_ref(), ext.join("m.onnx").as_os_str()])
+        .arg(ext.join("m.onnx"))
+        .arg("--out")
+        .arg(d.join("out2"))
+        .assert()
+        .code(2)
+        .stderr(predicates::prelude::predicate::str::contains("w.data"));
+    assert!(!d.join("out2").exists());
 }

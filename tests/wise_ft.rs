@@ -26,6 +26,23 @@ fn average_er(dir: &Path) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// Baseline model names per shift, from a fit's JSON.
+fn baselines(fit: &serde_json::Value) -> Vec<Vec<String>> {
+    fit["shifts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["baseline_models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn the_demo_draws_a_wise_ft_curve_above_the_line_and_a_soup() {
     let out = tempfile::tempdir().unwrap();
@@ -54,6 +71,37 @@ fn the_demo_draws_a_wise_ft_curve_above_the_line_and_a_soup() {
             "{names:?}"
         );
     }
+
+    // `fit` on the evals.csv alone (no run.json, so no cards' [intervention]): an `all` baseline
+    // still leaves the wise-ft and soup groups out, with the same note.
+    let (alone, with) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (folder, files) in [(&alone, &["evals.csv"][..]), (&with, &["evals.csv", "run.json"])] {
+        for f in files {
+            std::fs::copy(dir.join(f), folder.path().join(f)).unwrap();
+        }
+    }
+    let fitted = |d: &Path| {
+        let out = bin()
+            .args(["fit", "--json", "--id", "shapes", "--baseline", "all", "--results"])
+            .arg(d)
+            .assert()
+            .success();
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+        let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        (baselines(&json), stderr)
+    };
+    let (with_run, note_with) = fitted(with.path());
+    let (without_run, note_without) = fitted(alone.path());
+    assert_eq!(with_run, without_run);
+    for names in &without_run {
+        assert!(
+            names.iter().all(|n| !n.starts_with("wiseft") && !n.starts_with("soup")),
+            "{names:?}"
+        );
+        assert!(names.iter().any(|n| n == "zeroshot"), "{names:?}");
+    }
+    assert!(note_without.contains("left out of the baseline: 6 model(s)"), "{note_without}");
+    assert_eq!(note_with, note_without);
 
     // The curve bulges: its middle is more effectively robust than the endpoints' mean, and
     // above the line.
@@ -93,7 +141,7 @@ fn the_demo_draws_a_wise_ft_curve_above_the_line_and_a_soup() {
         .map(|p| p["alpha"].as_f64().unwrap())
         .collect();
     assert_eq!(alphas, [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0]);
-    let best = &family["best_effective_robustness"];
+    let best = &family["highest_effective_robustness"];
     let top = er
         .iter()
         .filter(|(m, _)| m.starts_with("wiseft") || *m == "zeroshot" || *m == "finetuned")
@@ -103,7 +151,10 @@ fn the_demo_draws_a_wise_ft_curve_above_the_line_and_a_soup() {
     assert_eq!(report["soups"][0]["members"].as_array().unwrap().len(), 3);
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(
-        md.contains("## WiSE-FT: wiseft") && md.contains("Best average effective robustness: α = "),
+        md.contains("## WiSE-FT: wiseft")
+            && md.contains("highest average effective robustness α = ")
+            && md.contains("| α | model | shapes top-1 | average OOD top-1 | average ER |")
+            && !md.contains("Best "),
         "{md}"
     );
     assert!(
@@ -112,6 +163,22 @@ fn the_demo_draws_a_wise_ft_curve_above_the_line_and_a_soup() {
     );
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("<h2>WiSE-FT: wiseft</h2>") && html.contains("<h2>Model soups</h2>"));
+
+    // Each point's average OOD top-1 is the mean of its shifts' top-1, as the paper plots it.
+    let mid = family["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["alpha"] == 0.5)
+        .unwrap();
+    let rows = evals(dir);
+    let shifts = ["shapes-v2", "shapes-sketch", "shapes-rendition"];
+    let mean = shifts
+        .iter()
+        .map(|s| row(&rows, "wiseft-a0.50", s).top1)
+        .sum::<f64>()
+        / shifts.len() as f64;
+    assert!((mid["average_ood_top1"].as_f64().unwrap() - mean).abs() < 1e-9);
 
     // Every shift's chart and the grid: the curve's legend entry, ringed ends, the soup.
     for chart in [

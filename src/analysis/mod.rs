@@ -92,6 +92,29 @@ fn declared_scorings(run: Option<&RunInfo>) -> BTreeMap<String, Scoring> {
     }
 }
 
+/// Models made from other models' weights, kept out of an `all` or regex baseline: run.json's
+/// `models` (the cards' `[intervention]`) and, whether or not run.json is there, every model of
+/// the groups `interpolate` and `soup` write (`wise-ft`, `soup`), so a folder holding only an
+/// evals.csv is fitted on the same models as the run that wrote it.
+fn intervention_models(
+    evals: &[Accuracy],
+    run: Option<&RunInfo>,
+) -> std::collections::BTreeSet<String> {
+    let mut models: std::collections::BTreeSet<String> = run
+        .map(|r| r.models.keys().cloned().collect())
+        .unwrap_or_default();
+    models.extend(
+        evals
+            .iter()
+            .filter(|r| INTERVENTION_GROUPS.contains(&r.group.as_str()))
+            .map(|r| r.model.clone()),
+    );
+    models
+}
+
+/// The groups `interpolate` and `soup` write by default.
+pub const INTERVENTION_GROUPS: [&str; 2] = ["wise-ft", "soup"];
+
 pub fn analyse(dir: &Path, settings: &AnalysisSettings) -> Result<Analysis> {
     let (analysis, fit_error) = load_and_fit(dir, settings)?;
     match fit_error {
@@ -145,10 +168,7 @@ fn load_and_fit(dir: &Path, settings: &AnalysisSettings) -> Result<(Analysis, Op
         seed: settings.seed,
         split_a: settings.split_a.clone(),
         scorings: declared_scorings(run.as_ref()),
-        interventions: run
-            .as_ref()
-            .map(|r| r.models.keys().cloned().collect())
-            .unwrap_or_default(),
+        interventions: intervention_models(&evals, run.as_ref()),
     };
     // Corruptions are summarised by their own metrics, not fitted one by one as shifts: the
     // fit's shifts and average effective robustness stay the natural ones.

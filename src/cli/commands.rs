@@ -585,6 +585,9 @@ pub fn run_interpolate(args: InterpolateArgs) -> Result<ExitCode, Error> {
         group: args.group.clone(),
     };
     let (a, b) = (ingredient(&args.zero_shot)?, ingredient(&args.fine_tuned)?);
+    if let Some(w) = interventions::folded_warning(&[&a, &b]) {
+        eprintln!("warning: {w}");
+    }
     let written = interventions::interpolate(&a, &b, &settings)?;
     if args.json {
         println!("{}", to_json(&written)?);
@@ -614,6 +617,9 @@ pub fn run_soup(args: SoupArgs) -> Result<ExitCode, Error> {
         .iter()
         .map(|p| ingredient(p))
         .collect::<Result<Vec<_>, Error>>()?;
+    if let Some(w) = interventions::folded_warning(&parts.iter().collect::<Vec<_>>()) {
+        eprintln!("warning: {w}");
+    }
     let default_name = if args.greedy {
         "greedy-soup"
     } else {

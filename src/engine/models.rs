@@ -116,10 +116,16 @@ fn summary(card: &ModelCard) -> String {
     }
     match &card.head {
         Some(head) => s.push_str(&format!(
-            "; zero-shot head: {} classes × {} (scale {})",
+            "; {} head: {} classes × {} (scale {}{}{})",
+            match head.kind {
+                crate::input::card::HeadKind::ZeroShot => "zero-shot",
+                crate::input::card::HeadKind::Linear => "linear",
+            },
             head.weights.nrows(),
             head.embedding_width(),
-            head.scale
+            head.scale,
+            if head.normalize { ", embedding normalised" } else { "" },
+            if head.bias.is_some() { ", bias" } else { "" }
         )),
         None if card.offset > 0 => s.push_str(&format!(
             "; {} classes after dropping {} leading logit(s)",

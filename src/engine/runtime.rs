@@ -1234,18 +1234,27 @@ fn relayout(
     }
 }
 
-/// Zero-shot logits: each embedding row L2-normalised, then `scale · e · Wᵀ`.
-fn zero_shot_logits(embeddings: &[f32], n: usize, head: &Head) -> Vec<f32> {
+/// A head's logits: `scale · normalize?(e) · Wᵀ + bias` (the card's `[head]`), each embedding
+/// row L2-normalised first when the head says so.
+fn head_logits(embeddings: &[f32], n: usize, head: &Head) -> Vec<f32> {
     let dim = head.embedding_width();
     let mut e = ndarray::Array2::from_shape_vec((n, dim), embeddings.to_vec())
         .expect("embedding rows have the head's width (checked when the model was opened)");
-    for mut row in e.rows_mut() {
-        let norm = row.dot(&row).sqrt();
-        if norm > 0.0 {
-            row.mapv_inplace(|v| v / norm);
+    if head.normalize {
+        for mut row in e.rows_mut() {
+            let norm = row.dot(&row).sqrt();
+            if norm > 0.0 {
+                row.mapv_inplace(|v| v / norm);
+            }
         }
     }
-    let logits = e.dot(&head.weights.t()) * head.scale;
+    let mut logits = e.dot(&head.weights.t());
+    if head.scale != 1.0 {
+        logits *= head.scale;
+    }
+    if let Some(bias) = &head.bias {
+        logits += &**bias;
+    }
     logits.into_raw_vec_and_offset().0
 }
 
@@ -1304,7 +1313,7 @@ impl Classifier for OrtClassifier {
         // Padding rows of a fixed-batch model are dropped.
         rows.truncate(n * self.model_width);
         Ok(match &self.head {
-            Some(head) => zero_shot_logits(&rows, n, head),
+            Some(head) => head_logits(&rows, n, head),
             None => rows,
         })
     }
@@ -1325,14 +1334,27 @@ mod layout_tests {
     #[test]
     fn zero_shot_logits_normalise_the_embedding_then_scale_cosines() {
         let weights = ndarray::arr2(&[[1.0f32, 0.0], [0.6, 0.8]]);
-        let head = Head {
+        let mut head = Head {
+            kind: crate::input::card::HeadKind::ZeroShot,
             weights_file: "w.npy".into(),
             scale: 10.0,
+            normalize: true,
+            bias_file: None,
             weights: std::sync::Arc::new(weights),
+            bias: None,
         };
         // [3, 4] has norm 5: its cosines with the two classes are 0.6 and 1.
-        let logits = zero_shot_logits(&[3.0, 4.0, 0.0, 2.0], 2, &head);
+        let logits = head_logits(&[3.0, 4.0, 0.0, 2.0], 2, &head);
         let want = [6.0, 10.0, 0.0, 8.0];
+        for (got, want) in logits.iter().zip(want) {
+            assert!((got - want).abs() < 1e-5, "{logits:?}");
+        }
+        // A linear head on the raw embedding, with a bias.
+        head.normalize = false;
+        head.scale = 1.0;
+        head.bias = Some(std::sync::Arc::new(ndarray::arr1(&[0.5f32, -1.0])));
+        let logits = head_logits(&[3.0, 4.0, 0.0, 2.0], 2, &head);
+        let want = [3.5, 4.0, 0.5, 0.6];
         for (got, want) in logits.iter().zip(want) {
             assert!((got - want).abs() < 1e-5, "{logits:?}");
         }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ndarray::Array2;
+use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::preprocess::{Interpolation, PreprocessSpec};
@@ -55,6 +55,8 @@ struct RawHead {
     kind: String,
     weights: PathBuf,
     scale: Option<f32>,
+    bias: Option<PathBuf>,
+    normalize: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -94,7 +96,7 @@ pub struct ModelCard {
     pub input: InputSpec,
     /// The output holding the logits (or the embedding, with a head); `None` for the first one.
     pub output_name: Option<String>,
-    /// A zero-shot head turning the model's image embedding into logits.
+    /// A head (zero-shot or linear) turning the model's image embedding into logits.
     pub head: Option<Head>,
     /// The external-data files the ONNX file refers to, each inside its folder (`input::onnx`).
     pub external_data: Vec<PathBuf>,
@@ -189,19 +191,56 @@ pub struct InputSpec {
     pub channels: ChannelOrder,
 }
 
-/// A zero-shot classifier (CLIP-style): logits = scale · normalise(embedding) · weightsᵀ.
+/// Which kind of `[head]` a card gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadKind {
+    /// CLIP's zero-shot classifier: unit rows (normalised class text embeddings), scale = exp of
+    /// the logit scale, no bias, the embedding normalised.
+    ZeroShot,
+    /// A learned linear layer (wise-ft's `ClassificationHead`): rows of any norm, an optional
+    /// bias, scale 1 unless given.
+    Linear,
+}
+
+/// A head as a linear layer on the model's embedding:
+/// logits = scale · normalize?(embedding) · weightsᵀ + bias.
 #[derive(Debug, Clone, Serialize)]
 pub struct Head {
+    pub kind: HeadKind,
     pub weights_file: PathBuf,
     pub scale: f32,
-    /// One L2-normalised row per class: `num_classes × embedding width`.
+    /// Whether each embedding row is L2-normalised first (always for zero-shot heads).
+    pub normalize: bool,
+    pub bias_file: Option<PathBuf>,
+    /// One row per class: `num_classes × embedding width`.
     #[serde(skip)]
     pub weights: Arc<Array2<f32>>,
+    /// One value per class.
+    #[serde(skip)]
+    pub bias: Option<Arc<Array1<f32>>>,
 }
 
 impl Head {
     pub fn embedding_width(&self) -> usize {
         self.weights.ncols()
+    }
+
+    /// What predictions depend on beyond the weights file: part of the resume key (the bias
+    /// by its values, so editing the .npy re-evaluates).
+    pub fn key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let bias = match &self.bias {
+            Some(b) => {
+                let bytes: Vec<u8> = b.iter().flat_map(|v| v.to_le_bytes()).collect();
+                format!("{:x}", Sha256::digest(&bytes))
+            }
+            None => "-".into(),
+        };
+        format!(
+            "kind={:?} scale={} normalize={} bias={bias}",
+            self.kind, self.scale, self.normalize
+        )
     }
 }
 
@@ -324,7 +363,7 @@ impl ModelCard {
             self.num_classes
         );
         if let (Some(head), Some(sha)) = (&self.head, head_sha256) {
-            key.push_str(&format!(" head={sha} scale={}", head.scale));
+            key.push_str(&format!(" head={sha} {}", head.key()));
         }
         key
     }
@@ -515,37 +554,71 @@ fn classes_of(
 }
 
 fn load_head(raw: RawHead, base: &Path, at: &KeyLocator) -> Result<Head> {
-    if raw.kind != "zero-shot" {
+    let field = |key: &str| at(Some("head"), key);
+    let kind = match raw.kind.as_str() {
+        "zero-shot" => HeadKind::ZeroShot,
+        "linear" => HeadKind::Linear,
+        other => {
+            return Err(Error::input(
+                field("kind"),
+                format!("unknown head kind `{other}`; expected \"zero-shot\" or \"linear\""),
+            ))
+        }
+    };
+    let normalize = match (kind, raw.normalize) {
+        (HeadKind::ZeroShot, None | Some(true)) => true,
+        (HeadKind::ZeroShot, Some(false)) => {
+            return Err(Error::input(
+                field("normalize"),
+                "a zero-shot head compares normalised embeddings (cosine similarity); \
+                 use kind = \"linear\" for a head on the raw embedding",
+            ))
+        }
+        (HeadKind::Linear, Some(n)) => n,
+        (HeadKind::Linear, None) => {
+            return Err(Error::input(
+                field("normalize"),
+                "a linear head must say whether the embedding is L2-normalised first: \
+                 `normalize = true` as wise-ft's ClassificationHead on CLIP, `false` for a \
+                 plain linear layer",
+            ))
+        }
+    };
+    if kind == HeadKind::ZeroShot && raw.bias.is_some() {
         return Err(Error::input(
-            at(Some("head"), "kind"),
-            format!(
-                "unknown head kind `{}`; the one kind is \"zero-shot\"",
-                raw.kind
-            ),
+            field("bias"),
+            "a zero-shot head has no bias; use kind = \"linear\" for a head with one",
         ));
     }
-    let scale = raw.scale.unwrap_or(100.0);
+    let default_scale = if kind == HeadKind::ZeroShot { 100.0 } else { 1.0 };
+    let scale = raw.scale.unwrap_or(default_scale);
     if !(scale.is_finite() && scale > 0.0) {
         return Err(Error::input(
-            at(Some("head"), "scale"),
+            field("scale"),
             "scale must be a positive number (CLIP's exp(logit_scale), 100 when trained)",
         ));
     }
-    let file = if raw.weights.is_absolute() {
-        raw.weights
-    } else {
-        base.join(&raw.weights)
+    let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let file = resolve(raw.weights);
+    let weights = read_head_weights(&file, kind == HeadKind::ZeroShot)
+        .map_err(|m| Error::input(field("weights"), format!("{}: {m}", file.display())))?;
+    let (bias_file, bias) = match raw.bias {
+        None => (None, None),
+        Some(b) => {
+            let b = resolve(b);
+            let bias = read_head_bias(&b, weights.nrows())
+                .map_err(|m| Error::input(field("bias"), format!("{}: {m}", b.display())))?;
+            (Some(b), Some(Arc::new(bias)))
+        }
     };
-    let weights = read_head_weights(&file).map_err(|m| {
-        Error::input(
-            at(Some("head"), "weights"),
-            format!("{}: {m}", file.display()),
-        )
-    })?;
     Ok(Head {
+        kind,
         weights_file: file,
         scale,
+        normalize,
+        bias_file,
         weights: Arc::new(weights),
+        bias,
     })
 }
 
@@ -622,14 +695,30 @@ fn intervention_of(raw: RawIntervention, model: &str, at: &KeyLocator) -> Result
     }
 }
 
-/// A `.npy` float32 matrix of class embeddings, rows L2-normalised.
-fn read_head_weights(file: &Path) -> std::result::Result<Array2<f32>, String> {
-    use ndarray_npy::ReadNpyExt;
-    if !file.is_file() {
-        return Err("no such file".into());
+/// Largest head file read (.npy weights or bias): 64 Mi float32 values.
+const MAX_HEAD_BYTES: u64 = 256 << 20;
+
+fn open_npy(file: &Path) -> std::result::Result<std::io::Take<std::fs::File>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(file).map_err(|_| "no such file".to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_HEAD_BYTES {
+        return Err(format!(
+            "{} bytes; a head file may hold at most {MAX_HEAD_BYTES}",
+            meta.len()
+        ));
     }
     let reader = std::fs::File::open(file).map_err(|e| e.to_string())?;
-    let weights = Array2::<f32>::read_npy(reader).map_err(|e| {
+    Ok(reader.take(MAX_HEAD_BYTES))
+}
+
+/// A `.npy` float32 matrix [classes, embedding width], finite; rows L2-normalised for a
+/// zero-shot head.
+fn read_head_weights(file: &Path, unit_rows: bool) -> std::result::Result<Array2<f32>, String> {
+    use ndarray_npy::ReadNpyExt;
+    let weights = Array2::<f32>::read_npy(open_npy(file)?).map_err(|e| {
         format!("expected a 2-D float32 .npy array [classes, embedding width] ({e})")
     })?;
     if weights.nrows() == 0 || weights.ncols() == 0 {
@@ -638,15 +727,36 @@ fn read_head_weights(file: &Path) -> std::result::Result<Array2<f32>, String> {
     if weights.iter().any(|v| !v.is_finite()) {
         return Err("the array holds NaN or infinite values".into());
     }
+    if !unit_rows {
+        return Ok(weights);
+    }
     for (class, row) in weights.rows().into_iter().enumerate() {
         let norm = row.dot(&row).sqrt();
         if (norm - 1.0).abs() > 1e-2 {
             return Err(format!(
-                "row {class} has L2 norm {norm:.4}; a zero-shot head's class embeddings must be L2-normalised"
+                "row {class} has L2 norm {norm:.4}; a zero-shot head's class embeddings must be \
+                 L2-normalised (a head with rows of any norm is kind = \"linear\")"
             ));
         }
     }
     Ok(weights)
+}
+
+/// A `.npy` float32 vector of one finite value per class.
+fn read_head_bias(file: &Path, classes: usize) -> std::result::Result<Array1<f32>, String> {
+    use ndarray_npy::ReadNpyExt;
+    let bias = Array1::<f32>::read_npy(open_npy(file)?)
+        .map_err(|e| format!("expected a 1-D float32 .npy array [classes] ({e})"))?;
+    if bias.len() != classes {
+        return Err(format!(
+            "{} values; the head's weights have {classes} classes (rows)",
+            bias.len()
+        ));
+    }
+    if bias.iter().any(|v| !v.is_finite()) {
+        return Err("the array holds NaN or infinite values".into());
+    }
+    Ok(bias)
 }
 
 /// Model names become file names under `predictions/`, so keep them to a safe alphabet.

@@ -10,14 +10,14 @@ pub mod weights;
 
 use std::path::{Path, PathBuf};
 
-use ndarray::Array2;
+use ndarray::{Array1, Array2};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::input::card::{self, ModelCard};
+use crate::input::card::{self, Head, HeadKind, ModelCard};
 use crate::input::check_name;
 use crate::results::store::write_atomic;
-use weights::{Model, Recipe};
+use weights::{Model, Recipe, Source};
 
 /// Most α values one `interpolate` writes.
 pub const MAX_ALPHAS: usize = 1001;
@@ -28,6 +28,17 @@ pub struct Ingredient {
     pub card: ModelCard,
     table: Option<toml::Table>,
     pub model: Model,
+}
+
+/// One warning for models whose graphs look like BatchNorm was folded (`Model::looks_folded`),
+/// naming the first and counting the rest.
+pub fn folded_warning(parts: &[&Ingredient]) -> Option<String> {
+    let folded: Vec<String> = parts.iter().filter_map(|p| p.model.looks_folded()).collect();
+    let first = folded.first()?;
+    Some(match folded.len() {
+        1 => first.clone(),
+        n => format!("{first} (and {} more of the models given)", n - 1),
+    })
 }
 
 impl Ingredient {
@@ -69,6 +80,8 @@ impl Ingredient {
 /// cards' preprocessing, input and output settings, and heads (all or none, of one shape).
 pub fn check_compatible(first: &Ingredient, other: &Ingredient) -> Result<()> {
     weights::check_same_graph(&first.model, &other.model)?;
+    // Heads first: a head's rows set the card's classes, so theirs is the difference to name.
+    check_heads(first, other)?;
     let (a, b) = (&first.card, &other.card);
     let (pa, pb) = (&a.preprocess, &b.preprocess);
     let differs = if pa != pb {
@@ -104,22 +117,41 @@ pub fn check_compatible(first: &Ingredient, other: &Ingredient) -> Result<()> {
             other.label()
         )));
     }
-    match (&a.head, &b.head) {
+    Ok(())
+}
+
+/// Heads are mixed element by element, so both models need one, of one shape, applied to the
+/// embedding the same way (normalised or not).
+fn check_heads(first: &Ingredient, other: &Ingredient) -> Result<()> {
+    match (&first.card.head, &other.card.head) {
         (None, None) => Ok(()),
-        (Some(ha), Some(hb)) if ha.weights.dim() == hb.weights.dim() => Ok(()),
-        (Some(ha), Some(hb)) => Err(Error::Usage(format!(
-            "{} and {}: the [head] weights have shapes {:?} and {:?}; heads are mixed element by \
-             element, so they must have the same classes and embedding width",
+        (Some(ha), Some(hb)) if ha.weights.dim() != hb.weights.dim() => {
+            Err(Error::Usage(format!(
+                "{} and {}: the [head] weights {} and {} have shapes {:?} and {:?}; heads are \
+                 mixed element by element, so they must have the same classes and embedding width",
+                first.label(),
+                other.label(),
+                ha.weights_file.display(),
+                hb.weights_file.display(),
+                ha.weights.dim(),
+                hb.weights.dim()
+            )))
+        }
+        (Some(ha), Some(hb)) if ha.normalize != hb.normalize => Err(Error::Usage(format!(
+            "{} and {}: one [head] normalises the embedding and the other not (`normalize` = {} \
+             and {}); mixing their weights would mix two different functions of the embedding",
             first.label(),
             other.label(),
-            ha.weights.dim(),
-            hb.weights.dim()
+            ha.normalize,
+            hb.normalize
         ))),
+        (Some(_), Some(_)) => Ok(()),
         _ => Err(Error::Usage(format!(
-            "{} and {}: one has a zero-shot [head] and the other not. In WiSE-FT the zero-shot \
-             model's classifier is its text-embedding head and the fine-tuned model's is that head \
-             after fine-tuning, so both sides need one: give both cards a [head] of the same shape, \
-             or export both models with the classifier as the graph's last layer (no [head])",
+            "{} and {}: one has a [head] and the other not. In WiSE-FT the zero-shot model's \
+             classifier is its text-embedding head and the fine-tuned model's is that head after \
+             fine-tuning (a linear head with a bias), so both sides need one: give both cards a \
+             [head] of the same shape, or export both models with the classifier as the graph's \
+             last layer (no [head])",
             first.label(),
             other.label()
         ))),
@@ -140,38 +172,43 @@ pub struct Written {
 pub type Intervention = Vec<(&'static str, toml::Value)>;
 
 /// Write `<out>/<name>.onnx` (with external data and head beside it) and `<out>/<name>.toml`,
-/// mixed from `parts` by `recipe`; the card last, so a card never names a missing file.
+/// the weights mixed by `source` and the heads by `recipe` over `parts`; the card last, so a
+/// card never names a missing file. Every check runs before anything is written.
 pub fn write_model(
     out: &Path,
     name: &str,
     group: &str,
     parts: &[&Ingredient],
     recipe: Recipe,
+    source: &Source,
     intervention: &Intervention,
 ) -> Result<Written> {
     check_name("model", name).map_err(Error::Usage)?;
     check_name("group", group).map_err(Error::Usage)?;
     let onnx = out.join(format!("{name}.onnx"));
     let card_file = out.join(format!("{name}.toml"));
-    let models: Vec<&Model> = parts.iter().map(|p| &p.model).collect();
-    let mixed = weights::write_mixed(&models, recipe, name)?;
-    let head_file = out.join(format!("{name}.head.npy"));
-    let mut outputs: Vec<PathBuf> = vec![onnx.clone(), card_file.clone(), head_file];
-    outputs.extend(mixed.external.iter().map(|(file, _)| out.join(file)));
+    let first = &parts[0].model;
+    let head = mix_heads(parts, recipe)?;
+    let head_files = head
+        .as_ref()
+        .map(|h| h.files(name))
+        .unwrap_or_default();
+    let mut outputs: Vec<PathBuf> = vec![onnx.clone(), card_file.clone()];
+    outputs.extend(head_files.iter().map(|f| out.join(f)));
+    outputs.extend(
+        weights::external_names(first, name)
+            .iter()
+            .map(|(_, file)| out.join(file)),
+    );
     refuse_overwriting_inputs(&outputs, parts)?;
-    for (file, bytes) in &mixed.external {
-        write_atomic(&out.join(file), bytes)?;
-    }
-    write_atomic(&onnx, &mixed.onnx)?;
-    let head = match mix_heads(parts, recipe) {
-        Some((weights, scale)) => {
-            let file = format!("{name}.head.npy");
-            write_npy(&out.join(&file), &weights)?;
-            Some((file, scale))
+    weights::write_mixed(first, source, out, name)?;
+    if let Some(h) = &head {
+        write_npy(&out.join(&head_files[0]), &h.weights)?;
+        if let (Some(bias), Some(file)) = (&h.bias, head_files.get(1)) {
+            write_npy(&out.join(file), bias)?;
         }
-        None => None,
-    };
-    let text = card_text(name, group, parts[0], head, intervention);
+    }
+    let text = card_text(name, group, parts[0], head.as_ref(), intervention);
     write_atomic(&card_file, text.as_bytes())?;
     Ok(Written {
         name: name.to_string(),
@@ -192,6 +229,7 @@ fn refuse_overwriting_inputs(outputs: &[PathBuf], parts: &[&Ingredient]) -> Resu
             inputs.extend(p.card.card_file.as_ref());
             inputs.extend(p.card.external_data.iter());
             inputs.extend(p.card.head.as_ref().map(|h| &h.weights_file));
+            inputs.extend(p.card.head.as_ref().and_then(|h| h.bias_file.as_ref()));
             if inputs
                 .iter()
                 .any(|i| i.canonicalize().ok() == Some(real.clone()))
@@ -206,57 +244,114 @@ fn refuse_overwriting_inputs(outputs: &[PathBuf], parts: &[&Ingredient]) -> Resu
     Ok(())
 }
 
-/// The parts' zero-shot heads mixed as their weights are (`Recipe`), each row then L2-normalised
-/// again (the card's head takes unit rows; the endpoints α = 0 and 1 are copied unchanged), and
-/// their logit scales mixed alike. `None` when the models have no head.
-fn mix_heads(parts: &[&Ingredient], recipe: Recipe) -> Option<(Array2<f32>, f32)> {
-    let heads: Vec<_> = parts.iter().filter_map(|p| p.card.head.as_ref()).collect();
-    if heads.len() != parts.len() {
-        return None;
-    }
-    let bytes: Vec<Vec<u8>> = heads
-        .iter()
-        .map(|h| h.weights.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let inputs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
-    let mixed = weights::mix(1, &inputs, recipe);
-    let values: Vec<f32> = mixed
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let mut w = Array2::from_shape_vec(heads[0].weights.dim(), values).ok()?;
-    let scales: Vec<u8> = heads.iter().flat_map(|h| h.scale.to_le_bytes()).collect();
-    let scale_inputs: Vec<&[u8]> = scales.chunks_exact(4).collect();
-    let s = weights::mix(1, &scale_inputs, recipe);
-    let scale = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-    let endpoint = matches!(recipe, Recipe::Interpolate { alpha } if alpha == 0.0 || alpha == 1.0);
-    if !endpoint {
-        for mut row in w.rows_mut() {
-            let norm = row.dot(&row).sqrt();
-            if norm > 0.0 {
-                row.mapv_inplace(|v| v / norm);
-            }
-        }
-    }
-    Some((w, scale))
+/// An output's head, as its card will say it.
+pub struct MixedHead {
+    pub kind: HeadKind,
+    pub weights: Array2<f32>,
+    pub bias: Option<Array1<f32>>,
+    pub scale: f32,
+    pub normalize: bool,
 }
 
-fn write_npy(path: &Path, weights: &Array2<f32>) -> Result<()> {
+impl MixedHead {
+    fn of(head: &Head) -> MixedHead {
+        MixedHead {
+            kind: head.kind,
+            weights: (*head.weights).clone(),
+            bias: head.bias.as_deref().cloned(),
+            scale: head.scale,
+            normalize: head.normalize,
+        }
+    }
+
+    /// The head's files beside the output: weights, then bias if any.
+    fn files(&self, name: &str) -> Vec<String> {
+        let mut files = vec![format!("{name}.head.npy")];
+        if self.bias.is_some() {
+            files.push(format!("{name}.bias.npy"));
+        }
+        files
+    }
+}
+
+fn f32_bytes(values: impl Iterator<Item = f32>) -> Vec<u8> {
+    values.flat_map(f32::to_le_bytes).collect()
+}
+
+fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// The parts' heads mixed as wise-ft's `_merge` mixes a state dict: each head is the linear
+/// layer `scale·W`, `bias` (zero when absent; a zero-shot head is logit_scale × the text
+/// embeddings with a zero bias), and both are mixed element by element by `recipe`, giving a
+/// linear head with scale 1. A copy of one side (α = 0 or 1, a soup of one) keeps that side's
+/// head unchanged. `None` when the models have no head (`check_heads` saw all or none).
+fn mix_heads(parts: &[&Ingredient], recipe: Recipe) -> Result<Option<MixedHead>> {
+    let heads: Vec<&Head> = parts.iter().filter_map(|p| p.card.head.as_ref()).collect();
+    if heads.is_empty() {
+        return Ok(None);
+    }
+    let copy = match recipe {
+        Recipe::Interpolate { alpha } if alpha == 0.0 || alpha == 1.0 => Some((alpha == 1.0) as usize),
+        Recipe::Mean if heads.len() == 1 => Some(0),
+        _ => None,
+    };
+    if let Some(side) = copy {
+        return Ok(Some(MixedHead::of(heads[side])));
+    }
+    let weights: Vec<Vec<u8>> = heads
+        .iter()
+        .map(|h| f32_bytes(h.weights.iter().map(|w| h.scale * w)))
+        .collect();
+    let inputs: Vec<&[u8]> = weights.iter().map(Vec::as_slice).collect();
+    let dim = heads[0].weights.dim();
+    let w = Array2::from_shape_vec(dim, f32_values(&weights::mix(1, &inputs, recipe)))
+        .map_err(|e| Error::Other(format!("mixed head: {e}")))?;
+    let bias = if heads.iter().any(|h| h.bias.is_some()) {
+        let biases: Vec<Vec<u8>> = heads
+            .iter()
+            .map(|h| match &h.bias {
+                Some(b) => f32_bytes(b.iter().copied()),
+                None => f32_bytes(std::iter::repeat(0.0).take(dim.0)),
+            })
+            .collect();
+        let inputs: Vec<&[u8]> = biases.iter().map(Vec::as_slice).collect();
+        Some(Array1::from(f32_values(&weights::mix(1, &inputs, recipe))))
+    } else {
+        None
+    };
+    Ok(Some(MixedHead {
+        kind: HeadKind::Linear,
+        weights: w,
+        bias,
+        scale: 1.0,
+        normalize: heads[0].normalize,
+    }))
+}
+
+fn write_npy<A: ndarray_npy::WritableElement, D: ndarray::Dimension>(
+    path: &Path,
+    values: &ndarray::Array<A, D>,
+) -> Result<()> {
     use ndarray_npy::WriteNpyExt;
     let mut bytes = Vec::new();
-    weights
+    values
         .write_npy(&mut bytes)
         .map_err(|e| Error::Other(format!("cannot encode {}: {e}", path.display())))?;
     write_atomic(path, &bytes)
 }
 
-/// The output's card: name, onnx and group, the first part's [preprocess], [input], [output] and
-/// [head] (its weights and scale replaced by the mixed head's), then [intervention].
+/// The output's card: name, onnx and group, the first part's [preprocess], [input] and
+/// [output], the mixed [head], then [intervention].
 fn card_text(
     name: &str,
     group: &str,
     base: &Ingredient,
-    head: Option<(String, f32)>,
+    head: Option<&MixedHead>,
     intervention: &Intervention,
 ) -> String {
     let s = |v: &str| toml::Value::String(v.to_string()).to_string();
@@ -266,8 +361,8 @@ fn card_text(
         s(&format!("{name}.onnx")),
         s(group)
     );
-    for section in ["preprocess", "input", "output", "head"] {
-        let Some(mut table) = base
+    for section in ["preprocess", "input", "output"] {
+        let Some(table) = base
             .table
             .as_ref()
             .and_then(|t| t.get(section))
@@ -276,15 +371,27 @@ fn card_text(
         else {
             continue;
         };
-        if section == "head" {
-            let Some((file, scale)) = &head else { continue };
-            table.insert("weights".into(), toml::Value::String(file.clone()));
-            table.insert("scale".into(), toml::Value::Float(f64::from(*scale)));
-        }
         let mut wrapper = toml::Table::new();
         wrapper.insert(section.into(), toml::Value::Table(table));
         text.push('\n');
         text.push_str(&toml::to_string(&wrapper).unwrap_or_default());
+    }
+    if let Some(h) = head {
+        let files = h.files(name);
+        let kind = match h.kind {
+            HeadKind::ZeroShot => "zero-shot",
+            HeadKind::Linear => "linear",
+        };
+        text.push_str(&format!(
+            "\n[head]\nkind = {}\nweights = {}\nscale = {}\nnormalize = {}\n",
+            s(kind),
+            s(&files[0]),
+            toml::Value::Float(f64::from(h.scale)),
+            h.normalize
+        ));
+        if let Some(bias) = files.get(1) {
+            text.push_str(&format!("bias = {}\n", s(bias)));
+        }
     }
     text.push_str("\n[intervention]\n");
     for (key, value) in intervention {
@@ -386,12 +493,15 @@ pub fn interpolate(
             ("alpha", alpha.into()),
             ("endpoints", vec![na.as_str(), nb.as_str()].into()),
         ];
+        let recipe = Recipe::Interpolate { alpha };
+        let models = [&zero_shot.model, &fine_tuned.model];
         let mut w = write_model(
             &settings.out,
             name,
             &settings.group,
             &[zero_shot, fine_tuned],
-            Recipe::Interpolate { alpha },
+            recipe,
+            &Source::Models(&models, recipe),
             &intervention,
         )?;
         w.alpha = Some(alpha);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::weights::Recipe;
+use super::weights::{Recipe, RunningSum, Source};
 use super::{check_compatible, write_model, Ingredient, Intervention, Written};
 use crate::engine::evaluate::{self, RunSettings};
 use crate::engine::progress::Progress;
@@ -51,12 +51,14 @@ fn soup_intervention(members: &[&Ingredient], recipe: &str) -> Intervention {
 pub fn uniform(parts: &[Ingredient], settings: &SoupSettings) -> Result<Written> {
     check_all(parts)?;
     let members: Vec<&Ingredient> = parts.iter().collect();
+    let models: Vec<&super::Model> = parts.iter().map(|p| &p.model).collect();
     write_model(
         &settings.out,
         &settings.name,
         &settings.group,
         &members,
         Recipe::Mean,
+        &Source::Models(&models, Recipe::Mean),
         &soup_intervention(&members, "uniform"),
     )
 }
@@ -93,7 +95,8 @@ pub struct GreedyRecord {
     pub suite: String,
     pub held_out: String,
     pub id_dataset: String,
-    /// Set when the held-out dataset is the suite's ID dataset.
+    /// Set when the held-out dataset is one the suite reports on (its ID dataset, or a shift
+    /// evaluated by default).
     pub warning: Option<String>,
     /// Candidates by held-out top-1, best first (the order they are tried in).
     pub candidates: Vec<Candidate>,
@@ -104,17 +107,34 @@ pub struct GreedyRecord {
     pub model: Written,
 }
 
-/// The warning when the soup is chosen on the ID dataset it will be reported on.
+/// The warning when the soup is chosen on a dataset it will be reported on: the suite's ID
+/// dataset, or any dataset a default run evaluates (a shift whose accuracy, and the effective
+/// robustness from it, the choice then biases). A held-out split marked `default = false` in
+/// the suite gets none.
 pub fn id_warning(suite: &Suite, held_out: &str) -> Option<String> {
-    (suite.id == held_out).then(|| {
-        format!(
+    let advice = "The paper holds out part of the training set; give such a split its own \
+                  dataset in the suite (`default = false`, so runs do not report on it) and pass \
+                  it as --held-out";
+    if suite.id == held_out {
+        return Some(format!(
             "the held-out dataset `{held_out}` is suite `{}`'s in-distribution dataset: the soup \
              was chosen on it, so its accuracy there is biased upward and is not an unbiased ID \
-             result. The paper holds out part of the training set; give such a split its own \
-             dataset in the suite and pass it as --held-out",
+             result. {advice}",
             suite.name
-        )
-    })
+        ));
+    }
+    suite
+        .datasets
+        .iter()
+        .find(|d| d.name == held_out && d.default)
+        .map(|_| {
+            format!(
+                "the held-out dataset `{held_out}` is one suite `{}` reports on (a shift a run \
+                 evaluates by default): the soup was chosen on it, so its accuracy there and its \
+                 effective robustness are biased upward. {advice}",
+                suite.name
+            )
+        })
 }
 
 /// The greedy soup: candidates ranked by held-out top-1, then added one at a time while the
@@ -145,7 +165,11 @@ pub fn greedy(parts: &[Ingredient], settings: &SoupSettings, g: &Greedy) -> Resu
             held_out_top1: scores[&p.card.name],
         })
         .collect();
+    // The kept models' weights as a running float64 sum: each trial is that sum plus one
+    // candidate, over the count, so memory stays one model's worth whatever the number kept.
     let mut kept = vec![order[0]];
+    let mut sum = RunningSum::new();
+    sum.add(&order[0].model)?;
     let mut best = candidates[0].held_out_top1;
     let mut steps = Vec::new();
     for (k, candidate) in order.iter().enumerate().skip(1) {
@@ -158,10 +182,14 @@ pub fn greedy(parts: &[Ingredient], settings: &SoupSettings, g: &Greedy) -> Resu
             &settings.group,
             &trial,
             Recipe::Mean,
+            &Source::Sum(&sum, Some(&candidate.model)),
             &soup_intervention(&trial, "uniform"),
         )?;
         let card = ModelCard::load(&written.card)?;
         let top1 = evaluate_on(std::slice::from_ref(&card), g, &results)?[&name];
+        // Its result is stored; the tried soup itself is not kept on disk (the final soup is
+        // written below), so disk use stays one model whatever the number of steps.
+        remove_written(&card)?;
         let keep = top1 >= best;
         steps.push(Step {
             candidate: candidate.card.name.clone(),
@@ -170,6 +198,7 @@ pub fn greedy(parts: &[Ingredient], settings: &SoupSettings, g: &Greedy) -> Resu
             kept: keep,
         });
         if keep {
+            sum.add(&candidate.model)?;
             kept = trial;
             best = top1;
         }
@@ -181,6 +210,7 @@ pub fn greedy(parts: &[Ingredient], settings: &SoupSettings, g: &Greedy) -> Resu
         &settings.group,
         &kept,
         Recipe::Mean,
+        &Source::Sum(&sum, None),
         &soup_intervention(&kept, "greedy"),
     )?;
     let record = GreedyRecord {
@@ -203,6 +233,21 @@ pub fn greedy(parts: &[Ingredient], settings: &SoupSettings, g: &Greedy) -> Resu
         json.as_bytes(),
     )?;
     Ok(record)
+}
+
+/// Delete a written step soup: its card, model, external data and head files.
+fn remove_written(card: &ModelCard) -> Result<()> {
+    let mut files: Vec<&Path> = vec![&card.onnx];
+    files.extend(card.external_data.iter().map(PathBuf::as_path));
+    if let Some(h) = &card.head {
+        files.push(&h.weights_file);
+        files.extend(h.bias_file.as_deref());
+    }
+    files.extend(card.card_file.as_deref());
+    for f in files {
+        std::fs::remove_file(f).map_err(|e| Error::io(f, e))?;
+    }
+    Ok(())
 }
 
 /// Held-out top-1 (percent) of each of `cards`, evaluated into `results` (reused when up to date).
@@ -251,4 +296,22 @@ fn evaluate_on(cards: &[ModelCard], g: &Greedy, results: &Path) -> Result<HashMa
                 })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_greedy_soup_warns_for_any_dataset_the_suite_reports_on() {
+        let mut suite = Suite::find("demo").unwrap();
+        let id = id_warning(&suite, "shapes").unwrap();
+        assert!(id.contains("in-distribution") && id.contains("biased upward"), "{id}");
+        let shift = id_warning(&suite, "shapes-v2").unwrap();
+        assert!(shift.contains("reports on") && shift.contains("effective robustness"), "{shift}");
+        // A split a run does not evaluate by default is a held-out set: no warning.
+        let held_out = suite.datasets.iter_mut().find(|d| d.name == "shapes-v2").unwrap();
+        held_out.default = false;
+        assert_eq!(id_warning(&suite, "shapes-v2"), None);
+    }
 }

@@ -15,8 +15,11 @@ use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
 
+use std::io::Read as _;
+
 use super::proto::{self, fields, text, Field};
 use crate::error::{Error, Location, Result};
+use crate::results::store::{write_atomic, write_atomic_with, write_failed};
 
 const FLOAT: i32 = 1;
 const FLOAT16: i32 = 10;
@@ -79,32 +82,84 @@ impl Tensor {
     }
 }
 
-/// A model read whole into memory, with its graph's parts located.
+/// A model's graph, held without its weights: what the graphs are compared on, and where each
+/// tensor's values lie in its files, read one tensor at a time when mixed. Memory is then a few
+/// tensors, not k models, whatever the number of models mixed.
 pub struct Model {
     pub file: PathBuf,
-    bytes: Vec<u8>,
+    /// The .onnx file's length when read: a file that changed since is refused, not mixed.
+    len: u64,
     /// ModelProto fields that must match between models (ir_version 1, opset_import 8,
-    /// functions 25), by field number.
-    model_fields: Vec<Field>,
-    nodes: Vec<Range<usize>>,
-    /// Graph inputs (11) and outputs (12).
-    signature: Vec<Field>,
+    /// functions 25), each field's bytes.
+    model_fields: Vec<Vec<u8>>,
+    /// Each node's bytes.
+    nodes: Vec<Vec<u8>>,
+    /// Graph inputs (11) and outputs (12), each field's bytes.
+    signature: Vec<Vec<u8>>,
     pub tensors: Vec<Tensor>,
-    /// The external files, by `location`, read on demand.
-    external: HashMap<String, Vec<u8>>,
+    index: HashMap<String, usize>,
+    /// The external files, by `location`: checked path and length.
+    external: HashMap<String, (PathBuf, u64)>,
+    /// metadata_props (14) as key, value.
+    pub metadata: Vec<(String, String)>,
 }
+
+/// Largest .onnx file read: protobuf messages are limited to 2 GiB, so no valid model is larger
+/// (bigger weights go to external data, read one tensor at a time).
+const MAX_ONNX_BYTES: u64 = 2 << 30;
 
 fn bad(file: &Path, message: impl Into<String>) -> Error {
     Error::input(Location::file(file), message)
+}
+
+/// `len` bytes of `file` from `offset`, read with that bound; an error if the file is shorter.
+fn read_span(file: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+    f.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io(file, e))?;
+    let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    f.take(len)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io(file, e))?;
+    if out.len() as u64 != len {
+        return Err(bad(
+            file,
+            format!(
+                "the file ended at byte {} while reading {len} bytes from {offset}: it changed \
+                 since it was checked",
+                offset + out.len() as u64
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// A regular file's length; anything else (a FIFO, a device, a folder) is refused.
+fn regular_file_len(file: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(file).map_err(|e| Error::io(file, e))?;
+    if !meta.is_file() {
+        return Err(bad(file, "not a regular file"));
+    }
+    Ok(meta.len())
 }
 
 impl Model {
     pub fn read(file: &Path) -> Result<Model> {
         // Validates every external location (inside the model's folder) before anything is read.
         let externals = crate::input::onnx::external_data(file)?;
-        let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-        let mut model = Model::parse(file, bytes)
+        let len = regular_file_len(file)?;
+        if len > MAX_ONNX_BYTES {
+            return Err(bad(
+                file,
+                format!("{len} bytes: larger than any ONNX protobuf (2 GiB); save the weights as external data"),
+            ));
+        }
+        let bytes = read_span(file, 0, len)?;
+        let mut model = Model::parse(file, &bytes)
             .map_err(|m| bad(file, format!("not a readable ONNX model: {m}")))?;
+        model.len = len;
+        drop(bytes);
         let folder = file.parent().unwrap_or(Path::new("."));
         let names: Vec<String> = model
             .tensors
@@ -126,8 +181,8 @@ impl Model {
                     format!("external data `{location}` is not a checked reference of the model"),
                 ));
             }
-            let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            model.external.insert(location, data);
+            let size = regular_file_len(&path)?;
+            model.external.insert(location, (path, size));
         }
         // External data of a Constant node or a subgraph would be neither mixed nor written
         // beside the output: refused, not left pointing at a file the output lacks.
@@ -148,8 +203,8 @@ impl Model {
         Ok(model)
     }
 
-    fn parse(file: &Path, bytes: Vec<u8>) -> proto::Parse<Model> {
-        let top = fields(&bytes, 0..bytes.len())?;
+    fn parse(file: &Path, bytes: &[u8]) -> proto::Parse<Model> {
+        let top = fields(bytes, 0..bytes.len())?;
         // Protobuf merges repeated message fields: a second graph field would add nodes and
         // initializers ONNX Runtime sees and this reader does not.
         let mut graphs = top.iter().filter(|f| f.number == 7 && f.wire == 2);
@@ -157,38 +212,55 @@ impl Model {
         if graphs.next().is_some() {
             return Err("more than one graph field".into());
         }
+        let whole = |f: &Field| bytes[f.whole.clone()].to_vec();
         let model_fields = top
             .iter()
             .filter(|f| matches!(f.number, 1 | 8 | 25))
-            .cloned()
+            .map(whole)
             .collect();
+        let mut metadata = Vec::new();
+        for f in top.iter().filter(|f| f.number == 14 && f.wire == 2) {
+            let (mut key, mut value) = (String::new(), String::new());
+            for e in fields(bytes, f.value.clone())? {
+                match (e.number, e.wire) {
+                    (1, 2) => key = text(bytes, &e.value),
+                    (2, 2) => value = text(bytes, &e.value),
+                    _ => {}
+                }
+            }
+            metadata.push((key, value));
+        }
         let (mut nodes, mut signature, mut tensors) = (Vec::new(), Vec::new(), Vec::new());
-        for f in fields(&bytes, graph.value.clone())? {
+        for f in fields(bytes, graph.value.clone())? {
             match (f.number, f.wire) {
-                (1, 2) => nodes.push(f.value),
-                (5, 2) => tensors.push(tensor(&bytes, f.value)?),
-                (11 | 12, 2) => signature.push(f),
+                (1, 2) => nodes.push(bytes[f.value.clone()].to_vec()),
+                (5, 2) => tensors.push(tensor(bytes, f.value)?),
+                (11 | 12, 2) => signature.push(whole(&f)),
                 (15, _) => return Err("sparse initializers are not supported".into()),
                 _ => {}
             }
         }
-        let mut names: Vec<&str> = tensors.iter().map(|t: &Tensor| t.name.as_str()).collect();
-        names.sort_unstable();
-        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(format!("initializer `{}` is defined twice", twice[0]));
+        let mut index = HashMap::new();
+        for (i, t) in tensors.iter().enumerate() {
+            if index.insert(t.name.clone(), i).is_some() {
+                return Err(format!("initializer `{}` is defined twice", t.name));
+            }
         }
         Ok(Model {
             file: file.to_path_buf(),
-            bytes,
+            len: 0,
             model_fields,
             nodes,
             signature,
             tensors,
+            index,
             external: HashMap::new(),
+            metadata,
         })
     }
 
-    /// Every float tensor's payload has the size its shape says, so mixing is element for element.
+    /// Every float tensor's payload has the size its shape says (inside its file), so mixing is
+    /// element for element and every read is bounded by the shape.
     fn check_payloads(&self) -> Result<()> {
         for t in self.tensors.iter().filter(|t| t.is_float()) {
             let why = match (&t.payload, t.width(), t.elements()) {
@@ -199,8 +271,8 @@ impl Model {
                 ),
                 (_, Some(w), Some(n)) => match n.checked_mul(w) {
                     Some(need) => {
-                        let got = self.values(t)?.len();
-                        (got != need).then(|| {
+                        let (_, _, got) = self.span(t)?;
+                        (got != need as u64).then(|| {
                             format!("holds {got} bytes, its shape {:?} needs {need}", t.dims)
                         })
                     }
@@ -215,34 +287,34 @@ impl Model {
         Ok(())
     }
 
-    /// A tensor's value bytes (inline or from its external file), or the whole TensorProto for
-    /// other encodings.
-    fn values(&self, t: &Tensor) -> Result<&[u8]> {
+    /// Where a tensor's value bytes are (the whole TensorProto for other encodings): file,
+    /// offset and length, checked to lie inside the file.
+    fn span(&self, t: &Tensor) -> Result<(&Path, u64, u64)> {
         match &t.payload {
-            Payload::Inline(r) => Ok(&self.bytes[r.clone()]),
-            Payload::Other => Ok(&self.bytes[t.whole.clone()]),
+            Payload::Inline(r) => Ok((self.file.as_path(), r.start as u64, r.len() as u64)),
+            Payload::Other => Ok((
+                self.file.as_path(),
+                t.whole.start as u64,
+                t.whole.len() as u64,
+            )),
             Payload::External {
                 location,
                 offset,
                 length,
                 ..
             } => {
-                let data = &self.external[location];
+                let (path, size) = &self.external[location];
                 let length = length
                     .or_else(|| Some(t.elements()?.checked_mul(t.byte_width()?)? as u64))
-                    .unwrap_or(data.len() as u64 - (*offset).min(data.len() as u64));
-                let end = offset
-                    .checked_add(length)
-                    .filter(|&e| e <= data.len() as u64);
-                match end {
-                    Some(end) => Ok(&data[*offset as usize..end as usize]),
+                    .unwrap_or(size - (*offset).min(*size));
+                match offset.checked_add(length).filter(|e| e <= size) {
+                    Some(_) => Ok((path.as_path(), *offset, length)),
                     None => Err(bad(
                         &self.file,
                         format!(
                             "initializer `{}`: offset {offset} + length {length} runs past the end \
-                             of external file `{location}` ({} bytes)",
-                            t.name,
-                            data.len()
+                             of external file `{location}` ({size} bytes)",
+                            t.name
                         ),
                     )),
                 }
@@ -250,8 +322,53 @@ impl Model {
         }
     }
 
+    /// A tensor's value bytes, read from its file now (bounded by its checked span).
+    fn values(&self, t: &Tensor) -> Result<Vec<u8>> {
+        let (file, offset, len) = self.span(t)?;
+        if file == self.file.as_path() && regular_file_len(file)? != self.len {
+            return Err(bad(file, "the model changed since it was read"));
+        }
+        read_span(file, offset, len)
+    }
+
     fn tensor(&self, name: &str) -> Option<&Tensor> {
-        self.tensors.iter().find(|t| t.name == name)
+        self.index.get(name).map(|&i| &self.tensors[i])
+    }
+
+    /// The op types of the graph's nodes.
+    fn op_types(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| describe_node(n).0).collect()
+    }
+
+    /// Why the graph looks like BatchNorm was folded into its convolutions (Conv nodes with a
+    /// bias, no BatchNormalization node, and no `robust_eval.batchnorm = unfolded` metadata), or
+    /// `None`. Averaging folded weights is not averaging the weights and running statistics.
+    pub fn looks_folded(&self) -> Option<String> {
+        let said_unfolded = self
+            .metadata
+            .iter()
+            .any(|(k, v)| k == "robust_eval.batchnorm" && v == "unfolded");
+        let ops = self.op_types();
+        let biased_convs = self
+            .nodes
+            .iter()
+            .filter(|n| {
+                let (op, ins, _) = describe_node(n);
+                op == "Conv" && ins.len() == 3 && !ins[2].is_empty()
+            })
+            .count();
+        let has_bn = ops.iter().any(|o| o == "BatchNormalization");
+        (biased_convs > 0 && !has_bn && !said_unfolded).then(|| {
+            format!(
+                "{}: {biased_convs} Conv node(s) with a bias and no BatchNormalization node: the \
+                 export looks like BatchNorm was folded into the convolutions, and mixing folded \
+                 weights is not mixing the weights and running statistics as the papers do. \
+                 Export with BatchNorm kept (scripts/export_timm.py --keep-batchnorm); a network \
+                 without BatchNorm can say so with the model metadata robust_eval.batchnorm = \
+                 unfolded",
+                self.file.display()
+            )
+        })
     }
 }
 
@@ -260,7 +377,13 @@ fn tensor(bytes: &[u8], whole: Range<usize>) -> proto::Parse<Tensor> {
     let (mut name, mut dims, mut data_type) = (String::new(), Vec::new(), 0i32);
     let (mut inline, mut external, mut location_external) = (None, Vec::new(), false);
     let mut other = false;
+    // Value fields seen (float_data 4, int32_data 5, string_data 6, int64_data 7, raw_data 9,
+    // double_data 10, uint64_data 11), each counted once per occurrence.
+    let mut value_fields: Vec<(u64, u8)> = Vec::new();
     for f in fields(bytes, whole.clone())? {
+        if matches!(f.number, 4..=7 | 9..=11) && !(f.wire == 2 && f.value.is_empty()) {
+            value_fields.push((f.number, f.wire));
+        }
         match (f.number, f.wire) {
             (1, 0) => dims.push(f.varint as i64),
             (1, 2) => {
@@ -291,6 +414,22 @@ fn tensor(bytes: &[u8], whole: Range<usize>) -> proto::Parse<Tensor> {
             (4..=7 | 10 | 11, _) => other = true,
             _ => {}
         }
+    }
+    // ONNX Runtime reads raw_data when present and protobuf merges repeated fields, so a second
+    // value field (or one value given twice) would be mixed where ORT does not look: refused, as
+    // onnx.checker refuses a tensor without "one and only one value field".
+    let mut numbers: Vec<u64> = value_fields.iter().map(|(n, _)| *n).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    let repeated = value_fields.iter().filter(|(_, wire)| *wire == 2).count() > 1;
+    if numbers.len() > 1 || (location_external && !numbers.is_empty()) || repeated {
+        let names: Vec<&str> = numbers.iter().map(|&n| value_field_name(n)).collect();
+        return Err(format!(
+            "tensor `{name}` holds its values in more than one field ({}{}); a tensor must have \
+             one and only one value field (onnx.checker): re-save it with onnx.save",
+            names.join(", "),
+            if location_external { " and external data" } else if repeated { ", given twice" } else { "" }
+        ));
     }
     let payload = if location_external {
         let get = |k: &str| external.iter().find(|(key, _)| key == k).map(|(_, v)| v);
@@ -326,10 +465,22 @@ fn tensor(bytes: &[u8], whole: Range<usize>) -> proto::Parse<Tensor> {
     })
 }
 
+fn value_field_name(number: u64) -> &'static str {
+    match number {
+        4 => "float_data",
+        5 => "int32_data",
+        6 => "string_data",
+        7 => "int64_data",
+        9 => "raw_data",
+        10 => "double_data",
+        _ => "uint64_data",
+    }
+}
+
 /// What a node is, for messages: op type and inputs/outputs.
-fn describe_node(bytes: &[u8], node: &Range<usize>) -> (String, Vec<String>, Vec<String>) {
+fn describe_node(bytes: &[u8]) -> (String, Vec<String>, Vec<String>) {
     let (mut op, mut ins, mut outs) = (String::new(), Vec::new(), Vec::new());
-    for f in fields(bytes, node.clone()).unwrap_or_default() {
+    for f in fields(bytes, 0..bytes.len()).unwrap_or_default() {
         match f.number {
             1 => ins.push(text(bytes, &f.value)),
             2 => outs.push(text(bytes, &f.value)),
@@ -342,9 +493,9 @@ fn describe_node(bytes: &[u8], node: &Range<usize>) -> (String, Vec<String>, Vec
 
 /// A node's bytes without its name (3) and doc_string (6): exporters number node names
 /// differently for the same network, and neither changes what the node computes.
-fn node_key(bytes: &[u8], node: &Range<usize>) -> Vec<u8> {
+fn node_key(bytes: &[u8]) -> Vec<u8> {
     let mut key = Vec::new();
-    for f in fields(bytes, node.clone()).unwrap_or_default() {
+    for f in fields(bytes, 0..bytes.len()).unwrap_or_default() {
         if !matches!(f.number, 3 | 6) {
             key.extend_from_slice(&bytes[f.whole]);
         }
@@ -365,20 +516,15 @@ pub fn check_same_graph(a: &Model, b: &Model) -> Result<()> {
             b.file.display()
         ))
     };
-    let field_bytes = |m: &Model, fs: &[Field]| -> Vec<Vec<u8>> {
-        fs.iter()
-            .map(|f| m.bytes[f.whole.clone()].to_vec())
-            .collect()
-    };
-    if field_bytes(a, &a.model_fields) != field_bytes(b, &b.model_fields) {
+    if a.model_fields != b.model_fields {
         return Err(differ("the IR version, opsets or functions differ".into()));
     }
     for (i, (na, nb)) in a.nodes.iter().zip(&b.nodes).enumerate() {
-        if node_key(&a.bytes, na) == node_key(&b.bytes, nb) {
+        if node_key(na) == node_key(nb) {
             continue;
         }
-        let (oa, ia, xa) = describe_node(&a.bytes, na);
-        let (ob, ib, xb) = describe_node(&b.bytes, nb);
+        let (oa, ia, xa) = describe_node(na);
+        let (ob, ib, xb) = describe_node(nb);
         let what = if oa != ob {
             format!("node {i}: {oa} in A, {ob} in B")
         } else if ia != ib || xa != xb {
@@ -398,7 +544,7 @@ pub fn check_same_graph(a: &Model, b: &Model) -> Result<()> {
             b.nodes.len()
         )));
     }
-    if field_bytes(a, &a.signature) != field_bytes(b, &b.signature) {
+    if a.signature != b.signature {
         return Err(differ("the graph's inputs or outputs differ".into()));
     }
     for ta in &a.tensors {
@@ -520,74 +666,171 @@ fn from_f32(data_type: i32, vals: &[f32]) -> Vec<u8> {
     }
 }
 
-/// Files making up one output model: the .onnx bytes and its external-data files (name, bytes).
-pub struct Mixed {
-    pub onnx: Vec<u8>,
-    pub external: Vec<(String, Vec<u8>)>,
-}
-
-/// The first model with every float initializer mixed from all `models` (already checked to be
-/// the same graph). External data is written with the first model's layout (same offsets and
-/// lengths) into files named `<stem>.data`, `<stem>.data2`, ... beside the output model.
-pub fn write_mixed(models: &[&Model], recipe: Recipe, stem: &str) -> Result<Mixed> {
-    let first = models[0];
-    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
-    let mut external: Vec<(String, String, Vec<u8>)> = Vec::new(); // old location, new, bytes
-    for t in &first.tensors {
-        if let Payload::External {
-            location,
-            location_span,
-            ..
-        } = &t.payload
-        {
-            if !external.iter().any(|(old, _, _)| old == location) {
-                let k = external.len() + 1;
-                let new = if k == 1 {
-                    format!("{stem}.data")
-                } else {
-                    format!("{stem}.data{k}")
-                };
-                external.push((location.clone(), new, first.external[location].clone()));
-            }
-            let new = &external
-                .iter()
-                .find(|(old, _, _)| old == location)
-                .unwrap()
-                .1;
-            edits.push((location_span.clone(), new.as_bytes().to_vec()));
+/// Adds one tensor's values (of `data_type`) to a float64 sum, element by element.
+fn add_to(sum: &mut [f64], data_type: i32, bytes: &[u8]) {
+    if data_type == DOUBLE {
+        for (s, c) in sum.iter_mut().zip(bytes.chunks_exact(8)) {
+            *s += f64::from_le_bytes(c.try_into().unwrap());
         }
-        if !t.is_float() {
-            continue;
-        }
-        let inputs = models
-            .iter()
-            .map(|m| m.values(m.tensor(&t.name).expect("graphs checked equal")))
-            .collect::<Result<Vec<_>>>()?;
-        let mixed = mix(t.data_type, &inputs, recipe);
-        match &t.payload {
-            Payload::Inline(span) => edits.push((span.clone(), mixed)),
-            Payload::External {
-                location, offset, ..
-            } => {
-                let file = &mut external
-                    .iter_mut()
-                    .find(|(old, _, _)| old == location)
-                    .unwrap()
-                    .2;
-                let start = *offset as usize;
-                file[start..start + mixed.len()].copy_from_slice(&mixed);
-            }
-            Payload::Other => unreachable!("refused when read"),
+    } else {
+        for (s, v) in sum.iter_mut().zip(to_f32(data_type, bytes)) {
+            *s += f64::from(v);
         }
     }
-    let mut onnx = Vec::with_capacity(first.bytes.len());
-    proto::rewrite(&first.bytes, 0..first.bytes.len(), &edits, &mut onnx)
-        .map_err(|m| bad(&first.file, m))?;
-    Ok(Mixed {
-        onnx,
-        external: external
-            .into_iter()
-            .map(|(_, new, bytes)| (new, bytes))
-            .collect(),
-    })
+}
+
+/// `sum / count` rounded to the tensor's type (through float32 for the 32- and 16-bit types,
+/// as `Recipe::Mean`).
+fn mean_of(sum: &[f64], count: usize, data_type: i32) -> Vec<u8> {
+    let n = count as f64;
+    if data_type == DOUBLE {
+        return sum.iter().flat_map(|s| (s / n).to_le_bytes()).collect();
+    }
+    let out: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    from_f32(data_type, &out)
+}
+
+/// The float64 sum of the float initializers of the models added so far, in the order added:
+/// the greedy soup's running sum (one model's worth of float64, whatever the number kept).
+pub struct RunningSum {
+    sums: HashMap<String, Vec<f64>>,
+    pub count: usize,
+}
+
+impl RunningSum {
+    pub fn new() -> RunningSum {
+        RunningSum {
+            sums: HashMap::new(),
+            count: 0,
+        }
+    }
+
+    /// Add a model (checked to be the same graph as the others), one tensor at a time.
+    pub fn add(&mut self, model: &Model) -> Result<()> {
+        for t in model.tensors.iter().filter(|t| t.is_float()) {
+            let values = model.values(t)?;
+            let n = t.elements().unwrap_or(0);
+            let sum = self
+                .sums
+                .entry(t.name.clone())
+                .or_insert_with(|| vec![0.0; n]);
+            add_to(sum, t.data_type, &values);
+        }
+        self.count += 1;
+        Ok(())
+    }
+}
+
+/// Where each float tensor's mixed values come from.
+pub enum Source<'a> {
+    /// `recipe` over the models, read one tensor at a time.
+    Models(&'a [&'a Model], Recipe),
+    /// The mean of a running sum's models and, if given, one more (a greedy soup's trial).
+    Sum(&'a RunningSum, Option<&'a Model>),
+}
+
+impl Source<'_> {
+    /// The mixed value bytes of `t` (a float tensor of the first model).
+    fn mixed(&self, t: &Tensor) -> Result<Vec<u8>> {
+        let of = |m: &Model| m.values(m.tensor(&t.name).expect("graphs checked equal"));
+        match self {
+            Source::Models(models, Recipe::Interpolate { alpha }) => {
+                let (a, b) = (of(models[0])?, of(models[1])?);
+                Ok(mix(t.data_type, &[&a, &b], Recipe::Interpolate { alpha: *alpha }))
+            }
+            Source::Models(models, Recipe::Mean) => {
+                let mut sum = vec![0.0; t.elements().unwrap_or(0)];
+                for &m in models.iter() {
+                    add_to(&mut sum, t.data_type, &of(m)?);
+                }
+                Ok(mean_of(&sum, models.len(), t.data_type))
+            }
+            Source::Sum(running, plus) => {
+                let mut sum = running
+                    .sums
+                    .get(&t.name)
+                    .cloned()
+                    .unwrap_or_else(|| vec![0.0; t.elements().unwrap_or(0)]);
+                if let Some(m) = *plus {
+                    add_to(&mut sum, t.data_type, &of(m)?);
+                }
+                let count = running.count + usize::from(plus.is_some());
+                Ok(mean_of(&sum, count.max(1), t.data_type))
+            }
+        }
+    }
+}
+
+/// The names of the output's external-data files (`<stem>.data`, `<stem>.data2`, ...), one per
+/// external file of `first`, in first use order: (old location, new name).
+pub fn external_names(first: &Model, stem: &str) -> Vec<(String, String)> {
+    let mut names: Vec<(String, String)> = Vec::new();
+    for t in &first.tensors {
+        if let Payload::External { location, .. } = &t.payload {
+            if !names.iter().any(|(old, _)| old == location) {
+                let k = names.len() + 1;
+                let new = match k {
+                    1 => format!("{stem}.data"),
+                    _ => format!("{stem}.data{k}"),
+                };
+                names.push((location.clone(), new));
+            }
+        }
+    }
+    names
+}
+
+/// Write `<out>/<stem>.onnx` and its external data: `first`'s files with every float
+/// initializer replaced by `source`'s mix, one tensor at a time. External files are streamed
+/// (the first's file copied, mixed tensors written at their offsets); the .onnx is the first's
+/// bytes with only the payloads and external file names replaced (`proto::rewrite`). Memory:
+/// the .onnx file about three times (input, mixed payloads, output) and a few tensors.
+pub fn write_mixed(first: &Model, source: &Source, out: &Path, stem: &str) -> Result<PathBuf> {
+    let names = external_names(first, stem);
+    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+    for t in &first.tensors {
+        if let Payload::External { location_span, location, .. } = &t.payload {
+            let new = &names.iter().find(|(old, _)| old == location).unwrap().1;
+            edits.push((location_span.clone(), new.as_bytes().to_vec()));
+        }
+        if let (true, Payload::Inline(span)) = (t.is_float(), &t.payload) {
+            edits.push((span.clone(), source.mixed(t)?));
+        }
+    }
+    for (location, new) in &names {
+        let (path, size) = &first.external[location];
+        let target = out.join(new);
+        write_atomic_with(&target, |file| {
+            use std::io::{Seek, SeekFrom, Write};
+            let failed = |e| write_failed(&target, e);
+            let mut input = std::fs::File::open(path)
+                .map_err(|e| Error::io(path, e))?
+                .take(*size);
+            std::io::copy(&mut input, file).map_err(failed)?;
+            let floats = first.tensors.iter().filter(|t| t.is_float());
+            for t in floats {
+                let Payload::External { location: l, .. } = &t.payload else {
+                    continue;
+                };
+                if l != location {
+                    continue;
+                }
+                let (_, offset, _) = first.span(t)?;
+                let mixed = source.mixed(t)?;
+                file.seek(SeekFrom::Start(offset)).map_err(failed)?;
+                file.write_all(&mixed).map_err(failed)?;
+            }
+            Ok(())
+        })?;
+    }
+    if regular_file_len(&first.file)? != first.len {
+        return Err(bad(&first.file, "the model changed since it was read"));
+    }
+    let bytes = read_span(&first.file, 0, first.len)?;
+    let mut onnx = Vec::with_capacity(bytes.len());
+    proto::rewrite(&bytes, 0..bytes.len(), &edits, &mut onnx).map_err(|m| bad(&first.file, m))?;
+    drop((bytes, edits));
+    let file = out.join(format!("{stem}.onnx"));
+    write_atomic(&file, &onnx)?;
+    Ok(file)
 }

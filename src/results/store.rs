@@ -268,20 +268,33 @@ pub const TEMP_PREFIX: &str = ".robust-eval-tmp-";
 /// synced, so the rename itself survives a power cut. A failed write (disk full, read-only
 /// folder) leaves the old file as it was and says which file could not be written.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |file| {
+        file.write_all(bytes)
+            .map_err(|e| write_failed(path, e))
+    })
+}
+
+/// Why `path` could not be written, with a hint for a full disk or a read-only file system.
+pub fn write_failed(path: &Path, e: std::io::Error) -> Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::StorageFull => " (the disk is full; nothing stored before was changed)",
+        std::io::ErrorKind::ReadOnlyFilesystem => " (the file system is read-only)",
+        _ => "",
+    };
+    Error::Other(format!("cannot write {}: {e}{hint}", path.display()))
+}
+
+/// `write_atomic` with the contents written by `fill` into the temporary file (large outputs
+/// streamed rather than held in memory); an error from `fill` leaves the old file as it was.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let failed = |e: std::io::Error| {
-        let hint = match e.kind() {
-            std::io::ErrorKind::StorageFull => {
-                " (the disk is full; nothing stored before was changed)"
-            }
-            std::io::ErrorKind::ReadOnlyFilesystem => " (the file system is read-only)",
-            _ => "",
-        };
-        Error::Other(format!("cannot write {}: {e}{hint}", path.display()))
-    };
+    let failed = |e: std::io::Error| write_failed(path, e);
     std::fs::create_dir_all(dir).map_err(failed)?;
     // Readable as any file the user writes (the umask applies), not tempfile's private 0600.
     #[cfg(unix)]
@@ -293,7 +306,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .permissions(permissions)
         .tempfile_in(dir)
         .map_err(failed)?;
-    tmp.write_all(bytes).map_err(failed)?;
+    fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all().map_err(failed)?;
     tmp.persist(path).map_err(|e| failed(e.error))?;
     std::fs::File::open(dir)
