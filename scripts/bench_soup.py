@@ -1,5 +1,5 @@
 """Peak memory and time of `robust-eval soup` (uniform) and `interpolate` as the number of models
-grows: the figures in docs/notes-21.md. Beside scripts/bench.py, which measures evaluation.
+grows: the figures in docs/interventions.md. Beside scripts/bench.py, which measures evaluation.
 
 Each ingredient is the model with every float initializer perturbed (seeded noise of 1 % of its
 scale), saved as its own file, inline or (--external) with external data, so k soups read k

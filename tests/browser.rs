@@ -204,9 +204,21 @@ fn report_loads_in_chromium_with_tooltips_and_pixels() {
 /// ImageNet-C datasets, for the corruption figures.
 fn corruption_numbers() -> tempfile::TempDir {
     const BENCHMARK: [&str; 15] = [
-        "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
-        "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
-        "elastic_transform", "pixelate", "jpeg_compression",
+        "gaussian_noise",
+        "shot_noise",
+        "impulse_noise",
+        "defocus_blur",
+        "glass_blur",
+        "motion_blur",
+        "zoom_blur",
+        "snow",
+        "frost",
+        "fog",
+        "brightness",
+        "contrast",
+        "elastic_transform",
+        "pixelate",
+        "jpeg_compression",
     ];
     let dir = tempfile::tempdir().unwrap();
     let mut csv = String::from("model,group,dataset,top1\n");
@@ -219,7 +231,11 @@ fn corruption_numbers() -> tempfile::TempDir {
     .iter()
     .enumerate()
     {
-        let group = if *model == "m-robust" { "robust" } else { "standard" };
+        let group = if *model == "m-robust" {
+            "robust"
+        } else {
+            "standard"
+        };
         csv += &format!("{model},{group},imagenet,{id}\n{model},{group},natural,{natural}\n");
         for (k, c) in BENCHMARK.iter().enumerate() {
             for s in 1..=5 {
@@ -263,10 +279,18 @@ fn corruption_figures_load_in_chromium_with_one_tooltip_per_model() {
         .iter()
         .find(|(caption, _)| caption.starts_with("CE per model"))
         .unwrap();
-    assert_eq!(heatmap.1.len(), 4 * 15, "one tooltip per model and corruption");
+    assert_eq!(
+        heatmap.1.len(),
+        4 * 15,
+        "one tooltip per model and corruption"
+    );
     let curves = figures
         .iter()
         .find(|(caption, _)| caption.starts_with("Error against severity"))
         .unwrap();
-    assert_eq!(curves.1.len(), 4 * 4 * 5, "a point per model, family and severity");
+    assert_eq!(
+        curves.1.len(),
+        4 * 4 * 5,
+        "a point per model, family and severity"
+    );
 }

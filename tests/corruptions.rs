@@ -34,7 +34,14 @@ fn wnid(class: usize) -> String {
     let table =
         std::fs::read_to_string(root().join("assets/labels/imagenet1k_index_wnid_name.tsv"))
             .unwrap();
-    table.lines().nth(class + 1).unwrap().split('\t').nth(1).unwrap().to_string()
+    table
+        .lines()
+        .nth(class + 1)
+        .unwrap()
+        .split('\t')
+        .nth(1)
+        .unwrap()
+        .to_string()
 }
 
 /// Which probe model gets an image right: the image encodes `label + offset(model)`, and the
@@ -121,7 +128,14 @@ fn run(suite: &str, models: &Path, data: &Path, out: &Path) -> assert_cmd::asser
         .arg(data)
         .arg("--out")
         .arg(out)
-        .args(["--provider", "cpu", "--batch-size", "4", "--progress", "none"])
+        .args([
+            "--provider",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--progress",
+            "none",
+        ])
         .assert()
 }
 
@@ -187,17 +201,28 @@ fn imagenet_c_tree_runs_end_to_end_and_mce_equals_an_independent_computation() {
         .arg("imagenet")
         .output()
         .unwrap();
-    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
     let expected: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
     let ours = mce_csv(&out);
     let mut mces = Vec::new();
     for model in ["a", "b", "c"] {
         let row = &ours[model];
         assert_eq!(row["status"], "complete", "{row:?}");
-        for (ours_col, theirs) in [("mce", "mce"), ("relative_mce", "relative_mce"), ("mean_error", "mean_error")] {
+        for (ours_col, theirs) in [
+            ("mce", "mce"),
+            ("relative_mce", "relative_mce"),
+            ("mean_error", "mean_error"),
+        ] {
             let got: f64 = row[ours_col].parse().unwrap();
             let want = expected[model][theirs].as_f64().unwrap();
-            assert!((got - want).abs() < 1e-9, "{model} {ours_col}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-9,
+                "{model} {ours_col}: {got} vs {want}"
+            );
         }
         mces.push(row["mce"].clone());
     }
@@ -217,7 +242,10 @@ fn imagenet_c_tree_runs_end_to_end_and_mce_equals_an_independent_computation() {
         }
         let got: f64 = r[col("ce")].parse().unwrap();
         let want = expected[model]["ce"][corruption].as_f64().unwrap();
-        assert!((got - want).abs() < 1e-9, "{model} {corruption}: {got} vs {want}");
+        assert!(
+            (got - want).abs() < 1e-9,
+            "{model} {corruption}: {got} vs {want}"
+        );
         seen += 1;
     }
     assert_eq!(seen, 45);
@@ -234,7 +262,10 @@ fn imagenet_c_tree_runs_end_to_end_and_mce_equals_an_independent_computation() {
 
     // The report carries the metrics: Markdown, JSON and HTML with its figures.
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("## Corruptions") && md.contains("relative mCE"), "{md}");
+    assert!(
+        md.contains("## Corruptions") && md.contains("relative mCE"),
+        "{md}"
+    );
     bin()
         .args(["report", "--format", "json", "--results"])
         .arg(&out)
@@ -245,7 +276,9 @@ fn imagenet_c_tree_runs_end_to_end_and_mce_equals_an_independent_computation() {
     let mce_a = json["corruptions"]["models"][0]["mce"].as_f64().unwrap();
     assert!((mce_a - expected["a"]["mce"].as_f64().unwrap()).abs() < 1e-9);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(html.contains("id=\"corruption-heatmap\"") && html.contains("id=\"corruption-severity\""));
+    assert!(
+        html.contains("id=\"corruption-heatmap\"") && html.contains("id=\"corruption-severity\"")
+    );
     assert_eq!(
         html.matches("<title>a · ").count(),
         16 + 4 * 5,
@@ -299,12 +332,18 @@ fn bad_folders_are_refused_by_path_and_nothing_stored_changes() {
     std::fs::create_dir_all(&bad_severity).unwrap();
     let refused = manifest_c(&tree, &data).code(2);
     let said = stderr(&refused);
-    assert!(said.contains("gaussian_noise/6") && said.contains("1–5"), "{said}");
+    assert!(
+        said.contains("gaussian_noise/6") && said.contains("1–5"),
+        "{said}"
+    );
     std::fs::remove_dir_all(tree.join("gaussian_noise/6")).unwrap();
 
     std::fs::create_dir_all(tree.join("gaussian_noise/2/cats")).unwrap();
     let said = stderr(&manifest_c(&tree, &data).code(2));
-    assert!(said.contains("gaussian_noise/2/cats") && said.contains("not an ImageNet wnid"), "{said}");
+    assert!(
+        said.contains("gaussian_noise/2/cats") && said.contains("not an ImageNet wnid"),
+        "{said}"
+    );
     assert_eq!(
         std::fs::read_to_string(&stored).unwrap(),
         "path,label\nold.png,0\n"
@@ -315,7 +354,10 @@ fn bad_folders_are_refused_by_path_and_nothing_stored_changes() {
 #[test]
 fn one_folder_with_natural_and_synthetic_shifts_draws_the_scatter() {
     let dir = tempfile::tempdir().unwrap();
-    let all: Vec<(&str, &[u32])> = BENCHMARK.iter().map(|c| (*c, &[1u32, 2, 3, 4, 5][..])).collect();
+    let all: Vec<(&str, &[u32])> = BENCHMARK
+        .iter()
+        .map(|c| (*c, &[1u32, 2, 3, 4, 5][..]))
+        .collect();
     let tree = tree(dir.path(), &all);
     let data = dir.path().join("data");
     clean(&data);
@@ -344,7 +386,13 @@ fn one_folder_with_natural_and_synthetic_shifts_draws_the_scatter() {
     let suite_file = dir.path().join("both.toml");
     std::fs::write(&suite_file, suite).unwrap();
     let out = dir.path().join("out");
-    run(suite_file.to_str().unwrap(), &cards(dir.path()), &data, &out).success();
+    run(
+        suite_file.to_str().unwrap(),
+        &cards(dir.path()),
+        &data,
+        &out,
+    )
+    .success();
     // The fit's shifts are the natural ones only.
     let fit: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("fit.json")).unwrap()).unwrap();

@@ -191,13 +191,24 @@ fn models_lists_cards_not_the_sidecars_beside_them() {
     assert!(b["card"].as_str().unwrap().ends_with("b.onnx"), "{listing}");
     let problem = b["problems"][0].as_str().unwrap();
     assert!(problem.contains("no model card"), "{listing}");
-    assert!(problem.contains("b.toml beside it is not a model card"), "{problem}");
+    assert!(
+        problem.contains("b.toml beside it is not a model card"),
+        "{problem}"
+    );
     assert!(problem.contains("b.card.toml"), "{problem}");
-    assert!(problem.contains("--assume-imagenet-preprocessing"), "{problem}");
+    assert!(
+        problem.contains("--assume-imagenet-preprocessing"),
+        "{problem}"
+    );
     // With the flag it is taken with ImageNet's preprocessing, said in a warning.
     // (The demo model takes 32×32 images, so without its card it does not fit the defaults.)
     let out = bin()
-        .args(["models", "--assume-imagenet-preprocessing", "--json", "--models"])
+        .args([
+            "models",
+            "--assume-imagenet-preprocessing",
+            "--json",
+            "--models",
+        ])
         .arg(dir.path().join("b.onnx"))
         .assert()
         .get_output()
@@ -206,7 +217,10 @@ fn models_lists_cards_not_the_sidecars_beside_them() {
     let listing: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let warning = listing["models"][0]["warnings"][0].as_str().unwrap();
     assert!(warning.contains("has no model card"), "{listing}");
-    assert!(warning.contains("Write") && warning.contains("b.card.toml"), "{warning}");
+    assert!(
+        warning.contains("Write") && warning.contains("b.card.toml"),
+        "{warning}"
+    );
     let overwrite = format!("Write {} ", dir.path().join("b.toml").display());
     assert!(!warning.contains(&overwrite), "{warning}");
 

@@ -89,7 +89,9 @@ fn every_relative_link_resolves() {
             if !target.exists() {
                 broken.push(format!("{}: {link} (no such file)", file.display()));
             } else if let Some(anchor) = anchor {
-                if target.extension().is_some_and(|x| x == "md") && !anchors(&target).contains(anchor) {
+                if target.extension().is_some_and(|x| x == "md")
+                    && !anchors(&target).contains(anchor)
+                {
                     broken.push(format!("{}: {link} (no such heading)", file.display()));
                 }
             }
@@ -103,13 +105,21 @@ fn the_readme_is_a_front_door_linking_every_guide() {
     let root = common::root();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let lines = readme.lines().count();
-    assert!(lines <= 260, "README.md has {lines} lines; the guides belong in docs/");
+    assert!(
+        lines <= 260,
+        "README.md has {lines} lines; the guides belong in docs/"
+    );
     let linked: BTreeSet<String> = links(&readme).into_iter().collect();
     for guide in markdown_files().into_iter().skip(1) {
         let name = format!("docs/{}", guide.file_name().unwrap().to_string_lossy());
         assert!(linked.contains(&name), "README.md does not link {name}");
     }
-    let setup: Vec<&str> = readme.lines().skip_while(|l| !l.starts_with("```sh")).skip(1).take(2).collect();
+    let setup: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("```sh"))
+        .skip(1)
+        .take(2)
+        .collect();
     assert!(setup[0].starts_with("scripts/setup.sh && cargo run --release -- run --suite demo"));
     assert!(setup[1].starts_with("scripts/test.sh"));
 }
@@ -117,6 +127,9 @@ fn the_readme_is_a_front_door_linking_every_guide() {
 #[test]
 fn slugs_follow_github() {
     assert_eq!(slug(" How the work is split"), "how-the-work-is-split");
-    assert_eq!(slug(" Trend fit, effective robustness, plots"), "trend-fit-effective-robustness-plots");
+    assert_eq!(
+        slug(" Trend fit, effective robustness, plots"),
+        "trend-fit-effective-robustness-plots"
+    );
     assert_eq!(links("see [a](b.md#c) and [d](e)"), vec!["b.md#c", "e"]);
 }

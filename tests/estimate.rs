@@ -262,7 +262,7 @@ fn a_dataset_whose_models_read_different_images_is_refused() {
         .stderr(predicate::str::contains("no run.json"));
 }
 
-/// The speed figure (docs/notes-22.md): `estimate` over 200 models × 10,000 images of an ID set
+/// The speed figure (docs/performance.md): `estimate` over 200 models × 10,000 images of an ID set
 /// and one shift, predictions written by the results store itself. A benchmark that prints its
 /// figure, not a timed test; heavy (4 million predictions), so run on request:
 /// `cargo test --release --test estimate -- --ignored --nocapture speed`.
@@ -345,6 +345,8 @@ fn speed_at_200_models_and_10000_images() {
                 seconds: 1.0,
                 waiting_for_images: 0.0,
                 rows: None,
+                resize: Default::default(),
+                execution: Default::default(),
             };
             store
                 .record(evaluation, vec![row], Vec::new(), vec![(dataset.into(), p)])

@@ -307,7 +307,10 @@ fn a_model_missing_from_the_candidate_fails_and_is_named() {
         ],
         "{xml}"
     );
-    assert!(xml.contains("name=\"new lite2-int8 in the candidate\""), "{xml}");
+    assert!(
+        xml.contains("name=\"new lite2-int8 in the candidate\""),
+        "{xml}"
+    );
     let json = gate(dir.path())
         .args(["--accuracy-only", "--json"])
         .assert()
@@ -332,7 +335,11 @@ fn a_model_missing_from_the_candidate_fails_and_is_named() {
         );
     let config = dir.path().join("gate.toml");
     std::fs::write(&config, "accuracy_only = true\nallow_missing = true\n").unwrap();
-    gate(dir.path()).arg("--config").arg(&config).assert().success();
+    gate(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .assert()
+        .success();
     // A --pair names the replacement: lite2 is compared with lite2-int8, nothing is missing
     // but lite0's V2 row.
     gate(dir.path())

@@ -17,7 +17,11 @@ fn refused(args: &[&str], why: &str) {
         .code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
     assert!(stderr.contains(why), "{args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{args:?}: one line: {stderr}"
+    );
     assert!(
         !out.path().join("evals.csv").exists(),
         "{args:?}: refused before any image"
@@ -33,7 +37,15 @@ fn gpu_settings_that_cannot_take_effect_are_refused() {
     // build refuses --provider cuda first; with any build the line names the problem.)
     let out = tempfile::tempdir().unwrap();
     let assert = bin()
-        .args(["run", "--suite", "demo", "--progress", "none", "--provider", "cuda"])
+        .args([
+            "run",
+            "--suite",
+            "demo",
+            "--progress",
+            "none",
+            "--provider",
+            "cuda",
+        ])
         .args(["--device", "2", "--out"])
         .arg(out.path())
         .env("CUDA_VISIBLE_DEVICES", "0,1")
@@ -41,7 +53,8 @@ fn gpu_settings_that_cannot_take_effect_are_refused() {
         .code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
     assert!(
-        stderr.contains("--device 2: 2 GPU(s) are visible") || stderr.contains("does not include CUDAExecutionProvider"),
+        stderr.contains("--device 2: 2 GPU(s) are visible")
+            || stderr.contains("does not include CUDAExecutionProvider"),
         "{stderr}"
     );
 }
@@ -50,7 +63,15 @@ fn gpu_settings_that_cannot_take_effect_are_refused() {
 fn every_pair_records_precision_and_node_placement() {
     let out = tempfile::tempdir().unwrap();
     bin()
-        .args(["run", "--suite", "demo", "--datasets", "shapes", "--provider", "cpu"])
+        .args([
+            "run",
+            "--suite",
+            "demo",
+            "--datasets",
+            "shapes",
+            "--provider",
+            "cpu",
+        ])
         .args(["--progress", "none", "--out"])
         .arg(out.path())
         .assert()

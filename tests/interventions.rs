@@ -192,10 +192,7 @@ fn mismatches_are_refused_naming_the_files() {
         ("other_graph.onnx", "node 1: Relu in A, Sigmoid in B"),
         ("int_differs.onnx", "initializer `shape`"),
         ("b_crop.toml", "`preprocess.crop` (32 vs 28)"),
-        (
-            "b_head.toml",
-            "one has a [head] and the other not",
-        ),
+        ("b_head.toml", "one has a [head] and the other not"),
     ];
     for (other, why) in cases {
         let err = refused(&m, other);
@@ -577,10 +574,22 @@ fn heads_mix_as_the_papers_linear_layers() {
         let p = |m: &str| predictions(&results, m, dataset);
         let (zs, ft, paper) = (p("zs"), p("ft"), p("paper"));
         assert!(!zs.equals(&ft), "the endpoints must differ");
-        assert!(p("zf-a0.30").equals(&paper), "{dataset}: α = 0.3 is the paper's mix");
-        assert!(!paper.equals(&zs) && !paper.equals(&ft), "{dataset}: the mix is neither end");
-        assert!(p("zf-a0.00").equals(&zs), "{dataset}: α = 0 is the zero-shot model");
-        assert!(p("zf-a1.00").equals(&ft), "{dataset}: α = 1 is the fine-tuned model");
+        assert!(
+            p("zf-a0.30").equals(&paper),
+            "{dataset}: α = 0.3 is the paper's mix"
+        );
+        assert!(
+            !paper.equals(&zs) && !paper.equals(&ft),
+            "{dataset}: the mix is neither end"
+        );
+        assert!(
+            p("zf-a0.00").equals(&zs),
+            "{dataset}: α = 0 is the zero-shot model"
+        );
+        assert!(
+            p("zf-a1.00").equals(&ft),
+            "{dataset}: α = 1 is the fine-tuned model"
+        );
     }
     let out = dir.path().join("narrow");
     let assert = bin()
@@ -621,8 +630,9 @@ fn tensors_with_two_value_fields_or_odd_external_files_are_refused() {
         .assert()
         .code(2)
         .stderr(
-            predicates::prelude::predicate::str::contains("two.onnx")
-                .and(predicates::prelude::predicate::str::contains("float_data, raw_data")),
+            predicates::prelude::predicate::str::contains("two.onnx").and(
+                predicates::prelude::predicate::str::contains("float_data, raw_data"),
+            ),
         );
     assert!(!d.join("out").exists());
     // External data that is a folder, not a file.

@@ -15,7 +15,7 @@ use common::*;
 const HIDDEN: &str = "2048";
 const COPIES: usize = 24;
 
-/// The budget of the waved run, and the slack docs/notes-25.md allows over it: the estimate is
+/// The budget of the waved run, and the slack docs/performance.md allows over it: the estimate is
 /// one of the live footprint, and the allocator's and page cache's share of RSS is not exact.
 const BUDGET_MB: u64 = 400;
 const SLACK_MB: u64 = 64;
@@ -96,6 +96,8 @@ fn run_measured(args: &[&std::ffi::OsStr], logs: &Path) -> Finished {
             None => command.env_remove(key),
         };
     }
+    // Reaped by wait4 below, not Child::wait: wait4 also reports the child's peak RSS.
+    #[allow(clippy::zombie_processes)]
     let child = command
         .args(args)
         .stdout(Stdio::null())
@@ -254,7 +256,10 @@ fn a_budget_that_cannot_hold_a_batch_is_refused_with_the_figure_that_would() {
     };
     let refused = run("20MB").code(2);
     let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
-    assert!(stderr.contains("--memory-budget 20.0 MB is smaller than one batch needs"), "{stderr}");
+    assert!(
+        stderr.contains("--memory-budget 20.0 MB is smaller than one batch needs"),
+        "{stderr}"
+    );
     // The figure it names is enough.
     let figure = stderr
         .split("give at least --memory-budget ")

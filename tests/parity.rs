@@ -557,7 +557,10 @@ fn crop_only_mode_is_hendrycks_center_crop_and_resizes_for_other_inputs() {
     let out = work.path().join("center.bin");
     std::fs::write(
         &list,
-        images.iter().map(|p| format!("{}\n", p.display())).collect::<String>(),
+        images
+            .iter()
+            .map(|p| format!("{}\n", p.display()))
+            .collect::<String>(),
     )
     .unwrap();
     pil_pipeline(&[
@@ -572,7 +575,11 @@ fn crop_only_mode_is_hendrycks_center_crop_and_resizes_for_other_inputs() {
     assert_eq!(reference.len(), block * images.len());
     for (path, pil) in images.iter().zip(reference.chunks_exact(block)) {
         let ours = load_resized_crop(path, &crop_only, 0).unwrap();
-        assert!(ours == pil, "{}: crop-only pixels differ from PIL's CenterCrop", path.display());
+        assert!(
+            ours == pil,
+            "{}: crop-only pixels differ from PIL's CenterCrop",
+            path.display()
+        );
     }
     let larger = ResizeMode::None.apply(spec(274, 240, Interpolation::Bicubic));
     assert_eq!((larger.resize, larger.crop), (240, 240));

@@ -51,7 +51,9 @@ fn a_run_names_what_it_kept_and_prune_removes_it() {
     let fit: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("fit.json")).unwrap()).unwrap();
     assert!(
-        fit["cautions"].to_string().contains("1 of 6 models come from earlier runs"),
+        fit["cautions"]
+            .to_string()
+            .contains("1 of 6 models come from earlier runs"),
         "{fit}"
     );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
@@ -64,7 +66,9 @@ fn a_run_names_what_it_kept_and_prune_removes_it() {
         .args(["--models", "std-xl"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("removed std-xl: 4 rows of evals.csv"));
+        .stdout(predicate::str::contains(
+            "removed std-xl: 4 rows of evals.csv",
+        ));
     let rows = evals(&out);
     assert!(rows.iter().all(|r| r.model != "std-xl"), "{rows:?}");
     assert_eq!(rows.len(), 5 * 4, "the other models' rows are kept");
@@ -76,7 +80,10 @@ fn a_run_names_what_it_kept_and_prune_removes_it() {
     // Nothing kept any more: the next run evaluates nothing and names nothing.
     let (stdout, stderr) = run_demo(&out, &["std-xs", "std-s", "std-m", "std-l", "robust-m"]);
     assert!(!stderr.contains("kept from earlier runs"), "{stderr}");
-    assert!(stdout.contains("0 pairs evaluated, 20 up to date"), "{stdout}");
+    assert!(
+        stdout.contains("0 pairs evaluated, 20 up to date"),
+        "{stdout}"
+    );
     // A model the folder does not hold is named, and nothing changes.
     bin()
         .args(["prune", "--results"])
@@ -124,10 +131,20 @@ fn report_with_two_models_writes_the_accuracy_tables() {
         .assert()
         .success();
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
-    assert!(html.contains("<table class=\"sortable\" id=\"accuracy\">"), "{html}");
+    assert!(
+        html.contains("<table class=\"sortable\" id=\"accuracy\">"),
+        "{html}"
+    );
     // A wrong setting is still an error, not a quiet accuracy-only report.
     bin()
-        .args(["report", "--id", "shapes", "--baseline", "group:nope", "--results"])
+        .args([
+            "report",
+            "--id",
+            "shapes",
+            "--baseline",
+            "group:nope",
+            "--results",
+        ])
         .arg(dir.path())
         .assert()
         .code(2);
@@ -202,7 +219,8 @@ fn flat_wnid_named_files_get_a_manifest() {
     rows.sort();
     assert_eq!(rows.len(), 3, "{text}");
     assert!(
-        rows.iter().any(|r| r.contains("n01443537_goldfish.png") && r.ends_with(",n01443537")),
+        rows.iter()
+            .any(|r| r.contains("n01443537_goldfish.png") && r.ends_with(",n01443537")),
         "{text}"
     );
     assert_eq!(
@@ -220,9 +238,11 @@ fn flat_wnid_named_files_get_a_manifest() {
         .assert()
         .code(2)
         .stderr(
-            predicate::str::contains("4 image files at the top level, 1 of them not named after a wnid")
-                .and(predicate::str::contains("ILSVRC2012_val_00000001.JPEG"))
-                .and(predicate::str::contains("--ground-truth")),
+            predicate::str::contains(
+                "4 image files at the top level, 1 of them not named after a wnid",
+            )
+            .and(predicate::str::contains("ILSVRC2012_val_00000001.JPEG"))
+            .and(predicate::str::contains("--ground-truth")),
         );
 }
 
@@ -244,7 +264,10 @@ fn a_bare_onnx_or_partial_preprocess_is_refused_without_the_flag() {
                 .and(predicate::str::contains("--assume-imagenet-preprocessing"))
                 .and(predicate::str::contains("bare.toml")),
         );
-    assert!(!dir.path().join("out/evals.csv").exists(), "nothing was run");
+    assert!(
+        !dir.path().join("out/evals.csv").exists(),
+        "nothing was run"
+    );
     // A card whose [preprocess] gives the mean only: refused, naming what it lacks.
     let card = dir.path().join("partial.toml");
     std::fs::write(
@@ -268,12 +291,22 @@ fn a_bare_onnx_or_partial_preprocess_is_refused_without_the_flag() {
     // With the flag the defaults are taken, and the warning is printed under --progress none.
     // (The demo model takes 32×32 images: ImageNet's crop 224 then fails the input check.)
     bin()
-        .args(["run", "--assume-imagenet-preprocessing", "--suite", "demo", "--progress", "none", "--models"])
+        .args([
+            "run",
+            "--assume-imagenet-preprocessing",
+            "--suite",
+            "demo",
+            "--progress",
+            "none",
+            "--models",
+        ])
         .arg(&bare)
         .arg("--out")
         .arg(dir.path().join("out"))
         .assert()
-        .stderr(predicate::str::contains(
-            "warning: ",
-        ).and(predicate::str::contains("assuming ImageNet's preprocessing")));
+        .stderr(
+            predicate::str::contains("warning: ").and(predicate::str::contains(
+                "assuming ImageNet's preprocessing",
+            )),
+        );
 }

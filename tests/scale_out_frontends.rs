@@ -389,7 +389,10 @@ fn kubernetes_manifests_are_an_indexed_job_and_a_merge_on_one_volume() {
     assert_eq!(spec["completionMode"], "Indexed");
     assert_eq!(spec["completions"], 5);
     assert_eq!(spec["parallelism"], 5);
-    assert_eq!(spec["maxFailedIndexes"], 0, "the first failed index fails the Job");
+    assert_eq!(
+        spec["maxFailedIndexes"], 0,
+        "the first failed index fails the Job"
+    );
     let rules = spec["podFailurePolicy"]["rules"].as_array().unwrap();
     assert_eq!(rules[0]["action"], "FailIndex");
     assert_eq!(rules[0]["onExitCodes"]["values"], serde_json::json!([2]));
@@ -462,7 +465,15 @@ fn kubernetes_manifests_pass_the_api_schema_of_every_supported_version() {
         .args(["--volume-claim", "evals", "--mount", "/data", "--gpus", "1"])
         .args(["--cpus", "500m", "--memory", "8Gi", "--dir"])
         .arg(&manifests)
-        .args(["--", "--suite", "demo", "--out", "results/x", "--baseline", AWKWARD])
+        .args([
+            "--",
+            "--suite",
+            "demo",
+            "--out",
+            "results/x",
+            "--baseline",
+            AWKWARD,
+        ])
         .assert()
         .success();
     for version in KUBERNETES_VERSIONS {
@@ -500,7 +511,15 @@ fn kubernetes_run_script_reports_a_failed_index_at_once_and_merges_after_success
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("k8s");
     bin()
-        .args(["kubernetes", "--shards", "2", "--image", "i", "--volume-claim", "v"])
+        .args([
+            "kubernetes",
+            "--shards",
+            "2",
+            "--image",
+            "i",
+            "--volume-claim",
+            "v",
+        ])
         .args(["--name", "nightly", "--dir"])
         .arg(&manifests)
         .args(["--", "--suite", "demo", "--out", "r"])
@@ -537,12 +556,22 @@ fn kubernetes_run_script_reports_a_failed_index_at_once_and_merges_after_success
         "{stderr}"
     );
     assert_eq!(calls.matches("get job/nightly").count(), 1, "{calls}");
-    assert!(!calls.contains("merge.yaml"), "no merge after a failure: {calls}");
+    assert!(
+        !calls.contains("merge.yaml"),
+        "no merge after a failure: {calls}"
+    );
     // Success: the shards, then the merge, each waited for.
     let (ok, calls) = run("SuccessCriteriaMet Complete");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let order: Vec<&str> = calls.lines().collect();
-    assert!(order[0].starts_with("apply -f ") && order[0].ends_with("shards.yaml"), "{calls}");
+    assert!(
+        order[0].starts_with("apply -f ") && order[0].ends_with("shards.yaml"),
+        "{calls}"
+    );
     assert!(order[1].starts_with("get job/nightly "), "{calls}");
     assert!(order[2].ends_with("merge.yaml"), "{calls}");
     assert!(order[3].starts_with("get job/nightly-merge "), "{calls}");
@@ -555,10 +584,21 @@ fn kubernetes_refuses_results_or_engines_outside_the_volume() {
     for (run_args, message) in [
         (vec!["--out", "/tmp/results"], "--out /tmp/results"),
         (vec!["--out", "../results"], "--out ../results"),
-        (vec!["--out", "r", "--trt-cache", "/cache"], "--trt-cache /cache"),
+        (
+            vec!["--out", "r", "--trt-cache", "/cache"],
+            "--trt-cache /cache",
+        ),
     ] {
         bin()
-            .args(["kubernetes", "--shards", "2", "--image", "i", "--volume-claim", "v"])
+            .args([
+                "kubernetes",
+                "--shards",
+                "2",
+                "--image",
+                "i",
+                "--volume-claim",
+                "v",
+            ])
             .args(["--mount", "/data", "--dir"])
             .arg(&manifests)
             .args(["--", "--suite", "demo"])
@@ -566,14 +606,32 @@ fn kubernetes_refuses_results_or_engines_outside_the_volume() {
             .assert()
             .code(2)
             .stderr(predicate::str::contains(message))
-            .stderr(predicate::str::contains("outside the volume mounted at /data"));
+            .stderr(predicate::str::contains(
+                "outside the volume mounted at /data",
+            ));
         assert!(!manifests.exists(), "nothing written for {run_args:?}");
     }
     bin()
-        .args(["kubernetes", "--shards", "2", "--image", "i", "--volume-claim", "v"])
+        .args([
+            "kubernetes",
+            "--shards",
+            "2",
+            "--image",
+            "i",
+            "--volume-claim",
+            "v",
+        ])
         .args(["--mount", "/data", "--dir"])
         .arg(&manifests)
-        .args(["--", "--suite", "demo", "--out", "/data/r", "--trt-cache", "cache"])
+        .args([
+            "--",
+            "--suite",
+            "demo",
+            "--out",
+            "/data/r",
+            "--trt-cache",
+            "cache",
+        ])
         .assert()
         .success();
 }

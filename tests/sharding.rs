@@ -449,7 +449,11 @@ fn thousands_of_shards_merge_under_a_low_file_limit() {
     let template = out.join(format!("shards/{empty}-of-{COUNT}"));
     let mut run: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(template.join("run.json")).unwrap()).unwrap();
-    assert_eq!(run["shard"]["assigned"], serde_json::json!([]), "shard {empty} is empty");
+    assert_eq!(
+        run["shard"]["assigned"],
+        serde_json::json!([]),
+        "shard {empty} is empty"
+    );
     for i in (0..COUNT).filter(|i| !busy.contains(i) && *i != empty) {
         let folder = out.join(format!("shards/{i}-of-{COUNT}"));
         std::fs::create_dir_all(&folder).unwrap();
@@ -462,14 +466,24 @@ fn thousands_of_shards_merge_under_a_low_file_limit() {
         std::fs::write(folder.join("run.json"), run.to_string()).unwrap();
     }
     let status = std::process::Command::new("bash")
-        .args(["-c", "ulimit -n 256 && exec \"$0\" merge \"$1\" --json >/dev/null"])
+        .args([
+            "-c",
+            "ulimit -n 256 && exec \"$0\" merge \"$1\" --json >/dev/null",
+        ])
         .arg(assert_cmd::cargo::cargo_bin("robust-eval"))
         .arg(&out)
         .status()
         .unwrap();
-    assert!(status.success(), "merge of {COUNT} shards under ulimit -n 256");
+    assert!(
+        status.success(),
+        "merge of {COUNT} shards under ulimit -n 256"
+    );
     let single = dir.join("single");
-    one_cell_run(dir).arg("--out").arg(&single).assert().success();
+    one_cell_run(dir)
+        .arg("--out")
+        .arg(&single)
+        .assert()
+        .success();
     assert_same_results(&single, &out, &format!("{COUNT} shards"));
     let merged: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
@@ -517,19 +531,26 @@ fn a_shard_part_that_scored_nothing_is_retried() {
     let code = shard(1).get_output().status.code();
     assert!(matches!(code, Some(0 | 1)), "{code:?}");
     let failures = std::fs::read_to_string(out.join("shards/1-of-2/failures.csv")).unwrap();
-    assert!(failures.lines().count() > 1, "shard 1 failed its images: {failures}");
+    assert!(
+        failures.lines().count() > 1,
+        "shard 1 failed its images: {failures}"
+    );
     move_images(&dir.join("data"), false);
     let parts = evaluations(&out.join("shards/1-of-2")).len();
-    shard(1)
-        .success()
-        .stdout(predicate::str::contains(format!("{parts} pairs evaluated, 0 up to date")));
+    shard(1).success().stdout(predicate::str::contains(format!(
+        "{parts} pairs evaluated, 0 up to date"
+    )));
     // Run again, it is up to date: the retry is for parts that scored nothing only.
-    shard(1)
-        .success()
-        .stdout(predicate::str::contains(format!("0 pairs evaluated, {parts} up to date")));
+    shard(1).success().stdout(predicate::str::contains(format!(
+        "0 pairs evaluated, {parts} up to date"
+    )));
     merge(&out).assert().success();
     let single = dir.join("single");
-    scoring_run(dir).arg("--out").arg(&single).assert().success();
+    scoring_run(dir)
+        .arg("--out")
+        .arg(&single)
+        .assert()
+        .success();
     assert_same_results(&single, &out, "after the retried shard");
 }
 
@@ -549,7 +570,14 @@ fn shards_of_different_builds_or_settings_are_refused() {
             .arg(dir.join("models"))
             .arg("--data-root")
             .arg(dir.join("data"))
-            .args(["--provider", "cpu", "--progress", "plain", "--datasets", "imagenet"])
+            .args([
+                "--provider",
+                "cpu",
+                "--progress",
+                "plain",
+                "--datasets",
+                "imagenet",
+            ])
             .args(["--batch-size", batch])
             .arg("--out")
             .arg(&out)
@@ -579,12 +607,16 @@ fn shards_of_different_builds_or_settings_are_refused() {
     let other = build.replace("binary sha256 ", "binary sha256 0");
     std::fs::write(
         &run_json,
-        std::fs::read_to_string(&run_json).unwrap().replace(&build, &other),
+        std::fs::read_to_string(&run_json)
+            .unwrap()
+            .replace(&build, &other),
     )
     .unwrap();
     merge(&out).assert().code(2).stderr(
-        predicate::str::contains(format!("robust-eval build `{build}` and shard 1-of-2 with `{other}`"))
-            .and(predicate::str::contains("1-of-2/run.json")),
+        predicate::str::contains(format!(
+            "robust-eval build `{build}` and shard 1-of-2 with `{other}`"
+        ))
+        .and(predicate::str::contains("1-of-2/run.json")),
     );
     assert!(!out.join("evals.csv").exists(), "nothing merged");
 }

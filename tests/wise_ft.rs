@@ -75,14 +75,25 @@ fn the_demo_draws_a_wise_ft_curve_above_the_line_and_a_soup() {
     // `fit` on the evals.csv alone (no run.json, so no cards' [intervention]): an `all` baseline
     // still leaves the wise-ft and soup groups out, with the same note.
     let (alone, with) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    for (folder, files) in [(&alone, &["evals.csv"][..]), (&with, &["evals.csv", "run.json"])] {
+    for (folder, files) in [
+        (&alone, &["evals.csv"][..]),
+        (&with, &["evals.csv", "run.json"]),
+    ] {
         for f in files {
             std::fs::copy(dir.join(f), folder.path().join(f)).unwrap();
         }
     }
     let fitted = |d: &Path| {
         let out = bin()
-            .args(["fit", "--json", "--id", "shapes", "--baseline", "all", "--results"])
+            .args([
+                "fit",
+                "--json",
+                "--id",
+                "shapes",
+                "--baseline",
+                "all",
+                "--results",
+            ])
             .arg(d)
             .assert()
             .success();
@@ -95,12 +106,17 @@ fn the_demo_draws_a_wise_ft_curve_above_the_line_and_a_soup() {
     assert_eq!(with_run, without_run);
     for names in &without_run {
         assert!(
-            names.iter().all(|n| !n.starts_with("wiseft") && !n.starts_with("soup")),
+            names
+                .iter()
+                .all(|n| !n.starts_with("wiseft") && !n.starts_with("soup")),
             "{names:?}"
         );
         assert!(names.iter().any(|n| n == "zeroshot"), "{names:?}");
     }
-    assert!(note_without.contains("left out of the baseline: 6 model(s)"), "{note_without}");
+    assert!(
+        note_without.contains("left out of the baseline: 6 model(s)"),
+        "{note_without}"
+    );
     assert_eq!(note_with, note_without);
 
     // The curve bulges: its middle is more effectively robust than the endpoints' mean, and

@@ -137,12 +137,17 @@ pub fn compute(evals: &[Accuracy], clean_dataset: &str) -> Option<CorruptionRepo
             let mean_error = whole.as_deref().and_then(mean);
             let alexnet = known.and_then(|c| c.alexnet_error);
             let in_mce = known.is_some_and(|c| c.in_mce);
-            let ce = whole.as_ref().zip(alexnet).map(|(w, a)| {
-                w.iter().sum::<f64>() / (5.0 * a)
-            });
-            let relative_ce = whole.as_ref().zip(alexnet).zip(e_clean).map(|((w, a), ec)| {
-                w.iter().map(|e| e - ec).sum::<f64>() / (5.0 * (a - table.alexnet_clean_error))
-            });
+            let ce = whole
+                .as_ref()
+                .zip(alexnet)
+                .map(|(w, a)| w.iter().sum::<f64>() / (5.0 * a));
+            let relative_ce = whole
+                .as_ref()
+                .zip(alexnet)
+                .zip(e_clean)
+                .map(|((w, a), ec)| {
+                    w.iter().map(|e| e - ec).sum::<f64>() / (5.0 * (a - table.alexnet_clean_error))
+                });
             if in_mce {
                 ces.extend(ce);
                 rel_ces.extend(relative_ce);
@@ -596,13 +601,21 @@ pub fn scatter_svg(points: &[(String, String, f64, f64)]) -> String {
         "<rect x=\"{pad}\" y=\"{}\" width=\"{pw:.1}\" height=\"{ph:.1}\" fill=\"none\" stroke=\"#999\"/>",
         pad * 0.5
     );
-    for (v, x) in [(xlo, px(xlo)), ((xlo + xhi) / 2.0, px((xlo + xhi) / 2.0)), (xhi, px(xhi))] {
+    for (v, x) in [
+        (xlo, px(xlo)),
+        ((xlo + xhi) / 2.0, px((xlo + xhi) / 2.0)),
+        (xhi, px(xhi)),
+    ] {
         s += &format!(
             "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#666\">{v:+.1}</text>",
             pad * 0.5 + ph + 14.0
         );
     }
-    for (v, y) in [(ylo, py(ylo)), ((ylo + yhi) / 2.0, py((ylo + yhi) / 2.0)), (yhi, py(yhi))] {
+    for (v, y) in [
+        (ylo, py(ylo)),
+        ((ylo + yhi) / 2.0, py((ylo + yhi) / 2.0)),
+        (yhi, py(yhi)),
+    ] {
         s += &format!(
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#666\">{v:.1}</text>",
             pad - 4.0,
@@ -623,7 +636,11 @@ pub fn scatter_svg(points: &[(String, String, f64, f64)]) -> String {
         g
     };
     for (model, group, rel, er) in points {
-        let colour = PALETTE[groups.iter().position(|g| *g == group.as_str()).unwrap_or(0) % PALETTE.len()];
+        let colour = PALETTE[groups
+            .iter()
+            .position(|g| *g == group.as_str())
+            .unwrap_or(0)
+            % PALETTE.len()];
         s += &format!(
             "<circle class=\"tip\" data-model=\"{m}\" data-group=\"{g}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{colour}\">\
              <title>{m} ({g})\nrelative mCE {rel:.2} %\naverage effective robustness {er:+.2} pp</title></circle>",
@@ -695,11 +712,19 @@ mod tests {
     #[test]
     fn alexnet_itself_scores_100() {
         let table = corruptions::imagenet_c();
-        let mut evals = vec![acc("alex", "imagenet", 100.0 * (1.0 - table.alexnet_clean_error))];
+        let mut evals = vec![acc(
+            "alex",
+            "imagenet",
+            100.0 * (1.0 - table.alexnet_clean_error),
+        )];
         for c in table.benchmark() {
             for s in SEVERITIES {
                 let e = c.alexnet_error.unwrap();
-                evals.push(acc("alex", &corruptions::dataset_name(&c.name, s), 100.0 * (1.0 - e)));
+                evals.push(acc(
+                    "alex",
+                    &corruptions::dataset_name(&c.name, s),
+                    100.0 * (1.0 - e),
+                ));
             }
         }
         let r = compute(&evals, "imagenet").unwrap();
@@ -732,7 +757,11 @@ mod tests {
         assert_eq!(m.corruptions_complete, 14);
         assert!(m.partial_mce.is_some());
         // An extra with one severity: its row is there, without a mean, and never in mCE.
-        let saturate = r.corruptions.iter().find(|c| c.corruption == "saturate").unwrap();
+        let saturate = r
+            .corruptions
+            .iter()
+            .find(|c| c.corruption == "saturate")
+            .unwrap();
         assert!(!saturate.in_mce && saturate.mean_error.is_none() && saturate.ce.is_none());
         assert_eq!(m.extras_mean_error, None);
         assert!(r.notes()[0].contains("fog/4"));

@@ -1,6 +1,6 @@
 //! `robust-eval estimate`: accuracy on each shift estimated without its labels (AC, DoC, ATC-MC,
 //! ATC-NE, ALine-S, ALine-D), and calibration (ECE, Brier), from a results folder's predictions
-//! (docs/notes-22.md). Writes estimates.csv, agreement.csv and calibration.csv.
+//! (docs/confidence.md). Writes estimates.csv, agreement.csv and calibration.csv.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -165,7 +165,9 @@ pub fn read_view(path: &Path) -> Result<std::result::Result<ViewPredictions, Str
     let index = df.column("index").map_err(bad)?.u32().map_err(bad)?.clone();
     let floats = |name: &str| -> Result<Vec<f64>> {
         let c = df.column(name).map_err(bad)?.f64().map_err(bad)?.clone();
-        (0..height).map(|i| c.get(i).ok_or_else(|| null(name))).collect()
+        (0..height)
+            .map(|i| c.get(i).ok_or_else(|| null(name)))
+            .collect()
     };
     let correct: Vec<bool> = {
         let c = df
@@ -236,9 +238,8 @@ pub fn estimate(dir: &Path, settings: &EstimateSettings) -> Result<EstimateRepor
         BTreeMap::new();
     let mut load = |model: &str, view: &str| -> Result<()> {
         let key = (model.to_string(), view.to_string());
-        if !loaded.contains_key(&key) {
-            let v = read_view(&store.predictions_path(model, view))?;
-            loaded.insert(key, v);
+        if let std::collections::btree_map::Entry::Vacant(slot) = loaded.entry(key) {
+            slot.insert(read_view(&store.predictions_path(model, view))?);
         }
         Ok(())
     };

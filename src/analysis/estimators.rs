@@ -1,4 +1,4 @@
-//! Accuracy estimated without labels, and calibration (docs/notes-22.md). Pure arithmetic over
+//! Accuracy estimated without labels, and calibration (docs/confidence.md). Pure arithmetic over
 //! per-image confidences and top-1 classes; `estimate` reads them from the predictions.
 //!
 //! - AC: the average max-softmax confidence on the shift.
@@ -270,11 +270,13 @@ fn least_norm_solve(mut m: Vec<Vec<f64>>, v: &[f64]) -> Vec<f64> {
                 let t = if theta == 0.0 { 1.0 } else { t };
                 let c = 1.0 / (t * t + 1.0).sqrt();
                 let s = t * c;
-                for k in 0..n {
-                    let (mkp, mkr) = (m[k][p], m[k][r]);
-                    m[k][p] = c * mkp - s * mkr;
-                    m[k][r] = s * mkp + c * mkr;
+                for row in m.iter_mut() {
+                    let (mkp, mkr) = (row[p], row[r]);
+                    row[p] = c * mkp - s * mkr;
+                    row[r] = s * mkp + c * mkr;
                 }
+                // Rows p and r at once: indices say it more plainly than two iterators.
+                #[allow(clippy::needless_range_loop)]
                 for k in 0..n {
                     let (mpk, mrk) = (m[p][k], m[r][k]);
                     m[p][k] = c * mpk - s * mrk;

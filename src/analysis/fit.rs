@@ -506,8 +506,13 @@ pub fn shifts_of(rows: &[Accuracy], id: &str) -> Vec<String> {
 /// else the plain ID accuracy. Returns the points and the ID dataset used for most of them.
 pub fn points_for(rows: &[Accuracy], id: &str, shift: &str) -> (Vec<Point>, String) {
     let restricted = format!("{id}@{shift}");
-    let mut by_model: BTreeMap<&str, (Option<&Accuracy>, Option<&Accuracy>, Option<&Accuracy>)> =
-        BTreeMap::new();
+    // Per model: its shift row, its class-restricted ID row, its plain ID row.
+    type Rows<'a> = (
+        Option<&'a Accuracy>,
+        Option<&'a Accuracy>,
+        Option<&'a Accuracy>,
+    );
+    let mut by_model: BTreeMap<&str, Rows> = BTreeMap::new();
     for r in rows {
         let e = by_model.entry(&r.model).or_default();
         if r.dataset == shift {

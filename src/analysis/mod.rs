@@ -2,9 +2,9 @@
 //! `run` ends with all of them; the `fit`, `plot` and `report` commands redo one step on stored
 //! results, and work on a folder that holds only an `evals.csv` (e.g. published numbers).
 
+pub mod corruptions;
 pub mod estimate;
 pub mod estimators;
-pub mod corruptions;
 pub mod fit;
 pub mod gate;
 pub mod markup;
@@ -177,11 +177,14 @@ fn load_and_fit(dir: &Path, settings: &AnalysisSettings) -> Result<(Analysis, Op
         .filter(|a| !crate::input::corruptions::is_corruption_dataset(&a.dataset))
         .cloned()
         .collect();
-    let (mut fit, robustness, fit_error) =
-        match fit::fit_all(&natural, cloud.as_deref(), &fit_settings) {
-            Ok((fit, robustness)) => (fit, robustness, None),
-            Err(e) => {
-                let fit = fit::FitReport {
+    let (mut fit, robustness, fit_error) = match fit::fit_all(
+        &natural,
+        cloud.as_deref(),
+        &fit_settings,
+    ) {
+        Ok((fit, robustness)) => (fit, robustness, None),
+        Err(e) => {
+            let fit = fit::FitReport {
                     transform: fit_settings.transform,
                     id_dataset: fit_settings.id.clone(),
                     epsilon: fit::EPSILON,
@@ -191,9 +194,9 @@ fn load_and_fit(dir: &Path, settings: &AnalysisSettings) -> Result<(Analysis, Op
                         "no trend fit and no effective robustness: {e}; the accuracy table stands alone"
                     )],
                 };
-                (fit, Vec::new(), Some(e))
-            }
-        };
+            (fit, Vec::new(), Some(e))
+        }
+    };
     if let Some(kept) = kept_caution(&evals, run.as_ref()) {
         fit.cautions.push(kept);
     }
@@ -323,7 +326,11 @@ impl Analysis {
         })?;
         if let Some(c) = &self.corruptions {
             let scatter = corruptions::synthetic_vs_natural(c, &self.robustness);
-            files.extend(corruptions::write_plots(&self.dir.join("plots"), c, &scatter)?);
+            files.extend(corruptions::write_plots(
+                &self.dir.join("plots"),
+                c,
+                &scatter,
+            )?);
         }
         let remembered = serde_json::json!({ "labels": label_points }).to_string();
         write_atomic(&self.dir.join(LABELS_FILE), remembered.as_bytes())?;
@@ -343,7 +350,6 @@ pub fn labels_kept(dir: &Path) -> bool {
 }
 
 impl Analysis {
-
     fn report_data(&self) -> report::ReportData {
         let title = match &self.run {
             Some(r) if !r.suite.is_empty() => format!("robust-eval report: {}", r.suite),

@@ -74,7 +74,9 @@ fn ticks(t: Transform, zlo: f64, zhi: f64) -> Vec<f64> {
         }
     }
     // A narrow window (models clustered within a few points) gets whole and half percents.
-    let fine = (1..=99).map(f64::from).chain((1..99).map(|i| f64::from(i) + 0.5));
+    let fine = (1..=99)
+        .map(f64::from)
+        .chain((1..99).map(|i| f64::from(i) + 0.5));
     for v in fine {
         let z = t.forward(v);
         if z >= zlo && z <= zhi && kept.iter().all(|k| (t.forward(*k) - z).abs() >= min_gap) {
@@ -698,7 +700,10 @@ fn draw_bars<DB: DrawingBackend>(
     )))
     .map_err(err)?;
     // What the colours mean: one legend entry per group with a bar here.
-    for group in groups.iter().filter(|g| rows.iter().any(|r| &r.group == *g)) {
+    for group in groups
+        .iter()
+        .filter(|g| rows.iter().any(|r| &r.group == *g))
+    {
         let colour = group_colour(group, groups);
         c.draw_series(std::iter::empty::<PathElement<(f64, f64)>>())
             .map_err(err)?
@@ -1169,7 +1174,11 @@ mod label_tests {
                 (*x, *y, x + w, y + h)
             })
             .collect();
-        assert_eq!(labels.len(), points.len(), "every model labelled: {texts:?}");
+        assert_eq!(
+            labels.len(),
+            points.len(),
+            "every model labelled: {texts:?}"
+        );
         for (i, a) in labels.iter().enumerate() {
             assert!(
                 a.0 >= 0 && a.1 >= 0 && a.2 <= width as i32 && a.3 <= height as i32,

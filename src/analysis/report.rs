@@ -482,7 +482,10 @@ fn intervention_sections(data: &ReportData) -> Vec<(String, String, Table)> {
              highest {} top-1 {}.",
             f.endpoints[0],
             f.endpoints[1],
-            describe(&f.highest_effective_robustness, |p| format!("{} pp", or_dash(p.average_effective_robustness, signed))),
+            describe(&f.highest_effective_robustness, |p| format!(
+                "{} pp",
+                or_dash(p.average_effective_robustness, signed)
+            )),
             data.id_dataset,
             describe(&f.highest_id_top1, |p| format!("{} %", pct(p.id_top1))),
         );
@@ -579,7 +582,11 @@ pub fn markdown(data: &ReportData) -> String {
         s += "\n";
         s += &table(per_corruption, &[0]);
     }
-    let confidence = data.confidence.as_ref().map(|c| c.sections()).unwrap_or_default();
+    let confidence = data
+        .confidence
+        .as_ref()
+        .map(|c| c.sections())
+        .unwrap_or_default();
     for (heading, text, t) in intervention_sections(data).into_iter().chain(confidence) {
         s += &format!(
             "\n## {}\n\n{}\n\n",
@@ -748,10 +755,7 @@ pub fn html(data: &ReportData) -> String {
         escape_xml(&data.transform)
     );
     for c in &data.cautions {
-        body += &format!(
-            "<p class=\"caution\"><b>Caution:</b> {}</p>",
-            escape_xml(c)
-        );
+        body += &format!("<p class=\"caution\"><b>Caution:</b> {}</p>", escape_xml(c));
     }
     body += &html_headline(data);
     body += &html_charts(data);
@@ -785,7 +789,11 @@ pub fn html(data: &ReportData) -> String {
         body += &html_table("ce", per_corruption, &corrupted);
         body += &crate::analysis::corruptions::svg_figures(c, &data.synthetic_vs_natural);
     }
-    let confidence = data.confidence.as_ref().map(|c| c.sections()).unwrap_or_default();
+    let confidence = data
+        .confidence
+        .as_ref()
+        .map(|c| c.sections())
+        .unwrap_or_default();
     let sections = intervention_sections(data).into_iter().chain(confidence);
     for (i, (heading, text, t)) in sections.enumerate() {
         body += &format!(
@@ -1051,7 +1059,10 @@ mod tests {
             md.contains("highest id top-1 α = 0.70 (w\\*0.7, 86.00 %)"),
             "{md}"
         );
-        assert!(md.contains("| 0.30 | w\\*0.3 | 84.00 | – | +7.00 |"), "{md}");
+        assert!(
+            md.contains("| 0.30 | w\\*0.3 | 84.00 | – | +7.00 |"),
+            "{md}"
+        );
         assert!(!md.contains("<x>") && !html(&data).contains("<x>"), "{md}");
         let json: serde_json::Value = serde_json::from_str(&json(&data)).unwrap();
         assert_eq!(

@@ -4,12 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use super::summary;
 use super::args::{
     BenchArgs, DoctorArgs, FitArgs, FitCommand, GateArgs, InterpolateArgs, KubernetesArgs,
-    ManifestArgs, MergeArgs, ModelsArgs, PlotCommand, PruneArgs, ReportCommand, RunArgs, RunCommandLine,
-    SlurmArgs, SoupArgs,
+    ManifestArgs, MergeArgs, ModelsArgs, PlotCommand, PruneArgs, ReportCommand, RunArgs,
+    RunCommandLine, SlurmArgs, SoupArgs,
 };
+use super::summary;
 use robust_eval::analysis::gate;
 use robust_eval::analysis::report::Format;
 use robust_eval::analysis::{self, AnalysisSettings};
@@ -172,8 +172,11 @@ fn note_kept_results(
     summary: &evaluate::RunSummary,
 ) -> Result<(), Error> {
     let mut store = ResultsStore::open_to_write(out)?;
-    let pairs: Vec<&(String, String)> =
-        summary.evaluated.iter().chain(&summary.up_to_date).collect();
+    let pairs: Vec<&(String, String)> = summary
+        .evaluated
+        .iter()
+        .chain(&summary.up_to_date)
+        .collect();
     let mut datasets: Vec<String> = Vec::new();
     for e in &store.run.evaluations {
         if pairs.iter().any(|(m, d)| m == &e.model && d == &e.dataset) {
@@ -376,9 +379,7 @@ pub fn run_prune(args: PruneArgs) -> Result<ExitCode, Error> {
         store.prune(&args.models)?
     };
     for (model, rows) in &removed {
-        println!(
-            "removed {model}: {rows} rows of evals.csv, its predictions and run.json entries"
-        );
+        println!("removed {model}: {rows} rows of evals.csv, its predictions and run.json entries");
     }
     analyse_after_run(&args.fit, false, &args.results);
     Ok(ExitCode::SUCCESS)

@@ -4,8 +4,8 @@
 mod args;
 mod choices;
 mod commands;
-mod summary;
 mod estimate;
+mod summary;
 
 use std::process::ExitCode;
 

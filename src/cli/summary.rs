@@ -20,7 +20,12 @@ pub fn top1_table(rows: &[&EvalRow], datasets: &[String], width: usize) -> Strin
         }
         top1.insert((&r.model, &r.dataset), r.top1);
     }
-    let name_width = models.iter().map(|m| m.chars().count()).max().unwrap_or(5).clamp(5, 32);
+    let name_width = models
+        .iter()
+        .map(|m| m.chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 32);
     let column = |d: &String| d.chars().count().clamp(7, 24);
     let mut shown = Vec::new();
     let mut used = name_width;
@@ -110,13 +115,22 @@ mod tests {
 
     #[test]
     fn one_line_per_model_and_a_column_per_dataset() {
-        let rows = [row("a", "id", 90.0), row("a", "v2", 80.5), row("b", "id", 70.0)];
+        let rows = [
+            row("a", "id", 90.0),
+            row("a", "v2", 80.5),
+            row("b", "id", 70.0),
+        ];
         let refs: Vec<&EvalRow> = rows.iter().collect();
         let table = top1_table(&refs, &["id".into(), "v2".into()], 100);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3, "{table}");
-        assert!(lines[1].starts_with("a") && lines[1].contains("90.00") && lines[1].contains("80.50"));
-        assert!(lines[2].starts_with("b") && lines[2].trim_end().ends_with('-'), "{table}");
+        assert!(
+            lines[1].starts_with("a") && lines[1].contains("90.00") && lines[1].contains("80.50")
+        );
+        assert!(
+            lines[2].starts_with("b") && lines[2].trim_end().ends_with('-'),
+            "{table}"
+        );
     }
 
     #[test]

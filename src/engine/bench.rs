@@ -106,7 +106,12 @@ pub fn measure(
     let runtime = crate::engine::runtime::runtime()?;
     crate::engine::runtime::check_provider(on.provider)?;
     let available = crate::engine::runtime::available_providers()?;
-    crate::engine::runtime::check_gpu_options(on.provider, &on.gpu, &available, crate::engine::runtime::visible_gpus())?;
+    crate::engine::runtime::check_gpu_options(
+        on.provider,
+        &on.gpu,
+        &available,
+        crate::engine::runtime::visible_gpus(),
+    )?;
     let settings = SessionSettings {
         provider: on.provider,
         trt_cache: work.join("trt"),
@@ -234,7 +239,9 @@ fn inference_alone(
             &mut |_| {},
         )?
     } else {
-        vec![OrtClassifier::open(model, settings, &mut |line| eprintln!("bench: {line}"))?]
+        vec![OrtClassifier::open(model, settings, &mut |line| {
+            eprintln!("bench: {line}")
+        })?]
     };
     for session in &mut sessions {
         session.classify(batch, batch_size)?; // warm-up

@@ -84,13 +84,19 @@ mod tests {
         std::fs::write(shared.join("a_sm90.engine"), b"built by shard 0").unwrap();
         std::fs::write(shared.join(format!("{TEMP_PREFIX}x")), b"half").unwrap();
         assert_eq!(seed(&shared, &own).unwrap(), 1);
-        assert_eq!(std::fs::read(own.join("a_sm90.engine")).unwrap(), b"built by shard 0");
+        assert_eq!(
+            std::fs::read(own.join("a_sm90.engine")).unwrap(),
+            b"built by shard 0"
+        );
         assert!(!own.join(format!("{TEMP_PREFIX}x")).exists());
 
         std::fs::write(own.join("b_sm90.engine"), b"built here").unwrap();
         std::fs::write(own.join("a_sm90.engine"), b"rebuilt").unwrap();
         assert_eq!(publish(&own, &shared).unwrap(), 1);
-        assert_eq!(std::fs::read(shared.join("b_sm90.engine")).unwrap(), b"built here");
+        assert_eq!(
+            std::fs::read(shared.join("b_sm90.engine")).unwrap(),
+            b"built here"
+        );
         assert_eq!(
             std::fs::read(shared.join("a_sm90.engine")).unwrap(),
             b"built by shard 0",

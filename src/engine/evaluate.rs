@@ -156,7 +156,11 @@ pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<Datase
 
 /// Every selected dataset's manifest is there, or one error names all that are missing and the
 /// `--datasets` that would run the ones present (the ID dataset among them).
-fn check_manifests_exist(suite: &Suite, selected: &[Dataset], settings: &RunSettings) -> Result<()> {
+fn check_manifests_exist(
+    suite: &Suite,
+    selected: &[Dataset],
+    settings: &RunSettings,
+) -> Result<()> {
     let mut missing = Vec::new();
     let mut present = Vec::new();
     for dataset in selected {
@@ -338,7 +342,13 @@ fn settle_provider(
     };
     let model = &models[m];
     let mut note = |line: String| progress.message(&format!("{}: {line}", model.name));
-    let set = WorkerSessions::open_first(model, &settings.session, workers.count, workers.threads_each, &mut note)?;
+    let set = WorkerSessions::open_first(
+        model,
+        &settings.session,
+        workers.count,
+        workers.threads_each,
+        &mut note,
+    )?;
     if !set.sessions[0].on_cpu() {
         checked[m] = Some(set);
         return Ok((settings, workers));
@@ -355,14 +365,26 @@ fn settle_provider(
 
 /// Per ONNX file of the models with work: its content key (sha256 of the file and its external
 /// data; see `runtime::content_key`), from the hashes `model_keys` just cached.
-fn content_keys(models: &[ModelCard], works: &[bool], out: &Path) -> Result<BTreeMap<PathBuf, String>> {
+fn content_keys(
+    models: &[ModelCard],
+    works: &[bool],
+    out: &Path,
+) -> Result<BTreeMap<PathBuf, String>> {
     let mut cache = HashCache::open(out);
     let mut keys = BTreeMap::new();
     for (m, _) in models.iter().zip(works).filter(|(_, &w)| w) {
         let external = m
             .external_data
             .iter()
-            .map(|d| Ok((d.file_name().unwrap_or_default().to_string_lossy().into_owned(), cache.sha256(d)?)))
+            .map(|d| {
+                Ok((
+                    d.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                    cache.sha256(d)?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         let key = crate::engine::runtime::content_key(&cache.sha256(&m.onnx)?, &external);
         keys.insert(m.onnx.clone(), key);
@@ -652,7 +674,8 @@ pub fn run(
     let mut checked = check_models(models, &works, &keep, settings, workers, progress)?;
     let mut store = open_store(suite, settings, rt)?;
     let keys = model_keys(models, &works, &settings.out)?;
-    let (settings, workers) = settle_provider(models, &works, settings, workers, &mut checked, progress)?;
+    let (settings, workers) =
+        settle_provider(models, &works, settings, workers, &mut checked, progress)?;
     let settings = &settings;
     // A card's group is no input to predictions, only to the baseline: stored rows take the
     // card's current group without being evaluated again.
@@ -712,7 +735,9 @@ pub fn run(
             // The wave's sessions, closed when its passes are done.
             let mut sets: Vec<WorkerSessions> = wave
                 .iter()
-                .map(|&m| worker_sessions(&models[m], checked[m].take(), settings, workers, progress))
+                .map(|&m| {
+                    worker_sessions(&models[m], checked[m].take(), settings, workers, progress)
+                })
                 .collect::<Result<_>>()?;
             for (p, plan) in plans.iter().enumerate() {
                 // This dataset's pending members and, per worker, their sessions.
@@ -792,7 +817,7 @@ fn split_group(
             waves::plan(&footprints, budget.room(shape))
         }
         None => Waves {
-            waves: vec![0..group.len()],
+            waves: std::iter::once(0..group.len()).collect(),
             oversized: Vec::new(),
         },
     }
@@ -824,7 +849,12 @@ fn announce_waves(
         return;
     }
     let total: u64 = group.iter().map(|&m| shape.model(sizes[m])).sum();
-    let largest = split.waves.iter().map(ExactSizeIterator::len).max().unwrap_or(0);
+    let largest = split
+        .waves
+        .iter()
+        .map(ExactSizeIterator::len)
+        .max()
+        .unwrap_or(0);
     progress.message(&format!(
         "memory: {} models sharing preprocessing run in {} waves of at most {largest}, each its \
          own pass over the datasets: their sessions are estimated at {} and a batch at {}, over \

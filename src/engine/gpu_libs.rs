@@ -75,7 +75,9 @@ pub fn library_dirs(site_packages: &Path) -> Vec<PathBuf> {
 /// `capi/build_and_package_info.py`), so a folder holding two majors gives the right one.
 pub fn wheel_cuda_major(capi: &Path) -> Option<String> {
     let text = std::fs::read_to_string(capi.join("build_and_package_info.py")).ok()?;
-    let line = text.lines().find(|l| l.trim_start().starts_with("cuda_version"))?;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("cuda_version"))?;
     let value = line.split('=').nth(1)?.trim().trim_matches(['\'', '"']);
     let major: String = value.chars().take_while(char::is_ascii_digit).collect();
     (!major.is_empty()).then_some(major)
@@ -84,7 +86,10 @@ pub fn wheel_cuda_major(capi: &Path) -> Option<String> {
 /// Per entry of `PRELOAD_ORDER`, the file to open: `<prefix><major>` (a whole-number suffix, the
 /// soname), preferring `cuda_major` where the CUDA libraries come in several majors, else the
 /// newest. `files` are (folder, file name) pairs; pure, so it is tested without a GPU.
-pub fn choose(files: &[(PathBuf, String)], cuda_major: Option<&str>) -> Vec<(&'static str, Option<PathBuf>)> {
+pub fn choose(
+    files: &[(PathBuf, String)],
+    cuda_major: Option<&str>,
+) -> Vec<(&'static str, Option<PathBuf>)> {
     PRELOAD_ORDER
         .iter()
         .map(|prefix| {
@@ -96,9 +101,12 @@ pub fn choose(files: &[(PathBuf, String)], cuda_major: Option<&str>) -> Vec<(&'s
                     Some((n, dir.join(name), major))
                 })
                 .collect();
-            matches.sort_by(|a, b| b.0.cmp(&a.0));
-            let preferred = cuda_major.and_then(|m| matches.iter().find(|(_, _, major)| *major == m));
-            let pick = preferred.or(matches.first()).map(|(_, path, _)| path.clone());
+            matches.sort_by_key(|m| std::cmp::Reverse(m.0));
+            let preferred =
+                cuda_major.and_then(|m| matches.iter().find(|(_, _, major)| *major == m));
+            let pick = preferred
+                .or(matches.first())
+                .map(|(_, path, _)| path.clone());
             (*prefix, pick)
         })
         .collect()
@@ -118,9 +126,12 @@ pub fn preload_beside(library: &Path) -> Preload {
         return report;
     };
     let capi = library.parent().unwrap_or(Path::new("."));
-    let gpu_build = ["libonnxruntime_providers_cuda.so", "libonnxruntime_providers_tensorrt.so"]
-        .iter()
-        .any(|p| capi.join(p).is_file());
+    let gpu_build = [
+        "libonnxruntime_providers_cuda.so",
+        "libonnxruntime_providers_tensorrt.so",
+    ]
+    .iter()
+    .any(|p| capi.join(p).is_file());
     if !gpu_build {
         report.skipped = Some("a CPU-only onnxruntime build: no CUDA library is needed".into());
         return report;
@@ -151,7 +162,8 @@ pub fn preload_beside(library: &Path) -> Preload {
 fn open_global(path: &Path) -> Result<(), String> {
     use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
     // SAFETY: the NVIDIA libraries' initialisers only register themselves; nothing is called.
-    let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) }.map_err(|e| e.to_string())?;
+    let lib =
+        unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) }.map_err(|e| e.to_string())?;
     // Never unloaded: the provider library holds pointers into it.
     std::mem::forget(lib);
     Ok(())
@@ -162,7 +174,10 @@ mod tests {
     use super::*;
 
     fn files(names: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
-        names.iter().map(|(d, n)| (PathBuf::from(d), n.to_string())).collect()
+        names
+            .iter()
+            .map(|(d, n)| (PathBuf::from(d), n.to_string()))
+            .collect()
     }
 
     #[test]
@@ -177,23 +192,46 @@ mod tests {
         ]);
         let picks = choose(&found, Some("12"));
         let get = |p: &str| picks.iter().find(|(q, _)| *q == p).unwrap().1.clone();
-        assert_eq!(get("libcublas.so."), Some(PathBuf::from("cu12/libcublas.so.12")));
+        assert_eq!(
+            get("libcublas.so."),
+            Some(PathBuf::from("cu12/libcublas.so.12"))
+        );
         // No major 12 of cublasLt: the newest there is.
-        assert_eq!(get("libcublasLt.so."), Some(PathBuf::from("cu13/libcublasLt.so.13")));
-        assert_eq!(get("libcudnn.so."), Some(PathBuf::from("cudnn/libcudnn.so.9")));
+        assert_eq!(
+            get("libcublasLt.so."),
+            Some(PathBuf::from("cu13/libcublasLt.so.13"))
+        );
+        assert_eq!(
+            get("libcudnn.so."),
+            Some(PathBuf::from("cudnn/libcudnn.so.9"))
+        );
         assert_eq!(get("libcudart.so."), None);
         let newest = choose(&found, None);
         assert_eq!(newest[1].1, Some(PathBuf::from("cu13/libcublas.so.13")));
-        assert_eq!(newest[0].0, "libcublasLt.so.", "cublasLt is opened before cublas");
+        assert_eq!(
+            newest[0].0, "libcublasLt.so.",
+            "cublasLt is opened before cublas"
+        );
     }
 
     #[test]
     fn the_wheel_layout_is_recognised() {
-        let lib = Path::new("/v/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1");
-        assert_eq!(site_packages_of(lib), Some(PathBuf::from("/v/lib/python3.11/site-packages")));
-        assert_eq!(site_packages_of(Path::new("/usr/lib/libonnxruntime.so")), None);
+        let lib =
+            Path::new("/v/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1");
+        assert_eq!(
+            site_packages_of(lib),
+            Some(PathBuf::from("/v/lib/python3.11/site-packages"))
+        );
+        assert_eq!(
+            site_packages_of(Path::new("/usr/lib/libonnxruntime.so")),
+            None
+        );
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("build_and_package_info.py"), "package_name = 'onnxruntime-gpu'\ncuda_version = '13.0'\n").unwrap();
+        std::fs::write(
+            dir.path().join("build_and_package_info.py"),
+            "package_name = 'onnxruntime-gpu'\ncuda_version = '13.0'\n",
+        )
+        .unwrap();
         assert_eq!(wheel_cuda_major(dir.path()).as_deref(), Some("13"));
     }
 }

@@ -124,7 +124,11 @@ fn summary(card: &ModelCard) -> String {
             head.weights.nrows(),
             head.embedding_width(),
             head.scale,
-            if head.normalize { ", embedding normalised" } else { "" },
+            if head.normalize {
+                ", embedding normalised"
+            } else {
+                ""
+            },
             if head.bias.is_some() { ", bias" } else { "" }
         )),
         None if card.offset > 0 => s.push_str(&format!(

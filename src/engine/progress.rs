@@ -60,9 +60,12 @@ impl Progress for Bars {
             )
             .expect("static template")
             // indicatif's own {per_sec} prints every digit of the float ("68.09506838793529/s").
-            .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.1} img/s", state.per_sec());
-            })
+            .with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1} img/s", state.per_sec());
+                },
+            )
             .progress_chars("=> "),
         );
         bar.set_prefix(label.to_string());

@@ -181,7 +181,7 @@ pub fn set_inference_threads(threads: usize) -> bool {
 
 /// The intra-op threads of the process-wide pool: as set, else one per core.
 pub fn inference_threads() -> usize {
-    *INFERENCE_THREADS.get_or_init(|| crate::engine::cores())
+    *INFERENCE_THREADS.get_or_init(crate::engine::cores)
 }
 
 /// The ONNX Runtime environment, loaded once per process.
@@ -300,12 +300,21 @@ fn share_cpu_arena(env: &ort::environment::Environment) -> std::result::Result<(
 /// ONNX Runtime's messages (at `log_level()` and above) on stderr, where ort would otherwise hand
 /// them to a `tracing` subscriber nobody installed: the "nodes not assigned to the preferred
 /// execution provider" warning is one of them.
-fn forward_log(level: ort::logging::LogLevel, _category: &str, _id: &str, _at: &str, message: &str) {
+fn forward_log(
+    level: ort::logging::LogLevel,
+    _category: &str,
+    _id: &str,
+    _at: &str,
+    message: &str,
+) {
     // The environment logs at the verbose level while it is built, before its level is set.
     if level < log_level() {
         return;
     }
-    eprintln!("onnxruntime {}: {message}", format!("{level:?}").to_lowercase());
+    eprintln!(
+        "onnxruntime {}: {message}",
+        format!("{level:?}").to_lowercase()
+    );
 }
 
 /// ONNX Runtime's log level: `ORT_LOG` (verbose, info, warning, error, fatal), else warning.
@@ -443,14 +452,17 @@ pub fn check_gpu_options(
 ) -> Result<()> {
     let has_trt = available.iter().any(|a| a == TensorRT::NAME);
     let has_gpu = has_trt || available.iter().any(|a| a == CUDA::NAME);
-    let cpu_only = provider == ProviderChoice::Cpu || (provider == ProviderChoice::Auto && !has_gpu);
+    let cpu_only =
+        provider == ProviderChoice::Cpu || (provider == ProviderChoice::Auto && !has_gpu);
     let why_cpu = if provider == ProviderChoice::Cpu {
         "--provider cpu".to_string()
     } else {
         "this ONNX Runtime has no GPU provider (scripts/setup.sh --gpu installs one)".to_string()
     };
     if gpu.fp16 && cpu_only {
-        return Err(Error::Usage(format!("--fp16: the CPU computes in fp32 only ({why_cpu})")));
+        return Err(Error::Usage(format!(
+            "--fp16: the CPU computes in fp32 only ({why_cpu})"
+        )));
     }
     if gpu.fp16 && (provider == ProviderChoice::Cuda || !has_trt) {
         return Err(Error::Usage(
@@ -460,16 +472,24 @@ pub fn check_gpu_options(
         ));
     }
     if gpu.tf32 && cpu_only {
-        return Err(Error::Usage(format!("--tf32: the CPU has no TF32 ({why_cpu})")));
+        return Err(Error::Usage(format!(
+            "--tf32: the CPU has no TF32 ({why_cpu})"
+        )));
     }
     if gpu.device > 0 && cpu_only {
-        return Err(Error::Usage(format!("--device {}: no GPU is used ({why_cpu})", gpu.device)));
+        return Err(Error::Usage(format!(
+            "--device {}: no GPU is used ({why_cpu})",
+            gpu.device
+        )));
     }
     let explicit = matches!(provider, ProviderChoice::Cuda | ProviderChoice::Tensorrt);
     if let Some(n) = visible.filter(|&n| gpu.device as usize >= n && (gpu.device > 0 || explicit)) {
         let seen = match n {
             0 => "no GPU is visible to this process".to_string(),
-            n => format!("{n} GPU(s) are visible to this process (devices 0 to {})", n - 1),
+            n => format!(
+                "{n} GPU(s) are visible to this process (devices 0 to {})",
+                n - 1
+            ),
         };
         return Err(Error::Usage(format!(
             "--device {}: {seen}, as CUDA_VISIBLE_DEVICES or nvidia-smi -L say",
@@ -506,8 +526,15 @@ pub struct BatchProfile {
 /// The profile for input `name` of dimensions `dims` (the model's, negative where dynamic) at
 /// `batch`, with the card's `crop` for dynamic image sides. `None` where the batch is fixed (no
 /// profile is needed), or the name cannot be written in ONNX Runtime's `name:AxBxC` option syntax.
-pub fn batch_profile(name: &str, dims: &[i64], crop: usize, layout: TensorLayout, batch: usize) -> Option<BatchProfile> {
-    if dims.len() != 4 || dims[0] > 0 || batch == 0 || name.is_empty() || name.contains([':', ',']) {
+pub fn batch_profile(
+    name: &str,
+    dims: &[i64],
+    crop: usize,
+    layout: TensorLayout,
+    batch: usize,
+) -> Option<BatchProfile> {
+    if dims.len() != 4 || dims[0] > 0 || batch == 0 || name.is_empty() || name.contains([':', ','])
+    {
         return None;
     }
     let want = match layout {
@@ -559,13 +586,7 @@ pub fn tensorrt_options(
 pub fn precision(provider: &str, gpu: &GpuOptions) -> &'static str {
     match provider {
         p if p == TensorRT::NAME && gpu.fp16 => "fp16 (TensorRT engines built with fp16 allowed)",
-        p if p == TensorRT::NAME || p == CUDA::NAME => {
-            if gpu.tf32 {
-                "tf32 (CUDA use_tf32=1)"
-            } else {
-                "fp32"
-            }
-        }
+        p if (p == TensorRT::NAME || p == CUDA::NAME) && gpu.tf32 => "tf32 (CUDA use_tf32=1)",
         _ => "fp32",
     }
 }
@@ -600,7 +621,15 @@ fn model_content_key(card: &ModelCard, settings: &SessionSettings) -> Result<Str
     let external = card
         .external_data
         .iter()
-        .map(|d| Ok((d.file_name().unwrap_or_default().to_string_lossy().into_owned(), sha(d)?)))
+        .map(|d| {
+            Ok((
+                d.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                sha(d)?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(content_key(&sha(&card.onnx)?, &external))
 }
@@ -715,9 +744,9 @@ struct Threading<'a> {
 /// ONNX Runtime's node placement for one session, from its log: per provider, the nodes it took.
 pub type Placement = Vec<(String, u64)>;
 
-/// The providers that took nodes, from a session's placement log lines ("All nodes placed on
-/// [CPUExecutionProvider]. Number of nodes: 93", " Node(s) placed on [CUDAExecutionProvider].
-/// Number of nodes: 88").
+/// The providers that took nodes, from a session's placement log lines (`All nodes placed on
+/// [CPUExecutionProvider]. Number of nodes: 93`, `Node(s) placed on [CUDAExecutionProvider].
+/// Number of nodes: 88`).
 pub fn parse_placement(lines: &[String]) -> Placement {
     let mut out: Placement = Vec::new();
     for line in lines {
@@ -730,7 +759,11 @@ pub fn parse_placement(lines: &[String]) -> Placement {
         let Some(count) = tail.split("Number of nodes:").nth(1) else {
             continue;
         };
-        let digits: String = count.trim().chars().take_while(char::is_ascii_digit).collect();
+        let digits: String = count
+            .trim()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
         if let Ok(n) = digits.parse::<u64>() {
             match out.iter_mut().find(|(p, _)| p == provider) {
                 Some(entry) => entry.1 += n,
@@ -754,9 +787,13 @@ fn try_session(
     if let Some(threads) = threading.own_threads {
         builder = builder
             .with_independent_thread_pool()
-            .and_then(|b| b.with_intra_threads(threads.max(1)))
-            .and_then(|b| b.with_inter_threads(1))
-            .and_then(|b| b.with_intra_op_spinning(true))
+            .map_err(ort::Error::from)?;
+        builder = builder
+            .with_intra_threads(threads.max(1))
+            .map_err(ort::Error::from)?;
+        builder = builder.with_inter_threads(1).map_err(ort::Error::from)?;
+        builder = builder
+            .with_intra_op_spinning(true)
             .map_err(ort::Error::from)?;
     }
     if rt.shared_arena {
@@ -775,19 +812,27 @@ fn try_session(
     let threshold = log_level();
     builder = builder
         .with_log_level(ort::logging::LogLevel::Verbose)
-        .and_then(|b| {
-            b.with_logger(std::sync::Arc::new(
-                move |level: ort::logging::LogLevel, _category: &str, _id: &str, _at: &str, message: &str| {
+        .map_err(ort::Error::from)?;
+    builder = builder
+        .with_logger(std::sync::Arc::new(
+            move |level: ort::logging::LogLevel,
+                  _category: &str,
+                  _id: &str,
+                  _at: &str,
+                  message: &str| {
                 if message.contains("placed on [") {
                     if let Ok(mut l) = lines.lock() {
                         l.push(message.to_string());
                     }
                 }
                 if level >= threshold {
-                    eprintln!("onnxruntime {} ({model}): {message}", format!("{level:?}").to_lowercase());
+                    eprintln!(
+                        "onnxruntime {} ({model}): {message}",
+                        format!("{level:?}").to_lowercase()
+                    );
                 }
-            }))
-        })
+            },
+        ))
         .map_err(ort::Error::from)?;
     if on_gpu {
         // The first provider must initialise; the next (CUDA under TensorRT) takes what it leaves.
@@ -798,7 +843,9 @@ fn try_session(
             .collect();
         builder = builder
             .with_execution_providers(eps)
-            .and_then(|b| b.with_deterministic_compute(true))
+            .map_err(ort::Error::from)?;
+        builder = builder
+            .with_deterministic_compute(true)
             .map_err(ort::Error::from)?;
     }
     builder = builder
@@ -841,7 +888,9 @@ fn provider_name(choice: ProviderChoice) -> &'static str {
 }
 
 fn configured<E: ArbitrarilyConfigurableExecutionProvider>(ep: E, options: &[(&str, String)]) -> E {
-    options.iter().fold(ep, |ep, (k, v)| ep.with_arbitrary_config(k, v))
+    options
+        .iter()
+        .fold(ep, |ep, (k, v)| ep.with_arbitrary_config(k, v))
 }
 
 /// The input's name and dimensions, read from a CPU session opened without optimisation (for
@@ -854,7 +903,13 @@ fn inspect_input(card: &ModelCard) -> Result<(String, Vec<i64>)> {
         .commit_from_file(&card.onnx)
         .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", card.onnx.display())))?;
     let at = card.onnx.display().to_string();
-    let input = pick_outlet(session.inputs(), card.input.name.as_deref(), "input", &card.name, &at)?;
+    let input = pick_outlet(
+        session.inputs(),
+        card.input.name.as_deref(),
+        "input",
+        &card.name,
+        &at,
+    )?;
     let (_, dims) = tensor_dims(&card.name, "input", input.name(), input.dtype())?;
     Ok((input.name().to_string(), dims))
 }
@@ -872,7 +927,10 @@ fn execution_providers(
     let cuda_opts = cuda_options(&settings.gpu);
     let cuda = || configured(CUDA::default(), &cuda_opts).build();
     let record = |ep: &str, options: &[(&str, String)]| -> ProviderOptions {
-        options.iter().map(|(k, v)| (format!("{ep}.{k}"), v.clone())).collect()
+        options
+            .iter()
+            .map(|(k, v)| (format!("{ep}.{k}"), v.clone()))
+            .collect()
     };
     Ok(match attempt {
         ProviderChoice::Cpu | ProviderChoice::Auto => (Vec::new(), Vec::new()),
@@ -881,17 +939,28 @@ fn execution_providers(
             std::fs::create_dir_all(&settings.trt_cache).ok();
             let key = model_content_key(card, settings)?;
             let (input, dims) = inspect_input(card)?;
-            let profile = batch_profile(&input, &dims, card.preprocess.crop as usize, card.input.layout, settings.batch_size);
-            if profile.is_none() && dims.first().is_some_and(|d| *d <= 0) && settings.batch_size > 0 {
+            let profile = batch_profile(
+                &input,
+                &dims,
+                card.preprocess.crop as usize,
+                card.input.layout,
+                settings.batch_size,
+            );
+            if profile.is_none() && dims.first().is_some_and(|d| *d <= 0) && settings.batch_size > 0
+            {
                 note(format!(
                     "input `{input}` cannot be named in TensorRT's profile options; \
                      TensorRT builds an engine per batch shape"
                 ));
             }
-            let options = tensorrt_options(&settings.gpu, &settings.trt_cache, &key, profile.as_ref());
+            let options =
+                tensorrt_options(&settings.gpu, &settings.trt_cache, &key, profile.as_ref());
             let mut recorded = record("tensorrt", &options);
             recorded.extend(record("cuda", &cuda_opts));
-            (vec![configured(TensorRT::default(), &options).build(), cuda()], recorded)
+            (
+                vec![configured(TensorRT::default(), &options).build(), cuda()],
+                recorded,
+            )
         }
     })
 }
@@ -1029,15 +1098,17 @@ impl OrtClassifier {
         for (i, &attempt) in tried.iter().enumerate() {
             let name = provider_name(attempt);
             let placement = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-            let opened = execution_providers(card, settings, attempt, note).and_then(|(eps, options)| {
-                let session = try_session(card, eps, threading, &placement)?;
-                let lines = placement.lock().map(|l| l.clone()).unwrap_or_default();
-                let mut classifier = Self::checked(card, session, name, parse_placement(&lines))?;
-                classifier.options = options;
-                classifier.precision = precision(name, &settings.gpu);
-                warm_up(&mut classifier, settings.batch_size)?;
-                Ok(classifier)
-            });
+            let opened =
+                execution_providers(card, settings, attempt, note).and_then(|(eps, options)| {
+                    let session = try_session(card, eps, threading, &placement)?;
+                    let lines = placement.lock().map(|l| l.clone()).unwrap_or_default();
+                    let mut classifier =
+                        Self::checked(card, session, name, parse_placement(&lines))?;
+                    classifier.options = options;
+                    classifier.precision = precision(name, &settings.gpu);
+                    warm_up(&mut classifier, settings.batch_size)?;
+                    Ok(classifier)
+                });
             let e = match opened {
                 Ok(classifier) => return Ok(classifier),
                 // The card does not fit the model: no other provider changes that.
@@ -1045,8 +1116,13 @@ impl OrtClassifier {
                 Err(e) => e,
             };
             match tried.get(i + 1) {
-                Some(&ProviderChoice::Cpu) => note(format!("{name} did not initialise ({e}); using the CPU")),
-                Some(&next) => note(format!("{name} did not initialise ({e}); trying {}", provider_name(next))),
+                Some(&ProviderChoice::Cpu) => {
+                    note(format!("{name} did not initialise ({e}); using the CPU"))
+                }
+                Some(&next) => note(format!(
+                    "{name} did not initialise ({e}); trying {}",
+                    provider_name(next)
+                )),
                 None if attempt == ProviderChoice::Cpu => failure = Some(e),
                 None => failure = Some(Error::Runtime(format!("{name} did not initialise: {e}"))),
             }
@@ -1379,7 +1455,10 @@ mod gpu_option_tests {
     use super::*;
 
     fn get<'a>(options: &'a [(&str, String)], key: &str) -> Option<&'a str> {
-        options.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        options
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -1388,17 +1467,42 @@ mod gpu_option_tests {
         assert_eq!(get(&fp32, "use_tf32"), Some("0"));
         assert_eq!(get(&fp32, "cudnn_conv_algo_search"), Some("DEFAULT"));
         assert_eq!(get(&fp32, "device_id"), Some("0"));
-        let tf32 = cuda_options(&GpuOptions { device: 3, tf32: true, fp16: false });
+        let tf32 = cuda_options(&GpuOptions {
+            device: 3,
+            tf32: true,
+            fp16: false,
+        });
         assert_eq!(get(&tf32, "use_tf32"), Some("1"));
         assert_eq!(get(&tf32, "device_id"), Some("3"));
         assert_eq!(precision(CUDA::NAME, &GpuOptions::default()), "fp32");
-        assert!(precision(CUDA::NAME, &GpuOptions { tf32: true, ..Default::default() }).starts_with("tf32"));
-        assert_eq!(precision(CPU::NAME, &GpuOptions { tf32: true, fp16: true, device: 0 }), "fp32");
+        assert!(precision(
+            CUDA::NAME,
+            &GpuOptions {
+                tf32: true,
+                ..Default::default()
+            }
+        )
+        .starts_with("tf32"));
+        assert_eq!(
+            precision(
+                CPU::NAME,
+                &GpuOptions {
+                    tf32: true,
+                    fp16: true,
+                    device: 0
+                }
+            ),
+            "fp32"
+        );
     }
 
     #[test]
     fn tensorrt_engines_are_keyed_by_content_and_share_the_timing_cache() {
-        let gpu = GpuOptions { device: 1, tf32: false, fp16: true };
+        let gpu = GpuOptions {
+            device: 1,
+            tf32: false,
+            fp16: true,
+        };
         let profile = batch_profile("input", &[-1, 3, 224, 224], 224, TensorLayout::Nchw, 64);
         let options = tensorrt_options(&gpu, Path::new("/cache"), "abc123", profile.as_ref());
         assert_eq!(get(&options, "trt_engine_cache_prefix"), Some("abc123"));
@@ -1407,9 +1511,18 @@ mod gpu_option_tests {
         assert_eq!(get(&options, "trt_timing_cache_enable"), Some("1"));
         assert_eq!(get(&options, "trt_fp16_enable"), Some("1"));
         assert_eq!(get(&options, "device_id"), Some("1"));
-        assert_eq!(get(&options, "trt_profile_min_shapes"), Some("input:1x3x224x224"));
-        assert_eq!(get(&options, "trt_profile_opt_shapes"), Some("input:64x3x224x224"));
-        assert_eq!(get(&options, "trt_profile_max_shapes"), Some("input:64x3x224x224"));
+        assert_eq!(
+            get(&options, "trt_profile_min_shapes"),
+            Some("input:1x3x224x224")
+        );
+        assert_eq!(
+            get(&options, "trt_profile_opt_shapes"),
+            Some("input:64x3x224x224")
+        );
+        assert_eq!(
+            get(&options, "trt_profile_max_shapes"),
+            Some("input:64x3x224x224")
+        );
         let fp32 = tensorrt_options(&GpuOptions::default(), Path::new("/c"), "k", None);
         assert_eq!(get(&fp32, "trt_fp16_enable"), Some("0"));
         assert_eq!(get(&fp32, "trt_profile_min_shapes"), None);
@@ -1430,36 +1543,104 @@ mod gpu_option_tests {
         let nhwc = batch_profile("x", &[-1, -1, -1, 3], 160, TensorLayout::Nhwc, 9).unwrap();
         assert_eq!(nhwc.min, "x:1x160x160x3");
         assert_eq!(nhwc.max, "x:9x160x160x3");
-        assert_eq!(batch_profile("x", &[8, 3, 224, 224], 224, TensorLayout::Nchw, 64), None);
-        assert_eq!(batch_profile("a:b", &[-1, 3, 224, 224], 224, TensorLayout::Nchw, 64), None);
-        assert_eq!(batch_profile("a,b", &[-1, 3, 224, 224], 224, TensorLayout::Nchw, 64), None);
-        assert_eq!(batch_profile("x", &[-1, 3, 224, 224], 224, TensorLayout::Nchw, 0), None);
+        assert_eq!(
+            batch_profile("x", &[8, 3, 224, 224], 224, TensorLayout::Nchw, 64),
+            None
+        );
+        assert_eq!(
+            batch_profile("a:b", &[-1, 3, 224, 224], 224, TensorLayout::Nchw, 64),
+            None
+        );
+        assert_eq!(
+            batch_profile("a,b", &[-1, 3, 224, 224], 224, TensorLayout::Nchw, 64),
+            None
+        );
+        assert_eq!(
+            batch_profile("x", &[-1, 3, 224, 224], 224, TensorLayout::Nchw, 0),
+            None
+        );
     }
 
     #[test]
     fn gpu_settings_that_cannot_take_effect_are_usage_errors() {
-        let gpu_lib = vec![TensorRT::NAME.to_string(), CUDA::NAME.to_string(), CPU::NAME.to_string()];
+        let gpu_lib = vec![
+            TensorRT::NAME.to_string(),
+            CUDA::NAME.to_string(),
+            CPU::NAME.to_string(),
+        ];
         let cuda_lib = vec![CUDA::NAME.to_string(), CPU::NAME.to_string()];
         let cpu_lib = vec![CPU::NAME.to_string()];
-        let fp16 = GpuOptions { fp16: true, ..Default::default() };
+        let fp16 = GpuOptions {
+            fp16: true,
+            ..Default::default()
+        };
         let usage = |r: Result<()>| matches!(r, Err(Error::Usage(_)));
-        assert!(usage(check_gpu_options(ProviderChoice::Cpu, &fp16, &gpu_lib, None)));
-        assert!(usage(check_gpu_options(ProviderChoice::Auto, &fp16, &cpu_lib, None)));
-        assert!(usage(check_gpu_options(ProviderChoice::Cuda, &fp16, &gpu_lib, None)));
-        assert!(usage(check_gpu_options(ProviderChoice::Auto, &fp16, &cuda_lib, None)));
+        assert!(usage(check_gpu_options(
+            ProviderChoice::Cpu,
+            &fp16,
+            &gpu_lib,
+            None
+        )));
+        assert!(usage(check_gpu_options(
+            ProviderChoice::Auto,
+            &fp16,
+            &cpu_lib,
+            None
+        )));
+        assert!(usage(check_gpu_options(
+            ProviderChoice::Cuda,
+            &fp16,
+            &gpu_lib,
+            None
+        )));
+        assert!(usage(check_gpu_options(
+            ProviderChoice::Auto,
+            &fp16,
+            &cuda_lib,
+            None
+        )));
         assert!(check_gpu_options(ProviderChoice::Tensorrt, &fp16, &gpu_lib, None).is_ok());
-        let tf32 = GpuOptions { tf32: true, ..Default::default() };
-        assert!(usage(check_gpu_options(ProviderChoice::Cpu, &tf32, &gpu_lib, None)));
+        let tf32 = GpuOptions {
+            tf32: true,
+            ..Default::default()
+        };
+        assert!(usage(check_gpu_options(
+            ProviderChoice::Cpu,
+            &tf32,
+            &gpu_lib,
+            None
+        )));
         assert!(check_gpu_options(ProviderChoice::Cuda, &tf32, &cuda_lib, None).is_ok());
-        let device2 = GpuOptions { device: 2, ..Default::default() };
-        assert!(usage(check_gpu_options(ProviderChoice::Cuda, &device2, &cuda_lib, Some(2))));
+        let device2 = GpuOptions {
+            device: 2,
+            ..Default::default()
+        };
+        assert!(usage(check_gpu_options(
+            ProviderChoice::Cuda,
+            &device2,
+            &cuda_lib,
+            Some(2)
+        )));
         assert!(check_gpu_options(ProviderChoice::Cuda, &device2, &cuda_lib, Some(3)).is_ok());
-        assert!(check_gpu_options(ProviderChoice::Cuda, &device2, &cuda_lib, None).is_ok(), "unknown count: the provider says");
-        assert!(usage(check_gpu_options(ProviderChoice::Cpu, &device2, &gpu_lib, None)));
+        assert!(
+            check_gpu_options(ProviderChoice::Cuda, &device2, &cuda_lib, None).is_ok(),
+            "unknown count: the provider says"
+        );
+        assert!(usage(check_gpu_options(
+            ProviderChoice::Cpu,
+            &device2,
+            &gpu_lib,
+            None
+        )));
         // The default device with no GPU visible: auto falls back to the CPU, cuda is told now.
         let default = GpuOptions::default();
         assert!(check_gpu_options(ProviderChoice::Auto, &default, &cuda_lib, Some(0)).is_ok());
-        assert!(usage(check_gpu_options(ProviderChoice::Cuda, &default, &cuda_lib, Some(0))));
+        assert!(usage(check_gpu_options(
+            ProviderChoice::Cuda,
+            &default,
+            &cuda_lib,
+            Some(0)
+        )));
     }
 
     #[test]
@@ -1472,18 +1653,35 @@ mod gpu_option_tests {
         let placement = parse_placement(&lines);
         assert_eq!(
             placement,
-            vec![("CUDAExecutionProvider".to_string(), 88), ("CPUExecutionProvider".to_string(), 5)]
+            vec![
+                ("CUDAExecutionProvider".to_string(), 88),
+                ("CPUExecutionProvider".to_string(), 5)
+            ]
         );
-        assert_eq!(ran_on(CUDA::NAME, &placement), "CUDAExecutionProvider+CPUExecutionProvider");
-        let all_cpu = parse_placement(&["All nodes placed on [CPUExecutionProvider]. Number of nodes: 93".to_string()]);
+        assert_eq!(
+            ran_on(CUDA::NAME, &placement),
+            "CUDAExecutionProvider+CPUExecutionProvider"
+        );
+        let all_cpu = parse_placement(&[
+            "All nodes placed on [CPUExecutionProvider]. Number of nodes: 93".to_string(),
+        ]);
         assert_eq!(ran_on(CPU::NAME, &all_cpu), "CPUExecutionProvider");
-        assert_eq!(ran_on(TensorRT::NAME, &Vec::new()), "TensorrtExecutionProvider");
+        assert_eq!(
+            ran_on(TensorRT::NAME, &Vec::new()),
+            "TensorrtExecutionProvider"
+        );
     }
 
     #[test]
     fn auto_tries_the_providers_in_the_library_then_the_cpu() {
         let lib = vec![CUDA::NAME.to_string(), CPU::NAME.to_string()];
-        assert_eq!(attempts(ProviderChoice::Auto, &lib), vec![ProviderChoice::Cuda, ProviderChoice::Cpu]);
-        assert_eq!(attempts(ProviderChoice::Tensorrt, &lib), vec![ProviderChoice::Tensorrt]);
+        assert_eq!(
+            attempts(ProviderChoice::Auto, &lib),
+            vec![ProviderChoice::Cuda, ProviderChoice::Cpu]
+        );
+        assert_eq!(
+            attempts(ProviderChoice::Tensorrt, &lib),
+            vec![ProviderChoice::Tensorrt]
+        );
     }
 }

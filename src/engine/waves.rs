@@ -39,9 +39,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (number, unit) = (&t[..split], t[split..].trim());
-    let bad = || {
-        format!("`{text}` is not a size; write a number and a unit, e.g. 8GB, 500MB or 1.5GiB")
-    };
+    let bad =
+        || format!("`{text}` is not a size; write a number and a unit, e.g. 8GB, 500MB or 1.5GiB");
     let value: f64 = number.parse().map_err(|_| bad())?;
     let scale: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -281,7 +280,16 @@ mod tests {
         assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
         assert_eq!(parse_size("2048"), Ok(2048));
         assert_eq!(parse_size("64k"), Ok(64 << 10));
-        for bad in ["", "GB", "8XB", "-1GB", "1.2.3GB", "0", "0.1B", "99999999999TB"] {
+        for bad in [
+            "",
+            "GB",
+            "8XB",
+            "-1GB",
+            "1.2.3GB",
+            "0",
+            "0.1B",
+            "99999999999TB",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad:?} parsed");
         }
     }
@@ -323,7 +331,10 @@ mod tests {
         };
         assert!(bigger.fixed() > shape.fixed());
         assert!(shape.model(18 << 20) > (18 << 20) * 2);
-        let one = PassShape { workers: 1, ..shape };
+        let one = PassShape {
+            workers: 1,
+            ..shape
+        };
         assert!(one.model(18 << 20) < shape.model(18 << 20));
     }
 }

@@ -410,7 +410,9 @@ fn check_complete(p: &RawPreprocess, at: &KeyLocator) -> Result<()> {
         Some(other) => {
             return Err(Error::input(
                 at(Some("preprocess"), "defaults"),
-                format!("unknown defaults `{other}`; the one set is \"imagenet\" ({IMAGENET_DEFAULTS})"),
+                format!(
+                    "unknown defaults `{other}`; the one set is \"imagenet\" ({IMAGENET_DEFAULTS})"
+                ),
             ))
         }
         None => {}
@@ -590,7 +592,11 @@ fn load_head(raw: RawHead, base: &Path, at: &KeyLocator) -> Result<Head> {
             "a zero-shot head has no bias; use kind = \"linear\" for a head with one",
         ));
     }
-    let default_scale = if kind == HeadKind::ZeroShot { 100.0 } else { 1.0 };
+    let default_scale = if kind == HeadKind::ZeroShot {
+        100.0
+    } else {
+        1.0
+    };
     let scale = raw.scale.unwrap_or(default_scale);
     if !(scale.is_finite() && scale > 0.0) {
         return Err(Error::input(

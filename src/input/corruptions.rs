@@ -69,7 +69,10 @@ fn parse_table(text: &str) -> std::result::Result<Table, String> {
         };
         let error = match error.trim() {
             "" => None,
-            e => Some(e.parse::<f64>().map_err(|e| format!("line {}: {e}", i + 1))?),
+            e => Some(
+                e.parse::<f64>()
+                    .map_err(|e| format!("line {}: {e}", i + 1))?,
+            ),
         };
         if name == "clean" {
             clean = error;
@@ -263,7 +266,10 @@ pub fn describe(tree: &Tree) -> Vec<String> {
         n.dedup();
         n
     };
-    let benchmark = table.benchmark().filter(|c| names.contains(&c.name.as_str())).count();
+    let benchmark = table
+        .benchmark()
+        .filter(|c| names.contains(&c.name.as_str()))
+        .count();
     let extras: Vec<&str> = table
         .corruptions
         .iter()
@@ -315,8 +321,14 @@ mod tests {
             .iter()
             .filter(|c| !c.in_mce)
             .all(|c| c.alexnet_error.is_none()));
-        assert_eq!(t.get("gaussian_noise").unwrap().alexnet_error, Some(0.886428));
-        assert_eq!(t.get("jpeg_compression").unwrap().alexnet_error, Some(0.6065));
+        assert_eq!(
+            t.get("gaussian_noise").unwrap().alexnet_error,
+            Some(0.886428)
+        );
+        assert_eq!(
+            t.get("jpeg_compression").unwrap().alexnet_error,
+            Some(0.6065)
+        );
         assert!((t.alexnet_clean_error - 0.43478).abs() < 1e-12);
         let families: Vec<&str> = t.benchmark().map(|c| c.family.as_str()).collect();
         assert_eq!(families.iter().filter(|f| **f == "noise").count(), 3);
@@ -326,8 +338,17 @@ mod tests {
     #[test]
     fn dataset_names_round_trip_and_others_are_not_corruptions() {
         assert_eq!(dataset_name("zoom_blur", 3), "imagenet-c-zoom_blur-3");
-        assert_eq!(parse_dataset("imagenet-c-zoom_blur-3"), Some(("zoom_blur", 3)));
-        for other in ["imagenet", "imagenet-r", "imagenet-c-fog-6", "imagenet-c--2", "imagenet-c-fog"] {
+        assert_eq!(
+            parse_dataset("imagenet-c-zoom_blur-3"),
+            Some(("zoom_blur", 3))
+        );
+        for other in [
+            "imagenet",
+            "imagenet-r",
+            "imagenet-c-fog-6",
+            "imagenet-c--2",
+            "imagenet-c-fog",
+        ] {
             assert_eq!(parse_dataset(other), None, "{other}");
         }
     }
@@ -339,11 +360,17 @@ mod tests {
         std::fs::create_dir_all(&class).unwrap();
         std::fs::write(class.join("a.JPEG"), b"").unwrap();
         let err = scan(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("fog/6") && err.contains("not one of 1–5"), "{err}");
+        assert!(
+            err.contains("fog/6") && err.contains("not one of 1–5"),
+            "{err}"
+        );
         std::fs::rename(dir.path().join("fog/6"), dir.path().join("fog/2")).unwrap();
         std::fs::create_dir_all(dir.path().join("fog/3/cats")).unwrap();
         let err = scan(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("fog/3/cats") && err.contains("not an ImageNet wnid"), "{err}");
+        assert!(
+            err.contains("fog/3/cats") && err.contains("not an ImageNet wnid"),
+            "{err}"
+        );
         std::fs::remove_dir(dir.path().join("fog/3/cats")).unwrap();
         let tree = scan(dir.path()).unwrap();
         assert_eq!(tree.sets.len(), 1);

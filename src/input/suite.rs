@@ -311,8 +311,12 @@ mod tests {
             for sev in crate::input::corruptions::SEVERITIES {
                 let name = crate::input::corruptions::dataset_name(&c.name, sev);
                 let d = s.datasets.iter().find(|d| d.name == name).expect(&name);
-                assert!(d.optional && d.default && d.resize == ResizeMode::None, "{name}");
-                let expected = crate::input::corruptions::manifest_path(Path::new(""), &c.name, sev);
+                assert!(
+                    d.optional && d.default && d.resize == ResizeMode::None,
+                    "{name}"
+                );
+                let expected =
+                    crate::input::corruptions::manifest_path(Path::new(""), &c.name, sev);
                 assert_eq!(d.manifest, expected);
             }
         }
@@ -324,7 +328,10 @@ mod tests {
         let err = Suite::parse(Path::new("s.toml"), text, None)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("s.toml:6: field `datasets.a.resize`"), "{err}");
+        assert!(
+            err.starts_with("s.toml:6: field `datasets.a.resize`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -33,7 +33,10 @@ pub struct Ingredient {
 /// One warning for models whose graphs look like BatchNorm was folded (`Model::looks_folded`),
 /// naming the first and counting the rest.
 pub fn folded_warning(parts: &[&Ingredient]) -> Option<String> {
-    let folded: Vec<String> = parts.iter().filter_map(|p| p.model.looks_folded()).collect();
+    let folded: Vec<String> = parts
+        .iter()
+        .filter_map(|p| p.model.looks_folded())
+        .collect();
     let first = folded.first()?;
     Some(match folded.len() {
         1 => first.clone(),
@@ -125,18 +128,16 @@ pub fn check_compatible(first: &Ingredient, other: &Ingredient) -> Result<()> {
 fn check_heads(first: &Ingredient, other: &Ingredient) -> Result<()> {
     match (&first.card.head, &other.card.head) {
         (None, None) => Ok(()),
-        (Some(ha), Some(hb)) if ha.weights.dim() != hb.weights.dim() => {
-            Err(Error::Usage(format!(
-                "{} and {}: the [head] weights {} and {} have shapes {:?} and {:?}; heads are \
+        (Some(ha), Some(hb)) if ha.weights.dim() != hb.weights.dim() => Err(Error::Usage(format!(
+            "{} and {}: the [head] weights {} and {} have shapes {:?} and {:?}; heads are \
                  mixed element by element, so they must have the same classes and embedding width",
-                first.label(),
-                other.label(),
-                ha.weights_file.display(),
-                hb.weights_file.display(),
-                ha.weights.dim(),
-                hb.weights.dim()
-            )))
-        }
+            first.label(),
+            other.label(),
+            ha.weights_file.display(),
+            hb.weights_file.display(),
+            ha.weights.dim(),
+            hb.weights.dim()
+        ))),
         (Some(ha), Some(hb)) if ha.normalize != hb.normalize => Err(Error::Usage(format!(
             "{} and {}: one [head] normalises the embedding and the other not (`normalize` = {} \
              and {}); mixing their weights would mix two different functions of the embedding",
@@ -189,10 +190,7 @@ pub fn write_model(
     let card_file = out.join(format!("{name}.toml"));
     let first = &parts[0].model;
     let head = mix_heads(parts, recipe)?;
-    let head_files = head
-        .as_ref()
-        .map(|h| h.files(name))
-        .unwrap_or_default();
+    let head_files = head.as_ref().map(|h| h.files(name)).unwrap_or_default();
     let mut outputs: Vec<PathBuf> = vec![onnx.clone(), card_file.clone()];
     outputs.extend(head_files.iter().map(|f| out.join(f)));
     outputs.extend(
@@ -296,7 +294,9 @@ fn mix_heads(parts: &[&Ingredient], recipe: Recipe) -> Result<Option<MixedHead>>
         return Ok(None);
     }
     let copy = match recipe {
-        Recipe::Interpolate { alpha } if alpha == 0.0 || alpha == 1.0 => Some((alpha == 1.0) as usize),
+        Recipe::Interpolate { alpha } if alpha == 0.0 || alpha == 1.0 => {
+            Some((alpha == 1.0) as usize)
+        }
         Recipe::Mean if heads.len() == 1 => Some(0),
         _ => None,
     };
@@ -316,7 +316,7 @@ fn mix_heads(parts: &[&Ingredient], recipe: Recipe) -> Result<Option<MixedHead>>
             .iter()
             .map(|h| match &h.bias {
                 Some(b) => f32_bytes(b.iter().copied()),
-                None => f32_bytes(std::iter::repeat(0.0).take(dim.0)),
+                None => f32_bytes(std::iter::repeat_n(0.0, dim.0)),
             })
             .collect();
         let inputs: Vec<&[u8]> = biases.iter().map(Vec::as_slice).collect();

@@ -306,11 +306,21 @@ mod tests {
     fn the_greedy_soup_warns_for_any_dataset_the_suite_reports_on() {
         let mut suite = Suite::find("demo").unwrap();
         let id = id_warning(&suite, "shapes").unwrap();
-        assert!(id.contains("in-distribution") && id.contains("biased upward"), "{id}");
+        assert!(
+            id.contains("in-distribution") && id.contains("biased upward"),
+            "{id}"
+        );
         let shift = id_warning(&suite, "shapes-v2").unwrap();
-        assert!(shift.contains("reports on") && shift.contains("effective robustness"), "{shift}");
+        assert!(
+            shift.contains("reports on") && shift.contains("effective robustness"),
+            "{shift}"
+        );
         // A split a run does not evaluate by default is a held-out set: no warning.
-        let held_out = suite.datasets.iter_mut().find(|d| d.name == "shapes-v2").unwrap();
+        let held_out = suite
+            .datasets
+            .iter_mut()
+            .find(|d| d.name == "shapes-v2")
+            .unwrap();
         held_out.default = false;
         assert_eq!(id_warning(&suite, "shapes-v2"), None);
     }

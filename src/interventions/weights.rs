@@ -428,7 +428,13 @@ fn tensor(bytes: &[u8], whole: Range<usize>) -> proto::Parse<Tensor> {
             "tensor `{name}` holds its values in more than one field ({}{}); a tensor must have \
              one and only one value field (onnx.checker): re-save it with onnx.save",
             names.join(", "),
-            if location_external { " and external data" } else if repeated { ", given twice" } else { "" }
+            if location_external {
+                " and external data"
+            } else if repeated {
+                ", given twice"
+            } else {
+                ""
+            }
         ));
     }
     let payload = if location_external {
@@ -692,6 +698,7 @@ fn mean_of(sum: &[f64], count: usize, data_type: i32) -> Vec<u8> {
 
 /// The float64 sum of the float initializers of the models added so far, in the order added:
 /// the greedy soup's running sum (one model's worth of float64, whatever the number kept).
+#[derive(Default)]
 pub struct RunningSum {
     sums: HashMap<String, Vec<f64>>,
     pub count: usize,
@@ -699,10 +706,7 @@ pub struct RunningSum {
 
 impl RunningSum {
     pub fn new() -> RunningSum {
-        RunningSum {
-            sums: HashMap::new(),
-            count: 0,
-        }
+        RunningSum::default()
     }
 
     /// Add a model (checked to be the same graph as the others), one tensor at a time.
@@ -736,7 +740,11 @@ impl Source<'_> {
         match self {
             Source::Models(models, Recipe::Interpolate { alpha }) => {
                 let (a, b) = (of(models[0])?, of(models[1])?);
-                Ok(mix(t.data_type, &[&a, &b], Recipe::Interpolate { alpha: *alpha }))
+                Ok(mix(
+                    t.data_type,
+                    &[&a, &b],
+                    Recipe::Interpolate { alpha: *alpha },
+                ))
             }
             Source::Models(models, Recipe::Mean) => {
                 let mut sum = vec![0.0; t.elements().unwrap_or(0)];
@@ -789,7 +797,12 @@ pub fn write_mixed(first: &Model, source: &Source, out: &Path, stem: &str) -> Re
     let names = external_names(first, stem);
     let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
     for t in &first.tensors {
-        if let Payload::External { location_span, location, .. } = &t.payload {
+        if let Payload::External {
+            location_span,
+            location,
+            ..
+        } = &t.payload
+        {
             let new = &names.iter().find(|(old, _)| old == location).unwrap().1;
             edits.push((location_span.clone(), new.as_bytes().to_vec()));
         }

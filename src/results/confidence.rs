@@ -1,4 +1,4 @@
-//! How sure a model was of each image (docs/notes-22.md): the softmax over the classes a view
+//! How sure a model was of each image (docs/confidence.md): the softmax over the classes a view
 //! scores (the restricted classes for ImageNet-R, -A and ObjectNet, as scored), its largest
 //! probability (the confidence) and its entropy. Computed in f64 from the f32 logits every model
 //! yields (fp16 and `[head]` models' logits arrive here as f32 too), shifted by the largest logit

@@ -260,15 +260,24 @@ mod tests {
     fn the_exclusive_file_lets_one_writer_in_and_is_released_on_drop() {
         let dir = tempfile::tempdir().unwrap();
         let held = WriterLock::acquire_as(dir.path(), FILE).unwrap();
-        let e = WriterLock::acquire_as(dir.path(), FILE).unwrap_err().to_string();
-        assert!(e.contains("in use") && e.contains(&format!("pid {}", std::process::id())), "{e}");
+        let e = WriterLock::acquire_as(dir.path(), FILE)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("in use") && e.contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
         drop(held);
         assert!(!dir.path().join(EXCLUSIVE_FILE).exists());
         WriterLock::acquire_as(dir.path(), FILE).unwrap();
     }
 
     fn leave_lock(dir: &Path, holder: &Holder) {
-        std::fs::write(dir.join(EXCLUSIVE_FILE), serde_json::to_vec(holder).unwrap()).unwrap();
+        std::fs::write(
+            dir.join(EXCLUSIVE_FILE),
+            serde_json::to_vec(holder).unwrap(),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -293,8 +302,13 @@ mod tests {
             ..dead
         };
         leave_lock(dir.path(), &elsewhere);
-        let e = WriterLock::acquire_as(dir.path(), FILE).unwrap_err().to_string();
-        assert!(e.contains("another-node") && e.contains("ROBUST_EVAL_LOCK_TAKEOVER=1"), "{e}");
+        let e = WriterLock::acquire_as(dir.path(), FILE)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("another-node") && e.contains("ROBUST_EVAL_LOCK_TAKEOVER=1"),
+            "{e}"
+        );
         WriterLock::acquire_as(dir.path(), LockKind::ExclusiveFile { takeover: true }).unwrap();
     }
 

@@ -383,8 +383,7 @@ fn parts_of<'a>(shards: &'a [ShardFolder], model: &str, dataset: &str) -> Result
                 ),
             ));
         }
-        if let Some((field, first, this)) = different_input(parts[0].evaluation, part.evaluation)
-        {
+        if let Some((field, first, this)) = different_input(parts[0].evaluation, part.evaluation) {
             return Err(Error::input(
                 at,
                 format!(
@@ -413,9 +412,21 @@ fn parts_of<'a>(shards: &'a [ShardFolder], model: &str, dataset: &str) -> Result
 /// and so the last digits of the logits (a near-tie can flip): parts must agree on them too.
 fn different_input(a: &Evaluation, b: &Evaluation) -> Option<(&'static str, String, String)> {
     let pairs: [(&'static str, String, String); 9] = [
-        ("model sha256", a.model_sha256.clone(), b.model_sha256.clone()),
-        ("model card settings", a.model_setup.clone(), b.model_setup.clone()),
-        ("manifest sha256", a.manifest_sha256.clone(), b.manifest_sha256.clone()),
+        (
+            "model sha256",
+            a.model_sha256.clone(),
+            b.model_sha256.clone(),
+        ),
+        (
+            "model card settings",
+            a.model_setup.clone(),
+            b.model_setup.clone(),
+        ),
+        (
+            "manifest sha256",
+            a.manifest_sha256.clone(),
+            b.manifest_sha256.clone(),
+        ),
         ("preprocessing", a.preprocess.key(), b.preprocess.key()),
         ("border", a.border.to_string(), b.border.to_string()),
         (
@@ -424,7 +435,11 @@ fn different_input(a: &Evaluation, b: &Evaluation) -> Option<(&'static str, Stri
             format!("{} {:?}", b.scoring, b.views),
         ),
         ("execution provider", a.provider.clone(), b.provider.clone()),
-        ("batch size", a.batch_size.to_string(), b.batch_size.to_string()),
+        (
+            "batch size",
+            a.batch_size.to_string(),
+            b.batch_size.to_string(),
+        ),
         // fp32, TF32 and fp16 logits differ in the last bits, enough to flip near ties.
         (
             "precision (--tf32, --fp16)",

@@ -269,8 +269,7 @@ pub const TEMP_PREFIX: &str = ".robust-eval-tmp-";
 /// folder) leaves the old file as it was and says which file could not be written.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |file| {
-        file.write_all(bytes)
-            .map_err(|e| write_failed(path, e))
+        file.write_all(bytes).map_err(|e| write_failed(path, e))
     })
 }
 
@@ -518,7 +517,11 @@ impl ResultsStore {
                     && is_whole_parquet(&self.predictions_path(&wanted.model, v))
                     && has_confidences(&self.predictions_path(&wanted.model, v))
             })
-            && (!part || wanted.views.iter().any(|v| stored(v).is_some_and(|r| r.n > 0)))
+            && (!part
+                || wanted
+                    .views
+                    .iter()
+                    .any(|v| stored(v).is_some_and(|r| r.n > 0)))
     }
 
     pub fn predictions_path(&self, model: &str, view: &str) -> PathBuf {
@@ -649,7 +652,12 @@ impl ResultsStore {
         }
         let removed: Vec<(String, usize)> = models
             .iter()
-            .map(|m| (m.clone(), self.evals.iter().filter(|r| &r.model == m).count()))
+            .map(|m| {
+                (
+                    m.clone(),
+                    self.evals.iter().filter(|r| &r.model == m).count(),
+                )
+            })
             .collect();
         self.run.evaluations.retain(|e| !models.contains(&e.model));
         for m in models {
@@ -733,10 +741,7 @@ pub fn has_confidences(path: &Path) -> bool {
     let Ok(schema) = ParquetReader::new(file).schema() else {
         return false;
     };
-    CONFIDENCE_COLUMNS
-        .iter()
-        .all(|c| schema.contains(c))
-        || parquet_rows(path) == Some(0)
+    CONFIDENCE_COLUMNS.iter().all(|c| schema.contains(c)) || parquet_rows(path) == Some(0)
 }
 
 /// The number of rows a Parquet file holds, from its footer.

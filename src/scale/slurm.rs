@@ -186,7 +186,9 @@ pub fn sbatch_word(value: &str, option: &str) -> Result<String> {
     }
     let lower = value.to_ascii_lowercase();
     if let Some(word) = ["packjob", "hetjob"].iter().find(|w| lower.contains(*w)) {
-        return refuse(format!("sbatch reads `{word}` as a job separator wherever it appears"));
+        return refuse(format!(
+            "sbatch reads `{word}` as a job separator wherever it appears"
+        ));
     }
     let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
     if value.chars().all(plain) {
