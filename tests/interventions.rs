@@ -625,6 +625,7 @@ fn tensors_with_two_value_fields_or_odd_external_files_are_refused() {
     std::fs::write(&model, crafted_model(&two_fields)).unwrap();
     bin()
         .args(["interpolate".as_ref(), model.as_os_str(), model.as_os_str()])
+        .arg("--assume-imagenet-preprocessing")
         .arg("--out")
         .arg(d.join("out"))
         .assert()
@@ -646,6 +647,7 @@ fn tensors_with_two_value_fields_or_odd_external_files_are_refused() {
     bin()
         .args(["interpolate".as_ref(), ext.join("m.onnx").as_os_str()])
         .arg(ext.join("m.onnx"))
+        .arg("--assume-imagenet-preprocessing")
         .arg("--out")
         .arg(d.join("out2"))
         .assert()
