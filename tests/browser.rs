@@ -177,7 +177,10 @@ fn report_loads_in_chromium_with_tooltips_and_pixels() {
         .map(|r| &r[..r.find('>').unwrap_or(r.len())])
         .filter(|attrs| attrs.contains("data-group=\"standard\""))
         .collect();
-    assert!(!standard_rows.is_empty(), "no table rows of standard models");
+    assert!(
+        !standard_rows.is_empty(),
+        "no table rows of standard models"
+    );
     assert!(
         standard_rows.iter().all(|attrs| attrs.contains("hidden")),
         "standard rows left visible: {standard_rows:?}"

@@ -25,12 +25,28 @@ fn a_fit_with_one_id_accuracy_ends_with_a_reason() {
          a,standard,imagenet,100\nb,standard,imagenet,100\nc,standard,imagenet,100\n\
          a,standard,shift,40\nb,standard,shift,50\nc,standard,shift,60\n",
     );
-    every_analysis_step_fails(dir.path(), &["shift `shift`", "same ID accuracy"]);
+    analysis_steps_fail(
+        dir.path(),
+        &["fit", "plot"],
+        &["shift `shift`", "same ID accuracy"],
+    );
+    // The report still shows the accuracy table, and says why there is no fit (issue 26).
+    let out = bin()
+        .args(["report", "--results"])
+        .arg(dir.path())
+        .timeout(LIMIT)
+        .assert()
+        .success();
+    let report = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        report.contains("same ID accuracy") && report.contains("no trend fit"),
+        "{report}"
+    );
 }
 
-/// `fit`, `plot` and `report` on `dir` each exit 2 with every one of `messages` on stderr.
-fn every_analysis_step_fails(dir: &std::path::Path, messages: &[&str]) {
-    for step in ["fit", "plot", "report"] {
+/// Each of `steps` on `dir` exits 2 with every one of `messages` on stderr.
+fn analysis_steps_fail(dir: &std::path::Path, steps: &[&str], messages: &[&str]) {
+    for &step in steps {
         let out = bin()
             .args([step, "--results"])
             .arg(dir)
@@ -394,7 +410,11 @@ fn a_corrupt_run_json_is_an_error_everywhere() {
         "model,dataset,top1\na,imagenet,60\nb,imagenet,70\nc,imagenet,80\na,s,50\nb,s,55\nc,s,70\n",
     );
     std::fs::write(dir.path().join("run.json"), "{\"tool_version\": ").unwrap();
-    every_analysis_step_fails(dir.path(), &["run.json:1", "not a robust-eval run.json"]);
+    analysis_steps_fail(
+        dir.path(),
+        &["fit", "plot", "report"],
+        &["run.json:1", "not a robust-eval run.json"],
+    );
 }
 
 /// A model with its weights in an external-data file: copied into `dir` with a card, the

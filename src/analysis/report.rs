@@ -926,6 +926,22 @@ fn intervals_all_overlap(data: &ReportData, ranked: &[Ranked]) -> bool {
 
 impl std::fmt::Display for Headline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.fits.is_empty() {
+            // A suite of the ID set alone (or shifts that could not be fitted): no empty table.
+            writeln!(
+                f,
+                "Trend fit: nothing to fit (no shift of ID {} was fitted)",
+                self.id_dataset
+            )?;
+        } else {
+            self.fit_table(f)?;
+        }
+        self.rankings(f)
+    }
+}
+
+impl Headline {
+    fn fit_table(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "Trend fit ({}, ID {}):", self.transform, self.id_dataset)?;
         let width = self
             .fits
@@ -945,6 +961,10 @@ impl std::fmt::Display for Headline {
                 s.shift, s.slope, s.r2, s.n
             )?;
         }
+        Ok(())
+    }
+
+    fn rankings(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let list = |models: &[Ranked]| {
             models
                 .iter()
