@@ -216,23 +216,7 @@ fn report_loads_in_chromium_with_tooltips_and_pixels() {
 /// A folder of published-style numbers (evals.csv only) with a natural shift and all 75
 /// ImageNet-C datasets, for the corruption figures.
 fn corruption_numbers() -> tempfile::TempDir {
-    const BENCHMARK: [&str; 15] = [
-        "gaussian_noise",
-        "shot_noise",
-        "impulse_noise",
-        "defocus_blur",
-        "glass_blur",
-        "motion_blur",
-        "zoom_blur",
-        "snow",
-        "frost",
-        "fog",
-        "brightness",
-        "contrast",
-        "elastic_transform",
-        "pixelate",
-        "jpeg_compression",
-    ];
+    const BENCHMARK: [&str; 15] = common::IMAGENET_C_BENCHMARK;
     let dir = tempfile::tempdir().unwrap();
     let mut csv = String::from("model,group,dataset,top1\n");
     for (i, (model, id, natural)) in [

@@ -11,23 +11,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-const BENCHMARK: [&str; 15] = [
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-];
+const BENCHMARK: [&str; 15] = IMAGENET_C_BENCHMARK;
 
 /// Classes 0..4 and their wnids.
 fn wnid(class: usize) -> String {

@@ -249,3 +249,23 @@ pub fn sample_manifest(reference: &Path, path: &Path, take: usize) {
     }
     writer.flush().unwrap();
 }
+
+/// The 15 ImageNet-C corruptions mCE averages over (Hendrycks & Dietterich 2019), written out
+/// here rather than read from the product's assets, so the tests check those independently.
+pub const IMAGENET_C_BENCHMARK: [&str; 15] = [
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+];
