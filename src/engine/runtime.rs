@@ -1575,30 +1575,18 @@ mod gpu_option_tests {
             ..Default::default()
         };
         let usage = |r: Result<()>| matches!(r, Err(Error::Usage(_)));
-        assert!(usage(check_gpu_options(
-            ProviderChoice::Cpu,
-            &fp16,
-            &gpu_lib,
-            None
-        )));
-        assert!(usage(check_gpu_options(
-            ProviderChoice::Auto,
-            &fp16,
-            &cpu_lib,
-            None
-        )));
-        assert!(usage(check_gpu_options(
-            ProviderChoice::Cuda,
-            &fp16,
-            &gpu_lib,
-            None
-        )));
-        assert!(usage(check_gpu_options(
-            ProviderChoice::Auto,
-            &fp16,
-            &cuda_lib,
-            None
-        )));
+        // --fp16 is TensorRT's alone: refused on the CPU, on CUDA, and under auto without TensorRT.
+        for (choice, lib) in [
+            (ProviderChoice::Cpu, &gpu_lib),
+            (ProviderChoice::Auto, &cpu_lib),
+            (ProviderChoice::Cuda, &gpu_lib),
+            (ProviderChoice::Auto, &cuda_lib),
+        ] {
+            assert!(
+                usage(check_gpu_options(choice, &fp16, lib, None)),
+                "{choice:?}"
+            );
+        }
         assert!(check_gpu_options(ProviderChoice::Tensorrt, &fp16, &gpu_lib, None).is_ok());
         let tf32 = GpuOptions {
             tf32: true,
