@@ -10,9 +10,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::estimators::{self, MISSING};
-use crate::analysis::report::Table;
+use crate::analysis::markup::Table;
 use crate::error::{Error, Location, Result};
-use crate::results::store::{csv_bytes, write_atomic, ResultsStore};
+use crate::files::write_atomic;
+use crate::results::store::{csv_bytes, ResultsStore};
 
 /// Below this R² of the agreement line, ALine's estimates are marked not trusted.
 pub const DEFAULT_MIN_R2: f64 = 0.95;

@@ -38,6 +38,9 @@ pub fn escape_markdown(s: &str) -> String {
     out
 }
 
+/// A table as the reports render it: the header, then the rows, every cell already text.
+pub type Table = (Vec<String>, Vec<Vec<String>>);
+
 #[cfg(test)]
 mod tests {
     use super::*;

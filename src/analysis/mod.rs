@@ -10,7 +10,6 @@ pub mod gate;
 pub mod markup;
 pub mod plot;
 pub mod report;
-pub mod stats;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,8 +20,9 @@ use crate::analysis::fit::{
 use crate::analysis::plot::ShiftChart;
 use crate::analysis::report::Format;
 use crate::error::{Error, Result};
-use crate::results::scoring::Scoring;
-use crate::results::store::{read_run_info, write_atomic, RunInfo};
+use crate::files::write_atomic;
+use crate::input::scoring::Scoring;
+use crate::results::store::{read_run_info, RunInfo};
 
 /// Settings shared by fit, plot and report.
 #[derive(Debug, Clone)]

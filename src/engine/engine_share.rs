@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::results::store::TEMP_PREFIX;
+use crate::files::TEMP_PREFIX;
 
 /// The finished files of a cache folder: regular files, neither hidden nor temporary.
 fn finished_files(dir: &Path) -> Vec<PathBuf> {

@@ -1,10 +1,8 @@
-//! From image files to predictions: decoding, preprocessing, ONNX Runtime and the evaluation loop
-//! that drives them; plus the benchmark and the environment check built on the same parts.
+//! From image files to predictions: decoding, preprocessing and ONNX Runtime, the parts a run's
+//! loop (`pipeline::evaluate`) drives; plus the environment check built on the same parts.
 
-pub mod bench;
 pub mod doctor;
 pub mod engine_share;
-pub mod evaluate;
 pub mod gpu_libs;
 pub mod jpeg;
 pub mod models;

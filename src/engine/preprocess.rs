@@ -5,28 +5,16 @@
 //! output pixel's position and the scale.
 
 use std::cell::RefCell;
-use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use crate::engine::jpeg;
 pub use crate::engine::pixels::PixelLayout;
 use crate::engine::pixels::{check_pixels, image_limits};
 use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use serde::{Deserialize, Serialize};
 
-/// PIL resampling filters, as torchvision names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Interpolation {
-    Nearest,
-    Bilinear,
-    Bicubic,
-    Lanczos,
-    Box,
-    Hamming,
-}
+pub use crate::input::preprocessing::{Interpolation, PreprocessSpec, ResizeMode};
 
+// How the engine carries a filter out: its reach and fast_image_resize's matching algorithm.
 impl Interpolation {
     /// How far PIL's filter reaches, in output pixels (source pixels when upsampling).
     fn support(self) -> f64 {
@@ -48,126 +36,6 @@ impl Interpolation {
             Interpolation::Box => ResizeAlg::Convolution(FilterType::Box),
             Interpolation::Hamming => ResizeAlg::Convolution(FilterType::Hamming),
         }
-    }
-}
-
-impl fmt::Display for Interpolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            Interpolation::Nearest => "nearest",
-            Interpolation::Bilinear => "bilinear",
-            Interpolation::Bicubic => "bicubic",
-            Interpolation::Lanczos => "lanczos",
-            Interpolation::Box => "box",
-            Interpolation::Hamming => "hamming",
-        };
-        f.write_str(s)
-    }
-}
-
-impl FromStr for Interpolation {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "nearest" => Interpolation::Nearest,
-            "bilinear" => Interpolation::Bilinear,
-            "bicubic" => Interpolation::Bicubic,
-            "lanczos" => Interpolation::Lanczos,
-            "box" => Interpolation::Box,
-            "hamming" => Interpolation::Hamming,
-            other => {
-                return Err(format!(
-                    "unknown interpolation `{other}`; expected bilinear, bicubic, nearest, lanczos, box or hamming"
-                ))
-            }
-        })
-    }
-}
-
-/// How a model wants its input prepared.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct PreprocessSpec {
-    /// Shorter side after resizing, before the crop.
-    pub resize: u32,
-    /// Side of the square center crop: the model's input size.
-    pub crop: u32,
-    pub interpolation: Interpolation,
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
-}
-
-impl PreprocessSpec {
-    /// torchvision's standard ImageNet evaluation transform.
-    pub fn imagenet_default() -> Self {
-        PreprocessSpec {
-            resize: 256,
-            crop: 224,
-            interpolation: Interpolation::Bilinear,
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
-        }
-    }
-
-    /// A stable text form: equal specs (and only those) share decoded batches and resume keys.
-    pub fn key(&self) -> String {
-        format!(
-            "resize={} crop={} interpolation={} mean={:?} std={:?}",
-            self.resize, self.crop, self.interpolation, self.mean, self.std
-        )
-    }
-
-    /// Floats in one preprocessed image (3 × crop × crop).
-    pub fn tensor_len(&self) -> usize {
-        3 * self.crop as usize * self.crop as usize
-    }
-}
-
-/// How a dataset's images are brought to a model's input, as its suite says (`resize = ...`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResizeMode {
-    /// The model's own transform: resize the shorter side to `resize`, centre-crop `crop`.
-    #[default]
-    Model,
-    /// Hendrycks' ImageNet-C evaluation: centre crop only. The shorter side is brought to the
-    /// model's `crop` (a no-op for 224-pixel ImageNet-C images and a 224 model, so exactly
-    /// `CenterCrop(224)`); a model whose input is larger or smaller (240, 288, 384) gets the
-    /// image resized to its input with its own interpolation, since a crop alone cannot serve it.
-    None,
-}
-
-impl ResizeMode {
-    /// The spec a model is evaluated with on a dataset in this mode.
-    pub fn apply(self, spec: PreprocessSpec) -> PreprocessSpec {
-        match self {
-            ResizeMode::Model => spec,
-            ResizeMode::None => PreprocessSpec {
-                resize: spec.crop,
-                ..spec
-            },
-        }
-    }
-}
-
-impl std::str::FromStr for ResizeMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "model" => Ok(ResizeMode::Model),
-            "none" => Ok(ResizeMode::None),
-            other => Err(format!(
-                "`{other}` is not a resize mode: `model` (the model's own transform) or `none` (centre crop only)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for ResizeMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ResizeMode::Model => "model",
-            ResizeMode::None => "none",
-        })
     }
 }
 
@@ -657,93 +525,4 @@ pub fn preprocess_bytes(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn torchvision_resize_and_crop_arithmetic() {
-        assert_eq!(resized_dims(500, 375, 256), (341, 256));
-        assert_eq!(resized_dims(375, 500, 256), (256, 341));
-        assert_eq!(resized_dims(300, 300, 256), (256, 256));
-        // Python: round(0.5) = 0, round(1.5) = 2, round(2.5) = 2, round(3.5) = 4
-        assert_eq!(center_offset(225, 224), 0);
-        assert_eq!(center_offset(227, 224), 2);
-        assert_eq!(center_offset(229, 224), 2);
-        assert_eq!(center_offset(231, 224), 4);
-        assert_eq!(center_offset(341, 224), 58);
-    }
-
-    #[test]
-    fn truncated_jpeg_is_detected() {
-        assert!(has_end_of_image(&[
-            0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0xD9
-        ]));
-        assert!(!has_end_of_image(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 3]));
-        // A thumbnail's EOI before the main scan does not count.
-        assert!(!has_end_of_image(&[
-            0xFF, 0xD8, 0xFF, 0xDA, 0xFF, 0xD9, 0xFF, 0xDA, 1
-        ]));
-    }
-
-    #[test]
-    fn constant_image_normalises_exactly() {
-        let img = RgbImage {
-            width: 40,
-            height: 30,
-            layout: PixelLayout::Rgb,
-            pixels: vec![255; 40 * 30 * 3],
-        };
-        let spec = PreprocessSpec {
-            resize: 20,
-            crop: 16,
-            interpolation: Interpolation::Bicubic,
-            mean: [0.5; 3],
-            std: [0.25; 3],
-        };
-        let mut out = vec![0.0; spec.tensor_len()];
-        preprocess_into(&img, &spec, 0, &mut out).unwrap();
-        assert!(out.iter().all(|&v| (v - 2.0).abs() < 1e-6));
-    }
-
-    #[test]
-    fn rgbx_and_rgb_give_the_same_tensor() {
-        let (width, height) = (53, 41);
-        let rgb: Vec<u8> = (0..width * height * 3)
-            .map(|i| (i * 37 % 251) as u8)
-            .collect();
-        let rgbx: Vec<u8> = rgb
-            .chunks_exact(3)
-            .flat_map(|p| [p[0], p[1], p[2], 0xFF])
-            .collect();
-        let spec = PreprocessSpec {
-            resize: 36,
-            crop: 32,
-            interpolation: Interpolation::Bicubic,
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
-        };
-        let tensor = |layout, pixels| {
-            let img = RgbImage {
-                width,
-                height,
-                layout,
-                pixels,
-            };
-            let mut out = vec![0.0; spec.tensor_len()];
-            preprocess_into(&img, &spec, 2, &mut out).unwrap();
-            (out, resize_crop(&img, &spec, 2).unwrap())
-        };
-        let (from_rgb, crop_rgb) = tensor(PixelLayout::Rgb, rgb);
-        let (from_rgbx, crop_rgbx) = tensor(PixelLayout::Rgbx, rgbx);
-        assert_eq!(crop_rgb.len(), 32 * 32 * 3);
-        assert_eq!(crop_rgb, crop_rgbx);
-        assert_eq!(from_rgb, from_rgbx);
-        // Channel planes, not interleaved pixels: the first red value comes from the crop's first
-        // byte, the first green one from its second.
-        assert_eq!(from_rgb[0], (crop_rgb[0] as f32 / 255.0 - 0.485) / 0.229);
-        assert_eq!(
-            from_rgb[32 * 32],
-            (crop_rgb[1] as f32 / 255.0 - 0.456) / 0.224
-        );
-    }
-}
+mod tests;

@@ -6,6 +6,8 @@ pub mod demo;
 pub mod labels;
 pub mod manifest;
 pub mod onnx;
+pub mod preprocessing;
+pub mod scoring;
 pub mod suite;
 
 use std::io::Read;

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::engine::preprocess::ResizeMode;
 use crate::error::{Error, Location, Result};
 use crate::input::check_name;
-use crate::results::scoring::Scoring;
+use crate::input::preprocessing::ResizeMode;
+use crate::input::scoring::Scoring;
 
 const IMAGENET_SHIFTS: &str = include_str!("../../suites/imagenet-shifts.toml");
 const IMAGENET_C: &str = include_str!("../../suites/imagenet-c.toml");

@@ -14,9 +14,9 @@ use ndarray::{Array1, Array2};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::files::write_atomic;
 use crate::input::card::{self, Head, HeadKind, ModelCard};
 use crate::input::check_name;
-use crate::results::store::write_atomic;
 use weights::{Model, Recipe, Source};
 
 /// Most α values one `interpolate` writes.

@@ -1,7 +1,7 @@
 //! Model soups (Wortsman et al., ICML 2022): the uniform soup averages the weights of several
 //! fine-tuned models; the greedy soup adds them one at a time in order of held-out accuracy,
 //! keeping each only if the soup's held-out accuracy does not drop. The held-out accuracies are
-//! measured by the tool itself (`engine::evaluate::run`), into a results folder under the output
+//! measured by the tool itself (`pipeline::evaluate::run`), into a results folder under the output
 //! folder so a second run reuses them.
 
 use std::collections::HashMap;
@@ -11,12 +11,13 @@ use serde::Serialize;
 
 use super::weights::{Recipe, RunningSum, Source};
 use super::{check_compatible, write_model, Ingredient, Intervention, Written};
-use crate::engine::evaluate::{self, RunSettings};
 use crate::engine::progress::Progress;
 use crate::error::{Error, Result};
+use crate::files::write_atomic;
 use crate::input::card::ModelCard;
 use crate::input::suite::Suite;
-use crate::results::store::{write_atomic, ResultsStore};
+use crate::pipeline::evaluate::{self, RunSettings};
+use crate::results::store::ResultsStore;
 
 pub struct SoupSettings {
     pub out: PathBuf,

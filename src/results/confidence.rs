@@ -4,7 +4,7 @@
 //! yields (fp16 and `[head]` models' logits arrive here as f32 too), shifted by the largest logit
 //! so that no exponential overflows.
 
-use crate::results::scoring::LabelSpace;
+use crate::input::scoring::LabelSpace;
 
 /// One image's confidence: the max softmax probability, and the entropy of the softmax in nats
 /// (ATC's negative-entropy score is its negation).

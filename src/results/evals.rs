@@ -49,7 +49,7 @@ impl EvalRow {
                 100.0 * k as f64 / n as f64
             }
         };
-        let (low, high) = crate::analysis::stats::clopper_pearson(correct, n, 0.95);
+        let (low, high) = crate::results::interval::clopper_pearson(correct, n, 0.95);
         self.n = n;
         self.correct = correct;
         self.top1 = percent(correct);

@@ -99,7 +99,7 @@ impl HashCache {
         }
         let json =
             serde_json::to_vec_pretty(&self.entries).map_err(|e| Error::Other(e.to_string()))?;
-        crate::results::store::write_atomic(&self.file, &json)
+        crate::files::write_atomic(&self.file, &json)
     }
 }
 

@@ -135,7 +135,7 @@ impl Holder {
     fn me() -> Holder {
         let pid = std::process::id();
         Holder {
-            host: crate::results::store::host(),
+            host: host(),
             boot: boot_id(),
             pid,
             start: start_ticks(pid).unwrap_or(0),
@@ -150,7 +150,7 @@ impl Holder {
     /// Provably gone: on this host, and either the host rebooted since, or no process has the
     /// holder's pid with its start time. On another host nothing here can prove it.
     fn gone(&self) -> bool {
-        if self.host != crate::results::store::host() || self.boot.is_empty() {
+        if self.host != host() || self.boot.is_empty() {
             return false;
         }
         self.boot != boot_id() || start_ticks(self.pid) != Some(self.start)
@@ -248,6 +248,15 @@ fn take_over(dir: &Path, path: &Path, judged: Option<&Holder>) -> Result<()> {
     };
     let _ = std::fs::remove_file(&guard);
     removed
+}
+
+/// This machine's name, for provenance and the writer lock.
+pub fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 pub mod confidence;
 pub mod evals;
 pub mod hash_cache;
+pub mod interval;
 pub mod lock;
 pub mod merge;
 pub mod scoring;

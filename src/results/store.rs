@@ -3,15 +3,16 @@
 //! pair, so an interrupted run loses at most the pair in flight and never leaves a half-written file.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::preprocess::{PreprocessSpec, ResizeMode};
+use crate::engine::runtime::Execution;
 use crate::error::{Error, Location, Result};
+use crate::files::{remove_orphans, write_atomic};
 use crate::input::card::Intervention;
+use crate::input::preprocessing::{PreprocessSpec, ResizeMode};
 pub use crate::results::evals::{self, EvalRow};
 use crate::results::lock::WriterLock;
 
@@ -63,19 +64,6 @@ pub struct Evaluation {
     /// The precision, the providers' settings and where the nodes ran.
     #[serde(default)]
     pub execution: Execution,
-}
-
-/// How a pair's inference ran.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-pub struct Execution {
-    /// "fp32", or the reduced precision a GPU provider was allowed ("tf32 ...", "fp16 ...").
-    pub precision: String,
-    /// The options the GPU providers were given, as `provider.key` = value (none on the CPU).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub provider_options: Vec<(String, String)>,
-    /// Per provider, the nodes it took, from ONNX Runtime's placement log.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub nodes: Vec<(String, u64)>,
 }
 
 /// Rows `start..end` of the `of` rows of a dataset that a run reads (those some view scores).
@@ -259,80 +247,6 @@ pub struct Predictions {
 /// were stored.
 pub const CONFIDENCE_COLUMNS: [&str; 2] = ["confidence", "entropy"];
 
-/// Prefix of the temporary files `write_atomic` writes beside their target: a process killed
-/// mid-write leaves one behind, which no reader opens and `remove_orphans` deletes.
-pub const TEMP_PREFIX: &str = ".robust-eval-tmp-";
-
-/// Write a file so that it is either the old one or the whole new one, whatever happens: the
-/// bytes go to a temporary file beside it, are synced, and renamed over it; then the folder is
-/// synced, so the rename itself survives a power cut. A failed write (disk full, read-only
-/// folder) leaves the old file as it was and says which file could not be written.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_with(path, |file| {
-        file.write_all(bytes).map_err(|e| write_failed(path, e))
-    })
-}
-
-/// Why `path` could not be written, with a hint for a full disk or a read-only file system.
-pub fn write_failed(path: &Path, e: std::io::Error) -> Error {
-    let hint = match e.kind() {
-        std::io::ErrorKind::StorageFull => " (the disk is full; nothing stored before was changed)",
-        std::io::ErrorKind::ReadOnlyFilesystem => " (the file system is read-only)",
-        _ => "",
-    };
-    Error::Other(format!("cannot write {}: {e}{hint}", path.display()))
-}
-
-/// `write_atomic` with the contents written by `fill` into the temporary file (large outputs
-/// streamed rather than held in memory); an error from `fill` leaves the old file as it was.
-pub fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
-) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let failed = |e: std::io::Error| write_failed(path, e);
-    std::fs::create_dir_all(dir).map_err(failed)?;
-    // Readable as any file the user writes (the umask applies), not tempfile's private 0600.
-    #[cfg(unix)]
-    let permissions = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666);
-    #[cfg(not(unix))]
-    let permissions = std::fs::metadata(dir).map_err(failed)?.permissions();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .permissions(permissions)
-        .tempfile_in(dir)
-        .map_err(failed)?;
-    fill(tmp.as_file_mut())?;
-    tmp.as_file().sync_all().map_err(failed)?;
-    tmp.persist(path).map_err(|e| failed(e.error))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(failed)
-}
-
-/// Delete the temporary files that killed runs left in a results folder (its top level,
-/// `predictions/*/` and `plots/`). Only files named with `TEMP_PREFIX` are touched.
-pub fn remove_orphans(dir: &Path) {
-    let mut folders = vec![dir.to_path_buf(), dir.join("plots")];
-    if let Ok(models) = std::fs::read_dir(dir.join("predictions")) {
-        folders.extend(models.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-    }
-    for folder in folders {
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with(TEMP_PREFIX) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
-}
-
 pub(crate) fn csv_bytes<T: Serialize>(rows: &[T], header: &[&str]) -> Result<Vec<u8>> {
     let mut writer = csv::WriterBuilder::new()
         .has_headers(true)
@@ -421,15 +335,6 @@ pub fn build_identity(out: &Path) -> Result<String> {
     cache.save()?;
     identity.push_str(&format!(", binary sha256 {sha256}"));
     Ok(identity)
-}
-
-/// This machine's name, for provenance and the writer lock.
-pub fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 impl ResultsStore {

@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 
 use super::{shell_quote, ShardedRun};
 use crate::error::{Error, Result};
-use crate::results::store::write_atomic;
+use crate::files::write_atomic;
 
 /// What the pods get: the image, the claim and the resources of each shard's pod.
 #[derive(Debug, Clone)]

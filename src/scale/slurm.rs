@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{shell_line, shell_quote, ShardedRun};
 use crate::error::{Error, Result};
-use crate::results::store::write_atomic;
+use crate::files::write_atomic;
 
 /// sbatch options the user chose; `None` leaves the cluster's default.
 #[derive(Debug, Clone, Default)]

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::engine::evaluate::{self, RunSettings};
 use crate::engine::jpeg;
 use crate::engine::preprocess::{decode_rgb, preprocess_bytes, recycle, PixelLayout};
 use crate::engine::progress::{self, ProgressMode};
@@ -17,6 +16,7 @@ use crate::engine::runtime::{
 use crate::error::{Error, Result};
 use crate::input::card::ModelCard;
 use crate::input::suite::Suite;
+use crate::pipeline::evaluate::{self, RunSettings};
 
 #[derive(Debug, Serialize)]
 pub struct Figures {

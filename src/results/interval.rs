@@ -1,4 +1,4 @@
-//! Confidence intervals for accuracies.
+//! Confidence intervals for accuracies: the exact binomial interval evals.csv gives each top-1.
 
 use statrs::distribution::{Beta, ContinuousCDF};
 
