@@ -11,10 +11,17 @@ see. The waves and the estimate are the ones the run itself reports.
 
 Card settings (--crop, --resize, --interpolation, --mean, --std) default to EfficientNet-Lite0's.
 "none" runs with a budget too large to bind (one pass, the behaviour before budgets).
+
+For each model count, every budgeted run's results are compared with the unbudgeted one ("none"
+must be among --budgets for that): evals.csv less its timing columns (seconds, images_per_s), and
+every predictions file byte for byte. The table's last column says "identical" or what differs;
+a difference also makes the script exit 1, after the table.
 """
 import argparse
+import csv
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,10 +92,49 @@ def run_measured(argv):
     return child.returncode, seconds, usage.ru_maxrss / 1024, text
 
 
+TIMINGS = ("seconds", "images_per_s")
+
+
+def evals_without_timings(out):
+    """evals.csv's rows, the timing columns left out (they differ between any two runs)."""
+    with open(os.path.join(out, "evals.csv"), newline="") as f:
+        rows = list(csv.reader(f))
+    header = rows[0]
+    missing = [c for c in TIMINGS if c not in header]
+    if missing:
+        sys.exit(f"{out}/evals.csv has no column {', '.join(missing)}: {header}")
+    keep = [i for i, c in enumerate(header) if c not in TIMINGS]
+    return [[r[i] for i in keep] for r in rows]
+
+
+def files_under(folder):
+    found = {}
+    for top, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(top, name)
+            found[os.path.relpath(path, folder)] = path
+    return found
+
+
+def compare_results(reference, other):
+    """'identical', or the first difference between two run folders' results."""
+    if evals_without_timings(reference) != evals_without_timings(other):
+        return "evals.csv differs (timings aside)"
+    a, b = files_under(os.path.join(reference, "predictions")), files_under(os.path.join(other, "predictions"))
+    if sorted(a) != sorted(b):
+        return f"predictions files differ: {sorted(set(a) ^ set(b))[:3]}"
+    for rel in sorted(a):
+        with open(a[rel], "rb") as x, open(b[rel], "rb") as y:
+            if x.read() != y.read():
+                return f"predictions/{rel} differs"
+    return f"identical ({len(a)} predictions files)"
+
+
 def main():
     args = parse_args()
     counts = [int(c) for c in args.copies.split(",")]
-    budgets = args.budgets.split(",")
+    # The unbudgeted run first: it is what the others are compared with.
+    budgets = sorted(args.budgets.split(","), key=lambda b: b != "none")
     rows = []
     with tempfile.TemporaryDirectory() as work:
         images = make_suite(work, args.images, args.limit)
@@ -101,7 +147,8 @@ def main():
                 out = os.path.join(work, f"out-{count}-{budget}")
                 argv = [args.binary, "run", "--suite", os.path.join(work, "bench.toml"),
                         "--data-root", work, "--models", models, "--out", out, "--provider", "cpu",
-                        "--progress", "none", "--batch-size", str(args.batch_size),
+                        # plain, not none: `none` also silences the line naming the waves.
+                        "--progress", "plain", "--batch-size", str(args.batch_size),
                         "--threads", str(args.threads),
                         "--memory-budget", "1TB" if budget == "none" else budget]
                 argv += args.extra.split()
@@ -110,17 +157,30 @@ def main():
                     sys.exit(f"run failed ({code}) for {count} models, budget {budget}:\n{stderr}")
                 found = re.search(r"run in (\d+) waves", stderr)
                 waves = int(found.group(1)) if found else 1
-                rows.append((count, budget, waves, peak, seconds))
-                print(f"  {count} models, budget {budget}: {waves} wave(s), peak {peak:.0f} MB, {seconds:.1f} s",
-                      file=sys.stderr, flush=True)
+                reference = os.path.join(work, f"out-{count}-none")
+                if budget == "none":
+                    same = "(reference)"
+                elif os.path.isdir(reference):
+                    same = compare_results(reference, out)
+                else:
+                    same = "not compared: no unbudgeted run"
+                rows.append((count, budget, waves, peak, seconds, same))
+                print(f"  {count} models, budget {budget}: {waves} wave(s), peak {peak:.0f} MB, {seconds:.1f} s; "
+                      f"results {same}", file=sys.stderr, flush=True)
+            # Each count's folders go once compared: 100 models' predictions add up.
+            for budget in budgets:
+                shutil.rmtree(os.path.join(work, f"out-{count}-{budget}"), ignore_errors=True)
+            shutil.rmtree(models)
     print()
-    print("| models | --memory-budget | waves | peak RSS | MB per model over one | wall time |")
-    print("|---:|---|---:|---:|---:|---:|")
-    base = {b: p for c, b, _, p, _ in rows if c == counts[0]}
-    for count, budget, waves, peak, seconds in rows:
+    print("| models | --memory-budget | waves | peak RSS | MB per model over one | wall time | results against none |")
+    print("|---:|---|---:|---:|---:|---:|---|")
+    base = {b: p for c, b, _, p, _, _ in rows if c == counts[0]}
+    for count, budget, waves, peak, seconds, same in rows:
         extra = (peak - base[budget]) / (count - counts[0]) if count > counts[0] else float("nan")
         per = "" if extra != extra else f"{extra:.1f}"
-        print(f"| {count} | {budget} | {waves} | {peak:.0f} MB | {per} | {seconds:.1f} s |")
+        print(f"| {count} | {budget} | {waves} | {peak:.0f} MB | {per} | {seconds:.1f} s | {same} |")
+    if any(not same.startswith(("identical", "(reference)", "not compared")) for *_, same in rows):
+        sys.exit("bench_memory: a budgeted run's results differ from the unbudgeted run's")
 
 
 if __name__ == "__main__":
