@@ -1,7 +1,8 @@
 //! WiSE-FT curves and soups out of the box: the demo suite's zero-shot / fine-tuned pair, its
 //! WiSE-FT family and uniform soup, through the real binary: run.json keeps each card's
 //! `[intervention]`, the fit leaves them out of the baseline, the charts draw the curve and the
-//! soup, and the reports name each family's best α.
+//! soup, and the reports name each family's α of highest ID top-1 and effective robustness (read
+//! off the test sets), and, given a held-out dataset, the α chosen on it.
 
 mod common;
 
@@ -133,7 +134,7 @@ fn the_demo_draws_a_wise_ft_curve_above_the_line_and_a_soup() {
         "{er:?}"
     );
 
-    // Reports: the family with its best α, and the soup.
+    // Reports: the family with its α readings, and the soup.
     let report: serde_json::Value = serde_json::from_slice(
         &bin()
             .args(["report", "--format", "json", "--results"])
@@ -212,5 +213,68 @@ fn the_demo_draws_a_wise_ft_curve_above_the_line_and_a_soup() {
         ] {
             assert!(svg.contains(text), "{chart}: no `{text}`");
         }
+    }
+
+    // Given a held-out dataset (shapes-v2 stands in for a split of the training set), the
+    // report marks the α of highest top-1 there as chosen on held-out data, and that dataset is
+    // no longer a shift: the average OOD top-1 is over the other two.
+    let held: serde_json::Value = serde_json::from_slice(
+        &bin()
+            .args(["report", "--format", "json", "--held-out", "shapes-v2"])
+            .arg("--results")
+            .arg(dir)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .unwrap();
+    let family = &held["wise_ft"][0];
+    assert_eq!(family["held_out"], "shapes-v2");
+    assert!(!held["shifts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == "shapes-v2"));
+    let points = family["points"].as_array().unwrap();
+    let top1 = |p: &serde_json::Value| row(&rows, p["model"].as_str().unwrap(), "shapes-v2").top1;
+    let highest = points.iter().map(top1).fold(f64::MIN, f64::max);
+    // Of equals, the smallest α (points are in α order).
+    let first = points.iter().find(|p| top1(p) == highest).unwrap();
+    assert_eq!(family["chosen_on_held_out"]["alpha"], first["alpha"]);
+    assert_eq!(
+        family["chosen_on_held_out"]["held_out_top1"]
+            .as_f64()
+            .unwrap(),
+        highest
+    );
+    let mid = points.iter().find(|p| p["alpha"] == 0.5).unwrap();
+    let mean = ["shapes-sketch", "shapes-rendition"]
+        .iter()
+        .map(|s| row(&rows, "wiseft-a0.50", s).top1)
+        .sum::<f64>()
+        / 2.0;
+    assert!((mid["average_ood_top1"].as_f64().unwrap() - mean).abs() < 1e-9);
+    bin()
+        .args(["report", "--held-out", "shapes-v2", "--results"])
+        .arg(dir)
+        .assert()
+        .success();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let chosen = format!(
+        "Chosen on the held-out dataset shapes-v2: α = {:.2} ({}, ",
+        first["alpha"].as_f64().unwrap(),
+        first["model"].as_str().unwrap()
+    );
+    assert!(md.contains(&chosen) && md.contains(" ✓ | "), "{md}");
+    // The ID test set is no held-out data; a dataset the results lack is named with the file.
+    for (name, says) in [("shapes", "in-distribution"), ("nope", "evals.csv")] {
+        let refused = bin()
+            .args(["report", "--held-out", name, "--results"])
+            .arg(dir)
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+        assert!(stderr.contains(says), "{name}: {stderr}");
     }
 }

@@ -40,6 +40,8 @@ pub struct AnalysisSettings {
     pub label_points: bool,
     /// Fit ImageNet-A piecewise, split at this model's ID accuracy.
     pub split_a: Option<String>,
+    /// A dataset held out for choosing WiSE-FT's α: not a shift.
+    pub held_out: Option<String>,
 }
 
 impl Default for AnalysisSettings {
@@ -53,6 +55,7 @@ impl Default for AnalysisSettings {
             seed: 20200707,
             label_points: false,
             split_a: None,
+            held_out: None,
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct Analysis {
     pub robustness: Vec<Robustness>,
     /// ImageNet-C's metrics, when the folder holds corruption datasets.
     pub corruptions: Option<corruptions::CorruptionReport>,
+    /// The dataset WiSE-FT's α is chosen on (`--held-out`), checked to be in evals.csv.
+    pub held_out: Option<String>,
 }
 
 /// How each dataset was scored, as its suite declared it: from run.json; for a folder of
@@ -150,6 +155,7 @@ fn load_and_fit(dir: &Path, settings: &AnalysisSettings) -> Result<(Analysis, Op
         .or_else(|| run.as_ref().map(|r| r.id.clone()).filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "imagenet".to_string());
     let cloud = settings.cloud.as_deref().map(fit::cloud).transpose()?;
+    check_held_out(&evals_path, &evals, &id, settings.held_out.as_deref())?;
     let corruption_report = corruptions::compute(&evals, &id);
     let fit_settings = FitSettings {
         transform: settings.transform,
@@ -171,10 +177,12 @@ fn load_and_fit(dir: &Path, settings: &AnalysisSettings) -> Result<(Analysis, Op
         interventions: intervention_models(&evals, run.as_ref()),
     };
     // Corruptions are summarised by their own metrics, not fitted one by one as shifts: the
-    // fit's shifts and average effective robustness stay the natural ones.
+    // fit's shifts and average effective robustness stay the natural ones. Neither is the
+    // held-out dataset a shift: it is there to choose on.
     let natural: Vec<Accuracy> = evals
         .iter()
         .filter(|a| !crate::input::corruptions::is_corruption_dataset(&a.dataset))
+        .filter(|a| settings.held_out.as_deref() != Some(a.dataset.as_str()))
         .cloned()
         .collect();
     let (mut fit, robustness, fit_error) = match fit::fit_all(
@@ -208,8 +216,35 @@ fn load_and_fit(dir: &Path, settings: &AnalysisSettings) -> Result<(Analysis, Op
         fit,
         robustness,
         corruptions: corruption_report,
+        held_out: settings.held_out.clone(),
     };
     Ok((analysis, fit_error))
+}
+
+/// `--held-out` must name a dataset of evals.csv other than the ID one (choosing α on the ID
+/// test set is the bias held-out data avoids).
+fn check_held_out(path: &Path, evals: &[Accuracy], id: &str, held_out: Option<&str>) -> Result<()> {
+    let Some(name) = held_out else {
+        return Ok(());
+    };
+    if name == id {
+        return Err(Error::Usage(format!(
+            "--held-out {name}: `{name}` is the in-distribution dataset; a choice made on the ID \
+             test set is biased there. Give a dataset held out from it, such as a split of the \
+             training set"
+        )));
+    }
+    if !evals.iter().any(|a| a.dataset == name) {
+        let mut datasets: Vec<&str> = evals.iter().map(|a| a.dataset.as_str()).collect();
+        datasets.sort();
+        datasets.dedup();
+        return Err(Error::Usage(format!(
+            "--held-out {name}: {} has no rows for dataset `{name}` (it has {})",
+            path.display(),
+            datasets.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// How many of the folder's models (and datasets) came from runs before its latest one.
@@ -361,6 +396,7 @@ impl Analysis {
             &self.fit,
             &self.robustness,
             self.run.as_ref(),
+            self.held_out.as_deref(),
         );
         match estimate::EstimateReport::read(&self.dir) {
             Ok(confidence) => data.confidence = confidence,

@@ -211,8 +211,9 @@ pub struct RunArgs {
 pub struct FitArgs {
     /// Baseline models the line is fitted on: all, group:NAME, file:PATH (one name per line),
     /// or a regular expression on model names. Default: the suite's `baseline`, else all.
-    /// WiSE-FT and soup models (a card's [intervention]) join only when group:NAME or file:PATH
-    /// names them.
+    /// WiSE-FT and soup models (the groups wise-ft and soup, and any card with an
+    /// [intervention]) are left out of `all` and of a regular expression, with a note, whether
+    /// or not run.json is there; they join only when group:NAME or file:PATH names them.
     #[arg(long, value_name = "SPEC")]
     pub baseline: Option<String>,
 
@@ -245,6 +246,12 @@ pub struct FitArgs {
     /// above this baseline model's ID accuracy (e.g. resnet50, which ImageNet-A was filtered against).
     #[arg(long, value_name = "MODEL")]
     pub split_a: Option<String>,
+
+    /// A dataset of the results held out for choosing, such as a split of the training set:
+    /// not fitted as a shift nor counted in average OOD top-1. The report marks, per WiSE-FT
+    /// family, the α with the highest top-1 on it (the paper chooses α so).
+    #[arg(long, value_name = "NAME")]
+    pub held_out: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -95,7 +95,7 @@ pub(super) fn intervention_sections(data: &ReportData) -> Vec<(String, String, T
     };
     let mut sections = Vec::new();
     for f in &data.wise_ft {
-        let text = format!(
+        let mut text = format!(
             "θ(α) = (1 − α)·θ({}) + α·θ({}). Read off the test sets, so neither is a choice of α \
              (the paper chooses α on held-out data): highest average effective robustness {}; \
              highest {} top-1 {}.",
@@ -108,7 +108,24 @@ pub(super) fn intervention_sections(data: &ReportData) -> Vec<(String, String, T
             data.id_dataset,
             describe(&f.highest_id_top1, |p| format!("{} %", pct(p.id_top1))),
         );
-        let header = [
+        if let Some(held_out) = &f.held_out {
+            text.push_str(&format!(
+                " Chosen on the held-out dataset {held_out}: {} (marked ✓ below).",
+                match &f.chosen_on_held_out {
+                    Some(p) => format!(
+                        "α = {:.2} ({}, {} % there; {} {} %, average OOD {} %)",
+                        p.alpha,
+                        p.model,
+                        pct(p.held_out_top1),
+                        data.id_dataset,
+                        pct(p.id_top1),
+                        pct(p.average_ood_top1)
+                    ),
+                    None => "–".into(),
+                },
+            ));
+        }
+        let mut header = [
             "α".to_string(),
             "model".into(),
             format!("{} top-1", data.id_dataset),
@@ -116,17 +133,26 @@ pub(super) fn intervention_sections(data: &ReportData) -> Vec<(String, String, T
             "average ER".into(),
         ]
         .to_vec();
+        if let Some(held_out) = &f.held_out {
+            header.push(format!("{held_out} top-1 (held out)"));
+        }
+        let chosen = f.chosen_on_held_out.as_ref().map(|p| p.alpha);
         let rows = f
             .points
             .iter()
             .map(|p| {
-                vec![
-                    format!("{:.2}", p.alpha),
+                let mark = if chosen == Some(p.alpha) { " ✓" } else { "" };
+                let mut cells = vec![
+                    format!("{:.2}{mark}", p.alpha),
                     p.model.clone(),
                     pct(p.id_top1),
                     pct(p.average_ood_top1),
                     or_dash(p.average_effective_robustness, signed),
-                ]
+                ];
+                if f.held_out.is_some() {
+                    cells.push(pct(p.held_out_top1));
+                }
+                cells
             })
             .collect();
         sections.push((format!("WiSE-FT: {}", f.family), text, (header, rows)));

@@ -12,6 +12,7 @@ pub(super) fn settings_of(args: &FitArgs) -> AnalysisSettings {
         seed: args.seed,
         label_points: args.labels,
         split_a: args.split_a.clone(),
+        held_out: args.held_out.clone(),
     }
 }
 
