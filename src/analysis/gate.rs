@@ -121,11 +121,11 @@ pub struct Check {
     pub dataset: String,
     pub baseline: f64,
     pub candidate: f64,
-    /// Candidate minus baseline, percentage points.
+    /// Candidate minus baseline, percentage points (for mCE a rise is the regression).
     pub change: f64,
     pub threshold: f64,
     pub p_value: Option<f64>,
-    /// "mcnemar-exact", "two-proportion", or "none".
+    /// "mcnemar-exact", "two-proportion", "ood-accuracy-test" (ER), "mce-z-bound" (mCE), or "none".
     pub test: String,
     /// Images right in the baseline and wrong in the candidate, and the other way round.
     pub flipped_to_wrong: Option<u64>,

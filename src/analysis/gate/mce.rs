@@ -136,20 +136,19 @@ fn check(
     }
     let change = c_mce - b_mce;
     let all = sets as usize;
-    let p = (counted == all).then(|| match bound {
-        0.0 if change == 0.0 => 1.0,
-        0.0 => 0.0,
-        _ => {
-            2.0 * (1.0
-                - Normal::new(0.0, 1.0)
-                    .expect("standard normal")
-                    .cdf((change / bound).abs()))
+    let p = (counted == all).then(|| {
+        if bound > 0.0 {
+            let z = (change / bound).abs();
+            2.0 * (1.0 - Normal::new(0.0, 1.0).expect("standard normal").cdf(z))
+        } else if change == 0.0 {
+            1.0
+        } else {
+            0.0
         }
     });
     let note = if counted < all {
         Some(format!(
-            "mCE of {bm}: {} of the {all} corruption-severities have counts on both sides: threshold only",
-            counted
+            "mCE of {bm}: {counted} of the {all} corruption-severities have counts on both sides: threshold only"
         ))
     } else if paired < all {
         Some(format!(
