@@ -17,6 +17,12 @@ Needs: a built robust-eval (cargo build --release), and Pillow, numpy, onnxrunti
       --card my-model.toml [--limit 1000] [--repeats 3] [--batch-size 64] [--threads 2] [--workers 2]
 
 The card is a robust-eval model card (its preprocessing is used on both sides).
+
+--c-like: the 224-pixel mode. The images are first made into what ImageNet-C ships (as
+hendrycks/robustness make_imagenet_c.py makes them, corruption aside: Resize(256) bilinear,
+CenterCrop(224), saved as JPEG quality 85, optimize=True) in a temporary folder, and both sides
+evaluate them as the imagenet-c suite does (`resize = "none"`: centre crop only, so on 224-pixel
+images and a 224 model no resize; robust-eval `bench --resize none`).
 """
 import argparse
 import io
@@ -121,10 +127,22 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
-def rust_figures(binary, images, card, limit, batch, threads, shared):
+def c_like_tree(paths, out_dir):
+    """The images as ImageNet-C ships them, uncorrupted: Resize(256) (bilinear, torchvision's
+    default in make_imagenet_c.py), CenterCrop(224), JPEG quality 85 with optimize=True."""
+    made = []
+    for p in paths:
+        im = Image.fromarray(transform_u8(p, 256, 224, "bilinear"))
+        target = os.path.join(out_dir, os.path.splitext(os.path.basename(p))[0] + ".JPEG")
+        im.save(target, quality=85, optimize=True)
+        made.append(target)
+    return made
+
+
+def rust_figures(binary, images, card, limit, batch, threads, shared, resize="model"):
     out = subprocess.run(
         [binary, "bench", "--images", images, "--model", card, "--limit", str(limit), "--batch-size", str(batch),
-         "--threads", str(threads), "--shared-models", str(shared), "--json"],
+         "--threads", str(threads), "--shared-models", str(shared), "--resize", resize, "--json"],
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout)
@@ -176,17 +194,27 @@ def main():
     ap.add_argument("--memory", type=int, default=0, metavar="N",
                     help="also compare robust-eval's peak memory on a 1000-row and an N-row manifest "
                          "(the images repeated; N=50000 takes N / end-to-end rate seconds)")
+    ap.add_argument("--c-like", action="store_true",
+                    help="the 224-pixel mode: the images made 224 x 224 as ImageNet-C ships them, crop only")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "robust-eval"))
     a = ap.parse_args()
     exts = (".jpg", ".jpeg", ".png")
     paths = sorted(os.path.join(a.images, f) for f in os.listdir(a.images) if f.lower().endswith(exts))[: a.limit]
     c = load_card(a.card)
+    resize = "model"
+    if a.c_like:
+        tree = tempfile.TemporaryDirectory(prefix="c-like-")  # removed when main returns
+        paths = c_like_tree(paths, tree.name)
+        a.images, resize = tree.name, "none"
+        c["resize"] = c["crop"]  # crop only, as `resize = "none"`
+        sizes = [os.path.getsize(p) for p in paths]
+        print(f"c-like tree: {len(paths)} images, 224 x 224, median {statistics.median(sizes) / 1024:.1f} KB", file=sys.stderr)
     keys = ["decode_per_core", "preprocess_per_core", "inference", "end_to_end"]
     ours, theirs = {k: [] for k in keys}, {k: [] for k in keys}
     meta = None
     shared = []
     for r in range(a.repeats):
-        f = rust_figures(a.binary, a.images, a.card, a.limit, a.batch_size, a.threads, a.shared_models)
+        f = rust_figures(a.binary, a.images, a.card, a.limit, a.batch_size, a.threads, a.shared_models, resize)
         meta = f
         if f.get("shared_models"):
             shared.append((f["shared_seconds"], f["shared_budget_seconds"], f["one_model_seconds"]))
@@ -198,7 +226,7 @@ def main():
         print(f"repeat {r + 1}/{a.repeats}: robust-eval end to end {f['end_to_end']:.1f}/s, Python {p['end_to_end']:.1f}/s", file=sys.stderr)
     med = lambda v: statistics.median(v)
     print(f"machine: {cpu_model()}, {platform.machine()}, {os.cpu_count()} cores; ONNX Runtime {meta['onnxruntime']} ({meta['provider']}); "
-          f"{len(paths)} images, batch {a.batch_size}, {a.threads} threads, {a.workers} Python workers; medians of {a.repeats}")
+          f"{len(paths)} images{' (c-like, 224 px, crop only)' if a.c_like else ''}, batch {a.batch_size}, {a.threads} threads, {a.workers} Python workers; medians of {a.repeats}")
     print(f"{'stage':<22}{'robust-eval':>14}{'Python':>12}{'ratio':>9}")
     names = {"decode_per_core": "decode (per core)", "preprocess_per_core": "preprocess (per core)",
              "inference": "inference alone", "end_to_end": "end to end"}

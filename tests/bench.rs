@@ -83,3 +83,48 @@ fn bench_reports_each_stage() {
     );
     assert_eq!(f["provider"], "CPUExecutionProvider");
 }
+
+/// `--resize none` gives the model the transform `run` gives it on a crop-only dataset (the
+/// 224-pixel ImageNet-C mode): the shorter side to the crop, no larger resize. Said in the header.
+#[test]
+fn bench_resize_none_is_the_crop_only_transform() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = probe_card(dir.path(), "probe");
+    // A card that resizes to 10 and crops 8, so the two modes differ.
+    let text = std::fs::read_to_string(&card).unwrap();
+    std::fs::write(&card, text.replace("resize = 8\n", "resize = 10\n")).unwrap();
+    let images = made_jpegs(dir.path());
+    let header = |mode: &str| {
+        let out = bin()
+            .args([
+                "bench",
+                "--limit",
+                "8",
+                "--batch-size",
+                "8",
+                "--threads",
+                "1",
+            ])
+            .args(["--shared-models", "0", "--resize", mode, "--images"])
+            .arg(&images)
+            .arg("--model")
+            .arg(&card)
+            .assert()
+            .success();
+        String::from_utf8_lossy(&out.get_output().stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert!(header("model").contains("(resize model: 10 → 8)"));
+    assert!(header("none").contains("(resize none: 8 → 8)"));
+    bin()
+        .args(["bench", "--resize", "crop", "--images"])
+        .arg(&images)
+        .arg("--model")
+        .arg(&card)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("`crop` is not a resize mode"));
+}

@@ -421,3 +421,205 @@ fn an_er_change_from_the_line_alone_is_said_and_does_not_fail() {
             "note: effective_robustness on imagenet-v2: m2's own top-1 did not change",
         ));
 }
+
+/// One model on ImageNet val and the 75 ImageNet-C corruption-severities, `n` images each, the
+/// first `right` of them right; `turned_wrong` of those wrong on every corruption set; no row for
+/// the dataset named `skip`.
+fn corruption_folder(dir: &Path, n: usize, right: usize, turned_wrong: usize, skip: &str) {
+    folder(dir, "m", "imagenet", SHA, &first_right(n, right));
+    for c in IMAGENET_C_BENCHMARK {
+        for s in 1..=5 {
+            if format!("imagenet-c-{c}-{s}") == skip {
+                continue;
+            }
+            let mut outcomes = first_right(n, right);
+            for o in outcomes.iter_mut().take(turned_wrong) {
+                *o = false;
+            }
+            folder(dir, "m", &format!("imagenet-c-{c}-{s}"), SHA, &outcomes);
+        }
+    }
+}
+
+/// Per-set standard error (pp) of the error change with `k` of `n` images turned wrong and
+/// nothing turned right: the paired per-image differences' (Python).
+fn paired_se(n: usize, k: usize) -> String {
+    format!("100 * math.sqrt(({k} - {k} ** 2 / {n}) / ({n} - 1) / {n})")
+}
+
+/// The same from the counts alone (two proportions, right `r1` and `r2` of `n`).
+fn counts_se(n: usize, r1: usize, r2: usize) -> String {
+    format!("100 * math.sqrt({r1} / {n} * (1 - {r1} / {n}) / {n} + {r2} / {n} * (1 - {r2} / {n}) / {n})")
+}
+
+/// The reference's mCE of each side (tests/reference/imagenet_c_metrics.py on evals.csv), and the
+/// gate's p-value recomputed with scipy: every corruption set's error change has standard error
+/// `se` (a Python expression, pp), weighted by 1 / (75 · AlexNet's error) and added.
+fn reference_mce_and_p(dir: &Path, se: &str) -> (f64, f64, f64) {
+    let script = format!(
+        "import json, math, subprocess, sys\n\
+         sys.path.insert(0, 'tests/reference')\n\
+         import imagenet_c_metrics as r\n\
+         from scipy.stats import norm\n\
+         def mce(side):\n\
+         \x20   out = subprocess.run([sys.executable, 'tests/reference/imagenet_c_metrics.py', side + '/evals.csv', 'imagenet'], capture_output=True, check=True)\n\
+         \x20   return json.loads(out.stdout)['m']['mce']\n\
+         b, c = mce('{base}'), mce('{cand}')\n\
+         se = {se}\n\
+         bound = sum(5 * se / (75 * a) for a in r.ALEXNET_ERR)\n\
+         print(json.dumps([b, c, 2 * norm.sf(abs(c - b) / bound)]))\n",
+        base = dir.join("base").display(),
+        cand = dir.join("cand").display(),
+    );
+    let out = Command::new(python())
+        .current_dir(root())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<f64> = serde_json::from_slice(&out.stdout).unwrap();
+    (v[0], v[1], v[2])
+}
+
+fn mce_check(dir: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let out = gate(dir)
+        .args(["--accuracy-only", "--max-drop", "100", "--json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rule"] == "mce")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap(), check)
+}
+
+#[test]
+fn an_mce_rise_over_the_threshold_fails_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    // 400 images a set, 200 right; the candidate loses 20 of them on every corruption set (5 pp).
+    corruption_folder(&dir.path().join("base"), 400, 200, 0, "");
+    corruption_folder(&dir.path().join("cand"), 400, 200, 20, "");
+    let (b, c, p) = reference_mce_and_p(dir.path(), &paired_se(400, 20));
+    // Top-1 checks are out of the way (--max-drop 100): the mCE rule alone fails the gate.
+    let (code, check) = mce_check(dir.path(), &[]);
+    assert_eq!(code, 1, "{check}");
+    assert_eq!(check["verdict"], "fail", "{check}");
+    assert_eq!(check["dataset"], "imagenet-c");
+    assert_eq!(check["test"], "mce-z-bound");
+    for (key, want) in [("baseline", b), ("candidate", c), ("change", c - b)] {
+        let got = check[key].as_f64().unwrap();
+        assert!(
+            (got - want).abs() < 1e-9,
+            "{key}: {got} vs reference {want}"
+        );
+    }
+    let got_p = check["p_value"].as_f64().unwrap();
+    assert!(
+        (got_p - p).abs() <= 1e-9 * p + 1e-15,
+        "p {got_p} vs scipy {p}"
+    );
+    assert!(
+        p < 0.05 && c - b > 1.0,
+        "the case is a significant rise: {b} → {c}, p {p}"
+    );
+    assert_eq!(check["flipped_to_wrong"], 75 * 20);
+    assert_eq!(check["flipped_to_right"], 0);
+
+    // The same rise under a looser threshold passes, from the flag or the config file.
+    let (code, check) = mce_check(dir.path(), &["--max-mce-rise", "20"]);
+    assert_eq!((code, check["verdict"].as_str()), (0, Some("pass")));
+    let config = dir.path().join("gate.toml");
+    std::fs::write(&config, "max_mce_rise = 20\n").unwrap();
+    let config_arg = config.display().to_string();
+    let (code, _) = mce_check(dir.path(), &["--config", &config_arg]);
+    assert_eq!(code, 0);
+
+    // Table, Markdown and JUnit name it.
+    let (md, junit) = (dir.path().join("gate.md"), dir.path().join("gate.xml"));
+    gate(dir.path())
+        .args(["--accuracy-only", "--max-drop", "100", "--markdown"])
+        .arg(&md)
+        .arg("--junit")
+        .arg(&junit)
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::is_match(r"FAIL\s+mce\s+m\s+imagenet-c")
+                .unwrap()
+                .and(predicate::str::contains("mCE rise 1")),
+        );
+    let summary = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        summary.contains(&format!(
+            "**m** on **imagenet-c**: mce rose {:.2} pp ({b:.2} → {c:.2})",
+            c - b
+        )),
+        "{summary}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let case = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some("mce m on imagenet-c"))
+        .expect("a JUnit case for the mCE rule");
+    assert!(case.children().any(|k| k.has_tag_name("failure")), "{xml}");
+
+    // Without the candidate's per-image predictions each set is compared on its counts, a far
+    // weaker test: the same rise is no longer significant (p ≈ 0.16), a warning.
+    std::fs::remove_dir_all(dir.path().join("cand/predictions")).unwrap();
+    let (_, _, p) = reference_mce_and_p(dir.path(), &counts_se(400, 200, 180));
+    let (code, check) = mce_check(dir.path(), &[]);
+    assert_eq!(
+        (code, check["verdict"].as_str()),
+        (0, Some("warn")),
+        "{check}"
+    );
+    let got_p = check["p_value"].as_f64().unwrap();
+    assert!((got_p - p).abs() <= 1e-9 * p, "p {got_p} vs scipy {p}");
+    assert!(check["flipped_to_wrong"].is_null(), "{check}");
+    assert!(
+        check["note"].as_str().unwrap().contains("0 of the 75"),
+        "{check}"
+    );
+}
+
+#[test]
+fn an_mce_rise_that_is_not_significant_warns_and_a_partial_mce_is_not_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    // 20 images a set: one turned wrong on every set is a 5 pp rise everywhere, but not significant.
+    corruption_folder(&dir.path().join("base"), 20, 10, 0, "");
+    corruption_folder(&dir.path().join("cand"), 20, 10, 1, "");
+    let (b, c, p) = reference_mce_and_p(dir.path(), &paired_se(20, 1));
+    assert!(p > 0.05 && c - b > 1.0, "{b} → {c}, p {p}");
+    let (code, check) = mce_check(dir.path(), &[]);
+    assert_eq!(
+        (code, check["verdict"].as_str()),
+        (0, Some("warn")),
+        "{check}"
+    );
+    let got_p = check["p_value"].as_f64().unwrap();
+    assert!((got_p - p).abs() <= 1e-9 * p, "p {got_p} vs scipy {p}");
+    let (code, _) = mce_check(dir.path(), &["--ignore-significance"]);
+    assert_eq!(code, 1);
+
+    // The candidate loses one corruption-severity: its mCE is withheld, so there is no mCE check
+    // (never an mCE over 74 sets); the lost set itself is missing.
+    let cand = dir.path().join("cand");
+    std::fs::remove_dir_all(&cand).unwrap();
+    corruption_folder(&cand, 20, 10, 1, "imagenet-c-fog-4");
+    let (code, check) = mce_check(dir.path(), &["--ignore-significance"]);
+    assert_eq!(code, 1, "imagenet-c-fog-4 is missing from the candidate");
+    assert!(check.is_null(), "no mCE check on a partial mCE: {check}");
+    let (code, check) = mce_check(dir.path(), &["--ignore-significance", "--allow-missing"]);
+    assert_eq!(code, 0);
+    assert!(check.is_null(), "{check}");
+}

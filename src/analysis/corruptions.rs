@@ -28,7 +28,8 @@ pub struct CorruptionRow {
     pub model: String,
     pub group: String,
     pub corruption: String,
-    /// noise, blur, weather, digital; `unknown` for corruptions outside ImageNet-C's 19.
+    /// noise, blur, weather, digital; the set's name for a named set's corruption
+    /// (`imagenet-c-bar`, `imagenet-3dcc`); `unknown` for any other.
     pub family: String,
     /// One of the 15 mCE averages over.
     pub in_mce: bool,
@@ -160,7 +161,10 @@ pub fn compute(evals: &[Accuracy], clean_dataset: &str) -> Option<CorruptionRepo
                 model: model.to_string(),
                 group: group.to_string(),
                 corruption: name.clone(),
-                family: known.map_or("unknown".into(), |c| c.family.clone()),
+                family: known
+                    .map(|c| c.family.clone())
+                    .or_else(|| corruptions::named_set_of(&name).map(|s| s.name.clone()))
+                    .unwrap_or_else(|| "unknown".into()),
                 in_mce,
                 error_s1: errs[0],
                 error_s2: errs[1],
@@ -267,13 +271,32 @@ impl CorruptionReport {
     /// Lines for the report: what is withheld and why.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        for m in self.models.iter().filter(|m| m.status != "complete") {
+        let table = corruptions::imagenet_c();
+        // A model with no ImageNet-C row at all (a C̄-only folder, say) has no mCE to withhold.
+        let has_imagenet_c = |model: &str| {
+            self.corruptions
+                .iter()
+                .any(|r| r.model == model && table.get(&r.corruption).is_some())
+        };
+        for m in self
+            .models
+            .iter()
+            .filter(|m| m.status != "complete" && has_imagenet_c(&m.model))
+        {
             notes.push(format!(
                 "{}: mCE withheld, {} of the 15 corruptions have all 5 severities (missing: {}); the partial means are over those only",
                 m.model,
                 m.corruptions_complete,
                 compact_missing(&m.missing).join(", ")
             ));
+        }
+        for set in corruptions::named_sets() {
+            if self.corruptions.iter().any(|r| r.family == set.name) && set.reference.is_none() {
+                notes.push(format!(
+                    "{} ({}): no normalising reference is published, so its corruptions get errors only, no CE and no mCE",
+                    set.title, set.name
+                ));
+            }
         }
         if self.models.iter().any(|m| m.clean_error.is_none()) {
             notes.push(format!(

@@ -16,6 +16,7 @@ use crate::error::{Error, Location, Result};
 use crate::input::is_safe_name;
 use crate::results::store::{read_predictions, EvalRow, ResultsStore};
 
+mod mce;
 mod render;
 mod significance;
 
@@ -35,6 +36,10 @@ pub struct Rules {
     /// Largest allowed drop in effective robustness averaged over shifts.
     #[serde(default = "default_max_er_drop")]
     pub max_average_er_drop: f64,
+    /// Largest allowed rise in ImageNet-C mCE (points of %), checked for every model with an mCE
+    /// on both sides.
+    #[serde(default = "default_max_mce_rise")]
+    pub max_mce_rise: f64,
     /// A drop must be significant at this level to fail the gate.
     #[serde(default = "default_alpha")]
     pub alpha: f64,
@@ -66,6 +71,9 @@ fn default_max_drop() -> f64 {
 fn default_max_er_drop() -> f64 {
     1.0
 }
+fn default_max_mce_rise() -> f64 {
+    1.0
+}
 fn default_alpha() -> f64 {
     0.05
 }
@@ -76,6 +84,7 @@ impl Default for Rules {
             max_drop: default_max_drop(),
             max_er_drop: default_max_er_drop(),
             max_average_er_drop: default_max_er_drop(),
+            max_mce_rise: default_max_mce_rise(),
             alpha: default_alpha(),
             ignore_significance: false,
             accuracy_only: false,
@@ -112,11 +121,11 @@ pub struct Check {
     pub dataset: String,
     pub baseline: f64,
     pub candidate: f64,
-    /// Candidate minus baseline, percentage points.
+    /// Candidate minus baseline, percentage points (for mCE a rise is the regression).
     pub change: f64,
     pub threshold: f64,
     pub p_value: Option<f64>,
-    /// "mcnemar-exact", "two-proportion", or "none".
+    /// "mcnemar-exact", "two-proportion", "ood-accuracy-test" (ER), "mce-z-bound" (mCE), or "none".
     pub test: String,
     /// Images right in the baseline and wrong in the candidate, and the other way round.
     pub flipped_to_wrong: Option<u64>,
@@ -196,6 +205,9 @@ pub fn compare(
             checks.push(accuracy_check(&base, &cand, (bm, b), (cm, c), rules)?);
         }
     }
+    // mCE needs no trend fit, so it is checked under accuracy_only too.
+    let mce_checks = mce::checks(&base, &cand, &pairs, &checks, rules);
+    checks.extend(mce_checks);
     if !rules.accuracy_only {
         let (ba, ca) = (
             fitted(baseline, "baseline")?,

@@ -375,7 +375,7 @@ pub struct GateArgs {
     /// Pair a baseline model with a differently named candidate model (repeatable).
     #[arg(long, value_name = "BASELINE=CANDIDATE")]
     pub pair: Vec<String>,
-    /// Gate rules in TOML: max_drop, max_er_drop, max_average_er_drop, alpha,
+    /// Gate rules in TOML: max_drop, max_er_drop, max_average_er_drop, max_mce_rise, alpha,
     /// ignore_significance, accuracy_only, allow_missing, and [datasets.NAME] max_drop
     /// overrides. Flags override the file.
     #[arg(long, value_name = "FILE")]
@@ -389,6 +389,11 @@ pub struct GateArgs {
     /// Largest allowed drop in average effective robustness, percentage points [default: 1.0].
     #[arg(long, value_name = "PP")]
     pub max_average_er_drop: Option<f64>,
+    /// Largest allowed rise in ImageNet-C mCE, points of % [default: 1.0]; checked for every
+    /// model with a complete mCE on both sides (all 75 corruption-severities), also under
+    /// --accuracy-only.
+    #[arg(long, value_name = "POINTS")]
+    pub max_mce_rise: Option<f64>,
     /// Significance level a drop must reach to fail the gate [default: 0.05].
     #[arg(long, value_name = "ALPHA")]
     pub alpha: Option<f64>,
@@ -449,6 +454,11 @@ pub struct BenchArgs {
     /// Also time N copies of the model in one pass, sharing each decoded batch (0 or 1: skip).
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub shared_models: usize,
+    /// How the images are brought to the model's input, as a suite's `resize` key: `model` (the
+    /// card's transform) or `none` (centre crop only, as the imagenet-c suite evaluates
+    /// ImageNet-C's 224-pixel images: on a 224 image and a 224 model no resize at all).
+    #[arg(long, value_name = "MODE", default_value = "model")]
+    pub resize: robust_eval::input::preprocessing::ResizeMode,
     /// Execution provider, as `run --provider`; a GPU provider runs one session fed by all cores,
     /// as `run` plans it.
     #[arg(long, value_enum, default_value = "cpu")]

@@ -12,6 +12,9 @@ use crate::input::{is_safe_name, labels, manifest};
 /// The corruption table (see assets/corruptions/SOURCES.md).
 const IMAGENET_C_TSV: &str = include_str!("../../assets/corruptions/imagenet-c.tsv");
 
+/// The other named corruption sets in the same layout (see assets/corruptions/SOURCES.md).
+const SETS_TSV: &str = include_str!("../../assets/corruptions/sets.tsv");
+
 /// Severities of ImageNet-C and its kin.
 pub const SEVERITIES: std::ops::RangeInclusive<u32> = 1..=5;
 
@@ -91,6 +94,52 @@ fn parse_table(text: &str) -> std::result::Result<Table, String> {
     })
 }
 
+/// A named corruption set that shares ImageNet-C's layout (ImageNet-C̄, ImageNet-3DCC), with the
+/// reference its errors are normalised by. None of them has a published one, so they get errors,
+/// never CE or mCE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedSet {
+    /// `imagenet-c-bar`, `imagenet-3dcc`.
+    pub name: String,
+    pub title: String,
+    pub corruptions: Vec<String>,
+    /// The normalising reference's name; None where none is published.
+    pub reference: Option<String>,
+}
+
+/// The shipped named sets, parsed once (compiled in: a failure is a build defect).
+pub fn named_sets() -> &'static [NamedSet] {
+    static SETS: std::sync::OnceLock<Vec<NamedSet>> = std::sync::OnceLock::new();
+    SETS.get_or_init(|| parse_sets(SETS_TSV).expect("assets/corruptions/sets.tsv"))
+}
+
+/// The named set a corruption folder belongs to, if any.
+pub fn named_set_of(corruption: &str) -> Option<&'static NamedSet> {
+    named_sets()
+        .iter()
+        .find(|s| s.corruptions.iter().any(|c| c == corruption))
+}
+
+fn parse_sets(text: &str) -> std::result::Result<Vec<NamedSet>, String> {
+    let mut sets: Vec<NamedSet> = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let [set, title, corruption, reference] = line.split('\t').collect::<Vec<_>>()[..] else {
+            return Err(format!("line {}: expected 4 columns", i + 1));
+        };
+        let reference = (reference != "none").then(|| reference.to_string());
+        match sets.iter_mut().find(|s| s.name == set) {
+            Some(s) => s.corruptions.push(corruption.to_string()),
+            None => sets.push(NamedSet {
+                name: set.to_string(),
+                title: title.to_string(),
+                corruptions: vec![corruption.to_string()],
+                reference,
+            }),
+        }
+    }
+    Ok(sets)
+}
+
 /// The dataset name of a corruption at a severity.
 pub fn dataset_name(corruption: &str, severity: u32) -> String {
     format!("{DATASET_PREFIX}{corruption}-{severity}")
@@ -118,7 +167,8 @@ pub struct Tree {
     pub missing_corruptions: Vec<String>,
     /// `corruption/severity` of present corruptions that lack a severity folder (or its images).
     pub missing_severities: Vec<String>,
-    /// Corruption folders that are not among the 19 ImageNet-C names (read all the same).
+    /// Corruption folders that are neither among the 19 ImageNet-C names nor in a named set
+    /// (read all the same).
     pub unknown: Vec<String>,
 }
 
@@ -173,7 +223,7 @@ pub fn scan(root: &Path) -> Result<Tree> {
                 format!("folder `{corruption}` cannot name a corruption: use letters, digits and _ (it becomes part of dataset and file names)"),
             ));
         }
-        if table.get(&corruption).is_none() {
+        if table.get(&corruption).is_none() && named_set_of(&corruption).is_none() {
             tree.unknown.push(corruption.clone());
         }
         for sev_dir in subfolders(&dir)? {
@@ -276,16 +326,23 @@ pub fn describe(tree: &Tree) -> Vec<String> {
         .filter(|c| !c.in_mce && names.contains(&c.name.as_str()))
         .map(|c| c.name.as_str())
         .collect();
-    let mut lines = vec![format!(
-        "found {benchmark} of the 15 ImageNet-C corruptions, {} of the 4 extras{}",
-        extras.len(),
-        if extras.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", extras.join(", "))
-        }
-    )];
-    if !tree.missing_corruptions.is_empty() {
+    let named = named_set_lines(&names);
+    // A tree of another named set alone (a C̄ tree, say) is not an ImageNet-C tree with gaps.
+    let only_named = benchmark == 0 && extras.is_empty() && !named.is_empty();
+    let mut lines = Vec::new();
+    if !only_named {
+        lines.push(format!(
+            "found {benchmark} of the 15 ImageNet-C corruptions, {} of the 4 extras{}",
+            extras.len(),
+            if extras.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", extras.join(", "))
+            }
+        ));
+    }
+    lines.extend(named);
+    if !only_named && !tree.missing_corruptions.is_empty() {
         lines.push(format!(
             "missing corruptions: {} (mCE will be withheld; relative to what is present it is marked partial)",
             tree.missing_corruptions.join(", ")
@@ -299,11 +356,44 @@ pub fn describe(tree: &Tree) -> Vec<String> {
     }
     if !tree.unknown.is_empty() {
         lines.push(format!(
-            "not ImageNet-C corruptions (manifests written, never in mCE; the built-in suite does not list them): {}",
+            "not corruptions of ImageNet-C or a named set (manifests written, never in mCE; the built-in suite does not list them): {}",
             tree.unknown.join(", ")
         ));
     }
     lines
+}
+
+/// One line per named set with a corruption in the tree: how many of its corruptions, which are
+/// missing, and that it has no normalising reference.
+fn named_set_lines(names: &[&str]) -> Vec<String> {
+    named_sets()
+        .iter()
+        .filter_map(|set| {
+            let (found, missing): (Vec<&String>, Vec<&String>) = set
+                .corruptions
+                .iter()
+                .partition(|c| names.contains(&c.as_str()));
+            if found.is_empty() {
+                return None;
+            }
+            let mut line = format!(
+                "found {} of the {} {} corruptions ({})",
+                found.len(),
+                set.corruptions.len(),
+                set.title,
+                set.name
+            );
+            if !missing.is_empty() {
+                let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+                line += &format!("; missing: {}", missing.join(", "));
+            }
+            line += &match &set.reference {
+                Some(r) => format!("; normalised by {r}"),
+                None => "; no normalising reference is published: errors only, no CE or mCE".into(),
+            };
+            Some(line)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ pub(super) fn summary_line(report: &GateReport) -> String {
         ),
     };
     format!(
-        "{}: {} checks, {} failed, {} warnings, {} improved{sets} (thresholds: top-1 drop {} pp, ER drop {} pp, average ER drop {} pp; α = {})",
+        "{}: {} checks, {} failed, {} warnings, {} improved{sets} (thresholds: top-1 drop {} pp, ER drop {} pp, average ER drop {} pp, mCE rise {}; α = {})",
         if report.passed { "PASSED" } else { "FAILED" },
         report.checks.len(),
         count(Verdict::Fail),
@@ -114,6 +114,7 @@ pub(super) fn summary_line(report: &GateReport) -> String {
         report.rules.max_drop,
         report.rules.max_er_drop,
         report.rules.max_average_er_drop,
+        report.rules.max_mce_rise,
         report.rules.alpha
     )
 }
@@ -137,11 +138,16 @@ pub fn markdown(report: &GateReport) -> String {
     s += &format!("{}\n\n", summary_line(report));
     for c in report.checks.iter().filter(|c| c.verdict == Verdict::Fail) {
         s += &format!(
-            "- **{}** on **{}**: {} dropped {:.2} pp ({:.2} → {:.2}), p = {} ({}{})\n",
+            "- **{}** on **{}**: {} {} {:.2} pp ({:.2} → {:.2}), p = {} ({}{})\n",
             model_text(c),
             c.dataset,
             c.rule.replace('_', " "),
-            -c.change,
+            if super::mce::rises(c) {
+                "rose"
+            } else {
+                "dropped"
+            },
+            c.change.abs(),
             c.baseline,
             c.candidate,
             p_text(c.p_value),

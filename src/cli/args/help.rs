@@ -18,7 +18,7 @@ pub const GATE_EXIT_STATUS: &str = "\
 EXIT STATUS:
     0   Passed: no drop is both over its threshold and significant (drops over the threshold that
         are not significant are reported as warnings).
-    1   A regression: some drop is over its threshold and significant at --alpha; or a model
+    1   A regression: some drop (an mCE rise) is over its threshold and significant at --alpha; or a model
         (or one model's dataset) of the baseline is missing from the candidate, unless
         --allow-missing. Models only in the candidate are listed as new and do not fail.
     2   The comparison cannot be made: a missing results folder, no model on both sides, a
@@ -108,8 +108,10 @@ new. Where both sides have \
 per-image predictions over the same manifest (same sha256 in run.json), an exact McNemar test on the \
 images that flipped decides significance; otherwise a two-proportion test on the counts, and the \
 report says so. Effective robustness is fitted on each side as `fit` would; an ER drop counts as \
-significant when the OOD accuracy change on that shift is. A check fails when its drop is larger \
-than the threshold and significant at --alpha.";
+significant when the OOD accuracy change on that shift is. A model with an ImageNet-C mCE on both \
+sides (all 75 corruption-severities) gets an mCE check: a rise over --max-mce-rise, significant by a \
+conservative z test on the 75 datasets' paired changes. A check fails when its drop (for mCE, its \
+rise) is larger than the threshold and significant at --alpha.";
 
 pub const SLURM_ABOUT: &str = "Write the Slurm jobs that run a suite as N shards and merge them.\n\n\
 <out>/slurm/shards.sbatch is an array job (--array=0-(N-1)): task I runs `robust-eval run <RUN ARGS> \

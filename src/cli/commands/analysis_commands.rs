@@ -115,6 +115,7 @@ pub fn run_gate(args: GateArgs) -> Result<ExitCode, Error> {
     rules.max_average_er_drop = args
         .max_average_er_drop
         .unwrap_or(rules.max_average_er_drop);
+    rules.max_mce_rise = args.max_mce_rise.unwrap_or(rules.max_mce_rise);
     rules.alpha = args.alpha.unwrap_or(rules.alpha);
     rules.ignore_significance |= args.ignore_significance;
     rules.accuracy_only |= args.accuracy_only;

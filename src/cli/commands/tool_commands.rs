@@ -13,10 +13,12 @@ pub fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
         .collect();
     images.sort();
     images.truncate(args.limit);
-    let model = card::discover(std::slice::from_ref(&args.model), &mut |w| {
+    let mut model = card::discover(std::slice::from_ref(&args.model), &mut |w| {
         eprintln!("warning: {w}")
     })?
     .remove(0);
+    // The spec `run` gives the model on a dataset with this `resize` mode.
+    model.preprocess = args.resize.apply(model.preprocess);
     let work = tempfile::tempdir().map_err(|e| Error::Other(e.to_string()))?;
     let f = robust_eval::pipeline::bench::measure(
         &images,
@@ -34,9 +36,12 @@ pub fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
         println!("{}", to_json(&f)?);
     } else {
         println!(
-            "{} images, model {}, batch {}, {} inference threads in {} worker(s), {} cores, ONNX Runtime {} ({})",
+            "{} images, model {} (resize {}: {} → {}), batch {}, {} inference threads in {} worker(s), {} cores, ONNX Runtime {} ({})",
             f.images,
             model.name,
+            args.resize,
+            model.preprocess.resize,
+            model.preprocess.crop,
             f.batch_size,
             f.threads,
             f.inference_workers,
