@@ -78,8 +78,11 @@ def main():
         for p in files:
             target = d / (p.stem.replace("'", "") + ".png")
             if not target.exists():
+                # Written beside and renamed, so an interrupted run leaves no truncated image.
+                partial = target.with_suffix(".partial.png")
                 with Image.open(p) as im:
-                    shift(im.convert("RGB")).save(target)
+                    shift(im.convert("RGB")).save(partial)
+                partial.replace(target)
             rows.append((str(target), p.name[:9]))
         write_manifest(d / "manifest.csv", rows)
     models = out / "models"

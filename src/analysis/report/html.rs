@@ -94,7 +94,7 @@ pub(super) fn html_charts(data: &ReportData) -> String {
     s + "</div>"
 }
 
-pub(super) /// A reliability diagram per model and dataset view, a grid per view.
+/// A reliability diagram per model and dataset view, a grid per view.
 fn html_reliability(data: &ReportData) -> String {
     let Some(c) = &data.confidence else {
         return String::new();
@@ -150,7 +150,7 @@ fn html_reliability(data: &ReportData) -> String {
     s
 }
 
-const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
+pub(super) const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin:1em 0;font-size:14px}\
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f0f0f0;cursor:pointer;user-select:none}\
 th[aria-sort=ascending]::after{content:' \\25B2'}th[aria-sort=descending]::after{content:' \\25BC'}\
