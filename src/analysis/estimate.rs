@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::estimators::{self, MISSING};
-use crate::analysis::reliability::{self, ReliabilityRow};
 use crate::analysis::markup::Table;
+use crate::analysis::reliability::{self, ReliabilityRow};
 use crate::error::{Error, Location, Result};
 use crate::files::write_atomic;
 use crate::results::store::{csv_bytes, ResultsStore};

@@ -329,7 +329,9 @@ mod tests {
         labelled.labelled = true;
         labelled.set_counts(300, 150, None);
         let written = crate::results::store::csv_bytes(&[labelled], HEADER).unwrap();
-        assert!(String::from_utf8(written).unwrap().contains("m,g,field,300,150,50.0,,"));
+        assert!(String::from_utf8(written)
+            .unwrap()
+            .contains("m,g,field,300,150,50.0,,"));
     }
 
     #[test]
