@@ -91,6 +91,24 @@ fn models_per_chart(dir: &Path) -> BTreeMap<String, Vec<String>> {
         };
         charts.entry(chart).or_default().push(r[0].to_string());
     }
+    // Each shift's chart also draws one method's estimates (estimates.csv) as hollow points, each
+    // with its tooltip: ALine-D where the shift has it, else ATC-MC.
+    let mut reader = csv::Reader::from_path(dir.join("estimates.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    for (shift, models) in charts.iter_mut() {
+        let of = |method: &str| -> Vec<String> {
+            rows.iter()
+                .filter(|r| &r[1] == shift && &r[2] == method)
+                .map(|r| r[0].to_string())
+                .collect()
+        };
+        let drawn = ["ALine-D", "ATC-MC"]
+            .iter()
+            .map(|m| of(m))
+            .find(|m| !m.is_empty())
+            .unwrap_or_default();
+        models.extend(drawn);
+    }
     charts.values_mut().for_each(|m| m.sort());
     charts
 }

@@ -311,6 +311,7 @@ fn speed_at_200_models_and_10000_images() {
             let model = format!("m{m:03}");
             let mut row = EvalRow {
                 model: model.clone(),
+                labelled: true,
                 group: "g".into(),
                 dataset: dataset.into(),
                 n: 0,
@@ -347,6 +348,7 @@ fn speed_at_200_models_and_10000_images() {
                 rows: None,
                 resize: Default::default(),
                 execution: Default::default(),
+                labelled: true,
             };
             store
                 .record(evaluation, vec![row], Vec::new(), vec![(dataset.into(), p)])

@@ -19,6 +19,7 @@ fn folder(dir: &Path, model: &str, dataset: &str, manifest_sha256: &str, outcome
     let correct = outcomes.iter().filter(|&&c| c).count() as u64;
     let row = EvalRow {
         model: model.into(),
+        labelled: true,
         group: "standard".into(),
         dataset: dataset.into(),
         n,
@@ -64,6 +65,7 @@ fn folder(dir: &Path, model: &str, dataset: &str, manifest_sha256: &str, outcome
         waiting_for_images: 0.0,
         rows: None,
         execution: Default::default(),
+        labelled: true,
     };
     store
         .record(

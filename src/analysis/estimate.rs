@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::estimators::{self, MISSING};
 use crate::analysis::markup::Table;
+use crate::analysis::reliability::{self, ReliabilityRow};
 use crate::error::{Error, Location, Result};
 use crate::files::write_atomic;
 use crate::results::store::{csv_bytes, ResultsStore};
@@ -117,6 +118,9 @@ pub struct EstimateReport {
     pub estimates: Vec<EstimateRow>,
     pub agreement: Vec<AgreementRow>,
     pub calibration: Vec<CalibrationRow>,
+    /// The non-empty confidence bins per model and view (reliability.csv), for the diagrams.
+    #[serde(skip)]
+    pub reliability: Vec<ReliabilityRow>,
     #[serde(skip)]
     pub refused: Vec<(String, String)>,
 }
@@ -124,6 +128,9 @@ pub struct EstimateReport {
 /// One model's predictions on one view, compact: top-1 class per manifest row (MISSING where
 /// the model has none), and per stored row its correctness and confidences.
 pub struct ViewPredictions {
+    /// False where the view has no labels (its `correct` column all null): `correct` then holds
+    /// placeholders, and no accuracy or calibration is computed from it.
+    pub labelled: bool,
     pub top1: Vec<u16>,
     pub correct: Vec<bool>,
     pub confidence: Vec<f64>,
@@ -151,6 +158,7 @@ pub fn read_view(path: &Path) -> Result<std::result::Result<ViewPredictions, Str
     }
     if height == 0 {
         return Ok(Ok(ViewPredictions {
+            labelled: true,
             top1: Vec::new(),
             correct: Vec::new(),
             confidence: Vec::new(),
@@ -170,16 +178,15 @@ pub fn read_view(path: &Path) -> Result<std::result::Result<ViewPredictions, Str
             .map(|i| c.get(i).ok_or_else(|| null(name)))
             .collect()
     };
-    let correct: Vec<bool> = {
-        let c = df
-            .column("correct")
-            .map_err(bad)?
-            .bool()
-            .map_err(bad)?
-            .clone();
+    let correct_column = df.column("correct").map_err(bad)?;
+    let labelled = correct_column.null_count() < height;
+    let correct: Vec<bool> = if labelled {
+        let c = correct_column.bool().map_err(bad)?.clone();
         (0..height)
             .map(|i| c.get(i).ok_or_else(|| null("correct")))
             .collect::<Result<_>>()?
+    } else {
+        vec![false; height]
     };
     let lists = df.column("top5").map_err(bad)?.list().map_err(bad)?.clone();
     let rows: Vec<u32> = (0..height)
@@ -199,6 +206,7 @@ pub fn read_view(path: &Path) -> Result<std::result::Result<ViewPredictions, Str
         top1[*row as usize] = class as u16;
     }
     Ok(Ok(ViewPredictions {
+        labelled,
         top1,
         correct,
         confidence: floats("confidence")?,
@@ -251,8 +259,15 @@ pub fn estimate(dir: &Path, settings: &EstimateSettings) -> Result<EstimateRepor
     }
     for ((model, view), v) in &loaded {
         match v {
-            Ok(v) if !v.correct.is_empty() => {
-                report.calibration.push(calibration_row(model, view, v))
+            // Calibration needs labels; an unlabelled view gets estimates only.
+            Ok(v) if !v.correct.is_empty() && v.labelled => {
+                report.calibration.push(calibration_row(model, view, v));
+                report.reliability.extend(reliability::rows(
+                    model,
+                    view,
+                    &v.confidence,
+                    &v.correct,
+                ));
             }
             Ok(_) => {}
             Err(why) => report
@@ -300,7 +315,14 @@ pub fn estimate(dir: &Path, settings: &EstimateSettings) -> Result<EstimateRepor
         };
         let ood: Vec<&ViewPredictions> = models.iter().map(|m| get(m, shift)).collect();
         let idp: Vec<&ViewPredictions> = models.iter().map(|m| get(m, &id_view)).collect();
-        let labelled = labelled(&store, shift);
+        let labelled = ood.iter().all(|v| v.labelled);
+        if idp.iter().any(|v| !v.labelled) {
+            report.refused.push((
+                shift.to_string(),
+                format!("the ID view `{id_view}` has no labels: ATC, DoC and ALine fit on them"),
+            ));
+            continue;
+        }
         estimate_shift(
             shift,
             &id_view,
@@ -334,12 +356,6 @@ fn same_images(store: &ResultsStore, id: &str, shift: &str) -> std::result::Resu
         }
     }
     Ok(())
-}
-
-/// Whether a dataset has labels: not marked unlabelled in run.json's evaluations.
-fn labelled(store: &ResultsStore, _dataset: &str) -> bool {
-    let _ = store;
-    true
 }
 
 fn calibration_row(model: &str, view: &str, v: &ViewPredictions) -> CalibrationRow {
@@ -487,6 +503,10 @@ impl EstimateReport {
                 "calibration.csv",
                 csv_bytes(&self.calibration, CALIBRATION_HEADER)?,
             ),
+            (
+                "reliability.csv",
+                csv_bytes(&self.reliability, reliability::HEADER)?,
+            ),
         ];
         let mut written = Vec::new();
         for (name, bytes) in files {
@@ -533,6 +553,11 @@ impl EstimateReport {
             },
             agreement: if optional("agreement.csv") {
                 read_rows(&path("agreement.csv"))?
+            } else {
+                Vec::new()
+            },
+            reliability: if optional("reliability.csv") {
+                read_rows(&path("reliability.csv"))?
             } else {
                 Vec::new()
             },

@@ -40,16 +40,22 @@ impl From<&EvalRow> for Accuracy {
     }
 }
 
-/// Read an evals.csv (the one reader, `results::evals`) as fit, plot and report use it.
+/// Read an evals.csv (the one reader, `results::evals`) as fit, plot and report use it. Rows of
+/// unlabelled datasets measure nothing and are left out: those datasets appear only through
+/// `estimate`'s estimates.
 pub fn read_accuracies(path: &Path) -> Result<Vec<Accuracy>> {
-    Ok(evals::read(path)?.iter().map(Accuracy::from).collect())
+    Ok(measured(&evals::read(path)?))
 }
 
 fn read_accuracies_from(path: &Path, text: &str) -> Result<Vec<Accuracy>> {
-    Ok(evals::read_from(path, text)?
-        .iter()
+    Ok(measured(&evals::read_from(path, text)?))
+}
+
+fn measured(rows: &[EvalRow]) -> Vec<Accuracy> {
+    rows.iter()
+        .filter(|r| r.labelled)
         .map(Accuracy::from)
-        .collect())
+        .collect()
 }
 
 /// Which models form the baseline.

@@ -16,6 +16,7 @@ use crate::error::{Error, Location, Result};
 use crate::input::is_safe_name;
 use crate::results::store::{read_predictions, EvalRow, ResultsStore};
 
+mod estimate_checks;
 mod mce;
 mod render;
 mod significance;
@@ -54,6 +55,10 @@ pub struct Rules {
     /// failure: for teams that retire models on purpose.
     #[serde(default)]
     pub allow_missing: bool,
+    /// Gate unlabelled datasets on this method's estimated top-1 (`estimates.csv`: AC, DoC,
+    /// ATC-MC, ATC-NE, ALine-S, ALine-D). None: unlabelled datasets are listed as not gated.
+    #[serde(default)]
+    pub estimate: Option<String>,
     /// Per-dataset `max_drop` overrides.
     #[serde(default)]
     pub datasets: BTreeMap<String, DatasetRule>,
@@ -89,6 +94,7 @@ impl Default for Rules {
             ignore_significance: false,
             accuracy_only: false,
             allow_missing: false,
+            estimate: None,
             datasets: BTreeMap::new(),
         }
     }
@@ -159,6 +165,8 @@ pub struct GateReport {
     pub missing: Vec<Absent>,
     /// In the candidate only: listed, nothing to compare.
     pub new: Vec<Absent>,
+    /// What was not gated and why (unlabelled datasets without `--estimate`).
+    pub notes: Vec<String>,
     pub passed: bool,
 }
 
@@ -208,6 +216,8 @@ pub fn compare(
     // mCE needs no trend fit, so it is checked under accuracy_only too.
     let mce_checks = mce::checks(&base, &cand, &pairs, &checks, rules);
     checks.extend(mce_checks);
+    let (estimated, notes) = estimate_checks::checks(&base, &cand, &pairs, rules)?;
+    checks.extend(estimated);
     if !rules.accuracy_only {
         let (ba, ca) = (
             fitted(baseline, "baseline")?,
@@ -235,6 +245,7 @@ pub fn compare(
         checks,
         missing,
         new,
+        notes,
         passed,
     })
 }
@@ -357,13 +368,14 @@ fn matching_rows<'a>(
     bm: &str,
     cm: &str,
 ) -> Vec<(&'a EvalRow, &'a EvalRow)> {
+    // An unlabelled dataset's rows measure nothing: gated through its estimates instead.
     base.evals
         .iter()
-        .filter(|r| r.model == bm)
+        .filter(|r| r.model == bm && r.labelled)
         .filter_map(|b| {
             cand.evals
                 .iter()
-                .find(|c| c.model == cm && c.dataset == b.dataset)
+                .find(|c| c.model == cm && c.dataset == b.dataset && c.labelled)
                 .map(|c| (b, c))
         })
         .collect()

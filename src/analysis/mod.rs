@@ -4,11 +4,13 @@
 
 pub mod corruptions;
 pub mod estimate;
+pub mod estimated;
 pub mod estimators;
 pub mod fit;
 pub mod gate;
 pub mod markup;
 pub mod plot;
+pub mod reliability;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -72,6 +74,8 @@ pub struct Analysis {
     pub corruptions: Option<corruptions::CorruptionReport>,
     /// The dataset WiSE-FT's α is chosen on (`--held-out`), checked to be in evals.csv.
     pub held_out: Option<String>,
+    /// `estimate`'s estimates as the charts draw them (empty where it has not run).
+    pub estimated: estimated::Estimated,
 }
 
 /// How each dataset was scored, as its suite declared it: from run.json; for a folder of
@@ -208,6 +212,14 @@ fn load_and_fit(dir: &Path, settings: &AnalysisSettings) -> Result<(Analysis, Op
     if let Some(kept) = kept_caution(&evals, run.as_ref()) {
         fit.cautions.push(kept);
     }
+    let estimated = match estimate::EstimateReport::read(dir) {
+        Ok(Some(report)) => estimated::gather(&report, &evals, &fit_settings),
+        Ok(None) => estimated::Estimated::default(),
+        Err(e) => estimated::Estimated {
+            notes: vec![format!("estimates not drawn: {e}")],
+            ..Default::default()
+        },
+    };
     let analysis = Analysis {
         dir: dir.to_path_buf(),
         evals,
@@ -217,6 +229,7 @@ fn load_and_fit(dir: &Path, settings: &AnalysisSettings) -> Result<(Analysis, Op
         robustness,
         corruptions: corruption_report,
         held_out: settings.held_out.clone(),
+        estimated,
     };
     Ok((analysis, fit_error))
 }
@@ -337,19 +350,43 @@ impl Analysis {
         let points = self.chart_points();
         let none = BTreeMap::new();
         let interventions = self.run.as_ref().map_or(&none, |r| &r.models);
-        let charts: Vec<ShiftChart> = self
+        let estimates = |shift: &str| match self.estimated.points.get(shift) {
+            Some((method, points)) => (method.as_str(), points.as_slice()),
+            None => ("", &[][..]),
+        };
+        let mut charts: Vec<ShiftChart> = self
             .fit
             .shifts
             .iter()
             .zip(&points)
-            .map(|(fit, (points, cloud))| ShiftChart {
-                fit,
-                points,
-                cloud,
-                label_points,
-                interventions,
+            .map(|(fit, (points, cloud))| {
+                let (estimate_method, estimates) = estimates(&fit.shift);
+                ShiftChart {
+                    fit,
+                    points,
+                    cloud,
+                    label_points,
+                    interventions,
+                    estimates,
+                    estimate_method,
+                    estimated_line: false,
+                }
             })
             .collect();
+        // Unlabelled shifts: their estimates against the line fitted to them.
+        charts.extend(self.estimated.fits.iter().map(|fit| {
+            let (estimate_method, estimates) = estimates(&fit.shift);
+            ShiftChart {
+                fit,
+                points: &[],
+                cloud: &[],
+                label_points,
+                interventions,
+                estimates,
+                estimate_method,
+                estimated_line: true,
+            }
+        }));
         draw(&charts)
     }
 
@@ -402,6 +439,7 @@ impl Analysis {
             Ok(confidence) => data.confidence = confidence,
             Err(e) => data.notes.push(format!("estimates not shown: {e}")),
         }
+        data.notes.extend(self.estimated.notes.iter().cloned());
         if let Some(c) = &self.corruptions {
             data.notes.extend(c.notes());
             data.corruptions = Some(c.clone());

@@ -23,6 +23,7 @@ use crate::results::store::ModelInfo;
 
 mod axes;
 mod bars;
+mod estimated;
 mod labels;
 mod marks;
 
@@ -71,6 +72,12 @@ pub struct ShiftChart<'a> {
     pub label_points: bool,
     /// run.json's `models`: which points are WiSE-FT interpolations or soups.
     pub interventions: &'a BTreeMap<String, ModelInfo>,
+    /// OOD accuracies estimated without labels (`estimate`, one method), drawn hollow.
+    pub estimates: &'a [Point],
+    /// The method of `estimates`, for the legend and the tooltips.
+    pub estimate_method: &'a str,
+    /// The shift has no labels: `fit` is the line fitted to the estimates, `points` is empty.
+    pub estimated_line: bool,
 }
 
 type ShiftContext<'a, DB> = ChartContext<'a, DB, Cartesian2d<LabelledAxis, LabelledAxis>>;
@@ -83,11 +90,13 @@ fn draw_shift<DB: DrawingBackend>(
 ) -> Result<Vec<Marker>> {
     let (xw, yw) = shift_window(chart);
     let label_size = if big { 16 } else { 13 };
-    let mut c = shift_axes(area, chart.fit, xw, yw, big)?;
+    let mut c = shift_axes(area, chart, xw, yw, big)?;
     draw_fit_lines(&mut c, chart.fit, xw, yw)?;
     let curves = curves(chart.points, chart.interventions);
     draw_curves(&mut c, chart.fit.transform, &curves, groups, label_size)?;
-    let markers = draw_points(&mut c, chart, groups, big)?;
+    let mut markers = draw_points(&mut c, chart, groups, big)?;
+    let radius = if big { 5 } else { 4 };
+    markers.extend(estimated::draw_estimates(&mut c, chart, groups, radius)?);
     if chart.label_points {
         draw_point_labels(&c, chart, label_size - 2)?;
     }
@@ -298,7 +307,7 @@ fn groups_of(charts: &[ShiftChart], robustness: &[Robustness]) -> Vec<String> {
     group_order(
         charts
             .iter()
-            .flat_map(|c| c.points.iter().map(|p| p.group.clone()))
+            .flat_map(|c| c.points.iter().chain(c.estimates).map(|p| p.group.clone()))
             .chain(robustness.iter().map(|r| r.group.clone())),
     )
 }
@@ -336,6 +345,9 @@ pub fn svg_charts(
     let mut svgs = Vec::new();
     for (stem, size, figure) in figures(charts, robustness) {
         let caption = match &figure {
+            Figure::Shift(chart) if chart.estimated_line => {
+                format!("{} (no labels: estimated)", chart.fit.shift)
+            }
             Figure::Shift(chart) => chart.fit.shift.clone(),
             Figure::Grid { .. } => continue,
             Figure::Bars { .. } => stem,

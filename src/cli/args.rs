@@ -376,8 +376,8 @@ pub struct GateArgs {
     #[arg(long, value_name = "BASELINE=CANDIDATE")]
     pub pair: Vec<String>,
     /// Gate rules in TOML: max_drop, max_er_drop, max_average_er_drop, max_mce_rise, alpha,
-    /// ignore_significance, accuracy_only, allow_missing, and [datasets.NAME] max_drop
-    /// overrides. Flags override the file.
+    /// ignore_significance, accuracy_only, allow_missing, estimate, and [datasets.NAME]
+    /// max_drop overrides. Flags override the file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Largest allowed top-1 drop on any dataset, percentage points [default: 0.5].
@@ -408,6 +408,11 @@ pub struct GateArgs {
     /// failure: for models retired on purpose.
     #[arg(long)]
     pub allow_missing: bool,
+    /// Gate unlabelled datasets on this method's estimated top-1 (from estimates.csv: AC, DoC,
+    /// ATC-MC, ATC-NE, ALine-S or ALine-D), under the same --max-drop, with no significance test.
+    /// Without it, unlabelled datasets are listed as not gated.
+    #[arg(long, value_name = "METHOD")]
+    pub estimate: Option<String>,
     /// Also write the result as Markdown (for a pull-request comment or $GITHUB_STEP_SUMMARY).
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,

@@ -13,12 +13,13 @@ pub const MAX_MODELS: usize = 40;
 /// `width` characters.
 pub fn top1_table(rows: &[&EvalRow], datasets: &[String], width: usize) -> String {
     let mut models: Vec<&str> = Vec::new();
-    let mut top1: BTreeMap<(&str, &str), f64> = BTreeMap::new();
+    // None: an unlabelled dataset's cell, which has no accuracy to show.
+    let mut top1: BTreeMap<(&str, &str), Option<f64>> = BTreeMap::new();
     for r in rows {
         if !models.contains(&r.model.as_str()) {
             models.push(&r.model);
         }
-        top1.insert((&r.model, &r.dataset), r.top1);
+        top1.insert((&r.model, &r.dataset), r.labelled.then_some(r.top1));
     }
     let name_width = models
         .iter()
@@ -44,9 +45,11 @@ pub fn top1_table(rows: &[&EvalRow], datasets: &[String], width: usize) -> Strin
     for model in models.iter().take(MAX_MODELS) {
         out.push_str(&format!("{:<name_width$}", clip(model, name_width)));
         for d in &shown {
-            let cell = top1
-                .get(&(*model, d.as_str()))
-                .map_or("-".to_string(), |t| format!("{t:.2}"));
+            let cell = match top1.get(&(*model, d.as_str())) {
+                None => "-".to_string(),
+                Some(None) => "no lab.".to_string(),
+                Some(Some(t)) => format!("{t:.2}"),
+            };
             out.push_str(&format!("  {cell:>w$}", w = column(d)));
         }
         out.push('\n');
@@ -95,6 +98,7 @@ mod tests {
     fn row(model: &str, dataset: &str, top1: f64) -> EvalRow {
         let mut r = EvalRow {
             model: model.into(),
+            labelled: true,
             group: "standard".into(),
             dataset: dataset.into(),
             n: 0,

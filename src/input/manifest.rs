@@ -52,21 +52,19 @@ impl Manifest {
             .headers()
             .map_err(|e| Error::input(at(1), format!("cannot read the header: {e}")))?
             .clone();
-        let column = |name: &str| {
-            headers
-                .iter()
-                .position(|h| h.trim() == name)
-                .ok_or_else(|| {
-                    Error::input(
-                        at(1).field(name),
-                        format!(
-                            "the header must name columns `path` and `label` (found: {})",
-                            headers.iter().collect::<Vec<_>>().join(",")
-                        ),
-                    )
-                })
-        };
-        let (path_col, label_col) = (column("path")?, column("label")?);
+        let column = |name: &str| headers.iter().position(|h| h.trim() == name);
+        let path_col = column("path").ok_or_else(|| {
+            Error::input(
+                at(1).field("path"),
+                format!(
+                    "the header must name a `path` column, and a `label` column where the images \
+                     have labels (found: {})",
+                    headers.iter().collect::<Vec<_>>().join(",")
+                ),
+            )
+        })?;
+        // No `label` column: an unlabelled dataset, every row's label empty.
+        let label_col = column("label");
         let mut rows = Vec::new();
         for record in reader.records() {
             let record = record.map_err(|e| {
@@ -75,12 +73,9 @@ impl Manifest {
             })?;
             let line = record.position().map(|p| p.line() as usize).unwrap_or(0);
             let path = record.get(path_col).unwrap_or("").trim();
-            let label = record.get(label_col).unwrap_or("").trim();
+            let label = label_col.and_then(|c| record.get(c)).unwrap_or("").trim();
             if path.is_empty() {
                 return Err(Error::input(at(line).field("path"), "empty image path"));
-            }
-            if label.is_empty() {
-                return Err(Error::input(at(line).field("label"), "empty label"));
             }
             rows.push(Row {
                 line,
@@ -109,6 +104,31 @@ impl Manifest {
         } else {
             self.file.parent().unwrap_or(Path::new("")).join(p)
         }
+    }
+
+    /// Whether the manifest labels its images: every row has a label (true), or none has, or there
+    /// is no `label` column (false). Some rows labelled and some not is an error naming the first
+    /// row without one.
+    pub fn labelled(&self) -> Result<bool> {
+        let empty = self.rows.iter().filter(|r| r.label.is_empty()).count();
+        if empty == 0 {
+            return Ok(true);
+        }
+        if empty == self.rows.len() {
+            return Ok(false);
+        }
+        let first = self.rows.iter().find(|r| r.label.is_empty());
+        Err(Error::input(
+            Location::file(&self.file)
+                .line(first.map_or(0, |r| r.line))
+                .field("label"),
+            format!(
+                "empty label, where {} of {} rows have one: label every row, leave every label \
+                 empty, or mark the dataset `labels = false` in the suite to ignore them",
+                self.rows.len() - empty,
+                self.rows.len()
+            ),
+        ))
     }
 
     /// Each row's target under a scoring rule, `None` for rows the rule skips (ObjectNet images of

@@ -100,6 +100,8 @@ pub enum Target {
     Class(usize),
     /// The predicted ImageNet class must map to this ObjectNet class.
     ObjectNet(usize),
+    /// The image has no label (an unlabelled dataset): it is predicted, never judged.
+    Unlabelled,
 }
 
 impl LabelSpace {

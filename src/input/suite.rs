@@ -45,6 +45,9 @@ struct RawDataset {
     /// `model` (default) or `none` (centre crop only); see `ResizeMode`.
     resize: Option<String>,
     description: Option<String>,
+    /// `false`: the dataset has no labels (its manifest's labels, if any, are ignored); absent:
+    /// read from the manifest (no `label` column, or every label empty, means unlabelled).
+    labels: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -64,6 +67,9 @@ pub struct Dataset {
     /// How images are brought to each model's input on this dataset.
     pub resize: ResizeMode,
     pub description: Option<String>,
+    /// `Some(false)`: unlabelled whatever the manifest says; `Some(true)`: the manifest must have
+    /// labels; `None`: as the manifest has them.
+    pub labels: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +210,7 @@ impl Suite {
                 optional: d.optional,
                 resize,
                 description: d.description,
+                labels: d.labels,
             });
         }
         let Some(id_pos) = datasets.iter().position(|d| d.name == raw.id) else {
@@ -348,11 +355,11 @@ mod tests {
 
     #[test]
     fn unknown_key_and_bad_id_are_rejected() {
-        let text = "name = \"x\"\nid = \"a\"\n[datasets.a]\nmanifest = \"a.csv\"\nscoring = \"imagenet-1k\"\nlabels = 3\n";
+        let text = "name = \"x\"\nid = \"a\"\n[datasets.a]\nmanifest = \"a.csv\"\nscoring = \"imagenet-1k\"\nlabelz = 3\n";
         let err = Suite::parse(Path::new("s.toml"), text, None)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("s.toml:6") && err.contains("labels"), "{err}");
+        assert!(err.contains("s.toml:6") && err.contains("labelz"), "{err}");
         let text = "name = \"x\"\nid = \"zz\"\n[datasets.a]\nmanifest = \"a.csv\"\nscoring = \"imagenet-1k\"\n";
         let err = Suite::parse(Path::new("s.toml"), text, None)
             .unwrap_err()

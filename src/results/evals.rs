@@ -13,8 +13,15 @@ use crate::error::{Error, Location, Result};
 use crate::input::card::DEFAULT_GROUP;
 
 /// One row of `evals.csv`: a model's score on one dataset (or class-restricted view of one).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+///
+/// An unlabelled dataset's row (`labelled` false) is written with `correct`, `top1`, `top5` and
+/// the interval empty, never 0; its counts in memory mean nothing, and `fit`, `plot`, `report`
+/// and `gate` leave such rows out of everything measured.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct EvalRow {
+    /// Whether the images had labels (not a column: an empty `top1` says it).
+    #[serde(skip, default = "yes")]
+    pub labelled: bool,
     pub model: String,
     pub group: String,
     pub dataset: String,
@@ -56,6 +63,55 @@ impl EvalRow {
         self.top5 = correct5.map(percent);
         self.top1_ci_low = 100.0 * low;
         self.top1_ci_high = 100.0 * high;
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// evals.csv's columns as written: the judged ones empty where the dataset has no labels.
+#[derive(Serialize)]
+struct WrittenRow<'a> {
+    model: &'a str,
+    group: &'a str,
+    dataset: &'a str,
+    n: u64,
+    correct: Option<u64>,
+    top1: Option<f64>,
+    top5: Option<f64>,
+    top1_ci_low: Option<f64>,
+    top1_ci_high: Option<f64>,
+    failed: u64,
+    skipped: u64,
+    provider: &'a str,
+    seconds: f64,
+    images_per_s: f64,
+}
+
+impl Serialize for EvalRow {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let judged = |v: f64| self.labelled.then_some(v);
+        WrittenRow {
+            model: &self.model,
+            group: &self.group,
+            dataset: &self.dataset,
+            n: self.n,
+            correct: self.labelled.then_some(self.correct),
+            top1: judged(self.top1),
+            top5: self.top5.filter(|_| self.labelled),
+            top1_ci_low: judged(self.top1_ci_low),
+            top1_ci_high: judged(self.top1_ci_high),
+            failed: self.failed,
+            skipped: self.skipped,
+            provider: &self.provider,
+            seconds: self.seconds,
+            images_per_s: self.images_per_s,
+        }
+        .serialize(serializer)
     }
 }
 
@@ -197,7 +253,9 @@ impl Columns {
             }
             Ok(x)
         };
-        let top1 = percent("top1")?;
+        // An empty top1 is an unlabelled dataset's row: its judged fields stay 0 in memory.
+        let labelled = !text("top1").is_empty();
+        let top1 = if labelled { percent("top1")? } else { 0.0 };
         // Published numbers bring no interval: one of zero width, so it adds nothing.
         let (low, high) = match (
             optional("top1_ci_low", &percent)?,
@@ -214,6 +272,7 @@ impl Columns {
             ));
         }
         Ok(EvalRow {
+            labelled,
             model: nonempty("model")?,
             group: match text("group") {
                 "" => DEFAULT_GROUP.to_string(),
@@ -255,6 +314,24 @@ mod tests {
         assert!(e.contains("field `correct`"), "{e}");
         let e = err("model,dataset,top1\n,imagenet,50\n");
         assert!(e.contains("field `model`"), "{e}");
+    }
+
+    #[test]
+    fn an_unlabelled_row_reads_and_writes_with_empty_accuracy_fields() {
+        let text = "model,group,dataset,n,correct,top1,top5,top1_ci_low,top1_ci_high,failed,skipped,provider,seconds,images_per_s\n\
+                    m,g,field,300,,,,,,0,0,cpu,1.5,200.0\n";
+        let rows = read_from(Path::new("evals.csv"), text).unwrap();
+        assert!(!rows[0].labelled);
+        assert_eq!(rows[0].n, 300);
+        let written = crate::results::store::csv_bytes(&rows, HEADER).unwrap();
+        assert_eq!(String::from_utf8(written).unwrap(), text);
+        let mut labelled = rows[0].clone();
+        labelled.labelled = true;
+        labelled.set_counts(300, 150, None);
+        let written = crate::results::store::csv_bytes(&[labelled], HEADER).unwrap();
+        assert!(String::from_utf8(written)
+            .unwrap()
+            .contains("m,g,field,300,150,50.0,,"));
     }
 
     #[test]

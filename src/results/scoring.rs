@@ -33,6 +33,7 @@ impl LabelSpace {
                     .get(&(class as usize))
                     == Some(&t)
             }
+            Target::Unlabelled => false,
         };
         Scored {
             correct: top5.first().is_some_and(|&c| hits(c)),

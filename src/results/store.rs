@@ -64,6 +64,18 @@ pub struct Evaluation {
     /// The precision, the providers' settings and where the nodes ran.
     #[serde(default)]
     pub execution: Execution,
+    /// False for an unlabelled dataset (predicted, never judged). Absent in run.json where true,
+    /// so labelled runs' run.json is as before.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub labelled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Rows `start..end` of the `of` rows of a dataset that a run reads (those some view scores).
@@ -113,6 +125,7 @@ impl Evaluation {
             && self.preprocess.key() == other.preprocess.key()
             && self.border == other.border
             && self.rows == other.rows
+            && self.labelled == other.labelled
     }
 }
 
@@ -241,6 +254,9 @@ pub struct Predictions {
     pub confidence: Vec<f64>,
     /// Entropy of that softmax in nats (float64).
     pub entropy: Vec<f64>,
+    /// The view has no labels: `target`, `correct` and `correct_top5` are written as nulls (the
+    /// vectors' values are placeholders) and `label` is empty.
+    pub unlabelled: bool,
 }
 
 /// The predictions columns that hold confidences; a file without them was written before they
@@ -662,14 +678,24 @@ pub(crate) fn predictions_parquet(p: Predictions) -> Result<Vec<u8>> {
         .into_iter()
         .map(|ids| Series::new("".into(), ids))
         .collect();
+    let judged = |name: &str, column: Column| {
+        if p.unlabelled {
+            Column::full_null(name.into(), column.len(), column.dtype())
+        } else {
+            column
+        }
+    };
     let mut df = DataFrame::new_infer_height(vec![
         Column::new("index".into(), p.index),
         Column::new("path".into(), p.path),
         Column::new("label".into(), p.label),
-        Column::new("target".into(), p.target),
+        judged("target", Column::new("target".into(), p.target)),
         Column::new("top5".into(), top5),
-        Column::new("correct".into(), p.correct),
-        Column::new("correct_top5".into(), p.correct_top5),
+        judged("correct", Column::new("correct".into(), p.correct)),
+        judged(
+            "correct_top5",
+            Column::new("correct_top5".into(), p.correct_top5),
+        ),
     ])
     .map_err(polars_err)?;
     let height = df.height();

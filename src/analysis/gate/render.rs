@@ -50,10 +50,17 @@ pub fn table(report: &GateReport) -> String {
     for line in set_lines(report) {
         s += &format!("{line}\n");
     }
-    for c in report.checks.iter().filter(|c| c.line_moved_only) {
+    for c in report
+        .checks
+        .iter()
+        .filter(|c| c.line_moved_only || c.test == super::estimate_checks::TEST)
+    {
         if let Some(n) = &c.note {
             s += &format!("note: {} on {}: {n}\n", c.rule, c.dataset);
         }
+    }
+    for n in &report.notes {
+        s += &format!("note: {n}\n");
     }
     s += &format!("\n{}\n", summary_line(report));
     s
@@ -207,6 +214,9 @@ pub fn markdown(report: &GateReport) -> String {
         .collect();
     notes.dedup();
     for n in notes.iter().take(5) {
+        s += &format!("\nNote: {n}.\n");
+    }
+    for n in &report.notes {
         s += &format!("\nNote: {n}.\n");
     }
     s

@@ -106,7 +106,13 @@ pub(super) fn accuracy_axis(t: Transform, zlo: f64, zhi: f64) -> LabelledAxis {
 /// not drawn on an axis spanning 40–95 %. y = x is drawn wherever it crosses the window.
 pub(super) fn shift_window(chart: &ShiftChart) -> ((f64, f64), (f64, f64)) {
     let t = chart.fit.transform;
-    let points = || chart.points.iter().chain(chart.cloud.iter());
+    let points = || {
+        chart
+            .points
+            .iter()
+            .chain(chart.cloud.iter())
+            .chain(chart.estimates.iter())
+    };
     let span = |values: Vec<f64>| {
         let lo = values.iter().copied().fold(f64::MAX, f64::min);
         let hi = values.iter().copied().fold(f64::MIN, f64::max);
@@ -125,15 +131,21 @@ pub(super) fn shift_window(chart: &ShiftChart) -> ((f64, f64), (f64, f64)) {
 /// Title, axes and grid of one shift's chart.
 pub(super) fn shift_axes<'a, DB: DrawingBackend>(
     area: &'a DrawingArea<DB, Shift>,
-    fit: &ShiftFit,
+    chart: &ShiftChart,
     (xlo, xhi): (f64, f64),
     (ylo, yhi): (f64, f64),
     big: bool,
 ) -> Result<ShiftContext<'a, DB>> {
+    let fit = chart.fit;
     let t = fit.transform;
     let (title_size, label_size) = if big { (22, 16) } else { (16, 13) };
+    let estimated = if chart.estimated_line {
+        format!(", no labels: {} estimates", chart.estimate_method)
+    } else {
+        String::new()
+    };
     let title = format!(
-        "{}: slope {:.2}, R² {:.3} ({})",
+        "{}: slope {:.2}, R² {:.3} ({}{estimated})",
         fit.shift,
         fit.line.slope,
         fit.line.r2,
@@ -148,7 +160,11 @@ pub(super) fn shift_axes<'a, DB: DrawingBackend>(
         .map_err(err)?;
     c.configure_mesh()
         .x_desc(format!("ID top-1 (%), {}", fit.id_dataset))
-        .y_desc(format!("OOD top-1 (%), {}", fit.shift))
+        .y_desc(if chart.estimated_line {
+            format!("estimated OOD top-1 (%), {}", fit.shift)
+        } else {
+            format!("OOD top-1 (%), {}", fit.shift)
+        })
         .label_style(("sans-serif", label_size))
         .axis_desc_style(("sans-serif", label_size))
         .light_line_style(WHITE)

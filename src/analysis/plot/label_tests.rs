@@ -56,6 +56,9 @@ fn clustered_models_fill_the_axes_and_their_labels_neither_overlap_nor_leave_the
         cloud: &[],
         label_points: true,
         interventions: &interventions,
+        estimates: &[],
+        estimate_method: "",
+        estimated_line: false,
     };
     let groups = groups_of(std::slice::from_ref(&chart), &[]);
     let (width, height) = (900, 760);

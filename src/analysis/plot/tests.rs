@@ -74,6 +74,9 @@ fn a_wise_ft_family_is_one_line_through_its_points_in_alpha_order_and_a_soup_a_d
         cloud: &[],
         label_points: false,
         interventions: &interventions,
+        estimates: &[],
+        estimate_method: "",
+        estimated_line: false,
     };
     let groups = groups_of(std::slice::from_ref(&chart), &[]);
     let svg = render_svg((900, 760), &Figure::Shift(&chart), &groups).unwrap();

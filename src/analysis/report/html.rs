@@ -94,6 +94,62 @@ pub(super) fn html_charts(data: &ReportData) -> String {
     s + "</div>"
 }
 
+/// A reliability diagram per model and dataset view, a grid per view.
+fn html_reliability(data: &ReportData) -> String {
+    let Some(c) = &data.confidence else {
+        return String::new();
+    };
+    if c.reliability.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "<h2>Reliability diagrams</h2><p>Per model and dataset: the top-1 accuracy of the images in each \
+         of the 15 equal-width confidence bins (blue) against the bins' confidence (y = x dashed: \
+         perfect calibration), and each bin's share of the images (grey). Hover a bin for its range, \
+         image count, accuracy and mean confidence.</p>",
+    );
+    let mut views: Vec<&str> = Vec::new();
+    for r in &c.reliability {
+        if !views.contains(&r.dataset.as_str()) {
+            views.push(&r.dataset);
+        }
+    }
+    for view in views {
+        s += &format!("<h3>{}</h3><div class=\"reliability\">", escape_xml(view));
+        let mut models: Vec<&str> = Vec::new();
+        for r in c.reliability.iter().filter(|r| r.dataset == view) {
+            if !models.contains(&r.model.as_str()) {
+                models.push(&r.model);
+            }
+        }
+        for model in models {
+            let bins: Vec<&crate::analysis::reliability::ReliabilityRow> = c
+                .reliability
+                .iter()
+                .filter(|r| r.dataset == view && r.model == model)
+                .collect();
+            let group = data
+                .models
+                .iter()
+                .find(|m| m.model == model)
+                .map_or("", |m| m.group.as_str());
+            let ece = c
+                .calibration
+                .iter()
+                .find(|r| r.dataset == view && r.model == model)
+                .map(|r| format!(", ECE {:.2} %", r.ece))
+                .unwrap_or_default();
+            s += &format!(
+                "<figure class=\"reliability-diagram\"><figcaption>{}{ece}</figcaption>{}</figure>",
+                escape_xml(model),
+                crate::analysis::reliability::svg(model, group, view, &bins)
+            );
+        }
+        s += "</div>";
+    }
+    s
+}
+
 pub(super) const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin:1em 0;font-size:14px}\
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f0f0f0;cursor:pointer;user-select:none}\
@@ -101,6 +157,7 @@ th[aria-sort=ascending]::after{content:' \\25B2'}th[aria-sort=descending]::after
 td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}.note{color:#a33}\
 .headline{font-size:15px;line-height:1.6}.filter input{font-size:15px;padding:3px 6px;width:18em}\
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:1em}\
+.reliability{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:.5em}.reliability figcaption{font-weight:normal;font-size:12px}.bin:hover{stroke:#222;stroke-width:1.5px}\
 figure{margin:0}figcaption{font-weight:bold;margin-bottom:4px}figure svg{width:100%;height:auto;max-width:900px}\
 .tip{cursor:help}.tip:hover{stroke:#555;stroke-width:1.5px}.tip.hit{stroke:#000;stroke-width:3px}";
 
@@ -142,6 +199,7 @@ pub fn html(data: &ReportData) -> String {
     }
     body += &html_headline(data);
     body += &html_charts(data);
+    body += &html_reliability(data);
     body += "<h2>Top-1 accuracy</h2>";
     let keys: Vec<(&str, &str)> = data
         .accuracy

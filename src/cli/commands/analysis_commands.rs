@@ -120,6 +120,9 @@ pub fn run_gate(args: GateArgs) -> Result<ExitCode, Error> {
     rules.ignore_significance |= args.ignore_significance;
     rules.accuracy_only |= args.accuracy_only;
     rules.allow_missing |= args.allow_missing;
+    if args.estimate.is_some() {
+        rules.estimate = args.estimate.clone();
+    }
     if !(rules.alpha > 0.0 && rules.alpha < 1.0) {
         return Err(Error::Usage(format!(
             "--alpha {}: must lie between 0 and 1",

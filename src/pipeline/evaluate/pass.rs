@@ -343,6 +343,8 @@ pub(super) fn score_batch(
                 p.label.push(manifest_row.label.clone());
                 p.target.push(match target {
                     Target::Class(c) | Target::ObjectNet(c) => c as u32,
+                    // Stored as null: see `View::labelled`.
+                    Target::Unlabelled => 0,
                 });
                 p.top5.push(scored.top5);
                 p.correct.push(scored.correct);

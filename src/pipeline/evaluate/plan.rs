@@ -13,6 +13,17 @@ pub struct View {
     pub targets: Vec<Option<Target>>,
 }
 
+impl View {
+    /// Whether the view's images have labels; an unlabelled view's predictions are stored with
+    /// null correctness and its evals.csv row has empty accuracy fields.
+    pub fn labelled(&self) -> bool {
+        !self
+            .targets
+            .iter()
+            .any(|t| matches!(t, Some(Target::Unlabelled)))
+    }
+}
+
 /// A dataset ready to evaluate: manifest read, labels resolved, views built.
 pub struct DatasetPlan {
     pub dataset: Dataset,
@@ -35,7 +46,11 @@ pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<Datase
             continue;
         }
         let manifest = Manifest::load(&path)?;
-        let targets = manifest.targets(dataset.scoring)?;
+        let targets = if is_labelled(suite, dataset, &manifest)? {
+            manifest.targets(dataset.scoring)?
+        } else {
+            vec![Some(Target::Unlabelled); manifest.rows.len()]
+        };
         let space = match dataset.scoring {
             Scoring::ImageNet1k | Scoring::AllClasses => LabelSpace::All,
             other => other
@@ -101,6 +116,40 @@ pub fn plan_datasets(suite: &Suite, settings: &RunSettings) -> Result<Vec<Datase
             .collect();
     }
     Ok(plans)
+}
+
+/// Whether a dataset's images are judged against labels: the suite's `labels`, else the manifest's
+/// own (docs/datasets.md). The ID set needs labels: every shift is measured against it.
+fn is_labelled(suite: &Suite, dataset: &Dataset, manifest: &Manifest) -> Result<bool> {
+    let labelled = match dataset.labels {
+        Some(false) => false,
+        Some(true) | None => {
+            let has = manifest.labelled()?;
+            if !has && dataset.labels == Some(true) {
+                return Err(Error::input(
+                    Location::file(&manifest.file).line(1).field("label"),
+                    format!(
+                        "dataset `{}` is marked `labels = true` in {}, but its manifest has no labels",
+                        dataset.name,
+                        suite.file.display()
+                    ),
+                ));
+            }
+            has
+        }
+    };
+    if !labelled && dataset.name == suite.id {
+        return Err(Error::input(
+            Location::file(&suite.file).field(format!("datasets.{}.labels", dataset.name)),
+            format!(
+                "the in-distribution dataset `{}` has no labels ({}): shifts are measured and \
+                 estimated against it, so it needs them",
+                dataset.name,
+                manifest.file.display()
+            ),
+        ));
+    }
+    Ok(labelled)
 }
 
 /// Every selected dataset's manifest is there, or one error names all that are missing and the
@@ -301,6 +350,7 @@ pub(super) fn pending_pairs(
                         waiting_for_images: 0.0,
                         rows: settings.shard.map(|_| row_range(&rows, plan)),
                         execution: Default::default(),
+                        labelled: plan.views[0].labelled(),
                     };
                     if settings.force || !store.up_to_date(&evaluation) {
                         return Some(evaluation);

@@ -31,7 +31,10 @@ pub(super) fn record_member(
             .iter()
             .filter(|t| t.is_none())
             .count() as u64;
+        let labelled = view.labelled();
+        t.predictions.unlabelled = !labelled;
         let mut row = EvalRow {
+            labelled,
             model: member.card.name.clone(),
             group: member.card.group.clone(),
             dataset: view.name.clone(),

@@ -140,6 +140,9 @@ pub(super) fn read_columns(path: &Path) -> Result<Predictions> {
             .map(|i| column.get(i).ok_or_else(|| missing(name)))
             .collect()
     };
+    // An unlabelled view's judged columns are all null: placeholders in memory, null again when
+    // written (`Predictions::unlabelled`).
+    let unlabelled = df.column("correct").map_err(bad)?.null_count() == height;
     let lists = df.column("top5").map_err(bad)?.list().map_err(bad)?.clone();
     let mut top5 = Vec::with_capacity(height);
     for i in 0..height {
@@ -151,12 +154,25 @@ pub(super) fn read_columns(path: &Path) -> Result<Predictions> {
         index: u32s("index")?,
         path: strings("path")?,
         label: strings("label")?,
-        target: u32s("target")?,
+        target: if unlabelled {
+            vec![0; height]
+        } else {
+            u32s("target")?
+        },
         top5,
-        correct: bools("correct")?,
-        correct_top5: bools("correct_top5")?,
+        correct: if unlabelled {
+            vec![false; height]
+        } else {
+            bools("correct")?
+        },
+        correct_top5: if unlabelled {
+            vec![false; height]
+        } else {
+            bools("correct_top5")?
+        },
         confidence: floats("confidence")?,
         entropy: floats("entropy")?,
+        unlabelled,
     })
 }
 
@@ -291,6 +307,7 @@ pub(super) fn merge_view(
         }
     }
     let mut row = merged.ok_or_else(|| Error::Other(format!("`{model}` on `{view}`: no parts")))?;
+    all.unlabelled = !row.labelled;
     let correct5 = all.correct_top5.iter().filter(|&&c| c).count() as u64;
     row.set_counts(n, correct, has_top5.then_some(correct5));
     row.images_per_s = if row.seconds > 0.0 {
