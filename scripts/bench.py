@@ -16,6 +16,12 @@ Needs: a built robust-eval (cargo build --release), and Pillow, numpy, onnxrunti
   .venv/bin/python scripts/bench.py --images ../shared/reference/imagenet-sample \\
       --card my-model.toml [--limit 1000] [--repeats 3] [--batch-size 64] [--threads 2] [--workers 2]
 
+With --gpu-like it measures the loader that feeds a GPU instead (see gpu_like below), optionally
+against an older build:
+
+  .venv/bin/python scripts/bench.py --gpu-like --images ../shared/reference/imagenet-sample \\
+      --card benches/free_224.toml [--before OLD/robust-eval] [--repeats 5]
+
 The card is a robust-eval model card (its preprocessing is used on both sides).
 
 --c-like: the 224-pixel mode. The images are first made into what ImageNet-C ships (as
@@ -139,13 +145,50 @@ def c_like_tree(paths, out_dir):
     return made
 
 
-def rust_figures(binary, images, card, limit, batch, threads, shared, resize="model"):
+def rust_figures(binary, images, card, limit, batch, threads, shared, resize="model", extra=()):
     out = subprocess.run(
         [binary, "bench", "--images", images, "--model", card, "--limit", str(limit), "--batch-size", str(batch),
-         "--threads", str(threads), "--shared-models", str(shared), "--resize", resize, "--json"],
+         "--threads", str(threads), "--shared-models", str(shared), "--resize", resize, "--json", *extra],
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout)
+
+
+def gpu_like(a):
+    """The loader in the GPU-like plan: one inference worker fed by every core's loader thread
+    (--inference-workers 1), on a model whose inference is nearly free, so end to end is the
+    loader's throughput. Compared with decode alone on as many cores (whole images, the floor of
+    any loader) and with preprocessing on as many cores (the loader's ceiling). With --before, an
+    older build runs in turn with this one, which goes first every other repeat."""
+    builds = [("this build", a.binary)] + ([("--before", a.before)] if a.before else [])
+    figures = {name: [] for name, _ in builds}
+    for r in range(a.repeats):
+        for name, binary in builds if r % 2 == 0 else builds[::-1]:
+            f = rust_figures(binary, a.images, a.card, a.limit, a.batch_size, a.threads, 0,
+                             extra=["--inference-workers", "1"])
+            figures[name].append(f)
+            print(f"repeat {r + 1}/{a.repeats}, {name}: end to end {f['end_to_end']:.1f}/s", file=sys.stderr)
+    med = statistics.median
+    meta = figures["this build"][-1]
+    cores = meta["cores"]
+    print(f"machine: {cpu_model()}, {platform.machine()}, {os.cpu_count()} cores; ONNX Runtime {meta['onnxruntime']} "
+          f"({meta['provider']}); {meta['images']} images, batch {a.batch_size}, --inference-workers 1, "
+          f"{cores} loader threads; medians of {a.repeats}")
+    print(f"{'build':<12}{'decode/core':>13}{'preprocess/core':>17}{'end to end':>13}{'vs decode':>11}{'vs preprocess':>15}")
+    for name, _ in builds:
+        runs = figures[name]
+        vs_decode = [f["end_to_end"] / (cores * f["decode_per_core"]) for f in runs]
+        vs_pre = [f["end_to_end"] / (cores * f["preprocess_per_core"]) for f in runs]
+        print(f"{name:<12}{med(f['decode_per_core'] for f in runs):>11.1f}/s"
+              f"{med(f['preprocess_per_core'] for f in runs):>15.1f}/s{med(f['end_to_end'] for f in runs):>11.1f}/s"
+              f"{100 * med(vs_decode):>10.0f} %{100 * med(vs_pre):>13.0f} %")
+        print(f"{'':<12}end to end vs decode alone on {cores} cores, repeat by repeat: "
+              f"{', '.join(f'{100 * v:.0f} %' for v in vs_decode)}")
+    if a.before:
+        paired = [n["end_to_end"] / o["end_to_end"] for n, o in zip(figures["this build"], figures["--before"])]
+        print(f"end to end, this build / --before, repeat by repeat (each pair run back to back): "
+              f"{', '.join(f'{r:.2f}x' for r in paired)}; median {med(paired):.2f}x")
+    print(f"this build, last repeat: {meta['bound_detail']}")
 
 
 def peak_rss_mb(cmd):
@@ -197,7 +240,14 @@ def main():
     ap.add_argument("--c-like", action="store_true",
                     help="the 224-pixel mode: the images made 224 x 224 as ImageNet-C ships them, crop only")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "robust-eval"))
+    ap.add_argument("--gpu-like", action="store_true",
+                    help="measure the loader instead: --inference-workers 1 on the card (best a nearly free model, "
+                         "benches/free_224.toml), against decode alone; no Python side")
+    ap.add_argument("--before", metavar="BINARY",
+                    help="with --gpu-like: an older robust-eval build to run in turn with --binary")
     a = ap.parse_args()
+    if a.gpu_like:
+        return gpu_like(a)
     exts = (".jpg", ".jpeg", ".png")
     paths = sorted(os.path.join(a.images, f) for f in os.listdir(a.images) if f.lower().endswith(exts))[: a.limit]
     c = load_card(a.card)

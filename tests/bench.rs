@@ -82,6 +82,51 @@ fn bench_reports_each_stage() {
         f["preprocess_per_core"].as_f64().unwrap() < 1.5 * f["decode_per_core"].as_f64().unwrap()
     );
     assert_eq!(f["provider"], "CPUExecutionProvider");
+    // No GPU ran, so no busy time, and the figures say why.
+    assert!(f["gpu_busy"].is_null(), "{f}");
+    assert_eq!(
+        f["gpu_busy_note"],
+        "not measured: the sessions ran on the CPU"
+    );
+}
+
+/// The GPU-like plan (one inference worker fed by the loader) prints the loader's throughput
+/// against decode alone on its threads, and the GPU line says it measured nothing on the CPU.
+#[test]
+fn bench_in_the_gpu_like_plan_reports_the_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = probe_card(dir.path(), "probe");
+    let images = made_jpegs(dir.path());
+    let out = bin()
+        .args([
+            "bench",
+            "--limit",
+            "16",
+            "--batch-size",
+            "4",
+            "--shared-models",
+            "0",
+        ])
+        .args(["--inference-workers", "1", "--images"])
+        .arg(&images)
+        .arg("--model")
+        .arg(&card)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains("in 1 worker(s)"), "{text}");
+    let loader = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("loader "))
+        .unwrap_or_else(|| panic!("no loader line: {text}"));
+    assert!(
+        loader.contains("% of decode alone on") && loader.contains("loader threads"),
+        "{loader}"
+    );
+    assert!(
+        text.contains("GPU busy time       not measured: the sessions ran on the CPU"),
+        "{text}"
+    );
 }
 
 /// `--resize none` gives the model the transform `run` gives it on a crop-only dataset (the

@@ -248,3 +248,103 @@ fn parallel_inference_workers_give_the_same_results_in_the_same_order() {
         assert_eq!(file(&one), file(&three), "{dataset} predictions differ");
     }
 }
+
+/// A single worker's loader keeps several batches decoding at once, and they finish out of order
+/// (one-image batches of sizes from 12 to 332 pixels, six ahead on three loader threads). What it
+/// hands on, in order, must give the results of workers decoding their own batches: the same rows
+/// in the same order, the same failures, the same predictions byte for byte.
+#[test]
+fn batches_decoding_at_once_give_the_results_of_workers_decoding_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    build_suite(dir.path());
+    let id = dir.path().join("data/id");
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for i in 0..40usize {
+        let name = format!("many{i}.png");
+        probe_image(&id.join(&name), (i * 37) % 1000, (i % 5) as u32 * 40);
+        rows.push((name, ((i * 37) % 1000).to_string()));
+    }
+    std::fs::write(id.join("broken.png"), b"not an image").unwrap();
+    rows.insert(17, ("broken.png".into(), "3".into()));
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(p, l)| (p.as_str(), l.as_str())).collect();
+    write_manifest(&id.join("manifest.csv"), &rows);
+    let run_plan = |tag: &str, plan: &[&str]| {
+        let out = dir.path().join(tag);
+        let assert = bin()
+            .args(["run", "--suite"])
+            .arg(dir.path().join("suite.toml"))
+            .arg("--models")
+            .arg(dir.path().join("models"))
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--out")
+            .arg(&out)
+            .args([
+                "--provider",
+                "cpu",
+                "--progress",
+                "plain",
+                "--allow-failures",
+                "10",
+            ])
+            .args(plan)
+            .assert()
+            .success();
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        (out, stderr)
+    };
+    let (loader, loader_log) = run_plan(
+        "loader",
+        &[
+            "--inference-workers",
+            "1",
+            "--threads",
+            "2",
+            "--batch-size",
+            "1",
+            "--loader-threads",
+            "3",
+            "--prefetch",
+            "5",
+        ],
+    );
+    let (own, _) = run_plan(
+        "own",
+        &[
+            "--inference-workers",
+            "2",
+            "--threads",
+            "2",
+            "--batch-size",
+            "4",
+        ],
+    );
+    assert!(
+        loader_log.contains("inference waited for decoded images"),
+        "the single worker was not fed by the loader: {loader_log}"
+    );
+    let key = |out: &Path| {
+        evals(out)
+            .into_iter()
+            .map(|r| (r.model, r.dataset, r.n, r.correct, r.failed, r.skipped))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(key(&loader), key(&own));
+    assert_eq!(row(&evals(&loader), "probe", "imagenet").failed, 1);
+    let read = |out: &Path, file: &Path| std::fs::read(out.join(file)).unwrap();
+    let failures = Path::new("failures.csv");
+    assert!(
+        read(&loader, failures) == read(&own, failures),
+        "failures.csv differs"
+    );
+    let predictions = files_under(&loader.join("predictions"));
+    assert!(predictions.len() >= 4, "{predictions:?}");
+    assert_eq!(predictions, files_under(&own.join("predictions")));
+    for file in predictions.iter().map(|f| Path::new("predictions").join(f)) {
+        assert!(
+            read(&loader, &file) == read(&own, &file),
+            "{} differs",
+            file.display()
+        );
+    }
+}

@@ -141,7 +141,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub inference_workers: Option<u32>,
 
-    /// Batches preprocessed ahead of inference (bounds memory).
+    /// Batches decoded ahead of a single inference worker (a GPU, or --inference-workers 1);
+    /// bounds memory. The loader holds at most N + 1 batches, all decoding at once while
+    /// inference waits for images, so no core waits for the slowest image of a batch.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub prefetch: usize,
 

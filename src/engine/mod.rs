@@ -3,8 +3,10 @@
 
 pub mod doctor;
 pub mod engine_share;
+pub mod gpu_busy;
 pub mod gpu_libs;
 pub mod jpeg;
+pub mod loader;
 pub mod models;
 pub mod pixels;
 pub mod preprocess;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::engine::gpu_busy::{smi_id, Sampler};
 use crate::engine::jpeg;
 use crate::engine::preprocess::{decode_rgb, preprocess_bytes, recycle, PixelLayout};
 use crate::engine::progress::{self, ProgressMode};
@@ -25,6 +26,8 @@ pub struct Figures {
     pub threads: usize,
     /// Batches inferred at once on the CPU, each by its own session (see `run --inference-workers`).
     pub inference_workers: usize,
+    /// Threads decoding ahead of a single inference worker (a GPU, or one CPU worker).
+    pub loader_threads: usize,
     pub cores: usize,
     pub onnxruntime: String,
     pub provider: String,
@@ -52,6 +55,11 @@ pub struct Figures {
     pub shared_seconds: f64,
     /// Wall time of the one-model pass, seconds.
     pub one_model_seconds: f64,
+    /// Share of the one-model pass the GPU was busy (a kernel running), from `nvidia-smi`; None
+    /// on the CPU or without nvidia-smi.
+    pub gpu_busy: Option<f64>,
+    /// How `gpu_busy` was measured, or why it was not.
+    pub gpu_busy_note: String,
     /// What the shared pass may take: one_model_seconds + (N − 1) × images / inference × 1.1.
     pub shared_budget_seconds: f64,
 }
@@ -69,6 +77,9 @@ fn decode_alone(bytes: &[u8], buffer: &mut Vec<u8>) -> Result<()> {
     }
     Ok(())
 }
+
+/// The name ONNX Runtime gives its CPU provider.
+const CPU_PROVIDER: &str = "CPUExecutionProvider";
 
 /// Images per turn when decode alone and preprocessing take turns.
 const STAGE_CHUNK: usize = 5;
@@ -128,8 +139,22 @@ pub fn measure(
         inference_alone(model, &batch, batch_size, workers, images.len(), &settings)?;
 
     let pipeline = Pipeline::new(images, batch_size, workers, work, &settings)?;
-    let (one_model_seconds, waiting_for_images) =
-        pipeline.pass(std::slice::from_ref(model), "one")?;
+    let sampler = gpu_sampler(&provider, on.gpu.device);
+    let passed = pipeline.pass(std::slice::from_ref(model), "one");
+    let (gpu_busy, gpu_busy_note) = match sampler {
+        Ok((sampler, id)) => match sampler.stop() {
+            Some(busy) => (
+                Some(busy),
+                format!("nvidia-smi utilization.gpu of GPU {id}, sampled every 100 ms"),
+            ),
+            None => (
+                None,
+                format!("not measured: nvidia-smi gave no samples for GPU {id}"),
+            ),
+        },
+        Err(why) => (None, why),
+    };
+    let (one_model_seconds, waiting_for_images) = passed?;
     let end_to_end = images.len() as f64 / one_model_seconds;
     let bound = evaluate::Boundedness {
         waiting_fraction: waiting_for_images,
@@ -159,6 +184,7 @@ pub fn measure(
         onnxruntime: runtime.library.version.clone(),
         provider,
         inference_workers: workers,
+        loader_threads: pipeline.run.loader_threads,
         decode_per_core,
         preprocess_per_core,
         inference,
@@ -176,7 +202,22 @@ pub fn measure(
         shared_seconds,
         one_model_seconds,
         shared_budget_seconds,
+        gpu_busy,
+        gpu_busy_note,
     })
+}
+
+/// `nvidia-smi` sampling the GPU the bench's sessions run on, and its id; or why not.
+fn gpu_sampler(provider: &str, device: u32) -> std::result::Result<(Sampler, String), String> {
+    if provider == CPU_PROVIDER {
+        return Err("not measured: the sessions ran on the CPU".into());
+    }
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let id = smi_id(visible.as_deref(), device)
+        .ok_or_else(|| format!("not measured: CUDA_VISIBLE_DEVICES lists no device {device}"))?;
+    let sampler = Sampler::start(&id)
+        .map_err(|e| format!("not measured: nvidia-smi could not be started ({e})"))?;
+    Ok((sampler, id))
 }
 
 /// Decode alone and full preprocessing, per core, in images/s; and a batch of preprocessed

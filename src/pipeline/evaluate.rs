@@ -1,6 +1,6 @@
 //! A run: for every dataset, the models that still need it are grouped by preprocessing; each
-//! group reads the dataset once (decode and preprocess in parallel on a rayon pool, a bounded queue
-//! to inference) and every model in the group scores the same batches. Here: the run's settings,
+//! group reads the dataset once (decode and preprocess in parallel on a rayon pool, a bounded window
+//! of batches ahead of inference) and every model in the group scores the same batches. Here: the run's settings,
 //! its checks and its loop over datasets and groups; `plan` decides the work, `pass` does one
 //! group's pass over a dataset, `record` stores each finished pair.
 

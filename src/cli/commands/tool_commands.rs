@@ -66,6 +66,27 @@ pub fn run_bench(args: BenchArgs) -> Result<ExitCode, Error> {
             f.limit,
             f.bound_detail
         );
+        if f.inference_workers == 1 {
+            // The GPU-like plan: end to end is the loader's throughput when inference is cheap.
+            let decode = f.loader_threads as f64 * f.decode_per_core;
+            println!(
+                "  loader              {:>8.1} images/s = {:.0} % of decode alone on {} loader threads ({:.1} images/s)",
+                f.end_to_end,
+                100.0 * f.end_to_end / decode,
+                f.loader_threads,
+                decode
+            );
+        }
+        match f.gpu_busy {
+            Some(busy) => println!(
+                "  GPU busy            {:>8.0} % of the end-to-end pass ({:.1} s of {:.1} s; {})",
+                100.0 * busy,
+                busy * f.one_model_seconds,
+                f.one_model_seconds,
+                f.gpu_busy_note
+            ),
+            None => println!("  GPU busy time       {}", f.gpu_busy_note),
+        }
         if f.shared_models > 1 {
             println!(
                 "  {} models sharing   {:>8.1} s (one model {:.1} s; budget {:.1} s = one model + {} x inference alone x 1.1: {:.0} % of it)",

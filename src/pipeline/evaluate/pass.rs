@@ -1,6 +1,6 @@
 //! One pass of a preprocessing group over a dataset: images decoded and preprocessed in
-//! parallel on a rayon pool, a bounded queue to inference, and every model of the group scoring
-//! the same batches.
+//! parallel on a rayon pool, a bounded window of batches ahead of inference, and every model of
+//! the group scoring the same batches.
 
 use super::*;
 
@@ -168,11 +168,19 @@ pub(super) struct Scored {
     pub(super) waited: f64,
 }
 
+/// Batches the loader feeding a single worker holds at once, decoding or decoded and waiting
+/// for inference: `--prefetch` ahead of the one inference is about to take. When inference waits
+/// for images, all of them are decoding at once.
+pub fn loader_window(prefetch: usize) -> usize {
+    prefetch + 1
+}
+
 /// Decode, infer and score every batch of the pass. With several workers (the CPU), each decodes
 /// a batch on its own thread and then infers it: every core alternates between the two stages
 /// and no thread preempts another, where decoders on threads of their own would thrash the
 /// caches of inference running beside them. A single worker (a GPU, or --inference-workers 1) is
-/// fed by the loader pool through a bounded queue, so decoding overlaps inference.
+/// fed by the loader pool, several batches decoding at once (`loader::read_in_order`), so
+/// decoding overlaps inference and no core waits for the slowest image of a batch.
 pub(super) fn infer_and_score(
     pass: &Pass<'_>,
     members: &[Member<'_>],
@@ -193,19 +201,23 @@ pub(super) fn infer_and_score(
     let decode_in_workers = worker_count > 1;
     std::thread::scope(|scope| {
         // Batch buffers are reused once inferred: at most prefetch + workers + 1 are ever
-        // allocated, whatever the dataset's length, and none is faulted in afresh per batch.
+        // allocated (the loader's window and one per worker), whatever the dataset's length,
+        // and none is faulted in afresh per batch.
         let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<f32>>();
         let queue = if decode_in_workers {
             None
         } else {
-            let (tx, rx) = sync_channel::<Batch>(prefetch.max(1));
+            // A rendezvous: the batches decoded ahead wait in the loader's window, not here.
+            let (tx, rx) = sync_channel::<Batch>(0);
             scope.spawn(move || {
-                for seq in 0..pass.chunks.len() {
-                    let pixels = free_rx.try_recv().unwrap_or_default();
-                    if tx.send(pass.read_batch(seq, pixels, true)).is_err() {
-                        return; // inference stopped on an error
-                    }
-                }
+                crate::engine::loader::read_in_order(
+                    pass.pool,
+                    pass.chunks.len(),
+                    loader_window(prefetch),
+                    || free_rx.try_recv().unwrap_or_default(),
+                    |seq, pixels| pass.read_batch(seq, pixels, true),
+                    |batch| tx.send(batch).is_ok(), // false: inference stopped on an error
+                );
             });
             // Dropped with the last worker, which stops the loader if scoring gave up early.
             Some(Arc::new(Mutex::new(rx)))
