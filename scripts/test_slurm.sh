@@ -5,10 +5,14 @@
 # Gres=gpu:1, gres.conf `Name=gpu File=/dev/null`), so Slurm validates and allocates GPU requests
 # as a GPU cluster does. From a folder whose name holds what sbatch's parser treats specially
 # (`'`, `#`, `%`, blanks), the demo suite is submitted as a 3-task array with --gpus-per-task 1
-# plus the dependent merge through `robust-eval slurm --submit`; Slurm's record of the jobs must
-# hold the folder and the job name unchanged. Once both jobs have left the queue, one
+# through `robust-eval slurm --submit`: the engine job (`run --engines-only`; with no TensorRT
+# here it builds nothing and succeeds), the array depending on it and the merge depending on the
+# array. Slurm's record of the jobs must hold the folder and the job name unchanged, and no array
+# task may start before the engine job ended. Once the jobs have left the queue, one
 # task is run again by Slurm (`scontrol requeue`, as after preemption) and must resume its shard
-# without evaluating anything; then the merged folder must equal a single run's: evals.csv
+# without evaluating anything. A second study whose engine job fails (--provider tensorrt, which
+# this ONNX Runtime lacks) must hold its array and merge pending (DependencyNeverSatisfied), no
+# shard started. Then the merged folder must equal a single run's: evals.csv
 # (without the timing columns seconds and images_per_s), every predictions file byte for byte,
 # and fit.json. About 3 minutes on 2 cores once Slurm is installed (the demo runs twice: as shards, then whole).
 # When it cannot run (not root, no apt-get, the daemons do not start), it prints
@@ -145,9 +149,10 @@ job_name="robust-eval test #1 it's"
 (cd "$study" && exec "$bin" slurm --shards 3 --cpus-per-task 1 --gpus-per-task 1 --job-name "$job_name" \
   --submit --json -- "${run_args[@]}" --out "sharded out") >"$tmp/submitted.json" \
   || fail "robust-eval slurm --submit failed"
-jobs=$(python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))["submitted"]; print(s["array_job"], s["merge_job"])' "$tmp/submitted.json")
-read -r array merge <<<"$jobs"
-echo "test_slurm: submitted array job $array and merge job $merge from '$study'"
+jobs=$(python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))["submitted"]; print(s["engines_job"], s["array_job"], s["merge_job"])' "$tmp/submitted.json")
+read -r engines array merge <<<"$jobs"
+[ "$engines" != None ] || fail "no engine job was submitted for a GPU array with --provider auto"
+echo "test_slurm: submitted engine job $engines, array job $array after it and merge job $merge from '$study'"
 # Slurm read every #SBATCH value as written: the folder, the job name, one GPU per task.
 record=$(scontrol show job "$array")
 echo "$record" >"$tmp/array-record.txt"
@@ -158,10 +163,20 @@ grep -qE "TresPerTask=(gres:|gres/)?gpu:1" <<<"$record" || fail "the array tasks
 # logs are checked where they land: shard-1.out in "$out/slurm" below.
 
 for _ in $(seq 600); do
-  [ -z "$(squeue -h -j "$array,$merge" -o %i 2>/dev/null)" ] && break
+  [ -z "$(squeue -h -j "$engines,$array,$merge" -o %i 2>/dev/null)" ] && break
   sleep 1
 done
-[ -z "$(squeue -h -j "$array,$merge" -o %i)" ] || fail "the jobs were still queued after 10 minutes"
+[ -z "$(squeue -h -j "$engines,$array,$merge" -o %i)" ] || fail "the jobs were still queued after 10 minutes"
+# The engine job ran first and succeeded; every array task started at or after its end (Slurm's
+# times are ISO 8601 to the second, so they compare as text).
+scontrol -o show job "$engines" | grep -q 'JobState=COMPLETED' || fail "the engine job did not complete"
+engines_end=$(scontrol -o show job "$engines" | grep -o 'EndTime=[^ ]*' | cut -d= -f2)
+grep -q 'no TensorRT engines built' "$out"/slurm/engines-"$engines".out \
+  || fail "the engine job's log does not say what it built"
+while read -r start; do
+  [[ ! "$start" < "$engines_end" ]] || fail "an array task started at $start, before the engine job ended at $engines_end"
+done < <(scontrol -o show job "$array" | grep -o ' StartTime=[^ ]*' | cut -d= -f2)
+echo "test_slurm: engine job $engines ended at $engines_end; every array task started after it"
 states=$(scontrol -o show job "$array" | grep -o 'JobState=[A-Z_]*' | sort | uniq -c)
 echo "test_slurm: array tasks: $(echo $states)"
 [ "$(scontrol -o show job "$array" | grep -c 'JobState=COMPLETED')" = 3 ] || fail "not every array task completed"
@@ -187,6 +202,26 @@ resumed=$(grep 'pairs evaluated' "$log1" | tail -n 1)
 diff -r "$tmp/shard1-before/predictions" "$shard1/predictions" || fail "the requeued shard changed its predictions"
 cmp "$tmp/shard1-before/evals.csv" "$shard1/evals.csv" || fail "the requeued shard changed its evals.csv"
 echo "test_slurm: requeued task ${array}_1 resumed its shard: ${resumed%%;*}"
+
+# A failed engine job holds the study: the array and the merge stay pending, no shard starts.
+(cd "$study" && exec "$bin" slurm --shards 2 --cpus-per-task 1 --gpus-per-task 1 --engine-job yes \
+  --submit --json -- "${run_args[@]}" --provider tensorrt --out "held out") >"$tmp/held.json" \
+  || fail "robust-eval slurm --submit (the held study) failed"
+read -r held_engines held_array held_merge < <(python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))["submitted"]; print(s["engines_job"], s["array_job"], s["merge_job"])' "$tmp/held.json")
+reason=""
+for _ in $(seq 120); do
+  reason=$(squeue -h -j "$held_array" -o '%T %r' 2>/dev/null | sort -u)
+  [ "$reason" = "PENDING DependencyNeverSatisfied" ] && break
+  sleep 1
+done
+scontrol -o show job "$held_engines" | grep -q 'JobState=FAILED' || fail "the held study's engine job did not fail"
+[ "$reason" = "PENDING DependencyNeverSatisfied" ] \
+  || fail "after a failed engine job the array is '$reason', not held pending (DependencyNeverSatisfied)"
+squeue -h -j "$held_merge" -o %T | grep -qx PENDING || fail "the held study's merge job left the queue"
+[ ! -e "$study/held out/shards" ] && ! ls "$study/held out/slurm/"shard-*.out >/dev/null 2>&1 \
+  || fail "a shard of the held study started after its engine job failed"
+echo "test_slurm: engine job $held_engines failed; array $held_array held ($reason), merge $held_merge pending"
+scancel "$held_array" "$held_merge"
 
 "$bin" run "${run_args[@]}" --out "$tmp/single" >"$tmp/single.log" 2>&1 || { cat "$tmp/single.log"; fail "the single run failed"; }
 python3 - "$tmp/single/evals.csv" "$out/evals.csv" <<'EOF' || fail "evals.csv differs"

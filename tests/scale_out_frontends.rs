@@ -157,6 +157,143 @@ fn slurm_scripts_hold_the_array_and_pass_every_argument_unchanged() {
     // The merge gets the run's analysis flags, so its fit is the one one run would make.
     let merge_expected = ["merge", &out_text, "--baseline", AWKWARD].map(str::to_string);
     assert_eq!(run_script(&merge), merge_expected);
+
+    // GPUs asked for and the provider `auto`: the engine job comes first, with a shard's
+    // resources, running the shards' run whole with --engines-only; a failed one holds the array.
+    let engines = slurm_dir.join("engines.sbatch");
+    let engines_text = lines(&engines);
+    for expected in [
+        "#SBATCH --job-name=\"nightly eval-engines\"",
+        "#SBATCH --gpus-per-task=1",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --ntasks=1",
+        "#SBATCH --partition=gpu",
+    ] {
+        assert!(
+            engines_text.contains(&expected.to_string()),
+            "no {expected:?} in {engines_text:#?}"
+        );
+    }
+    assert!(text.contains(&"#SBATCH --kill-on-invalid-dep=no".to_string()));
+    bash_n(&engines);
+    let mut engines_expected = expected[..9].to_vec();
+    engines_expected.push("--engines-only".into());
+    assert_eq!(run_script(&engines), engines_expected);
+}
+
+#[test]
+fn submit_sends_the_engine_job_then_the_array_after_it_then_the_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let path = fake_sbatch(dir.path(), &["40", "41;cluster", "42"], None);
+    let assert = bin()
+        .env("PATH", &path)
+        .args([
+            "slurm",
+            "--shards",
+            "3",
+            "--gpus-per-task",
+            "1",
+            "--submit",
+            "--json",
+        ])
+        .args(["--", "--suite", "demo", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(json["submitted"]["engines_job"], "40");
+    assert_eq!(json["submitted"]["array_job"], "41");
+    assert_eq!(json["submitted"]["merge_job"], "42");
+    let slurm = out.join("slurm");
+    assert_eq!(
+        lines(&dir.path().join("sbatch-calls")),
+        vec![
+            format!("--parsable {}", slurm.join("engines.sbatch").display()),
+            format!(
+                "--parsable --dependency=afterok:40 {}",
+                slurm.join("shards.sbatch").display()
+            ),
+            format!(
+                "--parsable --dependency=afterok:41 {}",
+                slurm.join("merge.sbatch").display()
+            ),
+        ]
+    );
+    // The commands printed for submitting by hand chain the same way.
+    let commands: Vec<String> = json["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        commands[0].starts_with("engines=$(sbatch --parsable "),
+        "{commands:?}"
+    );
+    assert!(
+        commands[1].starts_with("array=$(sbatch --parsable --dependency=afterok:${engines%%;*} "),
+        "{commands:?}"
+    );
+}
+
+#[test]
+fn the_engine_job_is_left_out_on_request_or_for_providers_without_engines() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |out: &str, engine_job: &str, provider: &str| {
+        bin()
+            .current_dir(dir.path())
+            .args([
+                "slurm",
+                "--shards",
+                "2",
+                "--gpus-per-task",
+                "1",
+                "--engine-job",
+            ])
+            .args([
+                engine_job,
+                "--",
+                "--suite",
+                "demo",
+                "--provider",
+                provider,
+                "--out",
+                out,
+            ])
+            .assert()
+    };
+    write("no", "no", "auto").success();
+    write("cuda", "auto", "cuda").success();
+    for out in ["no", "cuda"] {
+        let slurm = dir.path().join(out).join("slurm");
+        assert!(slurm.join("shards.sbatch").is_file());
+        assert!(!slurm.join("engines.sbatch").exists(), "{out}");
+        assert!(!lines(&slurm.join("shards.sbatch"))
+            .contains(&"#SBATCH --kill-on-invalid-dep=no".into()));
+    }
+    write("trt", "auto", "tensorrt").success();
+    assert!(dir.path().join("trt/slurm/engines.sbatch").is_file());
+    // `yes` where the shards build no engines is bad input: nothing is written.
+    write("cpu", "yes", "cpu")
+        .code(2)
+        .stderr(predicate::str::contains("--engine-job yes"));
+    assert!(!dir.path().join("cpu").exists());
+    // The engine job's flag is the front end's to pass, not the user's.
+    bin()
+        .current_dir(dir.path())
+        .args([
+            "slurm",
+            "--shards",
+            "2",
+            "--",
+            "--suite",
+            "demo",
+            "--engines-only",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--engines-only"));
 }
 
 #[test]
@@ -449,6 +586,20 @@ fn kubernetes_manifests_are_an_indexed_job_and_a_merge_on_one_volume() {
     );
     assert_eq!(mc["workingDir"], "/data");
     assert!(mc["resources"]["limits"].get("nvidia.com/gpu").is_none());
+
+    // GPUs and the provider `auto`: an engine Job with a shard's resources comes first.
+    let engines = yaml_as_json(&manifests.join("engines.yaml"));
+    assert_eq!(engines["metadata"]["name"], "nightly-engines");
+    assert_eq!(engines["spec"]["completions"], 1);
+    let ec = &engines["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(ec["resources"], c["resources"]);
+    assert_eq!(ec["volumeMounts"], c["volumeMounts"]);
+    let mut engines_command = serde_json::json!(command[..8]);
+    engines_command
+        .as_array_mut()
+        .unwrap()
+        .push("--engines-only".into());
+    assert_eq!(ec["command"], engines_command);
 }
 
 /// Every Kubernetes the manifests claim (1.29 on) whose API schema `kubernetes-validate` bundles.
@@ -479,6 +630,7 @@ fn kubernetes_manifests_pass_the_api_schema_of_every_supported_version() {
     for version in KUBERNETES_VERSIONS {
         let output = Command::new(python())
             .args(["-m", "kubernetes_validate", "--strict", "-k", version])
+            .arg(manifests.join("engines.yaml"))
             .arg(manifests.join("shards.yaml"))
             .arg(manifests.join("merge.yaml"))
             .output()
@@ -575,6 +727,75 @@ fn kubernetes_run_script_reports_a_failed_index_at_once_and_merges_after_success
     assert!(order[1].starts_with("get job/nightly "), "{calls}");
     assert!(order[2].ends_with("merge.yaml"), "{calls}");
     assert!(order[3].starts_with("get job/nightly-merge "), "{calls}");
+    assert!(
+        !manifests.join("engines.yaml").exists(),
+        "no GPUs: no engine Job"
+    );
+}
+
+#[test]
+fn kubernetes_run_script_starts_the_shards_only_after_the_engine_job_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("k8s");
+    bin()
+        .args([
+            "kubernetes",
+            "--shards",
+            "2",
+            "--image",
+            "i",
+            "--volume-claim",
+            "v",
+        ])
+        .args(["--gpus", "1", "--name", "nightly", "--dir"])
+        .arg(&manifests)
+        .args(["--", "--suite", "demo", "--out", "r"])
+        .assert()
+        .success();
+    let script = manifests.join("run.sh");
+    bash_n(&script);
+    let bin_dir = fake_kubectl(dir.path());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = dir.path().join("kubectl.log");
+    let run = |engines_state: &str| {
+        let _ = std::fs::remove_file(&log);
+        let output = Command::new("bash")
+            .arg(&script)
+            .env("PATH", &path)
+            .env("KUBECTL_LOG", &log)
+            .env("POLL_SECONDS", "0")
+            .env("STATE_nightly_engines", engines_state)
+            .env("STATE_nightly", "Complete")
+            .env("STATE_nightly_merge", "Complete")
+            .output()
+            .unwrap();
+        (output, std::fs::read_to_string(&log).unwrap_or_default())
+    };
+    // A failed engine Job stops the study before any shard starts.
+    let (failed, calls) = run("Failed");
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("job/nightly-engines failed"), "{stderr}");
+    assert!(
+        !calls.contains("shards.yaml"),
+        "no shards after a failed engine Job: {calls}"
+    );
+    let (ok, calls) = run("Complete");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let order: Vec<&str> = calls.lines().collect();
+    assert!(order[0].ends_with("engines.yaml"), "{calls}");
+    assert!(order[1].starts_with("get job/nightly-engines "), "{calls}");
+    assert!(order[2].ends_with("shards.yaml"), "{calls}");
+    assert!(order[3].starts_with("get job/nightly "), "{calls}");
+    assert!(order[4].ends_with("merge.yaml"), "{calls}");
 }
 
 #[test]

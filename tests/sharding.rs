@@ -620,3 +620,82 @@ fn shards_of_different_builds_or_settings_are_refused() {
     );
     assert!(!out.join("evals.csv").exists(), "nothing merged");
 }
+
+/// Shards share TensorRT engines through `<out>/tensorrt-cache`: a shard whose provider may be
+/// TensorRT copies in the engines published there before its sessions open, and publishes those
+/// its own cache holds after its run; a CPU shard touches neither. No GPU here: the files stand
+/// in for engines, and what is checked is that they travel, whole. `run --engines-only` with no
+/// TensorRT in ONNX Runtime builds nothing and writes nothing; with the CPU provider it is bad
+/// input.
+#[test]
+fn shards_load_and_publish_engines_through_the_study_cache() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    scoring_suite(dir);
+    let shard_run = |out: &Path, shard: &str, provider: &str| {
+        let mut cmd = bin();
+        cmd.args(["run", "--suite"])
+            .arg(dir.join("suite.toml"))
+            .arg("--models")
+            .arg(dir.join("models"))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .args([
+                "--provider",
+                provider,
+                "--batch-size",
+                "2",
+                "--progress",
+                "none",
+            ])
+            .arg("--out")
+            .arg(out)
+            .args(["--shard", shard]);
+        cmd
+    };
+    for (out, provider) in [("auto", "auto"), ("cpu", "cpu")] {
+        let out = dir.join(out);
+        let study = out.join("tensorrt-cache");
+        std::fs::create_dir_all(&study).unwrap();
+        std::fs::write(study.join("a_sm90.engine"), b"built by the engine job").unwrap();
+        let own1 = out.join("shards/1-of-2/tensorrt-cache");
+        std::fs::create_dir_all(&own1).unwrap();
+        std::fs::write(own1.join("b_sm90.engine"), b"built by shard 1").unwrap();
+        shard_run(&out, "0/2", provider).assert().success();
+        shard_run(&out, "1/2", provider).assert().success();
+        let own0 = out.join("shards/0-of-2/tensorrt-cache/a_sm90.engine");
+        let published = study.join("b_sm90.engine");
+        if provider == "cpu" {
+            assert!(!own0.exists(), "a CPU shard loads no engines");
+            assert!(!published.exists(), "a CPU shard publishes no engines");
+            continue;
+        }
+        assert_eq!(std::fs::read(&own0).unwrap(), b"built by the engine job");
+        assert_eq!(std::fs::read(&published).unwrap(), b"built by shard 1");
+        assert_eq!(
+            std::fs::read(study.join("a_sm90.engine")).unwrap(),
+            b"built by the engine job",
+            "an engine already published is not replaced"
+        );
+    }
+    let engines_only = |out: &Path, provider: &str| {
+        let mut cmd = bin();
+        cmd.args(["run", "--suite"])
+            .arg(dir.join("suite.toml"))
+            .arg("--models")
+            .arg(dir.join("models"))
+            .args(["--provider", provider, "--engines-only", "--out"])
+            .arg(out);
+        cmd
+    };
+    let fresh = dir.join("engine-job");
+    engines_only(&fresh, "auto")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no TensorRT engines built"));
+    assert!(!fresh.exists(), "the engine job wrote {}", fresh.display());
+    engines_only(&fresh, "cpu")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--engines-only"));
+}

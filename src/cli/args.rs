@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::choices::{FormatArg, LayoutArg, ProgressArg, ProviderArg, TransformArg};
+use super::choices::{EngineJobArg, FormatArg, LayoutArg, ProgressArg, ProviderArg, TransformArg};
 
 mod help;
 mod interventions;
@@ -195,6 +195,16 @@ pub struct RunArgs {
     /// Indexed Job's completions). Also read from ROBUST_EVAL_SHARD_COUNT.
     #[arg(long, value_name = "N", requires = "shard")]
     pub shard_count: Option<usize>,
+
+    /// Build the TensorRT engine of every model, as the shards will open it, and evaluate
+    /// nothing: the first job of a sharded study (`slurm` and `kubernetes` write it), so each
+    /// engine is built once per study instead of once per shard. The engines are built in a
+    /// folder of the job's own (<out>/engine-build/tensorrt-cache) and published whole into
+    /// <out>/tensorrt-cache, which every shard loads them from; with --trt-cache they are built
+    /// there. With --provider auto and no TensorRT in ONNX Runtime nothing is built (exit 0);
+    /// --provider cpu or cuda builds no engines (exit 2).
+    #[arg(long, conflicts_with_all = ["shard", "force"])]
+    pub engines_only: bool,
 
     /// Progress display.
     #[arg(long, value_enum, default_value = "auto")]

@@ -6,6 +6,7 @@ use robust_eval::analysis::report::Format;
 use robust_eval::engine::progress::ProgressMode;
 use robust_eval::engine::runtime::ProviderChoice;
 use robust_eval::input::manifest::Layout;
+use robust_eval::scale::EngineJob;
 
 /// A clap `ValueEnum` with the variants of a library enum, and the conversion into it.
 macro_rules! mirror {
@@ -27,6 +28,14 @@ macro_rules! mirror {
 }
 
 mirror!(TransformArg => Transform { Probit, Logit });
+mirror!(EngineJobArg => EngineJob {
+    /// When the shards may run on TensorRT: --provider tensorrt, or auto with GPUs requested.
+    Auto,
+    /// Always (exit 2 with --provider cpu or cuda, which build no engines).
+    Yes,
+    /// Never: each shard builds the engines it lacks.
+    No,
+});
 mirror!(FormatArg => Format { Md, Html, Json });
 mirror!(ProgressArg => ProgressMode {
     /// Bars on a terminal, plain lines otherwise.

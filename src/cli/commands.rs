@@ -20,6 +20,7 @@ use robust_eval::engine::{doctor, progress};
 use robust_eval::input::suite::Suite;
 use robust_eval::input::{card, manifest};
 use robust_eval::interventions::{self, soup, Ingredient};
+use robust_eval::pipeline::engines;
 use robust_eval::pipeline::evaluate::{self, RunSettings};
 use robust_eval::results::store::{kept_from_earlier, LatestRun, ResultsStore};
 use robust_eval::scale::kubernetes::{self, KubernetesOptions};
@@ -64,6 +65,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
     // Printed whatever --progress says: an assumed preprocessing changes the results.
     let models = card::discover(&model_paths, &mut |w| eprintln!("warning: {w}"))?;
     let settings = run_settings(&args, &suite)?;
+    if args.engines_only {
+        return build_engines(&args, &models, &settings);
+    }
     let summary = evaluate::run(&suite, &models, &settings, progress.as_ref())?;
     print_evaluation(&args, &settings.out, &models, &summary)?;
     if settings.shard.is_none() {
@@ -87,6 +91,41 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
             settings.out.join("failures.csv").display()
         );
         return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `run --engines-only`: every model's TensorRT engine built into the study's cache
+/// (`pipeline::engines::build_for_study`), nothing evaluated.
+fn build_engines(
+    args: &RunArgs,
+    models: &[card::ModelCard],
+    settings: &RunSettings,
+) -> Result<ExitCode, Error> {
+    let session = SessionSettings {
+        batch_size: settings.batch_size,
+        ..settings.session.clone()
+    };
+    let study = settings.session.trt_cache.clone();
+    let own = match &args.trt_cache {
+        Some(_) => study.clone(),
+        None => settings.out.join("engine-build").join("tensorrt-cache"),
+    };
+    let mut note = |line: String| eprintln!("{line}");
+    let built = engines::build_for_study(models, &session, &own, &study, &mut note)?;
+    if args.json {
+        println!("{}", to_json(&built)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &built.skipped {
+        Some(why) => println!("no TensorRT engines built: {why}"),
+        None => println!(
+            "TensorRT engines of {} models built or loaded; {} new engine files published to {}, \
+             which every shard loads them from",
+            built.models.len(),
+            built.published,
+            built.cache.display()
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,9 @@
 //!   reader sees a whole engine or none.
 //!
 //! A model's engine is thus built by the shards of the first wave that have work for it (at most
-//! as many as run at once, exactly one after a warm-up shard), and loaded by every later shard.
+//! as many as run at once), and loaded by every later shard. The schedulers' front ends go
+//! further: their first job, `run --engines-only` (`pipeline::engines::build_for_study`), builds every model's
+//! engine once and publishes it before any shard starts, so every shard loads them all.
 //! Engine names are ONNX Runtime's, keyed by the model's content and the GPU's compute capability,
 //! so an engine of another model or another GPU is never loaded in place of the right one: it is
 //! copied and unused. One TensorRT version per study (engines are specific to it).

@@ -365,6 +365,17 @@ pub fn run(
             }
         }
     }
+    // A shard loads the TensorRT engines the engine job or earlier shards published, and
+    // publishes the ones it builds (engine_share): a copy that fails costs only a rebuild.
+    let study_engines = crate::pipeline::engines::study_cache(settings);
+    if let Some(study) = &study_engines {
+        if let Err(e) = crate::engine::engine_share::seed(study, &settings.session.trt_cache) {
+            progress.message(&format!(
+                "warning: engines not loaded from {}: {e}",
+                study.display()
+            ));
+        }
+    }
     let mut checked = check_models(models, &works, &keep, settings, workers, progress)?;
     let mut store = open_store(suite, settings, rt)?;
     let keys = model_keys(models, &works, &settings.out)?;
@@ -485,6 +496,14 @@ pub fn run(
     summary.failed_images = failed.len() as u64;
     store.run.finished = now();
     store.save_run()?;
+    if let Some(study) = &study_engines {
+        if let Err(e) = crate::engine::engine_share::publish(&settings.session.trt_cache, study) {
+            progress.message(&format!(
+                "warning: engines not published to {}: {e}",
+                study.display()
+            ));
+        }
+    }
     Ok(summary)
 }
 

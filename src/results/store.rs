@@ -311,6 +311,18 @@ pub struct ResultsStore {
     lock: Option<WriterLock>,
 }
 
+/// Where a results folder keeps a model's predictions on one view (dataset).
+pub fn predictions_file(dir: &Path, model: &str, view: &str) -> PathBuf {
+    dir.join("predictions")
+        .join(model)
+        .join(format!("{view}.parquet"))
+}
+
+/// A results folder's failures.csv (empty where there is none).
+pub fn read_failures(dir: &Path) -> Result<Vec<FailureRow>> {
+    read_csv(&dir.join("failures.csv"))
+}
+
 /// A results folder's run.json: None where there is none (a folder of published numbers); an
 /// error naming the file and line where it is not one, for every command alike.
 pub fn read_run_info(dir: &Path) -> Result<Option<RunInfo>> {
@@ -446,10 +458,7 @@ impl ResultsStore {
     }
 
     pub fn predictions_path(&self, model: &str, view: &str) -> PathBuf {
-        self.dir
-            .join("predictions")
-            .join(model)
-            .join(format!("{view}.parquet"))
+        predictions_file(&self.dir, model, view)
     }
 
     /// Store one finished pair: predictions first, then evals.csv and failures.csv, then run.json,

@@ -11,6 +11,11 @@
 //! (its retries spent, or exit status 2: bad input no retry mends) fails the whole Job at once,
 //! and `run.sh` (written beside the manifests) waits for `Complete` and `Failed` together, so a
 //! failure is reported within a poll instead of never.
+//!
+//! Where the shards may run on TensorRT, an engine Job (`run --engines-only`, one pod with a
+//! shard's resources) comes first: Kubernetes has no dependencies between Jobs, so `run.sh`
+//! applies it, waits for it to complete, and only then applies the Indexed Job; a failed engine
+//! Job stops there. An init container would run in every shard's pod, building once per pod.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -41,9 +46,11 @@ pub const MIN_KUBERNETES: &str = "1.29";
 /// Seconds between two looks at a Job's conditions in `run.sh`.
 const POLL_SECONDS: u32 = 10;
 
-/// The two manifests, and the script that applies them in turn.
+/// The manifests, and the script that applies them in turn.
 #[derive(Debug, Clone, Serialize)]
 pub struct Manifests {
+    /// The engine Job, where the study has one.
+    pub engines: Option<PathBuf>,
     pub shards: PathBuf,
     pub merge: PathBuf,
     pub script: PathBuf,
@@ -53,10 +60,14 @@ pub struct Manifests {
 pub fn write(run: &ShardedRun, options: &KubernetesOptions, dir: &Path) -> Result<Manifests> {
     check_name(&options.name)?;
     let manifests = Manifests {
+        engines: run.engine_job.then(|| dir.join("engines.yaml")),
         shards: dir.join("shards.yaml"),
         merge: dir.join("merge.yaml"),
         script: dir.join("run.sh"),
     };
+    if let Some(engines) = &manifests.engines {
+        write_atomic(engines, yaml(&engines_job(run, options)).as_bytes())?;
+    }
     write_atomic(
         &manifests.shards,
         yaml(&shards_job(run, options)).as_bytes(),
@@ -153,6 +164,31 @@ pub fn shards_job(run: &ShardedRun, options: &KubernetesOptions) -> Value {
     })
 }
 
+/// The engine Job: one pod with a shard's resources running `run ... --engines-only`, which
+/// builds every model's TensorRT engine into the study's cache on the volume.
+pub fn engines_job(run: &ShardedRun, options: &KubernetesOptions) -> Value {
+    let container = container("engines", options, run.engines_command(), true);
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": format!("{}-engines", options.name), "labels": labels(options, "engines") },
+        "spec": {
+            "completions": 1,
+            "backoffLimit": options.retries,
+            "podFailurePolicy": { "rules": [
+                // Bad input: no retry mends it.
+                { "action": "FailJob", "onExitCodes": {
+                    "containerName": "engines", "operator": "In", "values": [2]
+                } },
+                { "action": "Ignore", "onPodConditions": [
+                    { "type": "DisruptionTarget", "status": "True" }
+                ] }
+            ] },
+            "template": pod(options, "engines", container),
+        }
+    })
+}
+
 /// The merge Job: one pod running `merge <out>` on the same volume.
 pub fn merge_job(run: &ShardedRun, options: &KubernetesOptions) -> Value {
     let container = container("merge", options, run.merge_command(), false);
@@ -233,8 +269,8 @@ fn script(manifests: &Manifests, options: &KubernetesOptions) -> String {
     let quote = |p: &Path| shell_quote(&p.display().to_string());
     format!(
         r#"#!/bin/bash
-# Written by `robust-eval kubernetes` (Kubernetes {MIN_KUBERNETES} or later): starts the shards'
-# Indexed Job, waits for it to complete or fail, then starts the merge Job and waits for it.
+# Written by `robust-eval kubernetes` (Kubernetes {MIN_KUBERNETES} or later): {engines_note}starts the
+# shards' Indexed Job, waits for it to complete or fail, then starts the merge Job and waits for it.
 # After a failure: read the failed pod's log, fix the cause, `kubectl delete job/{name}` (and
 # job/{name}-merge if it was started), and run this again: the pairs the shards finished are
 # kept on the volume and not evaluated again.
@@ -259,12 +295,24 @@ wait_for() {{
     sleep "$poll"
   done
 }}
-kubectl apply -f {shards}
+{engines_steps}kubectl apply -f {shards}
 wait_for {name}
 kubectl apply -f {merge}
 wait_for {name}-merge
 "#,
         name = options.name,
+        engines_note = match manifests.engines {
+            Some(_) => "starts the engine Job\n# (every model's TensorRT engine built once) and waits for it to complete, then ",
+            None => "",
+        },
+        engines_steps = match &manifests.engines {
+            Some(engines) => format!(
+                "kubectl apply -f {}\nwait_for {}-engines\n",
+                quote(engines),
+                options.name
+            ),
+            None => String::new(),
+        },
         shards = quote(&manifests.shards),
         merge = quote(&manifests.merge),
     )

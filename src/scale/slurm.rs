@@ -1,6 +1,11 @@
 //! Slurm: an sbatch array script (task I runs `run --shard auto`, which reads
 //! SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT) and a merge script submitted with
-//! `--dependency=afterok:<array job>`, so it starts once every task has succeeded.
+//! `--dependency=afterok:<array job>`, so it starts once every task has succeeded. Where the
+//! shards may run on TensorRT, an engine script (`run --engines-only`, one task with a shard's
+//! resources) comes first, and the array is submitted with `--dependency=afterok:<engine job>`:
+//! every engine is built once, by that job, and loaded by every shard. A failed engine job holds
+//! the array (`--kill-on-invalid-dep=no`: pending, DependencyNeverSatisfied) rather than letting
+//! every shard build the engines itself.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,9 +30,11 @@ pub struct SlurmOptions {
     pub extra: Vec<String>,
 }
 
-/// The two scripts, written under `<out>/slurm/`.
+/// The scripts, written under `<out>/slurm/`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scripts {
+    /// The engine job, where the study has one.
+    pub engines: Option<PathBuf>,
     pub shards: PathBuf,
     pub merge: PathBuf,
 }
@@ -35,6 +42,7 @@ pub struct Scripts {
 /// Job ids sbatch gave.
 #[derive(Debug, Clone, Serialize)]
 pub struct Submitted {
+    pub engines_job: Option<String>,
     pub array_job: String,
     pub merge_job: String,
 }
@@ -49,14 +57,22 @@ pub fn dir(run: &ShardedRun) -> PathBuf {
 pub fn write(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -> Result<Scripts> {
     let dir = dir(run);
     let scripts = Scripts {
+        engines: run.engine_job.then(|| dir.join("engines.sbatch")),
         shards: dir.join("shards.sbatch"),
         merge: dir.join("merge.sbatch"),
     };
-    // Both made before either is written: a refused value leaves no half pair behind.
+    // All made before any is written: a refused value leaves no half set behind.
+    let engines = match run.engine_job {
+        true => Some(engines_script(run, options, workdir)?),
+        false => None,
+    };
     let (shards, merge) = (
         shards_script(run, options, workdir)?,
         merge_script(run, options, workdir)?,
     );
+    if let (Some(path), Some(text)) = (&scripts.engines, engines) {
+        write_atomic(path, text.as_bytes())?;
+    }
     write_atomic(&scripts.shards, shards.as_bytes())?;
     write_atomic(&scripts.merge, merge.as_bytes())?;
     Ok(scripts)
@@ -76,6 +92,11 @@ pub fn shards_script(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -
         // ("--gpus-per-task used without either --gpus or -n/--ntasks is not allowed").
         directive("--ntasks", "1")?,
     ];
+    if run.engine_job {
+        // Submitted after the engine job (afterok): if it fails, the array stays pending
+        // (DependencyNeverSatisfied) whatever the cluster's default, for the user to mend.
+        lines.push(directive("--kill-on-invalid-dep", "no")?);
+    }
     lines.extend(common(options, workdir)?);
     if let Some(g) = options.gpus_per_task {
         lines.push(directive("--gpus-per-task", &g.to_string())?);
@@ -88,6 +109,31 @@ pub fn shards_script(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -
         "echo \"robust-eval shard ${SLURM_ARRAY_TASK_ID}: job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}, \
          attempt $(( ${SLURM_RESTART_COUNT:-0} + 1 )), host $(hostname)\" >&2",
         &run.shard_command(),
+    ))
+}
+
+/// The engine script: one task with a shard's resources that builds every model's TensorRT
+/// engine into <out>/tensorrt-cache; the array is submitted to start once it succeeded.
+pub fn engines_script(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -> Result<String> {
+    let log = log_path(&dir(run), "engines-%j.out")?;
+    let mut lines = vec![
+        directive("--job-name", &format!("{}-engines", options.job_name))?,
+        directive("--output", &log)?,
+        directive("--open-mode", "append")?,
+        directive("--requeue", "")?,
+        directive("--ntasks", "1")?,
+    ];
+    lines.extend(common(options, workdir)?);
+    if let Some(g) = options.gpus_per_task {
+        lines.push(directive("--gpus-per-task", &g.to_string())?);
+    }
+    Ok(script(
+        &lines,
+        "Builds the TensorRT engine of every model of the study once, into <out>/tensorrt-cache\n\
+         # (`run --engines-only`: nothing is evaluated). The shards' array is submitted with\n\
+         # --dependency=afterok:<this job>, so every shard loads the engines instead of building them.",
+        "",
+        &run.engines_command(),
     ))
 }
 
@@ -224,17 +270,44 @@ fn log_path(dir: &Path, file: &str) -> Result<String> {
 
 /// The commands that submit the scripts by hand, as `--submit` would.
 pub fn commands(scripts: &Scripts) -> Vec<String> {
-    let shards = shell_quote(&scripts.shards.display().to_string());
-    let merge = shell_quote(&scripts.merge.display().to_string());
-    vec![
-        format!("array=$(sbatch --parsable {shards})"),
-        format!("sbatch --parsable --dependency=afterok:${{array%%;*}} {merge}"),
-    ]
+    let quoted = |path: &Path| shell_quote(&path.display().to_string());
+    let (shards, merge) = (quoted(&scripts.shards), quoted(&scripts.merge));
+    let mut lines = Vec::new();
+    let after_engines = match &scripts.engines {
+        Some(engines) => {
+            lines.push(format!("engines=$(sbatch --parsable {})", quoted(engines)));
+            "--dependency=afterok:${engines%%;*} "
+        }
+        None => "",
+    };
+    lines.push(format!(
+        "array=$(sbatch --parsable {after_engines}{shards})"
+    ));
+    lines.push(format!(
+        "sbatch --parsable --dependency=afterok:${{array%%;*}} {merge}"
+    ));
+    lines
 }
 
-/// Submits the array, then the merge depending on it.
+/// Submits the engine job if there is one, the array depending on it, then the merge depending
+/// on the array.
 pub fn submit(scripts: &Scripts) -> Result<Submitted> {
-    let array_job = sbatch(&[], &scripts.shards)?;
+    let engines_job = match &scripts.engines {
+        Some(engines) => Some(sbatch(&[], engines)?),
+        None => None,
+    };
+    let array_job = match &engines_job {
+        Some(engines) => {
+            let dependency = format!("--dependency=afterok:{engines}");
+            sbatch(&[&dependency], &scripts.shards).map_err(|e| {
+                Error::Other(format!(
+                    "{e}\nthe engine job {engines} was submitted: cancel it with `scancel {engines}`, \
+                     mend the cause and submit again"
+                ))
+            })?
+        }
+        None => sbatch(&[], &scripts.shards)?,
+    };
     let dependency = format!("--dependency=afterok:{array_job}");
     let merge_job = sbatch(&[&dependency], &scripts.merge).map_err(|e| {
         Error::Other(format!(
@@ -244,6 +317,7 @@ pub fn submit(scripts: &Scripts) -> Result<Submitted> {
         ))
     })?;
     Ok(Submitted {
+        engines_job,
         array_job,
         merge_job,
     })

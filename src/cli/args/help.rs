@@ -118,9 +118,13 @@ pub const SLURM_ABOUT: &str = "Write the Slurm jobs that run a suite as N shards
 --shard auto`, which reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT and writes \
 <out>/shards/I-of-N; its log is <out>/slurm/shard-I.out. <out>/slurm/merge.sbatch runs \
 `robust-eval merge <out>`, which writes what one run would have written. Submit the merge with \
---dependency=afterok:<array job id> so it starts once every task succeeded; --submit does both \
-and prints the two job ids. Tasks are --requeue'd: one preempted or retried resumes its shard, \
-evaluating only the pairs its folder lacks. The jobs run in the current folder (--chdir), so \
+--dependency=afterok:<array job id> so it starts once every task succeeded; --submit submits \
+them all and prints the job ids. Tasks are --requeue'd: one preempted or retried resumes its shard, \
+evaluating only the pairs its folder lacks. Where the shards may run on TensorRT (--engine-job), \
+<out>/slurm/engines.sbatch comes first: one task running `robust-eval run <RUN ARGS> \
+--engines-only`, which builds every model's TensorRT engine once into <out>/tensorrt-cache; the \
+array is submitted with --dependency=afterok:<engine job>, and a failed engine job holds it \
+pending. The jobs run in the current folder (--chdir), so \
 relative paths in RUN ARGS mean what they mean here; <out> is --out of RUN ARGS, else \
 results/<suite name>.\n\nExample:\n    robust-eval slurm --shards 8 --partition gpu --gpus-per-task 1 \\\n        \
 --cpus-per-task 8 --time 2:00:00 --submit \\\n        \
@@ -134,8 +138,11 @@ JOB_COMPLETION_INDEX and writes <out>/shards/I-of-N on the volume claim mounted 
 the working folder, so relative paths in RUN ARGS, and the default results/<suite name>, lie on \
 the volume). Each index is retried on its own (--retries), and a pod evicted or preempted is \
 started again without counting as a failure; it resumes its shard. <DIR>/merge.yaml is a Job \
-running `robust-eval merge <out>`. Apply the shards, wait for the Job to complete, then apply the \
-merge: the exact commands are printed. Nothing is sent to a cluster.\n\nExample:\n    \
+running `robust-eval merge <out>`. Where the shards may run on TensorRT (--engine-job), \
+<DIR>/engines.yaml is a Job running `robust-eval run <RUN ARGS> --engines-only`, which builds \
+every model's TensorRT engine once. <DIR>/run.sh applies the engine Job, the shards and the merge \
+in turn, each once the one before completed, and stops at the first that fails: the command is \
+printed. Nothing is sent to a cluster.\n\nExample:\n    \
 robust-eval kubernetes --shards 8 --image registry.example/robust-eval:1 \\\n        \
 --volume-claim evals --gpus 1 \\\n        \
 -- --suite imagenet-shifts --models models/ --out results/shifts";

@@ -37,7 +37,14 @@ pub struct SlurmArgs {
     /// nodes must see).
     #[arg(long, value_name = "PATH")]
     pub program: Option<PathBuf>,
-    /// Submit both scripts with sbatch: the array, then the merge with --dependency=afterok.
+    /// A first job that builds every model's TensorRT engine once (`run --engines-only`) into
+    /// <out>/tensorrt-cache; the shards start only once it succeeded, and load the engines
+    /// instead of building them. auto: when the shards may run on TensorRT (--provider tensorrt
+    /// in RUN ARGS, or auto, the default, with GPUs requested).
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub engine_job: EngineJobArg,
+    /// Submit the scripts with sbatch: the engine job, the array with
+    /// --dependency=afterok:<engine job>, then the merge with --dependency=afterok:<array>.
     #[arg(long)]
     pub submit: bool,
     /// Print the scripts' paths, the commands and the job ids as JSON.
@@ -81,6 +88,12 @@ pub struct KubernetesArgs {
     /// The robust-eval in the image.
     #[arg(long, value_name = "PATH", default_value = "robust-eval")]
     pub program: String,
+    /// A first job that builds every model's TensorRT engine once (`run --engines-only`) into
+    /// <out>/tensorrt-cache; the shards start only once it succeeded, and load the engines
+    /// instead of building them. auto: when the shards may run on TensorRT (--provider tensorrt
+    /// in RUN ARGS, or auto, the default, with GPUs requested).
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub engine_job: EngineJobArg,
     /// Folder the manifests are written to. Default: <out>/kubernetes, <out> as seen from here.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,

@@ -8,6 +8,8 @@ pub(super) fn sharded_run(
     shards: u32,
     program: String,
     run: &[String],
+    engine_job: scale::EngineJob,
+    gpus: bool,
 ) -> Result<ShardedRun, Error> {
     scale::refuse_shard_flags(run)?;
     let line = std::iter::once("robust-eval run").chain(run.iter().map(String::as_str));
@@ -30,6 +32,7 @@ pub(super) fn sharded_run(
     };
     let mut sharded = ShardedRun::new(shards, program, run.to_vec(), out)?;
     sharded.merge_args = merge_flags(run);
+    sharded.engine_job = engine_job.wanted(parsed.run.provider.into(), gpus)?;
     Ok(sharded)
 }
 
@@ -81,7 +84,14 @@ pub fn run_slurm(args: SlurmArgs) -> Result<ExitCode, Error> {
         None => std::env::current_exe().map_err(|e| Error::io("robust-eval", e))?,
     };
     let workdir = absolute(std::path::Path::new("."))?;
-    let mut run = sharded_run(args.shards, program.display().to_string(), &args.run)?;
+    let gpus = args.gpus_per_task.is_some_and(|g| g > 0);
+    let mut run = sharded_run(
+        args.shards,
+        program.display().to_string(),
+        &args.run,
+        args.engine_job.into(),
+        gpus,
+    )?;
     run.out = absolute(&run.out)?;
     let options = SlurmOptions {
         job_name: args.job_name,
@@ -113,22 +123,45 @@ pub fn run_slurm(args: SlurmArgs) -> Result<ExitCode, Error> {
         run.shards,
         scripts.merge.display()
     );
+    if let Some(engines) = &scripts.engines {
+        println!(
+            "wrote {}: the engine job, which builds every model's TensorRT engine once before the \
+             shards start (--engine-job no leaves it out)",
+            engines.display()
+        );
+    }
     match submitted {
-        Some(s) => println!(
-            "submitted the shards as array job {} (logs {}/shard-<task>.out) and the merge as job {}, \
-             which starts when every task has succeeded; results in {}",
-            s.array_job,
-            slurm::dir(&run).display(),
-            s.merge_job,
-            run.out.display()
-        ),
+        Some(s) => {
+            if let Some(engines) = &s.engines_job {
+                println!(
+                    "submitted the engine job as job {engines} (log {}/engines-<job>.out); the \
+                     array starts once it succeeded",
+                    slurm::dir(&run).display()
+                );
+            }
+            println!(
+                "submitted the shards as array job {} (logs {}/shard-<task>.out) and the merge as \
+                 job {}, which starts when every task has succeeded; results in {}",
+                s.array_job,
+                slurm::dir(&run).display(),
+                s.merge_job,
+                run.out.display()
+            )
+        }
         None => println!("submit them with:\n  {}", commands.join("\n  ")),
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn run_kubernetes(args: KubernetesArgs) -> Result<ExitCode, Error> {
-    let run = sharded_run(args.shards, args.program.clone(), &args.run)?;
+    let gpus = args.gpus.is_some_and(|g| g > 0);
+    let run = sharded_run(
+        args.shards,
+        args.program.clone(),
+        &args.run,
+        args.engine_job.into(),
+        gpus,
+    )?;
     let dir = args
         .dir
         .clone()
@@ -158,6 +191,14 @@ pub fn run_kubernetes(args: KubernetesArgs) -> Result<ExitCode, Error> {
         let json = serde_json::json!({ "manifests": manifests, "commands": commands });
         println!("{}", to_json(&json)?);
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(engines) = &manifests.engines {
+        println!(
+            "wrote {}: the engine Job, which builds every model's TensorRT engine once; run.sh \
+             applies it first and starts the shards once it completed (--engine-job no leaves it \
+             out)",
+            engines.display()
+        );
     }
     println!(
         "wrote {} ({} indexed completions), {} and {}\n\

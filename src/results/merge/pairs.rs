@@ -1,88 +1,66 @@
 //! One (model, dataset) pair put back together from its shards' parts: rows in manifest order,
-//! predictions streamed column by column.
+//! predictions streamed column by column; a shard's tables held only while its pairs are merged.
 
 use super::*;
 
 /// One shard's part of a pair.
 pub(super) struct Part<'a> {
     pub(super) shard: &'a ShardFolder,
-    pub(super) rows: RowRange,
-    pub(super) evaluation: &'a Evaluation,
+    pub(super) part: &'a PartOf,
 }
 
-/// Every part of one pair, in row order, checked to tile the dataset's rows and to come from
-/// the same inputs.
+/// Every part of one pair (the `pair`-th of the plan), in row order, checked to tile the
+/// dataset's rows and to come from the same inputs as the part holding the first row.
 pub(super) fn parts_of<'a>(
     shards: &'a [ShardFolder],
-    model: &str,
-    dataset: &str,
+    start: &PairStart,
+    pair: usize,
+    (model, dataset): &(String, String),
 ) -> Result<Vec<Part<'a>>> {
-    let mut parts = Vec::new();
-    for shard in shards {
-        let plan = shard
-            .store
-            .run
-            .shard
-            .as_ref()
-            .expect("loaded shards have a plan");
-        for (_, _, rows) in plan
-            .assigned
-            .iter()
-            .filter(|(m, d, _)| m == model && d == dataset)
-        {
-            let evaluation = shard
-                .store
-                .run
-                .evaluations
+    let mut parts: Vec<Part> = shards
+        .iter()
+        .flat_map(|shard| {
+            shard
+                .parts
                 .iter()
-                .find(|e| e.model == model && e.dataset == dataset && e.rows.as_ref() == Some(rows))
-                .ok_or_else(|| {
-                    Error::input(
-                        Location::file(shard.store.dir.join("run.json")),
-                        format!(
-                            "shard {} has not finished `{model}` on `{dataset}` (rows {}..{} of {}): \
-                             run the shard again (it resumes), then merge again",
-                            shard.name, rows.start, rows.end, rows.of
-                        ),
-                    )
-                })?;
-            parts.push(Part {
-                shard,
-                rows: *rows,
-                evaluation,
-            });
-        }
-    }
-    parts.sort_by_key(|p| p.rows.start);
+                .filter(move |p| p.pair == pair)
+                .map(move |part| Part { shard, part })
+        })
+        .collect();
+    parts.sort_by_key(|p| p.part.rows.start);
     let mut next = 0;
-    let of = parts.first().map_or(0, |p| p.rows.of);
-    for part in &parts {
-        let at = Location::file(part.shard.store.dir.join("run.json"));
-        if part.rows.of != of || part.rows.start != next {
+    let of = parts.first().map_or(0, |p| p.part.rows.of);
+    for Part { shard, part } in &parts {
+        let rows = part.rows;
+        if rows.of != of || rows.start != next {
             return Err(Error::input(
-                at,
+                Location::file(shard.dir.join("run.json")),
                 format!(
                     "`{model}` on `{dataset}`: rows {}..{} of {} in shard {} do not follow rows ..{next} \
                      of {of}: the shards were not split the same way",
-                    part.rows.start, part.rows.end, part.rows.of, part.shard.name
+                    rows.start, rows.end, rows.of, shard.name
                 ),
             ));
         }
-        if let Some((field, first, this)) = different_input(parts[0].evaluation, part.evaluation) {
-            return Err(Error::input(
-                at,
-                format!(
-                    "`{model}` on `{dataset}`: shard {} has {field} `{first}` and shard {} `{this}`: \
-                     run every shard on the same files with the same settings",
-                    parts[0].shard.name, part.shard.name
-                ),
+        let first = start
+            .evaluation
+            .as_ref()
+            .expect("the part of row 0 was kept");
+        if part.inputs != inputs_digest(first) {
+            return Err(different_inputs(
+                parts[0].shard,
+                first,
+                shard,
+                part,
+                model,
+                dataset,
             ));
         }
-        next = part.rows.end;
+        next = rows.end;
     }
     if next != of {
         return Err(Error::input(
-            Location::file(shards[0].store.dir.join("run.json")),
+            Location::file(shards[0].dir.join("run.json")),
             format!(
                 "`{model}` on `{dataset}`: rows {next}..{of} are in no shard: the shards were not \
                  split the same way"
@@ -206,26 +184,83 @@ pub(super) struct MergedPair {
     pub(super) evaluation: Evaluation,
 }
 
-pub(super) fn merge_pair(parts: &[Part<'_>]) -> Result<MergedPair> {
-    let first = parts[0].evaluation;
+/// A shard's evals.csv and failures.csv: only its own parts' rows.
+pub(super) struct ShardTables {
+    pub(super) evals: Vec<EvalRow>,
+    pub(super) failures: Vec<FailureRow>,
+}
+
+/// The tables of the shards whose pairs are being merged: each read when its first pair comes
+/// (under its lock, its run.json checked to be the one read before) and let go after its last.
+/// Shards hold contiguous stretches of the run's work, so only a few are held at once.
+pub(super) struct Tables<'a> {
+    pub(super) shards: &'a [ShardFolder],
+    pub(super) held: HashMap<usize, ShardTables>,
+}
+
+impl<'a> Tables<'a> {
+    pub(super) fn new(shards: &'a [ShardFolder]) -> Self {
+        Tables {
+            shards,
+            held: HashMap::new(),
+        }
+    }
+
+    /// Read the tables of every shard with a part in `parts` that are not held yet.
+    pub(super) fn load(&mut self, parts: &[Part<'_>]) -> Result<()> {
+        for part in parts {
+            let shard = part.shard;
+            if self.held.contains_key(&shard.index) {
+                continue;
+            }
+            let lock = WriterLock::acquire(&shard.dir)?;
+            if run_json_digest(&shard.dir)? != shard.run_json {
+                return Err(written_meanwhile(shard));
+            }
+            let evals_csv = shard.dir.join("evals.csv");
+            let tables = ShardTables {
+                evals: if evals_csv.exists() {
+                    evals::read(&evals_csv)?
+                } else {
+                    Vec::new()
+                },
+                failures: read_failures(&shard.dir)?,
+            };
+            drop(lock);
+            self.held.insert(shard.index, tables);
+        }
+        Ok(())
+    }
+
+    pub(super) fn of(&self, shard: &ShardFolder) -> &ShardTables {
+        &self.held[&shard.index]
+    }
+
+    /// Let go of the tables of the shards with no part in a pair after the `pair`-th.
+    pub(super) fn release_done(&mut self, pair: usize) {
+        // Shards are in index order, every index once (`check_every_shard_once`).
+        let shards = self.shards;
+        self.held
+            .retain(|&index, _| shards[index].parts.iter().any(|p| p.pair > pair));
+    }
+}
+
+pub(super) fn merge_pair(
+    parts: &[Part<'_>],
+    start: &PairStart,
+    tables: &Tables<'_>,
+) -> Result<MergedPair> {
+    let first = start.evaluation.as_ref().expect("checked by parts_of");
     let mut evaluation = first.clone();
     evaluation.rows = None;
-    evaluation.seconds = parts.iter().map(|p| p.evaluation.seconds).sum();
-    evaluation.started = parts
-        .iter()
-        .map(|p| p.evaluation.started.clone())
-        .min()
-        .unwrap_or_default();
-    evaluation.finished = parts
-        .iter()
-        .map(|p| p.evaluation.finished.clone())
-        .max()
-        .unwrap_or_default();
-    evaluation.provider = joined(parts.iter().map(|p| p.evaluation.provider.as_str()));
+    evaluation.seconds = parts.iter().map(|p| p.part.seconds).sum();
+    evaluation.started = start.started.clone().unwrap_or_default();
+    evaluation.finished = start.finished.clone().unwrap_or_default();
+    // Every part ran on the same provider (checked by parts_of).
     evaluation.waiting_for_images = if evaluation.seconds > 0.0 {
         parts
             .iter()
-            .map(|p| p.evaluation.waiting_for_images * p.evaluation.seconds)
+            .map(|p| p.part.waiting_for_images * p.part.seconds)
             .sum::<f64>()
             / evaluation.seconds
     } else {
@@ -238,14 +273,14 @@ pub(super) fn merge_pair(parts: &[Part<'_>]) -> Result<MergedPair> {
         evaluation,
     };
     for view in &first.views {
-        let (row, predictions) = merge_view(parts, &first.model, view)?;
+        let (row, predictions) = merge_view(parts, tables, &first.model, view)?;
         merged.rows.push(row);
         merged.predictions.push((view.clone(), predictions));
     }
     for part in parts {
-        let store = &part.shard.store;
         merged.failures.extend(
-            store
+            tables
+                .of(part.shard)
                 .failures
                 .iter()
                 .filter(|f| f.model == first.model && f.dataset == first.dataset)
@@ -258,6 +293,7 @@ pub(super) fn merge_pair(parts: &[Part<'_>]) -> Result<MergedPair> {
 /// One view's row: counts added over the parts, numbers computed from them as one run does.
 pub(super) fn merge_view(
     parts: &[Part<'_>],
+    tables: &Tables<'_>,
     model: &str,
     view: &str,
 ) -> Result<(EvalRow, Predictions)> {
@@ -266,18 +302,19 @@ pub(super) fn merge_view(
     let mut has_top5 = false;
     let (mut n, mut correct, mut loaded) = (0u64, 0u64, 0usize);
     for part in parts {
-        let store = &part.shard.store;
-        let row = store
+        let dir = &part.shard.dir;
+        let row = tables
+            .of(part.shard)
             .evals
             .iter()
             .find(|r| r.model == model && r.dataset == view)
             .ok_or_else(|| {
                 Error::input(
-                    Location::file(store.dir.join("evals.csv")),
+                    Location::file(dir.join("evals.csv")),
                     format!("has no row for `{model}` on `{view}`, which its run.json lists: run the shard again"),
                 )
             })?;
-        let path = store.predictions_path(model, view);
+        let path = predictions_file(dir, model, view);
         let predictions = read_columns(&path)?;
         if predictions.index.len() as u64 != row.n {
             return Err(Error::input(
@@ -292,7 +329,7 @@ pub(super) fn merge_view(
         append(&mut all, predictions);
         n += row.n;
         correct += row.correct;
-        loaded += part.rows.end - part.rows.start;
+        loaded += part.part.rows.end - part.part.rows.start;
         has_top5 |= row.top5.is_some();
         match &mut merged {
             None => merged = Some(row.clone()),
