@@ -1,7 +1,8 @@
 """Peak memory and time of `robust-eval soup` (uniform) and `interpolate` as the number of models
 grows: the figures in docs/interventions.md. Beside scripts/bench.py, which measures evaluation.
 
-Each ingredient is the model with every float initializer perturbed (seeded noise of 1 % of its
+The ingredients are bare .onnx files, given ImageNet's preprocessing
+(--assume-imagenet-preprocessing): only their weights matter here. Each ingredient is the model with every float initializer perturbed (seeded noise of 1 % of its
 scale), saved as its own file, inline or (--external) with external data, so k soups read k
 distinct files as the paper's k fine-tunes would be. Peak memory is the maximum resident set size
 of the robust-eval process (/usr/bin/time -v), time its wall-clock time; one run each.
@@ -80,11 +81,12 @@ def main():
         print(f"{'command':<24} {'k':>4} {'peak RSS MiB':>13} {'x model':>8} {'wall s':>8}")
         out = work / "out"
         mib, wall = measured([args.binary, "interpolate", paths[0], paths[1], "--alphas", "0.5",
-                              "--out", out, "--family", "w"])
+                              "--out", out, "--family", "w", "--assume-imagenet-preprocessing"])
         print(f"{'interpolate (1 alpha)':<24} {2:>4} {mib:>13.1f} {mib / one:>8.2f} {wall:>8.2f}")
         for k in counts:
             shutil.rmtree(out, ignore_errors=True)
-            mib, wall = measured([args.binary, "soup", *paths[:k], "--out", out, "--name", f"soup{k}"])
+            mib, wall = measured([args.binary, "soup", *paths[:k], "--out", out, "--name", f"soup{k}",
+                                  "--assume-imagenet-preprocessing"])
             print(f"{'soup (uniform)':<24} {k:>4} {mib:>13.1f} {mib / one:>8.2f} {wall:>8.2f}")
     finally:
         if args.work is None:

@@ -206,7 +206,8 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["shard", "force"])]
     pub engines_only: bool,
 
-    /// Progress display.
+    /// Progress display: bars on a terminal and plain lines otherwise (auto), bar, plain, or
+    /// none (no progress lines; warnings and notes, such as the memory waves, are still printed).
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
 

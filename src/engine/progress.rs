@@ -13,6 +13,7 @@ pub enum ProgressMode {
     Auto,
     Bar,
     Plain,
+    /// No progress lines; warnings and notes are still printed.
     None,
 }
 
@@ -153,7 +154,11 @@ impl Progress for Silent {
     fn start(&self, _: &str, _: u64) -> Box<dyn Task> {
         Box::new(SilentTask)
     }
-    fn message(&self, _: &str) {}
+    /// Warnings and notes (a provider's fallback, the memory waves) are not progress: they are
+    /// printed whatever the display.
+    fn message(&self, line: &str) {
+        eprintln!("{line}");
+    }
 }
 
 struct SilentTask;

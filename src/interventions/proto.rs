@@ -6,6 +6,7 @@
 //! not understand (metadata, attributes, functions, future fields) is carried over untouched,
 //! with no encoder of ours in between to drop or reorder it.
 
+use std::io::Write;
 use std::ops::Range;
 
 /// One field of a message: number, wire type, where its tag starts and what its value spans
@@ -97,37 +98,84 @@ pub fn fields(bytes: &[u8], range: Range<usize>) -> Parse<Vec<Field>> {
 }
 
 /// The message spanning `range`, with each edit's span (always the whole value of a
-/// length-delimited field) replaced by its bytes. Fields holding no edit are copied byte for
-/// byte; a field holding one is written with its new length, so only the length prefixes of the
-/// messages around a changed value can differ from the input (none, when lengths are kept).
+/// length-delimited field) replaced by its bytes, written to `out` as it goes. Fields holding no
+/// edit are copied byte for byte; a field holding one is written with its new length, so only the
+/// length prefixes of the messages around a changed value can differ from the input (none, when
+/// lengths are kept). A nested message's new length is counted before it is written, so no
+/// message is built in memory and no edit copied: a 1 GB model is not held three times over.
+/// A malformed message is an `InvalidData` error; any other error is `out`'s.
 pub fn rewrite(
     bytes: &[u8],
     range: Range<usize>,
     edits: &[(Range<usize>, Vec<u8>)],
-    out: &mut Vec<u8>,
-) -> Parse<()> {
-    for field in fields(bytes, range)? {
-        let inside: Vec<&(Range<usize>, Vec<u8>)> = edits
-            .iter()
-            .filter(|(r, _)| r.start >= field.value.start && r.end <= field.value.end)
-            .collect();
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let edits: Vec<Edit> = edits.iter().collect();
+    write_rewritten(bytes, range, &edits, out)
+}
+
+type Edit<'a> = &'a (Range<usize>, Vec<u8>);
+
+/// The edits within `value`.
+fn within<'a>(edits: &[Edit<'a>], value: &Range<usize>) -> Vec<Edit<'a>> {
+    edits
+        .iter()
+        .copied()
+        .filter(|(r, _)| r.start >= value.start && r.end <= value.end)
+        .collect()
+}
+
+fn invalid(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message)
+}
+
+fn write_rewritten(
+    bytes: &[u8],
+    range: Range<usize>,
+    edits: &[Edit],
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    for field in fields(bytes, range).map_err(invalid)? {
+        let inside = within(edits, &field.value);
         if inside.is_empty() || field.wire != 2 {
-            out.extend_from_slice(&bytes[field.whole.clone()]);
+            out.write_all(&bytes[field.whole.clone()])?;
             continue;
         }
-        out.extend_from_slice(&bytes[field.tag.clone()]);
+        out.write_all(&bytes[field.tag.clone()])?;
+        let mut prefix = Vec::new();
         if inside.len() == 1 && inside[0].0 == field.value {
-            put_varint(out, inside[0].1.len() as u64);
-            out.extend_from_slice(&inside[0].1);
+            put_varint(&mut prefix, inside[0].1.len() as u64);
+            out.write_all(&prefix)?;
+            out.write_all(&inside[0].1)?;
         } else {
-            let own: Vec<(Range<usize>, Vec<u8>)> = inside.into_iter().cloned().collect();
-            let mut inner = Vec::with_capacity(field.value.len());
-            rewrite(bytes, field.value.clone(), &own, &mut inner)?;
-            put_varint(out, inner.len() as u64);
-            out.extend_from_slice(&inner);
+            let len = rewritten_len(bytes, field.value.clone(), &inside)?;
+            put_varint(&mut prefix, len as u64);
+            out.write_all(&prefix)?;
+            write_rewritten(bytes, field.value.clone(), &inside, out)?;
         }
     }
     Ok(())
+}
+
+/// How long `write_rewritten` makes the message spanning `range`.
+fn rewritten_len(bytes: &[u8], range: Range<usize>, edits: &[Edit]) -> std::io::Result<usize> {
+    let mut len = 0;
+    for field in fields(bytes, range).map_err(invalid)? {
+        let inside = within(edits, &field.value);
+        if inside.is_empty() || field.wire != 2 {
+            len += field.whole.len();
+            continue;
+        }
+        let value = if inside.len() == 1 && inside[0].0 == field.value {
+            inside[0].1.len()
+        } else {
+            rewritten_len(bytes, field.value.clone(), &inside)?
+        };
+        let mut prefix = Vec::new();
+        put_varint(&mut prefix, value as u64);
+        len += field.tag.len() + prefix.len() + value;
+    }
+    Ok(len)
 }
 
 /// A length-delimited value as text (names, op types).

@@ -19,7 +19,7 @@ use std::io::Read as _;
 
 use super::proto::{self, fields, text, Field};
 use crate::error::{Error, Location, Result};
-use crate::files::{write_atomic, write_atomic_with, write_failed};
+use crate::files::{write_atomic_with, write_failed};
 
 mod mixing;
 mod tensors;

@@ -208,8 +208,9 @@ pub fn external_names(first: &Model, stem: &str) -> Vec<(String, String)> {
 /// Write `<out>/<stem>.onnx` and its external data: `first`'s files with every float
 /// initializer replaced by `source`'s mix, one tensor at a time. External files are streamed
 /// (the first's file copied, mixed tensors written at their offsets); the .onnx is the first's
-/// bytes with only the payloads and external file names replaced (`proto::rewrite`). Memory:
-/// the .onnx file about three times (input, mixed payloads, output) and a few tensors.
+/// bytes with only the payloads and external file names replaced (`proto::rewrite`), streamed
+/// into the output file. Memory: the .onnx file about twice (input, mixed payloads) and a few
+/// tensors.
 pub fn write_mixed(first: &Model, source: &Source, out: &Path, stem: &str) -> Result<PathBuf> {
     let names = external_names(first, stem);
     let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
@@ -257,10 +258,16 @@ pub fn write_mixed(first: &Model, source: &Source, out: &Path, stem: &str) -> Re
         return Err(bad(&first.file, "the model changed since it was read"));
     }
     let bytes = read_span(&first.file, 0, first.len)?;
-    let mut onnx = Vec::with_capacity(bytes.len());
-    proto::rewrite(&bytes, 0..bytes.len(), &edits, &mut onnx).map_err(|m| bad(&first.file, m))?;
-    drop((bytes, edits));
     let file = out.join(format!("{stem}.onnx"));
-    write_atomic(&file, &onnx)?;
+    write_atomic_with(&file, |f| {
+        use std::io::Write;
+        let mut writer = std::io::BufWriter::new(f);
+        proto::rewrite(&bytes, 0..bytes.len(), &edits, &mut writer)
+            .and_then(|()| writer.flush())
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => bad(&first.file, e.to_string()),
+                _ => write_failed(&file, e),
+            })
+    })?;
     Ok(file)
 }
