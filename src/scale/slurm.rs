@@ -113,7 +113,7 @@ pub fn shards_script(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -
 }
 
 /// The engine script: one task with a shard's resources that builds every model's TensorRT
-/// engine into <out>/tensorrt-cache; the array is submitted to start once it succeeded.
+/// engine into `<out>/tensorrt-cache`; the array is submitted to start once it succeeded.
 pub fn engines_script(run: &ShardedRun, options: &SlurmOptions, workdir: &Path) -> Result<String> {
     let log = log_path(&dir(run), "engines-%j.out")?;
     let mut lines = vec![
