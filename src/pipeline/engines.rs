@@ -11,25 +11,7 @@ use crate::engine::engine_share::{publish, seed};
 use crate::engine::runtime::{self, OrtClassifier, ProviderChoice, SessionSettings};
 use crate::error::{Error, Result};
 use crate::input::card::ModelCard;
-use crate::pipeline::evaluate::RunSettings;
 use crate::results::lock::WriterLock;
-
-/// The study's engine cache a shard shares engines through: `<out>/tensorrt-cache` of the whole
-/// run, for a shard whose own cache is the default (`<out>/shards/I-of-N/tensorrt-cache`) and
-/// whose provider may be TensorRT. None for a run that is no shard, a `--trt-cache` of the
-/// user's (used as is by every shard), and the CPU and CUDA providers, which build no engines.
-pub fn study_cache(settings: &RunSettings) -> Option<PathBuf> {
-    let provider = settings.session.provider;
-    if settings.shard.is_none()
-        || matches!(provider, ProviderChoice::Cpu | ProviderChoice::Cuda)
-        || settings.session.trt_cache != settings.out.join("tensorrt-cache")
-    {
-        return None;
-    }
-    // `<out>/shards/I-of-N`: two folders up is the run's results folder.
-    let run = settings.out.parent()?.parent()?;
-    Some(run.join("tensorrt-cache"))
-}
 
 /// What `run --engines-only` did.
 #[derive(Debug, Default, serde::Serialize)]

@@ -64,6 +64,23 @@ pub struct RunSettings {
     pub memory_budget: Option<u64>,
 }
 
+/// The study's engine cache a shard shares engines through: `<out>/tensorrt-cache` of the whole
+/// run, for a shard whose own cache is the default (`<out>/shards/I-of-N/tensorrt-cache`) and
+/// whose provider may be TensorRT. None for a run that is no shard, a `--trt-cache` of the
+/// user's (used as is by every shard), and the CPU and CUDA providers, which build no engines.
+pub fn study_cache(settings: &RunSettings) -> Option<PathBuf> {
+    let provider = settings.session.provider;
+    if settings.shard.is_none()
+        || matches!(provider, ProviderChoice::Cpu | ProviderChoice::Cuda)
+        || settings.session.trt_cache != settings.out.join("tensorrt-cache")
+    {
+        return None;
+    }
+    // `<out>/shards/I-of-N`: two folders up is the run's results folder.
+    let run = settings.out.parent()?.parent()?;
+    Some(run.join("tensorrt-cache"))
+}
+
 /// What a finished run did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct RunSummary {
@@ -367,7 +384,7 @@ pub fn run(
     }
     // A shard loads the TensorRT engines the engine job or earlier shards published, and
     // publishes the ones it builds (engine_share): a copy that fails costs only a rebuild.
-    let study_engines = crate::pipeline::engines::study_cache(settings);
+    let study_engines = study_cache(settings);
     if let Some(study) = &study_engines {
         if let Err(e) = crate::engine::engine_share::seed(study, &settings.session.trt_cache) {
             progress.message(&format!(
