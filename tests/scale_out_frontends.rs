@@ -658,47 +658,65 @@ fn fake_kubectl(dir: &Path) -> std::path::PathBuf {
     bin_dir
 }
 
-#[test]
-fn kubernetes_run_script_reports_a_failed_index_at_once_and_merges_after_success() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("k8s");
-    bin()
-        .args([
-            "kubernetes",
-            "--shards",
-            "2",
-            "--image",
-            "i",
-            "--volume-claim",
-            "v",
-        ])
-        .args(["--name", "nightly", "--dir"])
-        .arg(&manifests)
-        .args(["--", "--suite", "demo", "--out", "r"])
-        .assert()
-        .success();
-    let script = manifests.join("run.sh");
-    bash_n(&script);
-    let bin_dir = fake_kubectl(dir.path());
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let log = dir.path().join("kubectl.log");
-    let run = |shards_state: &str| {
+/// A Kubernetes study "nightly" of 2 shards (`extra` flags added) and its run.sh, run against
+/// the stand-in kubectl: `run(states)` runs the script with each Job's condition as given
+/// (`("nightly", "Complete")`, ...) and returns its output and the kubectl calls it made.
+struct KubernetesStudy {
+    dir: tempfile::TempDir,
+    manifests: std::path::PathBuf,
+}
+
+impl KubernetesStudy {
+    fn new(extra: &[&str]) -> KubernetesStudy {
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("k8s");
+        bin()
+            .args([
+                "kubernetes",
+                "--shards",
+                "2",
+                "--image",
+                "i",
+                "--volume-claim",
+                "v",
+            ])
+            .args(extra)
+            .args(["--name", "nightly", "--dir"])
+            .arg(&manifests)
+            .args(["--", "--suite", "demo", "--out", "r"])
+            .assert()
+            .success();
+        bash_n(&manifests.join("run.sh"));
+        KubernetesStudy { dir, manifests }
+    }
+
+    fn run(&self, states: &[(&str, &str)]) -> (std::process::Output, String) {
+        let bin_dir = fake_kubectl(self.dir.path());
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = self.dir.path().join("kubectl.log");
         let _ = std::fs::remove_file(&log);
-        let output = Command::new("bash")
-            .arg(&script)
+        let mut script = Command::new("bash");
+        script
+            .arg(self.manifests.join("run.sh"))
             .env("PATH", &path)
             .env("KUBECTL_LOG", &log)
-            .env("POLL_SECONDS", "0")
-            .env("STATE_nightly", shards_state)
-            .env("STATE_nightly_merge", "Complete")
-            .output()
-            .unwrap();
+            .env("POLL_SECONDS", "0");
+        for (job, state) in states {
+            script.env(format!("STATE_{}", job.replace('-', "_")), state);
+        }
+        let output = script.output().unwrap();
         (output, std::fs::read_to_string(&log).unwrap_or_default())
-    };
+    }
+}
+
+#[test]
+fn kubernetes_run_script_reports_a_failed_index_at_once_and_merges_after_success() {
+    let study = KubernetesStudy::new(&[]);
+    let run = |shards_state| study.run(&[("nightly", shards_state), ("nightly-merge", "Complete")]);
     // Both conditions are watched: a failed index ends the wait at the first look.
     let (failed, calls) = run("FailureTarget Failed");
     assert_eq!(failed.status.code(), Some(1));
@@ -728,52 +746,20 @@ fn kubernetes_run_script_reports_a_failed_index_at_once_and_merges_after_success
     assert!(order[2].ends_with("merge.yaml"), "{calls}");
     assert!(order[3].starts_with("get job/nightly-merge "), "{calls}");
     assert!(
-        !manifests.join("engines.yaml").exists(),
+        !study.manifests.join("engines.yaml").exists(),
         "no GPUs: no engine Job"
     );
 }
 
 #[test]
 fn kubernetes_run_script_starts_the_shards_only_after_the_engine_job_completed() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("k8s");
-    bin()
-        .args([
-            "kubernetes",
-            "--shards",
-            "2",
-            "--image",
-            "i",
-            "--volume-claim",
-            "v",
+    let study = KubernetesStudy::new(&["--gpus", "1"]);
+    let run = |engines_state| {
+        study.run(&[
+            ("nightly-engines", engines_state),
+            ("nightly", "Complete"),
+            ("nightly-merge", "Complete"),
         ])
-        .args(["--gpus", "1", "--name", "nightly", "--dir"])
-        .arg(&manifests)
-        .args(["--", "--suite", "demo", "--out", "r"])
-        .assert()
-        .success();
-    let script = manifests.join("run.sh");
-    bash_n(&script);
-    let bin_dir = fake_kubectl(dir.path());
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let log = dir.path().join("kubectl.log");
-    let run = |engines_state: &str| {
-        let _ = std::fs::remove_file(&log);
-        let output = Command::new("bash")
-            .arg(&script)
-            .env("PATH", &path)
-            .env("KUBECTL_LOG", &log)
-            .env("POLL_SECONDS", "0")
-            .env("STATE_nightly_engines", engines_state)
-            .env("STATE_nightly", "Complete")
-            .env("STATE_nightly_merge", "Complete")
-            .output()
-            .unwrap();
-        (output, std::fs::read_to_string(&log).unwrap_or_default())
     };
     // A failed engine Job stops the study before any shard starts.
     let (failed, calls) = run("Failed");
