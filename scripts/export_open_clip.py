@@ -253,13 +253,7 @@ def main():
         ("onnx", os.path.basename(onnx_path), "relative to this card"),
         ("group", "zero-shot", "CLIP-style zero-shot classifier"),
     ], [
-        ("preprocess", [
-            ("resize", crop, f"resize_mode '{resize_mode}': shorter side to the crop size"),
-            ("crop", crop, "preprocess_cfg size"),
-            ("interpolation", interpolation, f"preprocess_cfg interpolation ({pp.get('interpolation', 'bicubic')})"),
-            ("mean", mean, "preprocess_cfg mean"),
-            ("std", std, "preprocess_cfg std"),
-        ]),
+        preprocess_table(crop, interpolation, mean, std, resize_mode, pp),
         common.input_table("OpenCLIP"),
         ("output", [
             ("name", "embedding", f"image features before normalisation, [N, {embed_dim}]"),
@@ -273,6 +267,17 @@ def main():
         ]),
     ])
     print(f"export_open_clip: wrote {head_path} and {card_path} (embed_dim {embed_dim}, scale {scale:.4g})")
+
+
+def preprocess_table(crop, interpolation, mean, std, resize_mode, pp):
+    """The card's [preprocess], as model.visual.preprocess_cfg gives it (zero-shot and fine-tuned alike)."""
+    return ("preprocess", [
+        ("resize", crop, f"resize_mode '{resize_mode}': shorter side to the crop size"),
+        ("crop", crop, "preprocess_cfg size"),
+        ("interpolation", interpolation, f"preprocess_cfg interpolation ({pp.get('interpolation', 'bicubic')})"),
+        ("mean", mean, "preprocess_cfg mean"),
+        ("std", std, "preprocess_cfg std"),
+    ])
 
 
 def export_classifier(a, model, source, crop, interpolation, mean, std, resize_mode, pp):
@@ -304,13 +309,7 @@ def export_classifier(a, model, source, crop, interpolation, mean, std, resize_m
         ("onnx", os.path.basename(onnx_path), "relative to this card"),
         ("group", "fine-tuned", "a CLIP image tower fine-tuned with a learned head"),
     ], [
-        ("preprocess", [
-            ("resize", crop, f"resize_mode '{resize_mode}': shorter side to the crop size"),
-            ("crop", crop, "preprocess_cfg size"),
-            ("interpolation", interpolation, f"preprocess_cfg interpolation ({pp.get('interpolation', 'bicubic')})"),
-            ("mean", mean, "preprocess_cfg mean"),
-            ("std", std, "preprocess_cfg std"),
-        ]),
+        preprocess_table(crop, interpolation, mean, std, resize_mode, pp),
         common.input_table("OpenCLIP"),
         ("output", [
             ("name", "embedding", f"image features before normalisation, [N, {embed_dim}]"),

@@ -145,6 +145,13 @@ fn mce_csv(out: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
         .collect()
 }
 
+/// A suite's entry for corruption `c` at severity `s`, laid out as `manifest imagenet-c` writes it.
+fn corruption_dataset(c: &str, s: u32) -> String {
+    format!(
+        "[datasets.imagenet-c-{c}-{s}]\nmanifest = \"imagenet-c/{c}/{s}/manifest.csv\"\nscoring = \"imagenet-1k\"\nresize = \"none\"\n"
+    )
+}
+
 #[test]
 fn imagenet_c_tree_runs_end_to_end_and_mce_equals_an_independent_computation() {
     let dir = tempfile::tempdir().unwrap();
@@ -362,9 +369,7 @@ fn one_folder_with_natural_and_synthetic_shifts_draws_the_scatter() {
     );
     for c in BENCHMARK {
         for s in 1..=5 {
-            suite += &format!(
-                "[datasets.imagenet-c-{c}-{s}]\nmanifest = \"imagenet-c/{c}/{s}/manifest.csv\"\nscoring = \"imagenet-1k\"\nresize = \"none\"\n"
-            );
+            suite += &corruption_dataset(c, s);
         }
     }
     let suite_file = dir.path().join("both.toml");
@@ -503,9 +508,7 @@ fn named_sets_get_errors_and_no_mce() {
         ("near_focus", 1..=2),
     ] {
         for s in severities {
-            suite += &format!(
-                "[datasets.imagenet-c-{c}-{s}]\nmanifest = \"imagenet-c/{c}/{s}/manifest.csv\"\nscoring = \"imagenet-1k\"\nresize = \"none\"\n"
-            );
+            suite += &corruption_dataset(c, s);
         }
     }
     let suite_file = dir.path().join("cbar.toml");
